@@ -1,0 +1,135 @@
+#include "collect.hpp"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "sockhist/error.hpp"
+#include "sockhist/snapshot_writer.hpp"
+#include "sockhist/store.hpp"
+#include "sockhist/timeutil.hpp"
+
+namespace sockhist::collector {
+
+namespace {
+
+std::int64_t duration_option(const std::string& text, const char* option) {
+  const auto ms = model::parse_duration_ms(text);
+  if (!ms) {
+    throw Error(Exit::usage, fmt::format("{} {}: not a duration (examples: 500ms, 10s, 5m, 7d)", option, text));
+  }
+  return *ms;
+}
+
+}  // namespace
+
+void setup_collect(CLI::App& app, CollectOptions& o) {
+  app.description(
+      "Records every TCP, UDP and UNIX socket and the kernel's network counters into a SQLite history.\n"
+      "One snapshot per run (for cron or a systemd timer), or a loop with --interval.");
+  app.add_option("--db", o.db, "Database file (default: $SOCKHIST_DB, else /var/lib/sockhist/sockhist.db as root)");
+  auto* root = app.add_option("--proc-root", o.proc_root, "Read this /proc tree instead of the live /proc");
+  app.add_option("--host", o.host, "Record the snapshot under this host name");
+  app.add_option("--at", o.at, "Record this time for a copied tree (ISO-8601, or 'YYYY-MM-DD HH:MM[:SS]' local)")
+      ->needs(root);
+  auto* interval = app.add_option("--interval", o.interval, "Take a snapshot every DURATION until SIGINT/SIGTERM");
+  app.add_option("--count", o.count, "With --interval: stop after N snapshots")->needs(interval)->check(CLI::PositiveNumber);
+  app.add_option("--retain", o.retain, "Remove live snapshots older than this (0: keep everything)")->capture_default_str();
+  app.add_option("--lock-wait", o.lock_wait, "How long to wait for another writer of the database")->capture_default_str();
+  app.add_flag("--no-cmdline", o.no_cmdline, "Do not store process command lines");
+  app.add_flag("--no-owners", o.no_owners, "Do not scan /proc/PID/fd for socket owners");
+  app.add_flag("-q,--quiet", o.quiet, "Print nothing on success, even on a terminal");
+  app.add_flag("-v,--verbose", o.verbose, "Print a line per snapshot, even when not on a terminal");
+  app.set_version_flag("--version", std::string("sockhist-collect ") + SOCKHIST_VERSION);
+}
+
+int run_collect(const CollectOptions& o) {
+  proc::CaptureOptions capture_options;
+  capture_options.proc_root = o.proc_root;
+  capture_options.live = o.proc_root == "/proc";
+  capture_options.host = o.host;
+  capture_options.owners = !o.no_owners;
+  capture_options.cmdlines = o.no_cmdline ? proc::Cmdlines::omit : proc::Cmdlines::store;
+  if (o.host && o.host->empty()) {
+    throw Error(Exit::usage, "--host: the name must not be empty");
+  }
+  if (o.at) {
+    capture_options.at_ms = model::parse_time_ms(*o.at);
+    if (!capture_options.at_ms) {
+      throw Error(Exit::usage, fmt::format("--at {}: not a time (examples: 2026-11-20T03:12:00Z, '2026-11-20 03:12')",
+                                           *o.at));
+    }
+  }
+  const std::int64_t interval_ms = o.interval ? duration_option(*o.interval, "--interval") : 0;
+  if (o.interval && interval_ms <= 0) {
+    throw Error(Exit::usage, "--interval: must be greater than zero");
+  }
+  if (o.interval && o.at) {
+    throw Error(Exit::usage, "--interval cannot be combined with --at: a copied tree is one moment");
+  }
+  const std::int64_t retain_ms = duration_option(o.retain, "--retain");
+  const std::int64_t lock_wait_ms = duration_option(o.lock_wait, "--lock-wait");
+  const bool report = o.verbose || (!o.quiet && ::isatty(STDERR_FILENO) != 0);
+
+  // Signals end a loop only between snapshots: the one in flight is finished and committed.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  if (interval_ms > 0) {
+    sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
+  }
+
+  ::umask(027);
+  const auto db_path = store::resolve_db_path(o.db);
+  store::WriterLock lock(db_path, std::chrono::milliseconds(lock_wait_ms));
+  auto db = store::open_for_write(db_path);
+  store::SnapshotWriter writer(db);
+
+  using clock = std::chrono::steady_clock;
+  auto next = clock::now();
+  for (std::int64_t taken = 0; !o.count || taken < *o.count; ++taken) {
+    const auto capture = proc::capture(capture_options);
+    const auto stats = writer.write(capture);
+    std::size_t expired = 0;
+    if (capture_options.live && retain_ms > 0) {
+      expired = store::apply_retention(db, model::now_ms() - retain_ms);
+    }
+    if (report) {
+      fmt::print(stderr,
+                 "sockhist-collect: snapshot {} of {} at {}: {} sockets, {} spans opened, {} closed, {} counter "
+                 "rows, {} rows written, capture {} ms{}{}\n",
+                 stats.snapshot_id, capture.host, model::format_iso_utc(capture.time_ms), stats.sockets,
+                 stats.spans_opened, stats.spans_closed, stats.counter_rows, stats.rows_written, capture.capture_ms,
+                 capture.skipped_lines > 0 ? fmt::format(", {} malformed lines skipped", capture.skipped_lines) : "",
+                 expired > 0 ? fmt::format(", {} old snapshots removed", expired) : "");
+    }
+    if (interval_ms == 0) {
+      break;
+    }
+    if (o.count && taken + 1 >= *o.count) {
+      break;
+    }
+    next += std::chrono::milliseconds(interval_ms);
+    const auto now = clock::now();
+    if (next < now) {
+      next = now;  // a snapshot took longer than the interval: start the next one at once
+    }
+    const auto wait_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(next - now).count();
+    timespec timeout{static_cast<time_t>(wait_ns / 1'000'000'000), static_cast<long>(wait_ns % 1'000'000'000)};
+    if (::sigtimedwait(&stop_signals, nullptr, &timeout) > 0) {
+      if (report) {
+        fmt::print(stderr, "sockhist-collect: stopping on signal after {} snapshots\n", taken + 1);
+      }
+      break;
+    }
+  }
+  return static_cast<int>(Exit::ok);
+}
+
+}  // namespace sockhist::collector

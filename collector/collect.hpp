@@ -1,0 +1,36 @@
+// The collector's run: options, the snapshot loop, and its reporting.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "sockhist/proc.hpp"
+
+namespace sockhist::collector {
+
+struct CollectOptions {
+  std::optional<std::string> db;
+  std::string proc_root = "/proc";
+  std::optional<std::string> host;
+  std::optional<std::string> at;
+  std::optional<std::string> interval;
+  std::optional<std::int64_t> count;
+  std::string retain = "7d";
+  std::string lock_wait = "30s";
+  bool no_cmdline = false;
+  bool no_owners = false;
+  bool quiet = false;
+  bool verbose = false;
+};
+
+// Declares the collector's options on `app`.
+void setup_collect(CLI::App& app, CollectOptions& options);
+
+// Takes one snapshot, or loops until --count or SIGINT/SIGTERM; returns the exit code.
+// Throws Error for anything that stops the run.
+int run_collect(const CollectOptions& options);
+
+}  // namespace sockhist::collector

@@ -1,0 +1,36 @@
+// sockhist-collect: parse, run, and turn the project's errors into one line and an exit code.
+#include <cstdio>
+
+#include <SQLiteCpp/Exception.h>
+#include <fmt/format.h>
+
+#include "collect.hpp"
+#include "sockhist/error.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app("sockhist-collect", "sockhist-collect");
+  sockhist::collector::CollectOptions options;
+  sockhist::collector::setup_collect(app, options);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fmt::print(stderr, "sockhist-collect: error: {}\nRun 'sockhist-collect --help' for the options.\n", e.what());
+    return static_cast<int>(sockhist::Exit::usage);
+  }
+  try {
+    return sockhist::collector::run_collect(options);
+  } catch (const sockhist::Error& e) {
+    fmt::print(stderr, "sockhist-collect: error: {}\n", e.what());
+    return static_cast<int>(e.code());
+  } catch (const SQLite::Exception& e) {
+    fmt::print(stderr, "sockhist-collect: error: database: {}\n", e.what());
+    return static_cast<int>(sockhist::Exit::failure);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "sockhist-collect: error: {}\n", e.what());
+    return static_cast<int>(sockhist::Exit::failure);
+  }
+}

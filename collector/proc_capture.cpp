@@ -1,0 +1,374 @@
+// Reading a /proc root: files, process ownership, and one whole capture.
+#include <dirent.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "sockhist/error.hpp"
+#include "sockhist/proc.hpp"
+#include "sockhist/timeutil.hpp"
+
+namespace sockhist::proc {
+
+namespace {
+
+// A snapshot keeps at most this many diagnostics; skipped_lines still counts them all.
+constexpr std::size_t k_max_diagnostics = 100;
+
+bool read_fd_to_end(int fd, std::string& out) {
+  out.clear();
+  std::array<char, 65536> buffer{};
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return false;
+    }
+    if (n == 0) {
+      return true;
+    }
+    out.append(buffer.data(), static_cast<std::size_t>(n));
+  }
+}
+
+std::string trim(std::string_view text) {
+  const auto start = text.find_first_not_of(" \t\r\n");
+  if (start == std::string_view::npos) {
+    return {};
+  }
+  const auto end = text.find_last_not_of(" \t\r\n");
+  return std::string(text.substr(start, end - start + 1));
+}
+
+std::optional<std::int64_t> to_int(std::string_view text) {
+  const std::string t = trim(text);
+  std::int64_t value = 0;
+  const auto* end = t.data() + t.size();
+  auto [ptr, ec] = std::from_chars(t.data(), end, value);
+  if (ec != std::errc{} || ptr == t.data()) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<std::string> user_name(std::uint32_t uid) {
+  std::array<char, 4096> buffer{};
+  passwd pw{};
+  passwd* found = nullptr;
+  if (::getpwuid_r(uid, &pw, buffer.data(), buffer.size(), &found) == 0 && found != nullptr) {
+    return std::string(found->pw_name);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+ProcRoot::ProcRoot(std::filesystem::path root) : m_root(std::move(root)) {}
+
+std::optional<std::string> ProcRoot::read(std::string_view relative) const {
+  const auto path = m_root / relative;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      return std::nullopt;
+    }
+    throw Error(Exit::bad_input, fmt::format("{}: cannot read: {}", path.string(), std::strerror(errno)));
+  }
+  std::string content;
+  const bool ok = read_fd_to_end(fd, content);
+  const int err = errno;
+  ::close(fd);
+  if (!ok) {
+    throw Error(Exit::bad_input, fmt::format("{}: cannot read: {}", path.string(), std::strerror(err)));
+  }
+  return content;
+}
+
+std::optional<std::string> ProcRoot::try_read(std::string_view relative) const {
+  try {
+    return read(relative);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+std::optional<std::string> ProcRoot::read_link(std::string_view relative) const {
+  std::array<char, 256> buffer{};
+  const auto path = m_root / relative;
+  const ssize_t n = ::readlink(path.c_str(), buffer.data(), buffer.size());
+  if (n <= 0 || static_cast<std::size_t>(n) >= buffer.size()) {
+    return std::nullopt;
+  }
+  return std::string(buffer.data(), static_cast<std::size_t>(n));
+}
+
+OwnerMap scan_owners(const ProcRoot& root, Cmdlines cmdlines, bool resolve_users) {
+  OwnerMap result;
+  DIR* proc = ::opendir(root.path().c_str());
+  if (proc == nullptr) {
+    result.completeness = model::OwnerScan::skipped;
+    return result;
+  }
+  std::vector<std::int32_t> owning_pids;
+  std::array<char, 64> target{};
+  while (const dirent* entry = ::readdir(proc)) {
+    std::int32_t pid = 0;
+    const std::string_view name(entry->d_name);
+    const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
+    if (ec != std::errc{} || ptr != name.data() + name.size() || pid <= 0) {
+      continue;
+    }
+    const std::string fd_dir = fmt::format("{}/{}/fd", root.path().string(), pid);
+    const int dir_fd = ::open(fd_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) {
+      // EACCES: another user's process and no CAP_DAC_READ_SEARCH; ENOENT: it exited, or a copied
+      // tree without fd links. Only the former makes the picture partial.
+      if (errno == EACCES || errno == EPERM) {
+        ++result.unreadable_processes;
+      }
+      continue;
+    }
+    DIR* fds = ::fdopendir(dir_fd);
+    if (fds == nullptr) {
+      ::close(dir_fd);
+      continue;
+    }
+    bool owns = false;
+    while (const dirent* fd_entry = ::readdir(fds)) {
+      if (fd_entry->d_name[0] == '.') {
+        continue;
+      }
+      const ssize_t n = ::readlinkat(dir_fd, fd_entry->d_name, target.data(), target.size());
+      if (n <= 0 || static_cast<std::size_t>(n) >= target.size()) {
+        if (n < 0 && (errno == EACCES || errno == EPERM)) {
+          ++result.unreadable_processes;
+          break;
+        }
+        continue;
+      }
+      const auto inode = socket_inode_of_link(std::string_view(target.data(), static_cast<std::size_t>(n)));
+      if (!inode) {
+        continue;
+      }
+      owns = true;
+      auto [it, inserted] = result.owner_of_inode.try_emplace(*inode, pid);
+      if (!inserted && pid < it->second) {
+        it->second = pid;  // the lowest pid wins, as in netstat -p
+      }
+    }
+    ::closedir(fds);
+    if (owns) {
+      owning_pids.push_back(pid);
+    }
+  }
+  ::closedir(proc);
+
+  // Only processes that are some socket's owner are described.
+  std::unordered_set<std::int32_t> wanted;
+  for (const auto& [inode, pid] : result.owner_of_inode) {
+    wanted.insert(pid);
+  }
+  for (const std::int32_t pid : owning_pids) {
+    if (!wanted.contains(pid)) {
+      continue;
+    }
+    model::Process process;
+    process.pid = pid;
+    const auto stat = root.try_read(fmt::format("{}/stat", pid));
+    const auto fields = stat ? parse_pid_stat(*stat) : std::nullopt;
+    if (!fields) {
+      // The process exited between the fd scan and now: its sockets lose their owner.
+      std::erase_if(result.owner_of_inode, [pid](const auto& item) { return item.second == pid; });
+      continue;
+    }
+    process.comm = fields->comm;
+    process.start_ticks = fields->start_ticks;
+    if (const auto status = root.try_read(fmt::format("{}/status", pid))) {
+      process.uid = parse_status_euid(*status).value_or(0);
+    }
+    if (cmdlines == Cmdlines::store) {
+      if (const auto raw = root.try_read(fmt::format("{}/cmdline", pid))) {
+        process.cmdline = format_cmdline(*raw);
+      }
+    }
+    if (resolve_users) {
+      process.user = user_name(process.uid);
+    }
+    result.processes.push_back(std::move(process));
+  }
+  if (result.unreadable_processes > 0) {
+    result.completeness = model::OwnerScan::partial;
+  }
+  return result;
+}
+
+model::Capture capture(const CaptureOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  model::Capture cap;
+  cap.time_ms = options.at_ms.value_or(model::now_ms());
+  const ProcRoot root(options.proc_root);
+  struct stat st {};
+  if (::stat(options.proc_root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    throw Error(Exit::bad_input, fmt::format("{}: not a directory (--proc-root)", options.proc_root.string()));
+  }
+  if (!options.live) {
+    cap.proc_root = std::filesystem::absolute(options.proc_root).lexically_normal().string();
+  }
+  if (const long hz = ::sysconf(_SC_CLK_TCK); hz > 0) {
+    cap.user_hz = hz;
+  }
+
+  const auto note = [&](const std::string& file, std::size_t line, std::string message) {
+    if (cap.diagnostics.size() < k_max_diagnostics) {
+      cap.diagnostics.push_back({file, line, std::move(message)});
+    }
+  };
+  // Reads and parses one file; a missing file is a diagnostic, a malformed one an error.
+  const auto load = [&](std::string_view relative, auto&& parse, auto& out) {
+    const std::string path = (root.path() / relative).string();
+    const auto text = root.read(relative);
+    if (!text) {
+      note(path, 0, "not present");
+      return false;
+    }
+    auto parsed = parse(*text);
+    if (parsed.error) {
+      throw Error(Exit::bad_input, fmt::format("{}: {}", path, *parsed.error));
+    }
+    for (auto& issue : parsed.issues) {
+      note(path, issue.line, std::move(issue.reason));
+    }
+    cap.skipped_lines += parsed.issues.size();
+    if (parsed.duplicates > 0) {
+      note(path, 0, fmt::format("{} duplicate rows dropped", parsed.duplicates));
+    }
+    std::move(parsed.rows.begin(), parsed.rows.end(), std::back_inserter(out));
+    return true;
+  };
+
+  const std::int64_t hz = cap.user_hz;
+  bool any_table = false;
+  using model::Proto;
+  any_table |= load("net/tcp", [&](std::string_view t) { return parse_inet(t, Proto::tcp, 4, hz); }, cap.sockets);
+  any_table |= load("net/tcp6", [&](std::string_view t) { return parse_inet(t, Proto::tcp, 6, hz); }, cap.sockets);
+  any_table |= load("net/udp", [&](std::string_view t) { return parse_inet(t, Proto::udp, 4, hz); }, cap.sockets);
+  any_table |= load("net/udp6", [&](std::string_view t) { return parse_inet(t, Proto::udp, 6, hz); }, cap.sockets);
+  any_table |= load("net/unix", [](std::string_view t) { return parse_unix(t); }, cap.sockets);
+  if (!any_table) {
+    throw Error(Exit::bad_input,
+                fmt::format("{}: no socket table (net/tcp, tcp6, udp, udp6, unix) under this /proc root",
+                            root.path().string()));
+  }
+  load("net/snmp", [](std::string_view t) { return parse_counter_pairs(t); }, cap.counters);
+  load("net/netstat", [](std::string_view t) { return parse_counter_pairs(t); }, cap.counters);
+  load("net/snmp6", [](std::string_view t) { return parse_snmp6(t); }, cap.counters);
+  load("net/sockstat", [](std::string_view t) { return parse_sockstat(t, "Sockstat"); }, cap.counters);
+  load("net/sockstat6", [](std::string_view t) { return parse_sockstat(t, "Sockstat6"); }, cap.counters);
+
+  const auto text_of = [&](std::string_view relative) -> std::optional<std::string> {
+    auto content = root.try_read(relative);
+    if (!content) {
+      return std::nullopt;
+    }
+    auto trimmed = trim(*content);
+    return trimmed.empty() ? std::nullopt : std::optional(trimmed);
+  };
+  cap.boot_id = text_of("sys/kernel/random/boot_id");
+  cap.kernel = text_of("sys/kernel/osrelease");
+  cap.hostname = text_of("sys/kernel/hostname").value_or("");
+  if (options.live) {
+    timespec ts{};
+    if (::clock_gettime(CLOCK_BOOTTIME, &ts) == 0) {
+      cap.uptime_ms = static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+    }
+    std::array<char, 256> name{};
+    if (cap.hostname.empty() && ::gethostname(name.data(), name.size() - 1) == 0) {
+      cap.hostname = name.data();
+    }
+    if (auto id = ProcRoot("/etc").try_read("machine-id")) {
+      if (auto trimmed = trim(*id); !trimmed.empty()) {
+        cap.machine_id = trimmed;
+      }
+    }
+  } else if (const auto uptime = root.try_read("uptime")) {
+    // "12345.67 23456.78": seconds since boot with centiseconds.
+    double seconds = 0;
+    if (std::sscanf(uptime->c_str(), "%lf", &seconds) == 1 && seconds >= 0) {
+      cap.uptime_ms = static_cast<std::int64_t>(seconds * 1000.0);
+    }
+  }
+  cap.host = options.host.value_or(cap.hostname.empty() ? std::string("unknown") : cap.hostname);
+  if (const auto link = root.read_link("self/ns/net"); link && link->starts_with("net:[")) {
+    cap.netns_inode = static_cast<std::uint64_t>(to_int(link->substr(5)).value_or(0));
+  }
+
+  cap.settings.tcp_fin_timeout = to_int(text_of("sys/net/ipv4/tcp_fin_timeout").value_or(""));
+  cap.settings.tcp_max_tw_buckets = to_int(text_of("sys/net/ipv4/tcp_max_tw_buckets").value_or(""));
+  cap.settings.tcp_tw_reuse = to_int(text_of("sys/net/ipv4/tcp_tw_reuse").value_or(""));
+  cap.settings.somaxconn = to_int(text_of("sys/net/core/somaxconn").value_or(""));
+  if (const auto range = text_of("sys/net/ipv4/ip_local_port_range")) {
+    long long low = 0;
+    long long high = 0;
+    if (std::sscanf(range->c_str(), "%lld %lld", &low, &high) == 2) {
+      cap.settings.port_range_low = low;
+      cap.settings.port_range_high = high;
+    }
+  }
+
+  if (options.owners) {
+    auto owners = scan_owners(root, options.cmdlines, options.live);
+    cap.owners = owners.completeness;
+    std::unordered_set<std::int32_t> used;
+    for (auto& socket : cap.sockets) {
+      if (socket.inode == 0) {
+        continue;
+      }
+      if (const auto it = owners.owner_of_inode.find(socket.inode); it != owners.owner_of_inode.end()) {
+        socket.pid = it->second;
+        used.insert(it->second);
+      }
+    }
+    for (auto& process : owners.processes) {
+      if (used.contains(process.pid)) {
+        cap.processes.push_back(std::move(process));
+      }
+    }
+    if (owners.unreadable_processes > 0) {
+      note(root.path().string(), 0,
+           fmt::format("{} processes' fds unreadable: their sockets have no owner (needs CAP_DAC_READ_SEARCH "
+                       "and CAP_SYS_PTRACE)",
+                       owners.unreadable_processes));
+    }
+  }
+  if (options.live) {
+    std::unordered_set<std::uint32_t> uids;
+    for (const auto& socket : cap.sockets) {
+      uids.insert(socket.uid);
+    }
+    for (const auto uid : uids) {
+      if (auto user = user_name(uid)) {
+        cap.users.emplace_back(uid, std::move(*user));
+      }
+    }
+    std::sort(cap.users.begin(), cap.users.end());
+  }
+  cap.capture_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
+                       .count();
+  return cap;
+}
+
+}  // namespace sockhist::proc

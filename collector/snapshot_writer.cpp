@@ -1,0 +1,736 @@
+// Stores captures as socket spans. A span is one socket seen in one state with one owner over an
+// unbroken run of snapshots of its network namespace; an unchanged socket costs no write at all.
+#include "sockhist/snapshot_writer.hpp"
+
+#include <map>
+#include <set>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <SQLiteCpp/Statement.h>
+#include <SQLiteCpp/Transaction.h>
+#include <fmt/format.h>
+
+#include "sockhist/error.hpp"
+#include "sockhist/timeutil.hpp"
+
+namespace sockhist::store {
+
+using model::Capture;
+using model::Socket;
+using model::SockState;
+
+namespace {
+
+// A TIME_WAIT socket whose time remaining exceeds what the span's first observation predicts by
+// more than this is a new socket on a reused 4-tuple (DOMAIN.md: TIME_WAIT counts down from 60 s).
+constexpr std::int64_t k_timewait_slack_ms = 2000;
+
+template <class T>
+void bind_optional(SQLite::Statement& stmt, int index, const std::optional<T>& value) {
+  if (value) {
+    stmt.bind(index, static_cast<std::int64_t>(*value));
+  } else {
+    stmt.bind(index);
+  }
+}
+
+void bind_optional_text(SQLite::Statement& stmt, int index, const std::optional<std::string>& value) {
+  if (value) {
+    stmt.bind(index, *value);
+  } else {
+    stmt.bind(index);
+  }
+}
+
+std::optional<std::int64_t> column_optional(const SQLite::Column& column) {
+  if (column.isNull()) {
+    return std::nullopt;
+  }
+  return column.getInt64();
+}
+
+// What identifies a socket across snapshots: protocol, endpoints and inode. TIME_WAIT, request and
+// orphaned sockets have inode 0 and are told apart by their endpoints.
+struct SpanKey {
+  std::string proto;
+  int family = 0;
+  std::string local_addr;
+  int local_port = 0;
+  std::string remote_addr;
+  int remote_port = 0;
+  std::uint64_t inode = 0;
+
+  bool operator==(const SpanKey&) const = default;
+};
+
+struct SpanKeyHash {
+  std::size_t operator()(const SpanKey& k) const noexcept {
+    std::size_t h = std::hash<std::string>{}(k.local_addr);
+    const auto mix = [&h](std::size_t v) { h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2); };
+    mix(std::hash<std::string>{}(k.remote_addr));
+    mix(std::hash<std::string>{}(k.proto));
+    mix(static_cast<std::size_t>(k.local_port) << 16 | static_cast<std::size_t>(k.remote_port));
+    mix(static_cast<std::size_t>(k.inode));
+    mix(static_cast<std::size_t>(k.family));
+    return h;
+  }
+};
+
+SpanKey key_of(const Socket& s) {
+  return {std::string(model::name(s.proto)), s.family, s.local_addr, s.local_port, s.remote_addr, s.remote_port,
+          s.inode};
+}
+
+// The connection a TCP socket belongs to, whatever its inode: used to link a socket's states.
+SpanKey connection_of(const SpanKey& k) {
+  SpanKey c = k;
+  c.inode = 0;
+  return c;
+}
+
+struct OpenSpan {
+  std::int64_t span_id = 0;
+  SpanKey key;
+  std::string state;
+  std::optional<std::int64_t> process_id;
+  bool carried = false;
+  int timer = 0;
+  std::int64_t timer_ms = 0;
+  std::int64_t first_time_ms = 0;
+  std::optional<std::int64_t> cookie;
+  bool matched = false;   // seen again unchanged: stays open
+  bool linked = false;    // a new span already continues it
+};
+
+struct NewSpan {
+  const Socket* socket = nullptr;
+  std::optional<std::int64_t> process_id;
+  bool carried = false;
+  std::optional<std::int64_t> prev_span_id;
+};
+
+struct CounterCache {
+  std::int64_t snapshot_id = 0;  // the snapshot these values describe
+  std::unordered_map<std::int64_t, std::optional<std::int64_t>> values;
+};
+
+}  // namespace
+
+struct SnapshotWriter::Impl {
+  explicit Impl(SQLite::Database& database) : db(database) {}
+
+  SQLite::Database& db;
+  std::unordered_map<std::string, std::int64_t> host_ids;
+  std::map<std::pair<std::int64_t, std::uint64_t>, std::int64_t> netns_ids;
+  std::map<std::tuple<std::int64_t, std::string, std::int32_t, std::uint64_t>, std::int64_t> process_ids;
+  std::unordered_map<std::string, std::int64_t> counter_ids;
+  std::unordered_map<std::int64_t, CounterCache> counter_cache;  // by netns_id
+  std::set<std::tuple<std::int64_t, std::uint32_t, std::string>> users_written;
+  WriteStats stats;
+
+  void forget() {
+    host_ids.clear();
+    netns_ids.clear();
+    process_ids.clear();
+    counter_ids.clear();
+    counter_cache.clear();
+    users_written.clear();
+  }
+
+  std::int64_t ensure_host(const Capture& cap) {
+    if (auto it = host_ids.find(cap.host); it != host_ids.end() && !cap.machine_id) {
+      return it->second;
+    }
+    SQLite::Statement select(db, "SELECT host_id, machine_id FROM hosts WHERE name = ?");
+    select.bind(1, cap.host);
+    std::int64_t id = 0;
+    if (select.executeStep()) {
+      id = select.getColumn(0).getInt64();
+      const auto stored = select.getColumn(1);
+      if (cap.machine_id && (stored.isNull() || stored.getString() != *cap.machine_id)) {
+        SQLite::Statement update(db, "UPDATE hosts SET machine_id = ? WHERE host_id = ?");
+        update.bind(1, *cap.machine_id);
+        update.bind(2, id);
+        update.exec();
+        ++stats.rows_written;
+      }
+    } else {
+      SQLite::Statement insert(db, "INSERT INTO hosts(name, machine_id) VALUES (?, ?)");
+      insert.bind(1, cap.host);
+      bind_optional_text(insert, 2, cap.machine_id);
+      insert.exec();
+      id = db.getLastInsertRowid();
+      ++stats.rows_written;
+    }
+    host_ids[cap.host] = id;
+    return id;
+  }
+
+  std::int64_t ensure_netns(std::int64_t host_id, const Capture& cap) {
+    const auto key = std::make_pair(host_id, cap.netns_inode);
+    if (auto it = netns_ids.find(key); it != netns_ids.end()) {
+      return it->second;
+    }
+    SQLite::Statement select(db, "SELECT netns_id FROM netns WHERE host_id = ? AND inode = ?");
+    select.bind(1, host_id);
+    select.bind(2, static_cast<std::int64_t>(cap.netns_inode));
+    std::int64_t id = 0;
+    if (select.executeStep()) {
+      id = select.getColumn(0).getInt64();
+    } else {
+      SQLite::Statement insert(db, "INSERT INTO netns(host_id, inode, name) VALUES (?, ?, ?)");
+      insert.bind(1, host_id);
+      insert.bind(2, static_cast<std::int64_t>(cap.netns_inode));
+      bind_optional_text(insert, 3, cap.netns_name);
+      insert.exec();
+      id = db.getLastInsertRowid();
+      ++stats.rows_written;
+    }
+    netns_ids[key] = id;
+    return id;
+  }
+
+  std::int64_t ensure_process(std::int64_t host_id, const std::string& boot_id, const model::Process& p) {
+    const auto key = std::make_tuple(host_id, boot_id, p.pid, p.start_ticks);
+    if (auto it = process_ids.find(key); it != process_ids.end()) {
+      return it->second;
+    }
+    SQLite::Statement select(db,
+                             "SELECT process_id FROM processes WHERE host_id = ? AND boot_id = ? AND pid = ? AND "
+                             "start_ticks = ?");
+    select.bind(1, host_id);
+    select.bind(2, boot_id);
+    select.bind(3, p.pid);
+    select.bind(4, static_cast<std::int64_t>(p.start_ticks));
+    std::int64_t id = 0;
+    if (select.executeStep()) {
+      id = select.getColumn(0).getInt64();
+    } else {
+      SQLite::Statement insert(db,
+                               "INSERT INTO processes(host_id, boot_id, pid, start_ticks, comm, cmdline, uid, user) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+      insert.bind(1, host_id);
+      insert.bind(2, boot_id);
+      insert.bind(3, p.pid);
+      insert.bind(4, static_cast<std::int64_t>(p.start_ticks));
+      insert.bind(5, p.comm);
+      bind_optional_text(insert, 6, p.cmdline);
+      insert.bind(7, static_cast<std::int64_t>(p.uid));
+      bind_optional_text(insert, 8, p.user);
+      insert.exec();
+      id = db.getLastInsertRowid();
+      ++stats.rows_written;
+    }
+    process_ids[key] = id;
+    return id;
+  }
+
+  std::int64_t ensure_counter(const model::Counter& c) {
+    const std::string key = fmt::format("{}\n{}", c.section, c.name);
+    if (auto it = counter_ids.find(key); it != counter_ids.end()) {
+      return it->second;
+    }
+    SQLite::Statement select(db, "SELECT counter_id FROM counter_names WHERE section = ? AND name = ?");
+    select.bind(1, c.section);
+    select.bind(2, c.name);
+    std::int64_t id = 0;
+    if (select.executeStep()) {
+      id = select.getColumn(0).getInt64();
+    } else {
+      SQLite::Statement insert(db, "INSERT INTO counter_names(section, name, is_gauge) VALUES (?, ?, ?)");
+      insert.bind(1, c.section);
+      insert.bind(2, c.name);
+      insert.bind(3, c.is_gauge ? 1 : 0);
+      insert.exec();
+      id = db.getLastInsertRowid();
+      ++stats.rows_written;
+    }
+    counter_ids[key] = id;
+    return id;
+  }
+
+  // The value of every counter of a namespace as of one snapshot.
+  CounterCache& counters_as_of(std::int64_t netns_id, std::int64_t snapshot_id) {
+    auto& cache = counter_cache[netns_id];
+    if (cache.snapshot_id == snapshot_id) {
+      return cache;
+    }
+    cache.values.clear();
+    cache.snapshot_id = snapshot_id;
+    // One index seek per known counter name (a few hundred), never a scan of the history.
+    SQLite::Statement names(db, "SELECT counter_id FROM counter_names");
+    SQLite::Statement latest(db,
+                             "SELECT value FROM counter_values WHERE netns_id = ? AND counter_id = ? AND "
+                             "snapshot_id <= ? ORDER BY snapshot_id DESC LIMIT 1");
+    while (names.executeStep()) {
+      const std::int64_t counter_id = names.getColumn(0).getInt64();
+      latest.reset();
+      latest.bind(1, netns_id);
+      latest.bind(2, counter_id);
+      latest.bind(3, snapshot_id);
+      if (latest.executeStep()) {
+        cache.values[counter_id] = column_optional(latest.getColumn(0));
+      }
+    }
+    return cache;
+  }
+
+  bool same_socket(const OpenSpan& open, const Socket& s, const std::optional<std::int64_t>& owner,
+                   std::int64_t time_ms) const {
+    if (open.state != model::name(s.state)) {
+      return false;
+    }
+    if (open.cookie && s.cookie && *open.cookie != static_cast<std::int64_t>(*s.cookie)) {
+      return false;
+    }
+    // A socket without an inode has no observable owner; its span keeps the carried one.
+    if (s.inode != 0 && owner != open.process_id) {
+      return false;
+    }
+    if (s.state == SockState::time_wait && open.timer == static_cast<int>(model::TimerKind::timewait)) {
+      const std::int64_t expected = open.timer_ms - (time_ms - open.first_time_ms);
+      if (static_cast<std::int64_t>(s.timer_ms) > expected + k_timewait_slack_ms) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  WriteStats write(const Capture& cap);
+};
+
+WriteStats SnapshotWriter::Impl::write(const Capture& cap) {
+  stats = WriteStats{};
+  SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+  const std::int64_t host_id = ensure_host(cap);
+  const std::int64_t netns_id = ensure_netns(host_id, cap);
+  const std::string boot_id = cap.boot_id.value_or("");
+
+  struct Previous {
+    std::int64_t id = 0;
+    std::int64_t time_ms = 0;
+    std::string boot_id;
+  };
+  std::optional<Previous> prev;
+  {
+    SQLite::Statement select(db,
+                             "SELECT snapshot_id, time_ms, coalesce(boot_id, '') FROM snapshots WHERE netns_id = ? "
+                             "ORDER BY snapshot_id DESC LIMIT 1");
+    select.bind(1, netns_id);
+    if (select.executeStep()) {
+      prev = Previous{select.getColumn(0).getInt64(), select.getColumn(1).getInt64(), select.getColumn(2).getString()};
+    }
+  }
+  if (prev && cap.time_ms < prev->time_ms) {
+    throw Error(Exit::bad_input,
+                fmt::format("a snapshot at {} is older than the newest snapshot of host {} in this database ({}); "
+                            "snapshots of one host must be added in time order",
+                            model::format_iso_utc(cap.time_ms), cap.host, model::format_iso_utc(prev->time_ms)));
+  }
+  const bool same_boot = prev && prev->boot_id == boot_id;
+
+  SQLite::Statement insert_snapshot(
+      db,
+      "INSERT INTO snapshots(netns_id, time_ms, boot_id, uptime_ms, hostname, kernel, user_hz, source, proc_root, "
+      "capture_ms, tcp_fin_timeout, tcp_max_tw_buckets, port_range_low, port_range_high, tcp_tw_reuse, somaxconn, "
+      "owners, socket_count, spans_opened, spans_closed, counter_rows, skipped_lines, collector_version) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, ?, ?)");
+  insert_snapshot.bind(1, netns_id);
+  insert_snapshot.bind(2, cap.time_ms);
+  bind_optional_text(insert_snapshot, 3, cap.boot_id);
+  bind_optional(insert_snapshot, 4, cap.uptime_ms);
+  insert_snapshot.bind(5, cap.hostname);
+  bind_optional_text(insert_snapshot, 6, cap.kernel);
+  insert_snapshot.bind(7, cap.user_hz);
+  insert_snapshot.bind(8, cap.source);
+  bind_optional_text(insert_snapshot, 9, cap.proc_root);
+  insert_snapshot.bind(10, cap.capture_ms);
+  bind_optional(insert_snapshot, 11, cap.settings.tcp_fin_timeout);
+  bind_optional(insert_snapshot, 12, cap.settings.tcp_max_tw_buckets);
+  bind_optional(insert_snapshot, 13, cap.settings.port_range_low);
+  bind_optional(insert_snapshot, 14, cap.settings.port_range_high);
+  bind_optional(insert_snapshot, 15, cap.settings.tcp_tw_reuse);
+  bind_optional(insert_snapshot, 16, cap.settings.somaxconn);
+  insert_snapshot.bind(17, std::string(model::name(cap.owners)));
+  insert_snapshot.bind(18, static_cast<std::int64_t>(cap.skipped_lines));
+  insert_snapshot.bind(19, SOCKHIST_VERSION);
+  insert_snapshot.exec();
+  const std::int64_t snapshot_id = db.getLastInsertRowid();
+  stats.snapshot_id = snapshot_id;
+  ++stats.rows_written;
+
+  if (!cap.diagnostics.empty()) {
+    SQLite::Statement insert(db, "INSERT INTO diagnostics(snapshot_id, file, line, message) VALUES (?, ?, ?, ?)");
+    for (const auto& d : cap.diagnostics) {
+      insert.reset();
+      insert.bind(1, snapshot_id);
+      insert.bind(2, d.file);
+      insert.bind(3, static_cast<std::int64_t>(d.line));
+      insert.bind(4, d.message);
+      insert.exec();
+      ++stats.rows_written;
+    }
+  }
+
+  if (!cap.users.empty()) {
+    SQLite::Statement upsert(db,
+                             "INSERT INTO users(host_id, uid, name) VALUES (?, ?, ?) ON CONFLICT(host_id, uid) "
+                             "DO UPDATE SET name = excluded.name WHERE name != excluded.name");
+    for (const auto& [uid, user] : cap.users) {
+      if (users_written.insert({host_id, uid, user}).second) {
+        upsert.reset();
+        upsert.bind(1, host_id);
+        upsert.bind(2, static_cast<std::int64_t>(uid));
+        upsert.bind(3, user);
+        upsert.exec();
+        stats.rows_written += static_cast<std::size_t>(db.getChanges());
+      }
+    }
+  }
+
+  std::unordered_map<std::int32_t, std::int64_t> process_of_pid;
+  for (const auto& p : cap.processes) {
+    process_of_pid[p.pid] = ensure_process(host_id, boot_id, p);
+  }
+  const auto owner_of = [&](const Socket& s) -> std::optional<std::int64_t> {
+    if (s.pid == 0) {
+      return std::nullopt;
+    }
+    const auto it = process_of_pid.find(s.pid);
+    return it == process_of_pid.end() ? std::nullopt : std::optional(it->second);
+  };
+
+  // The spans still open from the previous snapshot of this namespace.
+  std::vector<OpenSpan> open;
+  if (prev) {
+    if (!same_boot) {
+      // A reboot (or a new boot_id) ends every socket of the previous boot.
+      SQLite::Statement close_all(
+          db, "UPDATE socket_spans SET last_snapshot_id = ? WHERE netns_id = ? AND last_snapshot_id IS NULL");
+      close_all.bind(1, prev->id);
+      close_all.bind(2, netns_id);
+      const int closed = close_all.exec();
+      stats.spans_closed += static_cast<std::size_t>(closed);
+      stats.rows_written += static_cast<std::size_t>(closed);
+    } else {
+      SQLite::Statement select(db,
+                               "SELECT span_id, proto, coalesce(family, 0), local_addr, coalesce(local_port, 0), "
+                               "coalesce(remote_addr, ''), coalesce(remote_port, 0), inode, state, process_id, "
+                               "owner_carried, timer, timer_ms, first_time_ms, cookie FROM socket_spans "
+                               "WHERE netns_id = ? AND last_snapshot_id IS NULL");
+      select.bind(1, netns_id);
+      while (select.executeStep()) {
+        OpenSpan span;
+        span.span_id = select.getColumn(0).getInt64();
+        span.key = SpanKey{select.getColumn(1).getString(),       select.getColumn(2).getInt(),
+                           select.getColumn(3).getString(),       select.getColumn(4).getInt(),
+                           select.getColumn(5).getString(),       select.getColumn(6).getInt(),
+                           static_cast<std::uint64_t>(select.getColumn(7).getInt64())};
+        span.state = select.getColumn(8).getString();
+        span.process_id = column_optional(select.getColumn(9));
+        span.carried = select.getColumn(10).getInt() != 0;
+        span.timer = select.getColumn(11).getInt();
+        span.timer_ms = select.getColumn(12).getInt64();
+        span.first_time_ms = select.getColumn(13).getInt64();
+        span.cookie = column_optional(select.getColumn(14));
+        open.push_back(std::move(span));
+      }
+    }
+  }
+  std::unordered_map<SpanKey, std::size_t, SpanKeyHash> open_by_key;
+  open_by_key.reserve(open.size());
+  for (std::size_t i = 0; i < open.size(); ++i) {
+    open_by_key.emplace(open[i].key, i);
+  }
+
+  // Match every socket against the open spans: unchanged ones cost nothing.
+  std::vector<NewSpan> fresh;
+  std::vector<std::size_t> unlinked;  // indexes into `fresh` still looking for a previous state
+  for (const Socket& s : cap.sockets) {
+    const auto owner = owner_of(s);
+    const auto it = open_by_key.find(key_of(s));
+    if (it != open_by_key.end() && !open[it->second].matched && !open[it->second].linked) {
+      OpenSpan& span = open[it->second];
+      if (same_socket(span, s, owner, cap.time_ms)) {
+        span.matched = true;
+        continue;
+      }
+      NewSpan next{&s, owner, false, std::nullopt};
+      const bool reused_tuple = span.state == model::name(s.state);  // same state, so TIME_WAIT reuse or a new owner
+      if (!(reused_tuple && s.state == SockState::time_wait)) {
+        next.prev_span_id = span.span_id;
+        span.linked = true;
+        if (s.inode == 0 && !owner && span.process_id) {
+          next.process_id = span.process_id;
+          next.carried = true;
+        }
+      }
+      fresh.push_back(next);
+      continue;
+    }
+    fresh.push_back(NewSpan{&s, owner, false, std::nullopt});
+    if (s.proto == model::Proto::tcp && s.state != SockState::listen) {
+      unlinked.push_back(fresh.size() - 1);
+    }
+  }
+
+  // A TCP connection changes inode when it is orphaned or becomes a TIME_WAIT minisocket: link it
+  // to its previous state by endpoints, and carry the owner forward (no other tool can).
+  if (!unlinked.empty()) {
+    std::unordered_map<SpanKey, std::size_t, SpanKeyHash> ending_by_connection;
+    for (std::size_t i = 0; i < open.size(); ++i) {
+      const OpenSpan& span = open[i];
+      if (!span.matched && !span.linked && span.key.proto == "tcp" && span.state != "LISTEN") {
+        ending_by_connection.emplace(connection_of(span.key), i);
+      }
+    }
+    for (const std::size_t index : unlinked) {
+      NewSpan& next = fresh[index];
+      const auto it = ending_by_connection.find(connection_of(key_of(*next.socket)));
+      if (it == ending_by_connection.end() || open[it->second].linked) {
+        continue;
+      }
+      OpenSpan& span = open[it->second];
+      span.linked = true;
+      next.prev_span_id = span.span_id;
+      if (next.socket->inode == 0 && !next.process_id && span.process_id) {
+        next.process_id = span.process_id;
+        next.carried = true;
+      }
+    }
+  }
+
+  // Spans whose socket is gone (or changed) end at the previous snapshot.
+  if (prev) {
+    SQLite::Statement close(db, "UPDATE socket_spans SET last_snapshot_id = ? WHERE span_id = ?");
+    for (const OpenSpan& span : open) {
+      if (span.matched) {
+        continue;
+      }
+      close.reset();
+      close.bind(1, prev->id);
+      close.bind(2, span.span_id);
+      close.exec();
+      ++stats.spans_closed;
+      ++stats.rows_written;
+    }
+  }
+
+  SQLite::Statement insert_span(
+      db,
+      "INSERT INTO socket_spans(netns_id, first_snapshot_id, first_time_ms, prev_span_id, proto, family, state, "
+      "local_addr, local_port, remote_addr, remote_port, tx_queue, rx_queue, timer, timer_ms, retransmits, probes, "
+      "uid, inode, cookie, backlog, peer_inode, sock_type, unix_flags, process_id, owner_carried) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  for (const NewSpan& next : fresh) {
+    const Socket& s = *next.socket;
+    const bool is_unix = s.proto == model::Proto::unix_domain;
+    insert_span.reset();
+    insert_span.bind(1, netns_id);
+    insert_span.bind(2, snapshot_id);
+    insert_span.bind(3, cap.time_ms);
+    bind_optional(insert_span, 4, next.prev_span_id);
+    insert_span.bind(5, std::string(model::name(s.proto)));
+    if (is_unix) {
+      insert_span.bind(6);
+    } else {
+      insert_span.bind(6, s.family);
+    }
+    insert_span.bind(7, std::string(model::name(s.state)));
+    insert_span.bind(8, s.local_addr);
+    if (is_unix) {
+      insert_span.bind(9);
+      insert_span.bind(10);
+      insert_span.bind(11);
+    } else {
+      insert_span.bind(9, s.local_port);
+      insert_span.bind(10, s.remote_addr);
+      insert_span.bind(11, s.remote_port);
+    }
+    insert_span.bind(12, static_cast<std::int64_t>(s.tx_queue));
+    insert_span.bind(13, static_cast<std::int64_t>(s.rx_queue));
+    insert_span.bind(14, static_cast<int>(s.timer));
+    insert_span.bind(15, static_cast<std::int64_t>(s.timer_ms));
+    insert_span.bind(16, static_cast<std::int64_t>(s.retransmits));
+    insert_span.bind(17, static_cast<std::int64_t>(s.probes));
+    insert_span.bind(18, static_cast<std::int64_t>(s.uid));
+    insert_span.bind(19, static_cast<std::int64_t>(s.inode));
+    bind_optional(insert_span, 20, s.cookie);
+    bind_optional(insert_span, 21, s.backlog);
+    bind_optional(insert_span, 22, s.peer_inode);
+    if (is_unix) {
+      insert_span.bind(23, std::string(model::name(s.unix_type)));
+      insert_span.bind(24, static_cast<std::int64_t>(s.unix_flags));
+    } else {
+      insert_span.bind(23);
+      insert_span.bind(24);
+    }
+    bind_optional(insert_span, 25, next.process_id);
+    insert_span.bind(26, next.carried ? 1 : 0);
+    insert_span.exec();
+    ++stats.spans_opened;
+    ++stats.rows_written;
+  }
+
+  // Per-state counts, so that trends never need to reconstruct snapshots.
+  std::map<std::pair<std::string_view, std::string_view>, std::int64_t> counts;
+  for (const Socket& s : cap.sockets) {
+    ++counts[{model::name(s.proto), model::name(s.state)}];
+  }
+  SQLite::Statement insert_count(db, "INSERT INTO state_counts(snapshot_id, proto, state, count) VALUES (?, ?, ?, ?)");
+  for (const auto& [key, count] : counts) {
+    insert_count.reset();
+    insert_count.bind(1, snapshot_id);
+    insert_count.bind(2, std::string(key.first));
+    insert_count.bind(3, std::string(key.second));
+    insert_count.bind(4, count);
+    insert_count.exec();
+    ++stats.rows_written;
+  }
+
+  // Counters: in full on the first snapshot of a boot, afterwards only those that changed, and a
+  // NULL for a counter that disappeared.
+  CounterCache previous_values;
+  if (prev) {
+    previous_values = counters_as_of(netns_id, prev->id);
+  }
+  CounterCache current;
+  current.snapshot_id = snapshot_id;
+  SQLite::Statement insert_value(
+      db, "INSERT INTO counter_values(netns_id, counter_id, snapshot_id, value) VALUES (?, ?, ?, ?)");
+  const auto store_value = [&](std::int64_t counter_id, std::optional<std::int64_t> value) {
+    insert_value.reset();
+    insert_value.bind(1, netns_id);
+    insert_value.bind(2, counter_id);
+    insert_value.bind(3, snapshot_id);
+    bind_optional(insert_value, 4, value);
+    insert_value.exec();
+    ++stats.counter_rows;
+    ++stats.rows_written;
+  };
+  for (const auto& c : cap.counters) {
+    const std::int64_t id = ensure_counter(c);
+    if (current.values.contains(id)) {
+      continue;  // the same counter from two files: keep the first
+    }
+    current.values[id] = c.value;
+    const auto before = previous_values.values.find(id);
+    if (!same_boot || before == previous_values.values.end() || before->second != c.value) {
+      store_value(id, c.value);
+    }
+  }
+  for (const auto& [id, value] : previous_values.values) {
+    if (value && !current.values.contains(id)) {
+      store_value(id, std::nullopt);
+    }
+  }
+  counter_cache[netns_id] = std::move(current);
+
+  stats.sockets = cap.sockets.size();
+  SQLite::Statement finish(db,
+                           "UPDATE snapshots SET socket_count = ?, spans_opened = ?, spans_closed = ?, "
+                           "counter_rows = ? WHERE snapshot_id = ?");
+  finish.bind(1, static_cast<std::int64_t>(stats.sockets));
+  finish.bind(2, static_cast<std::int64_t>(stats.spans_opened));
+  finish.bind(3, static_cast<std::int64_t>(stats.spans_closed));
+  finish.bind(4, static_cast<std::int64_t>(stats.counter_rows));
+  finish.bind(5, snapshot_id);
+  finish.exec();
+  transaction.commit();
+  return stats;
+}
+
+SnapshotWriter::SnapshotWriter(SQLite::Database& db) : m_impl(std::make_unique<Impl>(db)) {}
+
+SnapshotWriter::~SnapshotWriter() = default;
+
+WriteStats SnapshotWriter::write(const model::Capture& capture) {
+  try {
+    return m_impl->write(capture);
+  } catch (...) {
+    // The transaction rolled back: ids cached during it may not exist.
+    m_impl->forget();
+    throw;
+  }
+}
+
+std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::size_t batch) {
+  std::size_t removed = 0;
+  for (;;) {
+    SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+    std::map<std::int64_t, std::int64_t> newest_removed;  // netns_id -> newest snapshot removed
+    std::vector<std::int64_t> ids;
+    {
+      SQLite::Statement select(db,
+                               "SELECT snapshot_id, netns_id FROM snapshots WHERE time_ms < ? ORDER BY snapshot_id "
+                               "LIMIT ?");
+      select.bind(1, cutoff_ms);
+      select.bind(2, static_cast<std::int64_t>(batch));
+      while (select.executeStep()) {
+        ids.push_back(select.getColumn(0).getInt64());
+        auto& newest = newest_removed[select.getColumn(1).getInt64()];
+        newest = std::max(newest, select.getColumn(0).getInt64());
+      }
+    }
+    if (ids.empty()) {
+      break;
+    }
+    for (const auto& [netns_id, newest] : newest_removed) {
+      SQLite::Statement next(db, "SELECT min(snapshot_id) FROM snapshots WHERE netns_id = ? AND snapshot_id > ?");
+      next.bind(1, netns_id);
+      next.bind(2, newest);
+      next.executeStep();
+      if (next.getColumn(0).isNull()) {
+        // Nothing of this namespace remains: all its spans and counters go.
+        for (const char* sql : {"DELETE FROM counter_values WHERE netns_id = ?", "DELETE FROM socket_spans WHERE netns_id = ?"}) {
+          SQLite::Statement del(db, sql);
+          del.bind(1, netns_id);
+          del.exec();
+        }
+        continue;
+      }
+      const std::int64_t kept = next.getColumn(0).getInt64();
+      // The oldest kept snapshot must hold every counter value it relies on.
+      SQLite::Statement rebase(
+          db,
+          "INSERT OR IGNORE INTO counter_values(netns_id, counter_id, snapshot_id, value) "
+          "SELECT cv.netns_id, cv.counter_id, ?1, cv.value FROM counter_values cv "
+          "WHERE cv.netns_id = ?2 AND cv.value IS NOT NULL AND cv.snapshot_id = "
+          "(SELECT max(x.snapshot_id) FROM counter_values x WHERE x.netns_id = cv.netns_id "
+          " AND x.counter_id = cv.counter_id AND x.snapshot_id <= ?3)");
+      rebase.bind(1, kept);
+      rebase.bind(2, netns_id);
+      rebase.bind(3, newest);
+      rebase.exec();
+      SQLite::Statement del_values(db, "DELETE FROM counter_values WHERE netns_id = ? AND snapshot_id <= ?");
+      del_values.bind(1, netns_id);
+      del_values.bind(2, newest);
+      del_values.exec();
+      // Spans that ended before the oldest kept snapshot go; spans of sockets alive at or after it stay.
+      SQLite::Statement del_spans(db, "DELETE FROM socket_spans WHERE netns_id = ? AND last_snapshot_id <= ?");
+      del_spans.bind(1, netns_id);
+      del_spans.bind(2, newest);
+      del_spans.exec();
+    }
+    SQLite::Statement del_snapshot(db, "DELETE FROM snapshots WHERE snapshot_id = ?");
+    SQLite::Statement del_counts(db, "DELETE FROM state_counts WHERE snapshot_id = ?");
+    SQLite::Statement del_diag(db, "DELETE FROM diagnostics WHERE snapshot_id = ?");
+    for (const std::int64_t id : ids) {
+      for (SQLite::Statement* stmt : {&del_counts, &del_diag, &del_snapshot}) {
+        stmt->reset();
+        stmt->bind(1, id);
+        stmt->exec();
+      }
+    }
+    db.exec(
+        "DELETE FROM processes WHERE NOT EXISTS (SELECT 1 FROM socket_spans sp WHERE sp.process_id = "
+        "processes.process_id)");
+    transaction.commit();
+    removed += ids.size();
+  }
+  return removed;
+}
+
+}  // namespace sockhist::store

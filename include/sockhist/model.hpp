@@ -1,0 +1,204 @@
+// Value types shared by the collector, the store and the analyzer: what a socket, a counter and a
+// snapshot are, independent of where they were read from.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace sockhist::model {
+
+enum class Proto : std::uint8_t { tcp, udp, unix_domain };
+
+// One enum for every state sockhist records. TCP and UDP use the kernel's TCP state codes
+// (include/net/tcp_states.h); UNIX sockets use the socket states netstat -x prints.
+enum class SockState : std::uint8_t {
+  established = 1,
+  syn_sent = 2,
+  syn_recv = 3,
+  fin_wait1 = 4,
+  fin_wait2 = 5,
+  time_wait = 6,
+  close = 7,
+  close_wait = 8,
+  last_ack = 9,
+  listen = 10,
+  closing = 11,
+  new_syn_recv = 12,  // kernel-internal; /proc prints it as SYN_RECV, sock_diag may report it
+  bound_inactive = 13,
+  unix_free = 32,
+  unix_unconnected,
+  unix_connecting,
+  unix_connected,
+  unix_disconnecting,
+  unix_listening,
+};
+
+// Kernel timer kinds, as /proc's `tr` column and sock_diag's idiag_timer number them.
+enum class TimerKind : std::uint8_t { off = 0, on = 1, keepalive = 2, timewait = 3, probe = 4, delack = 5 };
+
+// UNIX socket types (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET, ...); zero for TCP and UDP.
+enum class UnixType : std::uint8_t { none = 0, stream = 1, dgram = 2, raw = 3, rdm = 4, seqpacket = 5 };
+
+// The name stored in the database and printed by the analyzer: netstat's state names for TCP and
+// UDP (UDP unconnected is CLOSE), netstat -x's for UNIX sockets (UNCONNECTED where netstat prints
+// nothing).
+std::string_view name(SockState state);
+std::string_view name(Proto proto);
+std::string_view name(TimerKind timer);  // netstat -o's words: off, on, keepalive, timewait, probe
+std::string_view name(UnixType type);
+
+// Parses a stored name back; nullopt for an unknown name.
+std::optional<SockState> sock_state_from_name(std::string_view text);
+std::optional<Proto> proto_from_name(std::string_view text);
+
+// A kernel TCP state code (1..13) as the enum; nullopt for codes the kernel never prints.
+std::optional<SockState> tcp_state_from_code(unsigned code);
+
+// One socket as observed in one snapshot. Addresses are decoded once, as netstat -n prints them.
+struct Socket {
+  Proto proto = Proto::tcp;
+  int family = 0;  // 4 or 6 for TCP and UDP, 0 for UNIX
+  SockState state = SockState::close;
+  std::string local_addr;  // for UNIX: the path (abstract names start with '@'), may be empty
+  std::uint16_t local_port = 0;
+  std::string remote_addr;
+  std::uint16_t remote_port = 0;
+  std::uint32_t tx_queue = 0;
+  std::uint32_t rx_queue = 0;  // on LISTEN sockets: the current accept-queue length
+  TimerKind timer = TimerKind::off;
+  std::uint32_t timer_ms = 0;  // time remaining on the timer, milliseconds
+  std::uint32_t retransmits = 0;
+  std::uint32_t probes = 0;  // /proc's misnamed `timeout` column
+  std::uint32_t uid = 0;
+  std::uint64_t inode = 0;  // 0 for TIME_WAIT, request and orphaned sockets
+  std::optional<std::uint64_t> cookie;       // sock_diag only
+  std::optional<std::uint32_t> backlog;      // sock_diag only: a listener's backlog limit
+  std::optional<std::uint64_t> peer_inode;   // UNIX_DIAG only
+  UnixType unix_type = UnixType::none;
+  std::uint32_t unix_flags = 0;
+  std::int32_t pid = 0;  // owning process, 0 when unknown
+
+  bool operator==(const Socket&) const = default;
+};
+
+// One kernel counter or gauge, stored by (section, name) as the kernel names them.
+struct Counter {
+  std::string section;  // Tcp, TcpExt, Udp, Ip6, Sockstat, ...
+  std::string name;
+  std::int64_t value = 0;
+  bool is_gauge = false;  // a level, not a count: never compute a rate on it
+
+  bool operator==(const Counter&) const = default;
+};
+
+// Whether (section, name) is a gauge: Ip Forwarding/DefaultTTL, Tcp Rto*/MaxConn/CurrEstab and
+// everything in sockstat.
+bool is_gauge(std::string_view section, std::string_view name);
+
+// A line the parser skipped, and why.
+struct LineIssue {
+  std::size_t line = 0;  // 1-based
+  std::string reason;
+
+  bool operator==(const LineIssue&) const = default;
+};
+
+// A diagnostic attached to a snapshot: a skipped line or a missing optional file.
+struct Diagnostic {
+  std::string file;
+  std::size_t line = 0;  // 0 when the diagnostic is about the whole file
+  std::string message;
+
+  bool operator==(const Diagnostic&) const = default;
+};
+
+// What a pure parser returns: the rows it understood, the lines it skipped, the duplicate rows it
+// dropped (/proc tables are not atomic under churn), or an error for a file it cannot read at all.
+template <class T>
+struct Parsed {
+  std::vector<T> rows;
+  std::vector<LineIssue> issues;
+  std::size_t duplicates = 0;
+  std::optional<std::string> error;  // the whole file is malformed (wrong header, not this format)
+};
+
+// A process that owns sockets.
+struct Process {
+  std::int32_t pid = 0;
+  std::uint64_t start_ticks = 0;  // /proc/PID/stat field 22; with pid and boot_id, a process identity
+  std::string comm;
+  std::optional<std::string> cmdline;  // absent when command lines are not stored or unreadable
+  std::uint32_t uid = 0;               // effective uid
+  std::optional<std::string> user;
+
+  bool operator==(const Process&) const = default;
+};
+
+// Kernel settings that shape the analysis, read per network namespace; absent when unreadable.
+struct Settings {
+  std::optional<std::int64_t> tcp_fin_timeout;
+  std::optional<std::int64_t> tcp_max_tw_buckets;
+  std::optional<std::int64_t> port_range_low;
+  std::optional<std::int64_t> port_range_high;
+  std::optional<std::int64_t> tcp_tw_reuse;
+  std::optional<std::int64_t> somaxconn;
+
+  bool operator==(const Settings&) const = default;
+};
+
+// How much of the ownership picture a snapshot holds.
+enum class OwnerScan : std::uint8_t { complete, partial, skipped };
+std::string_view name(OwnerScan scan);
+
+// Everything one capture produced, ready for the store.
+struct Capture {
+  std::string host;                 // the name the snapshot is recorded under
+  std::string hostname;             // what the kernel calls itself (may differ from host)
+  std::optional<std::string> machine_id;
+  std::optional<std::string> boot_id;
+  std::optional<std::int64_t> uptime_ms;
+  std::optional<std::string> kernel;
+  std::int64_t user_hz = 100;
+  std::int64_t time_ms = 0;         // wall clock, UTC epoch milliseconds
+  std::int64_t capture_ms = 0;      // how long the capture took
+  std::string source = "proc";      // "proc" or "netlink"
+  std::optional<std::string> proc_root;  // set when not the live /proc
+  std::uint64_t netns_inode = 0;    // 0 when unknown (a copied tree)
+  std::optional<std::string> netns_name;
+  Settings settings;
+  OwnerScan owners = OwnerScan::skipped;
+  std::vector<Socket> sockets;
+  std::vector<Counter> counters;
+  std::vector<Process> processes;   // owners referenced by Socket::pid
+  std::vector<std::pair<std::uint32_t, std::string>> users;  // uid -> name, live captures only
+  std::vector<Diagnostic> diagnostics;
+  std::size_t skipped_lines = 0;
+};
+
+}  // namespace sockhist::model
+
+// fmt 9 has no format_as; these formatters print the enums by their names.
+template <>
+struct fmt::formatter<sockhist::model::SockState> : fmt::formatter<std::string_view> {
+  auto format(sockhist::model::SockState v, fmt::format_context& ctx) const {
+    return fmt::formatter<std::string_view>::format(sockhist::model::name(v), ctx);
+  }
+};
+template <>
+struct fmt::formatter<sockhist::model::Proto> : fmt::formatter<std::string_view> {
+  auto format(sockhist::model::Proto v, fmt::format_context& ctx) const {
+    return fmt::formatter<std::string_view>::format(sockhist::model::name(v), ctx);
+  }
+};
+template <>
+struct fmt::formatter<sockhist::model::TimerKind> : fmt::formatter<std::string_view> {
+  auto format(sockhist::model::TimerKind v, fmt::format_context& ctx) const {
+    return fmt::formatter<std::string_view>::format(sockhist::model::name(v), ctx);
+  }
+};

@@ -1,0 +1,107 @@
+// Readers of the kernel's /proc text formats. The parse_* functions are pure: text in, values out,
+// no I/O. ProcRoot does the reading, always relative to a root so that a copied tree reads like
+// the live one.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "sockhist/model.hpp"
+
+namespace sockhist::proc {
+
+// Parses /proc/net/tcp, tcp6, udp or udp6 (family 4 or 6). Timer values are converted from
+// USER_HZ ticks to milliseconds. Rows repeated under churn are dropped and counted; malformed
+// lines are skipped and listed; a missing or foreign header is an error.
+model::Parsed<model::Socket> parse_inet(std::string_view text, model::Proto proto, int family,
+                                        std::int64_t user_hz);
+
+// Parses /proc/net/unix.
+model::Parsed<model::Socket> parse_unix(std::string_view text);
+
+// Parses /proc/net/snmp or /proc/net/netstat: pairs of `Section: names` / `Section: values` lines.
+// Fields are taken by name; a section may repeat (IcmpMsg) or be absent. A pair whose name and
+// value counts differ is skipped whole.
+model::Parsed<model::Counter> parse_counter_pairs(std::string_view text);
+
+// Parses /proc/net/snmp6: one `Ip6InReceives <value>` line per counter.
+model::Parsed<model::Counter> parse_snmp6(std::string_view text);
+
+// Parses /proc/net/sockstat or sockstat6 into section "Sockstat" or "Sockstat6" (pass it), with
+// names such as TCP_inuse and sockets_used. Every value is a gauge.
+model::Parsed<model::Counter> parse_sockstat(std::string_view text, std::string_view section);
+
+// Parses an IPv4 or IPv6 address as /proc prints it (host-order 32-bit words in hex) into the
+// text netstat -n prints; nullopt on bad hex or a wrong length.
+std::optional<std::string> decode_address(std::string_view hex);
+
+// The socket inode in a /proc/PID/fd link target such as "socket:[12345]"; nullopt otherwise.
+std::optional<std::uint64_t> socket_inode_of_link(std::string_view target);
+
+// The fields of /proc/PID/stat that identify a process: comm and start time (field 22).
+struct StatFields {
+  std::string comm;
+  std::uint64_t start_ticks = 0;
+};
+std::optional<StatFields> parse_pid_stat(std::string_view text);
+
+// The effective uid from /proc/PID/status; nullopt if absent.
+std::optional<std::uint32_t> parse_status_euid(std::string_view text);
+
+// A /proc/PID/cmdline (NUL-separated) as one space-separated line.
+std::string format_cmdline(std::string_view raw);
+
+// Reads files below a /proc root, to end of file, never trusting the size /proc reports.
+class ProcRoot {
+public:
+  explicit ProcRoot(std::filesystem::path root);
+
+  const std::filesystem::path& path() const { return m_root; }
+
+  // The file's whole content; nullopt if it does not exist. Other failures throw Error naming it.
+  std::optional<std::string> read(std::string_view relative) const;
+
+  // The same, but every failure (a process that exited, permission) is reported as nullopt.
+  std::optional<std::string> try_read(std::string_view relative) const;
+
+  // The target of a symbolic link below the root; nullopt on any failure.
+  std::optional<std::string> read_link(std::string_view relative) const;
+
+private:
+  std::filesystem::path m_root;
+};
+
+// Maps socket inodes to the processes holding them by scanning ROOT/PID/fd. The lowest pid wins
+// where several processes share a socket, as netstat -p does.
+struct OwnerMap {
+  std::unordered_map<std::uint64_t, std::int32_t> owner_of_inode;
+  std::vector<model::Process> processes;  // one per pid that owns at least one socket
+  model::OwnerScan completeness = model::OwnerScan::complete;
+  std::size_t unreadable_processes = 0;   // fd directories we were not allowed to read
+};
+
+enum class Cmdlines { store, omit };
+// resolve_users: name uids through this machine's passwd database (live captures only).
+OwnerMap scan_owners(const ProcRoot& root, Cmdlines cmdlines, bool resolve_users);
+
+// What to capture, and from where.
+struct CaptureOptions {
+  std::filesystem::path proc_root = "/proc";
+  bool live = true;  // false for a copied tree: host facts come from the tree, not this machine
+  std::optional<std::string> host;
+  std::optional<std::int64_t> at_ms;  // the time to record (copied trees only)
+  bool owners = true;
+  Cmdlines cmdlines = Cmdlines::store;
+};
+
+// Reads one snapshot of sockets, counters, owners and host facts below the root. Missing optional
+// files (tcp6 with IPv6 disabled, snmp6, ...) become diagnostics; a malformed file, or a root
+// without a single socket table, throws Error(bad_input) naming it.
+model::Capture capture(const CaptureOptions& options);
+
+}  // namespace sockhist::proc

@@ -1,0 +1,48 @@
+// Writes captures into the store as socket spans: one transaction per snapshot, and writes in
+// proportion to what changed, not to how many sockets exist.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include <SQLiteCpp/Database.h>
+
+#include "sockhist/model.hpp"
+
+namespace sockhist::store {
+
+// What one snapshot wrote.
+struct WriteStats {
+  std::int64_t snapshot_id = 0;
+  std::size_t sockets = 0;        // sockets in the snapshot
+  std::size_t spans_opened = 0;   // sockets that appeared or changed state or owner
+  std::size_t spans_closed = 0;   // sockets that disappeared or changed
+  std::size_t counter_rows = 0;   // counters that changed (all of them on a first or post-reboot snapshot)
+  std::size_t rows_written = 0;   // every row inserted or updated, the snapshot's own included
+};
+
+// Keeps prepared statements and caches across the snapshots of a looping collector.
+class SnapshotWriter {
+public:
+  explicit SnapshotWriter(SQLite::Database& db);
+  ~SnapshotWriter();
+  SnapshotWriter(const SnapshotWriter&) = delete;
+  SnapshotWriter& operator=(const SnapshotWriter&) = delete;
+
+  // Stores one capture in a single BEGIN IMMEDIATE transaction: a snapshot row, new spans for
+  // sockets that appeared or changed, closure of spans whose socket is gone, per-state counts and
+  // the counters that changed. A capture older than the newest snapshot of its host and network
+  // namespace is refused (Error bad_input): spans need snapshots in time order.
+  WriteStats write(const model::Capture& capture);
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> m_impl;
+};
+
+// Removes snapshots older than cutoff_ms (epoch ms) in transactions of at most `batch` snapshots,
+// keeping spans of sockets that are still alive and the counter values later snapshots need.
+// Returns how many snapshots were removed.
+std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::size_t batch = 500);
+
+}  // namespace sockhist::store

@@ -1,0 +1,66 @@
+// Opening, checking and migrating sockhist databases, and the one-writer lock. Both programs link
+// this; the collector writes through it, the analyzer only ever opens read-only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include <SQLiteCpp/Database.h>
+
+namespace sockhist::store {
+
+// `PRAGMA application_id` of every sockhist database ("SKHI").
+inline constexpr std::int32_t k_application_id = 0x534B4849;
+
+// The schema version this build writes (`PRAGMA user_version`).
+int schema_version();
+
+// What the first 100 bytes of a file say it is, read without SQLite so nothing can change it.
+enum class FileKind { missing, empty, not_sqlite, foreign_sqlite, sockhist };
+struct FileCheck {
+  FileKind kind = FileKind::missing;
+  std::int32_t application_id = 0;
+  std::int32_t user_version = 0;  // as the main file's header says; the WAL may hold a newer one
+};
+FileCheck check_file(const std::filesystem::path& path);
+
+// Brings an open connection to the current schema: creates it when the database is empty,
+// migrates an older one in one transaction, and refuses (Error db_refused) a foreign or newer one
+// without writing anything. Used directly by tests on ":memory:".
+void initialize(SQLite::Database& db);
+
+// Opens a database for writing, creating it (mode 0640, directory 0750) when absent: the file is
+// built under a temporary name and linked into place, so the path never names a half-made
+// database. Sets WAL, a busy timeout and foreign keys. Call only while holding a WriterLock.
+// Throws Error(db_refused) for a file that is not a sockhist database or is newer than this build.
+SQLite::Database open_for_write(const std::filesystem::path& path);
+
+// Opens an existing database read-only, after the same checks; a database older than this build
+// is refused with a message saying to run the collector, which migrates it.
+SQLite::Database open_read_only(const std::filesystem::path& path);
+
+// The database used when neither --db nor SOCKHIST_DB names one: /var/lib/sockhist/sockhist.db
+// for root, $XDG_DATA_HOME/sockhist/sockhist.db (default ~/.local/share) for other users.
+std::filesystem::path default_db_path();
+
+// --db if given, else $SOCKHIST_DB, else default_db_path().
+std::filesystem::path resolve_db_path(const std::optional<std::string>& option);
+
+// An exclusive flock(2) on "<db>.lock", so that only one process writes a database at a time
+// (this also rules out SQLite's WAL-reset bug, which needs two concurrent writers). Waits up to
+// `wait` for a holder to finish, then throws Error(locked) naming the holder's pid if known.
+class WriterLock {
+public:
+  WriterLock(const std::filesystem::path& db, std::chrono::milliseconds wait);
+  ~WriterLock();
+  WriterLock(const WriterLock&) = delete;
+  WriterLock& operator=(const WriterLock&) = delete;
+
+private:
+  int m_fd = -1;
+};
+
+}  // namespace sockhist::store

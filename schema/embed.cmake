@@ -1,0 +1,15 @@
+# Turns the schema's SQL files into a C++ source, so the binaries carry their own migrations.
+# Invoked as: cmake -DOUT=file.cpp -DVIEWS=views.sql -DMIGRATIONS="001.sql;002.sql" -P embed.cmake
+set(body "// Generated from schema/*.sql by schema/embed.cmake. Do not edit.\n#include <string_view>\n#include <vector>\nnamespace sockhist::store::sql {\n")
+string(APPEND body "extern const std::vector<std::string_view> k_migrations;\nextern const std::string_view k_views;\n")
+set(list "const std::vector<std::string_view> k_migrations = {\n")
+foreach(file IN LISTS MIGRATIONS)
+  file(READ ${file} text)
+  string(APPEND list "R\"sockhist_sql(${text})sockhist_sql\",\n")
+endforeach()
+string(APPEND list "};\n")
+file(READ ${VIEWS} views)
+string(APPEND body "${list}const std::string_view k_views = R\"sockhist_sql(${views})sockhist_sql\";\n}\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)
+file(REMOVE ${OUT}.tmp)

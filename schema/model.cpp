@@ -1,0 +1,143 @@
+#include "sockhist/model.hpp"
+
+#include <array>
+#include <utility>
+
+namespace sockhist::model {
+
+namespace {
+
+constexpr std::array<std::pair<SockState, std::string_view>, 19> k_state_names{{
+    {SockState::established, "ESTABLISHED"},
+    {SockState::syn_sent, "SYN_SENT"},
+    {SockState::syn_recv, "SYN_RECV"},
+    {SockState::fin_wait1, "FIN_WAIT1"},
+    {SockState::fin_wait2, "FIN_WAIT2"},
+    {SockState::time_wait, "TIME_WAIT"},
+    {SockState::close, "CLOSE"},
+    {SockState::close_wait, "CLOSE_WAIT"},
+    {SockState::last_ack, "LAST_ACK"},
+    {SockState::listen, "LISTEN"},
+    {SockState::closing, "CLOSING"},
+    // netstat never sees NEW_SYN_RECV: /proc prints request sockets as SYN_RECV, and so do we.
+    {SockState::new_syn_recv, "SYN_RECV"},
+    {SockState::bound_inactive, "BOUND_INACTIVE"},
+    {SockState::unix_free, "FREE"},
+    {SockState::unix_unconnected, "UNCONNECTED"},
+    {SockState::unix_connecting, "CONNECTING"},
+    {SockState::unix_connected, "CONNECTED"},
+    {SockState::unix_disconnecting, "DISCONNECTING"},
+    {SockState::unix_listening, "LISTENING"},
+}};
+
+}  // namespace
+
+std::string_view name(SockState state) {
+  for (const auto& [value, text] : k_state_names) {
+    if (value == state) {
+      return text;
+    }
+  }
+  return "UNKNOWN";
+}
+
+std::optional<SockState> sock_state_from_name(std::string_view text) {
+  for (const auto& [value, name_text] : k_state_names) {
+    if (name_text == text) {
+      return value;
+    }
+  }
+  return std::nullopt;
+}
+
+std::string_view name(Proto proto) {
+  switch (proto) {
+    case Proto::tcp:
+      return "tcp";
+    case Proto::udp:
+      return "udp";
+    case Proto::unix_domain:
+      return "unix";
+  }
+  return "unknown";
+}
+
+std::optional<Proto> proto_from_name(std::string_view text) {
+  for (auto proto : {Proto::tcp, Proto::udp, Proto::unix_domain}) {
+    if (name(proto) == text) {
+      return proto;
+    }
+  }
+  return std::nullopt;
+}
+
+std::string_view name(TimerKind timer) {
+  switch (timer) {
+    case TimerKind::off:
+      return "off";
+    case TimerKind::on:
+      return "on";
+    case TimerKind::keepalive:
+      return "keepalive";
+    case TimerKind::timewait:
+      return "timewait";
+    case TimerKind::probe:
+      return "probe";
+    case TimerKind::delack:
+      return "delack";
+  }
+  return "unknown";
+}
+
+std::string_view name(UnixType type) {
+  switch (type) {
+    case UnixType::none:
+      return "";
+    case UnixType::stream:
+      return "stream";
+    case UnixType::dgram:
+      return "dgram";
+    case UnixType::raw:
+      return "raw";
+    case UnixType::rdm:
+      return "rdm";
+    case UnixType::seqpacket:
+      return "seqpacket";
+  }
+  return "unknown";
+}
+
+std::string_view name(OwnerScan scan) {
+  switch (scan) {
+    case OwnerScan::complete:
+      return "complete";
+    case OwnerScan::partial:
+      return "partial";
+    case OwnerScan::skipped:
+      return "skipped";
+  }
+  return "unknown";
+}
+
+std::optional<SockState> tcp_state_from_code(unsigned code) {
+  if (code >= 1 && code <= 13) {
+    return static_cast<SockState>(code);
+  }
+  return std::nullopt;
+}
+
+bool is_gauge(std::string_view section, std::string_view name) {
+  if (section.starts_with("Sockstat")) {
+    return true;
+  }
+  if (section == "Ip") {
+    return name == "Forwarding" || name == "DefaultTTL";
+  }
+  if (section == "Tcp") {
+    return name == "RtoAlgorithm" || name == "RtoMin" || name == "RtoMax" || name == "MaxConn" ||
+           name == "CurrEstab";
+  }
+  return false;
+}
+
+}  // namespace sockhist::model

@@ -1,0 +1,302 @@
+#include "sockhist/store.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <SQLiteCpp/Transaction.h>
+#include <fmt/format.h>
+
+#include "sockhist/error.hpp"
+
+namespace sockhist::store::sql {
+extern const std::vector<std::string_view> k_migrations;
+extern const std::string_view k_views;
+}  // namespace sockhist::store::sql
+
+namespace sockhist::store {
+
+namespace {
+
+std::int32_t read_be32(const unsigned char* p) {
+  return static_cast<std::int32_t>((static_cast<std::uint32_t>(p[0]) << 24) |
+                                   (static_cast<std::uint32_t>(p[1]) << 16) |
+                                   (static_cast<std::uint32_t>(p[2]) << 8) | static_cast<std::uint32_t>(p[3]));
+}
+
+[[noreturn]] void refuse(const std::filesystem::path& path, std::string_view why) {
+  throw Error(Exit::db_refused, fmt::format("{}: {}", path.string(), why));
+}
+
+void refuse_if_not_ours(const std::filesystem::path& path, const FileCheck& check) {
+  switch (check.kind) {
+    case FileKind::empty:
+      refuse(path, "is an empty file, not a sockhist database (left untouched; remove it or choose another --db)");
+    case FileKind::not_sqlite:
+      refuse(path, "is not an SQLite database (left untouched)");
+    case FileKind::foreign_sqlite:
+      refuse(path, fmt::format("is an SQLite database of another application (application_id {:#x}); "
+                               "left untouched",
+                               static_cast<std::uint32_t>(check.application_id)));
+    case FileKind::missing:
+    case FileKind::sockhist:
+      break;
+  }
+  if (check.user_version > schema_version()) {
+    refuse(path, fmt::format("has schema version {}, newer than this sockhist's {}; upgrade sockhist "
+                             "(the database was left untouched)",
+                             check.user_version, schema_version()));
+  }
+}
+
+int pragma_int(SQLite::Database& db, const char* pragma) {
+  return db.execAndGet(fmt::format("PRAGMA {}", pragma)).getInt();
+}
+
+// mkdir -p with mode 0750 for the directories it creates.
+void make_parent_dirs(const std::filesystem::path& path) {
+  const auto parent = path.parent_path();
+  if (parent.empty() || std::filesystem::exists(parent)) {
+    return;
+  }
+  make_parent_dirs(parent);
+  if (::mkdir(parent.c_str(), 0750) != 0 && errno != EEXIST) {
+    throw Error(Exit::failure, fmt::format("{}: cannot create directory: {}", parent.string(), std::strerror(errno)));
+  }
+}
+
+void configure_connection(SQLite::Database& db) {
+  db.setBusyTimeout(10'000);
+  db.exec("PRAGMA foreign_keys = ON");
+}
+
+// Builds a new database under a temporary name and links it into place, so that `path` never
+// names a half-initialised file, even if we are killed midway.
+void create_database(const std::filesystem::path& path) {
+  make_parent_dirs(path);
+  const std::filesystem::path temp = fmt::format("{}.new-{}", path.string(), ::getpid());
+  std::filesystem::remove(temp);
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    throw Error(Exit::failure, fmt::format("{}: cannot create database: {}", path.string(), std::strerror(errno)));
+  }
+  ::close(fd);
+  try {
+    SQLite::Database db(temp.string(), SQLite::OPEN_READWRITE);
+    configure_connection(db);
+    db.exec("PRAGMA journal_mode = WAL");
+    initialize(db);
+  } catch (...) {
+    std::filesystem::remove(temp);
+    throw;
+  }
+  // The connection is closed: its WAL was checkpointed into the file and removed.
+  if (::link(temp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::filesystem::remove(temp);
+    if (err != EEXIST) {
+      throw Error(Exit::failure, fmt::format("{}: cannot create database: {}", path.string(), std::strerror(err)));
+    }
+    // Someone else created it meanwhile; it is checked like any existing file.
+    return;
+  }
+  std::filesystem::remove(temp);
+}
+
+}  // namespace
+
+int schema_version() {
+  return static_cast<int>(sql::k_migrations.size());
+}
+
+FileCheck check_file(const std::filesystem::path& path) {
+  FileCheck result;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return result;
+    }
+    throw Error(Exit::db_refused, fmt::format("{}: cannot open: {}", path.string(), std::strerror(errno)));
+  }
+  std::array<unsigned char, 100> header{};
+  std::size_t got = 0;
+  while (got < header.size()) {
+    const ssize_t n = ::read(fd, header.data() + got, header.size() - got);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  if (got == 0) {
+    result.kind = FileKind::empty;
+    return result;
+  }
+  static constexpr std::string_view k_magic{"SQLite format 3\0", 16};
+  if (got < header.size() || std::string_view(reinterpret_cast<const char*>(header.data()), 16) != k_magic) {
+    result.kind = FileKind::not_sqlite;
+    return result;
+  }
+  result.user_version = read_be32(header.data() + 60);
+  result.application_id = read_be32(header.data() + 68);
+  result.kind = result.application_id == k_application_id ? FileKind::sockhist : FileKind::foreign_sqlite;
+  return result;
+}
+
+void initialize(SQLite::Database& db) {
+  int app_id = 0;
+  int version = 0;
+  int objects = 0;
+  try {
+    app_id = pragma_int(db, "application_id");
+    version = pragma_int(db, "user_version");
+    objects = db.execAndGet("SELECT count(*) FROM sqlite_schema").getInt();
+  } catch (const SQLite::Exception& e) {
+    throw Error(Exit::db_refused, fmt::format("{}: not a usable database: {}", db.getFilename(), e.what()));
+  }
+  const bool fresh = app_id == 0 && version == 0 && objects == 0;
+  if (!fresh && app_id != k_application_id) {
+    throw Error(Exit::db_refused,
+                fmt::format("{}: not a sockhist database (application_id {:#x}); left untouched", db.getFilename(),
+                            static_cast<std::uint32_t>(app_id)));
+  }
+  if (version > schema_version()) {
+    throw Error(Exit::db_refused,
+                fmt::format("{}: schema version {} is newer than this sockhist's {}; upgrade sockhist",
+                            db.getFilename(), version, schema_version()));
+  }
+  if (version == schema_version()) {
+    return;
+  }
+  SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+  // Re-read under the write lock: another process may have migrated meanwhile.
+  version = pragma_int(db, "user_version");
+  for (auto step = static_cast<std::size_t>(version); step < sql::k_migrations.size(); ++step) {
+    db.exec(std::string(sql::k_migrations[step]));
+  }
+  db.exec(std::string(sql::k_views));
+  db.exec(fmt::format("PRAGMA application_id = {}", k_application_id));
+  db.exec(fmt::format("PRAGMA user_version = {}", schema_version()));
+  transaction.commit();
+}
+
+SQLite::Database open_for_write(const std::filesystem::path& path) {
+  auto check = check_file(path);
+  if (check.kind == FileKind::missing) {
+    create_database(path);
+    check = check_file(path);
+  }
+  refuse_if_not_ours(path, check);
+  try {
+    SQLite::Database db(path.string(), SQLite::OPEN_READWRITE);
+    configure_connection(db);
+    initialize(db);
+    db.exec("PRAGMA journal_mode = WAL");
+    return db;
+  } catch (const SQLite::Exception& e) {
+    throw Error(Exit::db_refused, fmt::format("{}: cannot open for writing: {}", path.string(), e.what()));
+  }
+}
+
+SQLite::Database open_read_only(const std::filesystem::path& path) {
+  const auto check = check_file(path);
+  if (check.kind == FileKind::missing) {
+    throw Error(Exit::db_refused, fmt::format("{}: no such database", path.string()));
+  }
+  refuse_if_not_ours(path, check);
+  try {
+    SQLite::Database db(path.string(), SQLite::OPEN_READONLY);
+    db.setBusyTimeout(10'000);
+    const int app_id = pragma_int(db, "application_id");
+    const int version = pragma_int(db, "user_version");
+    if (app_id != k_application_id) {
+      refuse(path, "is not a sockhist database");
+    }
+    if (version > schema_version()) {
+      refuse(path, fmt::format("has schema version {}, newer than this sockhist's {}; upgrade sockhist", version,
+                               schema_version()));
+    }
+    if (version < schema_version()) {
+      refuse(path, fmt::format("has schema version {}, older than this sockhist's {}; run sockhist-collect "
+                               "--db on it once to migrate it",
+                               version, schema_version()));
+    }
+    return db;
+  } catch (const SQLite::Exception& e) {
+    throw Error(Exit::db_refused, fmt::format("{}: cannot open: {}", path.string(), e.what()));
+  }
+}
+
+std::filesystem::path default_db_path() {
+  if (::geteuid() == 0) {
+    return "/var/lib/sockhist/sockhist.db";
+  }
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg == '/') {
+    return std::filesystem::path(xdg) / "sockhist" / "sockhist.db";
+  }
+  const char* home = std::getenv("HOME");
+  if (home == nullptr || *home == '\0') {
+    throw Error(Exit::usage, "no default database: HOME is not set; pass --db or set SOCKHIST_DB");
+  }
+  return std::filesystem::path(home) / ".local" / "share" / "sockhist" / "sockhist.db";
+}
+
+std::filesystem::path resolve_db_path(const std::optional<std::string>& option) {
+  if (option && !option->empty()) {
+    return *option;
+  }
+  if (const char* env = std::getenv("SOCKHIST_DB"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  return default_db_path();
+}
+
+WriterLock::WriterLock(const std::filesystem::path& db, std::chrono::milliseconds wait) {
+  make_parent_dirs(db);
+  const std::string lock_path = db.string() + ".lock";
+  m_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (m_fd < 0) {
+    throw Error(Exit::failure, fmt::format("{}: cannot open lock file: {}", lock_path, std::strerror(errno)));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  while (::flock(m_fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR) {
+      const int err = errno;
+      ::close(m_fd);
+      throw Error(Exit::failure, fmt::format("{}: cannot lock: {}", lock_path, std::strerror(err)));
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::array<char, 32> holder{};
+      const ssize_t n = ::pread(m_fd, holder.data(), holder.size() - 1, 0);
+      ::close(m_fd);
+      const std::string pid = n > 0 ? std::string(holder.data(), static_cast<std::size_t>(n)) : "unknown";
+      throw Error(Exit::locked, fmt::format("{}: another sockhist process (pid {}) is writing it; gave up after {} ms",
+                                            db.string(), pid, wait.count()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const std::string pid = std::to_string(::getpid());
+  if (::ftruncate(m_fd, 0) == 0) {
+    [[maybe_unused]] const ssize_t written = ::pwrite(m_fd, pid.data(), pid.size(), 0);
+  }
+}
+
+WriterLock::~WriterLock() {
+  if (m_fd >= 0) {
+    ::close(m_fd);  // releases the flock
+  }
+}
+
+}  // namespace sockhist::store

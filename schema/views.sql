@@ -1,0 +1,104 @@
+-- The stable interface for SQL users (sqlite3, Grafana, Datasette). Recreated on every migration.
+-- These names and columns may only grow. `time` is epoch seconds (Grafana's SQLite data source),
+-- `time_iso` ISO-8601 UTC.
+
+DROP VIEW IF EXISTS v_snapshots;
+DROP VIEW IF EXISTS v_snapshot_sockets;
+DROP VIEW IF EXISTS v_state_counts;
+DROP VIEW IF EXISTS v_counters;
+
+CREATE VIEW v_snapshots AS
+SELECT s.snapshot_id,
+       h.name AS host,
+       s.time_ms / 1000 AS time,
+       strftime('%Y-%m-%dT%H:%M:%fZ', s.time_ms / 1000.0, 'unixepoch') AS time_iso,
+       s.boot_id,
+       n.inode AS netns,
+       s.source,
+       s.socket_count,
+       s.time_ms,
+       s.uptime_ms,
+       s.hostname,
+       s.kernel,
+       n.name AS netns_name,
+       s.proc_root,
+       s.owners,
+       s.capture_ms,
+       s.skipped_lines
+FROM snapshots s
+JOIN netns n ON n.netns_id = s.netns_id
+JOIN hosts h ON h.host_id = n.host_id;
+
+CREATE VIEW v_snapshot_sockets AS
+SELECT s.snapshot_id,
+       h.name AS host,
+       s.time_ms / 1000 AS time,
+       n.inode AS netns,
+       sp.proto,
+       sp.family,
+       sp.state,
+       sp.local_addr,
+       sp.local_port,
+       sp.remote_addr,
+       sp.remote_port,
+       sp.tx_queue,
+       sp.rx_queue,
+       CASE sp.timer WHEN 0 THEN 'off' WHEN 1 THEN 'on' WHEN 2 THEN 'keepalive'
+                     WHEN 3 THEN 'timewait' WHEN 4 THEN 'probe' WHEN 5 THEN 'delack' END AS timer,
+       -- TIME_WAIT counts down exactly, so later snapshots show the projected time remaining.
+       CASE WHEN sp.timer = 3 THEN max(0, sp.timer_ms - (s.time_ms - sp.first_time_ms))
+            ELSE sp.timer_ms END AS timer_ms,
+       sp.retransmits,
+       sp.uid,
+       sp.inode,
+       p.pid,
+       p.comm AS process,
+       sp.span_id,
+       sp.owner_carried,
+       p.cmdline,
+       coalesce(p.user, u.name) AS user,
+       sp.cookie,
+       sp.sock_type,
+       sp.first_time_ms
+FROM snapshots s
+JOIN netns n ON n.netns_id = s.netns_id
+JOIN hosts h ON h.host_id = n.host_id
+JOIN socket_spans sp ON sp.netns_id = s.netns_id
+                    AND sp.first_snapshot_id <= s.snapshot_id
+                    AND (sp.last_snapshot_id IS NULL OR sp.last_snapshot_id >= s.snapshot_id)
+LEFT JOIN processes p ON p.process_id = sp.process_id
+LEFT JOIN users u ON u.host_id = n.host_id AND u.uid = sp.uid;
+
+CREATE VIEW v_state_counts AS
+SELECT s.snapshot_id,
+       h.name AS host,
+       s.time_ms / 1000 AS time,
+       n.inode AS netns,
+       c.proto,
+       c.state,
+       c.count
+FROM state_counts c
+JOIN snapshots s ON s.snapshot_id = c.snapshot_id
+JOIN netns n ON n.netns_id = s.netns_id
+JOIN hosts h ON h.host_id = n.host_id;
+
+CREATE VIEW v_counters AS
+SELECT s.snapshot_id,
+       h.name AS host,
+       s.time_ms / 1000 AS time,
+       n.inode AS netns,
+       cn.section,
+       cn.name,
+       cv.value,
+       cn.is_gauge
+FROM snapshots s
+JOIN netns n ON n.netns_id = s.netns_id
+JOIN hosts h ON h.host_id = n.host_id
+JOIN counter_names cn
+JOIN counter_values cv ON cv.netns_id = s.netns_id
+                      AND cv.counter_id = cn.counter_id
+                      AND cv.snapshot_id = (SELECT max(x.snapshot_id) FROM counter_values x
+                                            WHERE x.netns_id = s.netns_id
+                                              AND x.counter_id = cn.counter_id
+                                              AND x.snapshot_id <= s.snapshot_id)
+WHERE cv.value IS NOT NULL;
