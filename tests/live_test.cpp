@@ -1,0 +1,241 @@
+// End to end through the built sockhist-collect, on real sockets this test makes: each lands in the
+// snapshot with the right state, this process as owner, a TIME_WAIT timer within 60 s and its
+// owner carried forward; ss sees the same TCP sockets; an unchanged population writes nothing.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include "files.hpp"
+#include "netns.hpp"
+#include "process.hpp"
+#include "sockets.hpp"
+#include "sockhist/store.hpp"
+
+using namespace sockhist;
+using namespace sockhist::test;
+
+namespace {
+
+std::string own_comm() {
+  std::ifstream in("/proc/self/comm");
+  std::string comm;
+  std::getline(in, comm);
+  return comm;
+}
+
+struct Found {
+  std::string state;
+  std::int64_t pid = 0;
+  std::string process;
+  std::string timer;
+  std::int64_t timer_ms = 0;
+  int owner_carried = 0;
+  std::int64_t inode = 0;
+};
+
+// The sockets of one snapshot, keyed by "proto local_addr:local_port remote_addr:remote_port".
+std::multimap<std::string, Found> sockets_of(SQLite::Database& db, std::int64_t snapshot) {
+  SQLite::Statement q(db,
+                      "SELECT proto, local_addr, coalesce(local_port, 0), coalesce(remote_addr, ''), "
+                      "coalesce(remote_port, 0), state, coalesce(pid, 0), coalesce(process, ''), timer, timer_ms, "
+                      "owner_carried, inode FROM v_snapshot_sockets WHERE snapshot_id = ?");
+  q.bind(1, snapshot);
+  std::multimap<std::string, Found> out;
+  while (q.executeStep()) {
+    const std::string key = q.getColumn(0).getString() + " " + q.getColumn(1).getString() + ":" +
+                            std::to_string(q.getColumn(2).getInt()) + " " + q.getColumn(3).getString() + ":" +
+                            std::to_string(q.getColumn(4).getInt());
+    out.emplace(key, Found{q.getColumn(5).getString(), q.getColumn(6).getInt64(), q.getColumn(7).getString(),
+                           q.getColumn(8).getString(), q.getColumn(9).getInt64(), q.getColumn(10).getInt(),
+                           q.getColumn(11).getInt64()});
+  }
+  return out;
+}
+
+std::string key(const char* proto, const std::string& local, int lport, const std::string& remote, int rport) {
+  return std::string(proto) + " " + local + ":" + std::to_string(lport) + " " + remote + ":" + std::to_string(rport);
+}
+
+// TCP sockets as `ss -tan` prints them, in netstat's state names: "STATE local:port remote:port".
+std::multiset<std::string> ss_view() {
+  const auto result = run("/usr/bin/ss", {"-tanH"});
+  static const std::map<std::string, std::string> names = {
+      {"ESTAB", "ESTABLISHED"},   {"SYN-SENT", "SYN_SENT"},   {"SYN-RECV", "SYN_RECV"},
+      {"FIN-WAIT-1", "FIN_WAIT1"}, {"FIN-WAIT-2", "FIN_WAIT2"}, {"TIME-WAIT", "TIME_WAIT"},
+      {"CLOSE-WAIT", "CLOSE_WAIT"}, {"LAST-ACK", "LAST_ACK"},   {"LISTEN", "LISTEN"},
+      {"CLOSING", "CLOSING"},     {"UNCONN", "CLOSE"}};
+  std::multiset<std::string> out;
+  std::istringstream lines(result.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    std::string state, recvq, sendq, local, remote;
+    fields >> state >> recvq >> sendq >> local >> remote;
+    const auto strip = [](std::string endpoint) {
+      // "[::1]:8080" -> "::1:8080", "*:*" stays.
+      if (!endpoint.empty() && endpoint[0] == '[') {
+        const auto close = endpoint.find(']');
+        endpoint = endpoint.substr(1, close - 1) + endpoint.substr(close + 1);
+      }
+      return endpoint;
+    };
+    out.insert(names.at(state) + " " + strip(local) + " " + strip(remote));
+  }
+  return out;
+}
+
+std::multiset<std::string> stored_tcp_view(SQLite::Database& db, std::int64_t snapshot) {
+  SQLite::Statement q(db,
+                      "SELECT state, local_addr, local_port, remote_addr, remote_port FROM v_snapshot_sockets "
+                      "WHERE snapshot_id = ? AND proto = 'tcp'");
+  q.bind(1, snapshot);
+  std::multiset<std::string> out;
+  while (q.executeStep()) {
+    // ss prints a zero port as '*'.
+    const auto endpoint = [](const std::string& addr, int port) {
+      return addr + ":" + (port == 0 ? std::string("*") : std::to_string(port));
+    };
+    out.insert(q.getColumn(0).getString() + " " + endpoint(q.getColumn(1).getString(), q.getColumn(2).getInt()) + " " +
+               endpoint(q.getColumn(3).getString(), q.getColumn(4).getInt()));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Live, EverySocketMadeIsRecordedWithItsOwner) {
+  std::string why;
+  const bool isolated = enter_private_netns(why);
+  if (!isolated) {
+    std::cout << "[ NOTE     ] running in the shared network namespace (" << why
+              << "): assertions are limited to this test's own sockets\n";
+  }
+  const auto dir = scratch_dir("live");
+  const std::string db_path = (dir / "live.db").string();
+  const std::string unix_path = (dir / "live.sock").string();
+
+  Fd listener4 = listen_tcp(4);
+  Fd listener6 = listen_tcp(6);
+  const int port4 = local_port(listener4);
+  const int port6 = local_port(listener6);
+  Pair est4 = connect_pair(4, listener4);
+  Pair est6 = connect_pair(6, listener6);
+  Fd close_wait = make_close_wait(connect_pair(4, listener4));
+  Pair closing_later = connect_pair(4, listener4);
+  const int closing_port = local_port(closing_later.client);
+  Fd udp4 = udp_bound(4);
+  Fd udp6 = udp_bound(6);
+  Fd unix_listen = unix_listener(unix_path);
+  Pair unix_pair = unix_connect(unix_path, unix_listen);
+
+  const std::vector<std::string> args = {"--db", db_path, "--retain", "0"};
+  const auto first = run(SOCKHIST_COLLECT_BIN, args);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.out, "");  // silent on success when not on a terminal (cron)
+  EXPECT_EQ(first.err, "");
+
+  const int tw_port = make_time_wait(std::move(closing_later));
+  ASSERT_EQ(tw_port, closing_port);
+  const auto second = run(SOCKHIST_COLLECT_BIN, args);
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  const auto ss_now = ss_view();
+  const auto third = run(SOCKHIST_COLLECT_BIN, args);
+  ASSERT_EQ(third.exit_code, 0) << third.err;
+
+  auto db = store::open_read_only(db_path);
+  const auto snapshot = sockets_of(db, 2);
+  const std::int64_t me = ::getpid();
+  const std::string comm = own_comm();
+  const auto expect_one = [&](const std::string& k, const std::string& state, bool owned) {
+    const auto [begin, end] = snapshot.equal_range(k);
+    ASSERT_EQ(std::distance(begin, end), 1) << k;
+    EXPECT_EQ(begin->second.state, state) << k;
+    if (owned) {
+      EXPECT_EQ(begin->second.pid, me) << k;
+      EXPECT_EQ(begin->second.process, comm) << k;
+      EXPECT_EQ(begin->second.owner_carried, 0) << k;
+    }
+  };
+  expect_one(key("tcp", "127.0.0.1", port4, "0.0.0.0", 0), "LISTEN", true);
+  expect_one(key("tcp", "::1", port6, "::", 0), "LISTEN", true);
+  expect_one(key("tcp", "127.0.0.1", local_port(est4.client), "127.0.0.1", port4), "ESTABLISHED", true);
+  expect_one(key("tcp", "127.0.0.1", port4, "127.0.0.1", local_port(est4.client)), "ESTABLISHED", true);
+  expect_one(key("tcp", "::1", local_port(est6.client), "::1", port6), "ESTABLISHED", true);
+  expect_one(key("udp", "127.0.0.1", local_port(udp4), "0.0.0.0", 0), "CLOSE", true);
+  expect_one(key("udp", "::1", local_port(udp6), "::", 0), "CLOSE", true);
+  // The kernel prints the listener's path on the ends accept() returned too.
+  std::multiset<std::string> unix_states;
+  for (auto [it, end] = snapshot.equal_range(key("unix", unix_path, 0, "", 0)); it != end; ++it) {
+    unix_states.insert(it->second.state);
+    EXPECT_EQ(it->second.pid, me);
+  }
+  EXPECT_EQ(unix_states, (std::multiset<std::string>{"CONNECTED", "LISTENING"}));
+  // The CLOSE_WAIT server end: we hold it and never close it.
+  bool found_close_wait = false;
+  for (const auto& [k, v] : snapshot) {
+    if (v.state == "CLOSE_WAIT" && k.starts_with(key("tcp", "127.0.0.1", port4, "", 0).substr(0, 14))) {
+      found_close_wait = true;
+      EXPECT_EQ(v.pid, me);
+    }
+  }
+  EXPECT_TRUE(found_close_wait);
+  // The client that closed first is in TIME_WAIT, with the owner carried from its ESTABLISHED life.
+  const auto tw = snapshot.equal_range(key("tcp", "127.0.0.1", tw_port, "127.0.0.1", port4));
+  ASSERT_EQ(std::distance(tw.first, tw.second), 1);
+  EXPECT_EQ(tw.first->second.state, "TIME_WAIT");
+  EXPECT_EQ(tw.first->second.timer, "timewait");
+  EXPECT_GT(tw.first->second.timer_ms, 0);
+  EXPECT_LE(tw.first->second.timer_ms, 60'000);
+  EXPECT_EQ(tw.first->second.inode, 0);
+  EXPECT_EQ(tw.first->second.pid, me);
+  EXPECT_EQ(tw.first->second.owner_carried, 1);
+
+  // The unchanged population: the third snapshot opens and closes no span.
+  SQLite::Statement writes(db,
+                           "SELECT spans_opened, spans_closed, counter_rows, socket_count FROM snapshots "
+                           "WHERE snapshot_id = ?");
+  writes.bind(1, 1);
+  ASSERT_TRUE(writes.executeStep());
+  const auto first_counters = writes.getColumn(2).getInt64();
+  EXPECT_GT(writes.getColumn(0).getInt64(), 10);
+  writes.reset();
+  writes.bind(1, 3);
+  ASSERT_TRUE(writes.executeStep());
+  if (isolated) {
+    EXPECT_EQ(writes.getColumn(0).getInt64(), 0);
+    EXPECT_EQ(writes.getColumn(1).getInt64(), 0);
+    EXPECT_LT(writes.getColumn(2).getInt64() * 10, first_counters);
+    // ss, run between the second and third snapshots, sees exactly the TCP sockets stored.
+    EXPECT_EQ(stored_tcp_view(db, 3), ss_now);
+  } else {
+    for (const auto& [k, v] : sockets_of(db, 3)) {
+      if (v.pid == me) {
+        EXPECT_EQ(db.execAndGet("SELECT count(*) FROM socket_spans WHERE first_snapshot_id = 3 AND process_id = "
+                                "(SELECT process_id FROM processes WHERE pid = " + std::to_string(me) + ")")
+                      .getInt(),
+                  0);
+        break;
+      }
+    }
+  }
+}
+
+TEST(Live, NoCmdlineStoresNone) {
+  const auto dir = scratch_dir("no-cmdline");
+  const std::string db_path = (dir / "c.db").string();
+  Fd listener = listen_tcp(4);
+  ASSERT_EQ(run(SOCKHIST_COLLECT_BIN, {"--db", db_path, "--no-cmdline"}).exit_code, 0);
+  auto db = store::open_read_only(db_path);
+  EXPECT_GT(db.execAndGet("SELECT count(*) FROM processes").getInt(), 0);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM processes WHERE cmdline IS NOT NULL").getInt(), 0);
+  const auto with = dir / "d.db";
+  ASSERT_EQ(run(SOCKHIST_COLLECT_BIN, {"--db", with.string()}).exit_code, 0);
+  auto db2 = store::open_read_only(with);
+  EXPECT_GT(db2.execAndGet("SELECT count(*) FROM processes WHERE cmdline LIKE '%live_test%'").getInt(), 0);
+}

@@ -1,0 +1,131 @@
+// What must hold however the collector is stopped or raced: whole snapshots only, an intact file,
+// one writer at a time.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include "files.hpp"
+#include "process.hpp"
+#include "sockets.hpp"
+#include "sockhist/store.hpp"
+
+using namespace sockhist;
+using namespace sockhist::test;
+
+namespace {
+
+const std::string k_collect = SOCKHIST_COLLECT_BIN;
+
+// Every snapshot is whole: its reconstructed sockets, its state counts and its recorded socket
+// count agree, and its counters are all there.
+void expect_whole_snapshots(const std::filesystem::path& path, int minimum) {
+  auto db = store::open_read_only(path);
+  EXPECT_EQ(db.execAndGet("PRAGMA integrity_check").getString(), "ok");
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM pragma_foreign_key_check").getInt(), 0);
+  EXPECT_GE(db.execAndGet("SELECT count(*) FROM snapshots").getInt(), minimum);
+  const int counters = db.execAndGet("SELECT count(*) FROM v_counters WHERE snapshot_id = 1").getInt();
+  EXPECT_GT(counters, 100);
+  SQLite::Statement q(db,
+                      "SELECT s.snapshot_id, s.socket_count, "
+                      "(SELECT count(*) FROM v_snapshot_sockets v WHERE v.snapshot_id = s.snapshot_id), "
+                      "(SELECT coalesce(sum(count), 0) FROM state_counts c WHERE c.snapshot_id = s.snapshot_id), "
+                      "(SELECT count(*) FROM v_counters k WHERE k.snapshot_id = s.snapshot_id) "
+                      "FROM snapshots s ORDER BY s.snapshot_id");
+  while (q.executeStep()) {
+    const auto id = q.getColumn(0).getInt64();
+    EXPECT_EQ(q.getColumn(1).getInt64(), q.getColumn(2).getInt64()) << "snapshot " << id;
+    EXPECT_EQ(q.getColumn(1).getInt64(), q.getColumn(3).getInt64()) << "snapshot " << id;
+    EXPECT_EQ(q.getColumn(4).getInt(), counters) << "snapshot " << id;
+  }
+}
+
+}  // namespace
+
+TEST(Robustness, KillNineAtRandomMomentsLeavesOnlyWholeSnapshots) {
+  const auto dir = scratch_dir("kill9");
+  const auto db = dir / "k.db";
+  Fd listener = listen_tcp(4);
+  std::vector<Pair> churn;
+  std::mt19937 rng(20261124);
+  std::uniform_int_distribution<int> pause_ms(5, 250);
+  int kills = 0;
+  for (int round = 0; round < 25; ++round) {
+    // Change the population every round so that snapshots write spans, not just counters.
+    for (int i = 0; i < 3; ++i) {
+      churn.push_back(connect_pair(4, listener));
+    }
+    if (churn.size() > 6) {
+      churn.erase(churn.begin(), churn.begin() + 2);
+    }
+    const pid_t pid = spawn(k_collect, {"--db", db.string(), "--interval", "10ms", "--retain", "0"});
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    kills += wait_child(pid) == 128 + SIGKILL ? 1 : 0;
+  }
+  EXPECT_GE(kills, 20);
+  // Killed writers never block the next one, and the file is intact and usable.
+  const auto r = run(k_collect, {"--db", db.string(), "--retain", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_whole_snapshots(db, 20);
+}
+
+TEST(Robustness, SigtermFinishesTheSnapshotInFlightAndExitsZero) {
+  const auto dir = scratch_dir("sigterm");
+  const auto db = dir / "t.db";
+  const pid_t pid = spawn(k_collect, {"--db", db.string(), "--interval", "100ms"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(450));
+  ::kill(pid, SIGTERM);
+  EXPECT_EQ(wait_child(pid), 0);
+  expect_whole_snapshots(db, 2);
+}
+
+TEST(Robustness, CountStopsTheLoop) {
+  const auto dir = scratch_dir("count");
+  const auto db = dir / "n.db";
+  const auto r = run(k_collect, {"--db", db.string(), "--interval", "50ms", "--count", "4"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto connection = store::open_read_only(db);
+  EXPECT_EQ(connection.execAndGet("SELECT count(*) FROM snapshots").getInt(), 4);
+  // Snapshots are spaced by the interval (a fixed-rate schedule, not back to back).
+  EXPECT_GE(connection.execAndGet("SELECT max(time_ms) - min(time_ms) FROM snapshots").getInt(), 140);
+}
+
+TEST(Robustness, TwoCollectorsAtOnceTakeTurns) {
+  const auto dir = scratch_dir("two-writers");
+  const auto db = dir / "w.db";
+  for (int round = 0; round < 3; ++round) {
+    const pid_t a = spawn(k_collect, {"--db", db.string()});
+    const pid_t b = spawn(k_collect, {"--db", db.string()});
+    EXPECT_EQ(wait_child(a), 0);
+    EXPECT_EQ(wait_child(b), 0);
+  }
+  auto connection = store::open_read_only(db);
+  EXPECT_EQ(connection.execAndGet("SELECT count(*) FROM snapshots").getInt(), 6);
+  // One after the other: each snapshot's time is at or after the previous one's.
+  EXPECT_EQ(connection
+                .execAndGet("SELECT count(*) FROM snapshots a JOIN snapshots b ON b.snapshot_id = a.snapshot_id + 1 "
+                            "WHERE b.time_ms < a.time_ms")
+                .getInt(),
+            0);
+  expect_whole_snapshots(db, 6);
+}
+
+TEST(Robustness, BusyDatabaseIsRefusedAfterTheWaitLimit) {
+  const auto dir = scratch_dir("busy");
+  const auto db = dir / "b.db";
+  ASSERT_EQ(run(k_collect, {"--db", db.string()}).exit_code, 0);
+  store::WriterLock held(db, std::chrono::milliseconds(0));
+  const auto started = std::chrono::steady_clock::now();
+  const auto r = run(k_collect, {"--db", db.string(), "--lock-wait", "300ms"});
+  const auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_NE(r.err.find("pid " + std::to_string(::getpid())), std::string::npos) << r.err;
+  EXPECT_GE(waited, std::chrono::milliseconds(300));
+  EXPECT_EQ(store::open_read_only(db).execAndGet("SELECT count(*) FROM snapshots").getInt(), 1);
+}

@@ -1,0 +1,26 @@
+// Running the built binaries as a user would: arguments in, exit code and output back.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace sockhist::test {
+
+struct Result {
+  int exit_code = -1;  // 128 + signal number when killed
+  std::string out;
+  std::string err;
+};
+
+// Runs `program` with `args`, standard input from /dev/null, and waits for it.
+Result run(const std::string& program, const std::vector<std::string>& args);
+
+// Starts `program` in the background with output discarded; returns its pid.
+pid_t spawn(const std::string& program, const std::vector<std::string>& args);
+
+// Waits for a child; returns its exit code (128 + signal when killed).
+int wait_child(pid_t pid);
+
+}  // namespace sockhist::test
