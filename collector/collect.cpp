@@ -103,9 +103,10 @@ int run_collect(const CollectOptions& o) {
     if (report) {
       fmt::print(stderr,
                  "sockhist-collect: snapshot {} of {} at {}: {} sockets, {} spans opened, {} closed, {} counter "
-                 "rows, {} rows written, capture {} ms{}{}\n",
+                 "rows, {} rows and {} KiB written, database +{} KiB, capture {} ms{}{}\n",
                  stats.snapshot_id, capture.host, model::format_iso_utc(capture.time_ms), stats.sockets,
-                 stats.spans_opened, stats.spans_closed, stats.counter_rows, stats.rows_written, capture.capture_ms,
+                 stats.spans_opened, stats.spans_closed, stats.counter_rows, stats.rows_written, stats.bytes_written / 1024,
+                 stats.db_growth / 1024, capture.capture_ms,
                  capture.skipped_lines > 0 ? fmt::format(", {} malformed lines skipped", capture.skipped_lines) : "",
                  expired > 0 ? fmt::format(", {} old snapshots removed", expired) : "");
     }

@@ -8,6 +8,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include <sqlite3.h>
+
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
 #include <fmt/format.h>
@@ -648,7 +650,18 @@ SnapshotWriter::~SnapshotWriter() = default;
 
 WriteStats SnapshotWriter::write(const model::Capture& capture) {
   try {
-    return m_impl->write(capture);
+    auto& db = m_impl->db;
+    const std::int64_t page_size = db.execAndGet("PRAGMA page_size").getInt64();
+    const std::int64_t pages_before = db.execAndGet("PRAGMA page_count").getInt64();
+    int current = 0;
+    int highest = 0;
+    // Pages written to the WAL by this connection: reset now, read after the commit.
+    sqlite3_db_status(db.getHandle(), SQLITE_DBSTATUS_CACHE_WRITE, &current, &highest, 1);
+    WriteStats stats = m_impl->write(capture);
+    sqlite3_db_status(db.getHandle(), SQLITE_DBSTATUS_CACHE_WRITE, &current, &highest, 1);
+    stats.bytes_written = static_cast<std::int64_t>(current) * page_size;
+    stats.db_growth = (db.execAndGet("PRAGMA page_count").getInt64() - pages_before) * page_size;
+    return stats;
   } catch (...) {
     // The transaction rolled back: ids cached during it may not exist.
     m_impl->forget();

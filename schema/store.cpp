@@ -83,6 +83,14 @@ void configure_connection(SQLite::Database& db) {
 // names a half-initialised file, even if we are killed midway.
 void create_database(const std::filesystem::path& path) {
   make_parent_dirs(path);
+  // A creator killed midway leaves its temporary file; under the writer lock none is in use.
+  const std::string stale_prefix = path.filename().string() + ".new-";
+  std::error_code ignored;
+  for (const auto& entry : std::filesystem::directory_iterator(path.parent_path().empty() ? "." : path.parent_path(), ignored)) {
+    if (entry.path().filename().string().starts_with(stale_prefix)) {
+      std::filesystem::remove(entry.path(), ignored);
+    }
+  }
   const std::filesystem::path temp = fmt::format("{}.new-{}", path.string(), ::getpid());
   std::filesystem::remove(temp);
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
