@@ -51,7 +51,8 @@ void setup_collect(CLI::App& app, CollectOptions& o) {
 int run_collect(const CollectOptions& o) {
   proc::CaptureOptions capture_options;
   capture_options.proc_root = o.proc_root;
-  capture_options.live = o.proc_root == "/proc";
+  std::error_code ignored;
+  capture_options.live = std::filesystem::weakly_canonical(o.proc_root, ignored) == "/proc";
   capture_options.host = o.host;
   capture_options.owners = !o.no_owners;
   capture_options.cmdlines = o.no_cmdline ? proc::Cmdlines::omit : proc::Cmdlines::store;

@@ -325,7 +325,9 @@ WriteStats SnapshotWriter::Impl::write(const Capture& cap) {
       prev = Previous{select.getColumn(0).getInt64(), select.getColumn(1).getInt64(), select.getColumn(2).getString()};
     }
   }
-  if (prev && cap.time_ms < prev->time_ms) {
+  // A copied tree older than what is stored cannot join the spans. A live capture is the newest by
+  // definition, even when the wall clock was stepped back; uptime_ms keeps its true order.
+  if (prev && cap.proc_root && cap.time_ms < prev->time_ms) {
     throw Error(Exit::bad_input,
                 fmt::format("a snapshot at {} is older than the newest snapshot of host {} in this database ({}); "
                             "snapshots of one host must be added in time order",
@@ -674,7 +676,13 @@ std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::s
   for (;;) {
     SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
     std::map<std::int64_t, std::int64_t> newest_removed;  // netns_id -> newest snapshot removed
-    std::vector<std::int64_t> ids;
+    {
+      SQLite::Statement any(db, "SELECT 1 FROM snapshots WHERE time_ms < ? LIMIT 1");
+      any.bind(1, cutoff_ms);
+      if (!any.executeStep()) {
+        break;
+      }
+    }
     {
       SQLite::Statement select(db,
                                "SELECT snapshot_id, netns_id FROM snapshots WHERE time_ms < ? ORDER BY snapshot_id "
@@ -682,13 +690,20 @@ std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::s
       select.bind(1, cutoff_ms);
       select.bind(2, static_cast<std::int64_t>(batch));
       while (select.executeStep()) {
-        ids.push_back(select.getColumn(0).getInt64());
         auto& newest = newest_removed[select.getColumn(1).getInt64()];
         newest = std::max(newest, select.getColumn(0).getInt64());
       }
     }
-    if (ids.empty()) {
-      break;
+    // Spans and counter baselines assume each namespace loses a prefix of its snapshots, so every
+    // snapshot up to the newest expired one goes, even one a stepped-back clock dated later.
+    std::vector<std::int64_t> ids;
+    for (const auto& [netns_id, newest] : newest_removed) {
+      SQLite::Statement prefix(db, "SELECT snapshot_id FROM snapshots WHERE netns_id = ? AND snapshot_id <= ?");
+      prefix.bind(1, netns_id);
+      prefix.bind(2, newest);
+      while (prefix.executeStep()) {
+        ids.push_back(prefix.getColumn(0).getInt64());
+      }
     }
     for (const auto& [netns_id, newest] : newest_removed) {
       SQLite::Statement next(db, "SELECT min(snapshot_id) FROM snapshots WHERE netns_id = ? AND snapshot_id > ?");

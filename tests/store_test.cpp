@@ -369,11 +369,13 @@ TEST_F(Store, CountersStoreChangesAndReconstructEverySnapshot) {
   EXPECT_EQ(scalar(db, "SELECT is_gauge FROM v_counters WHERE name = 'CurrEstab' LIMIT 1"), 1);
 }
 
-TEST_F(Store, OlderCaptureOfTheSameHostIsRefused) {
+TEST_F(Store, OlderCopiedTreeOfTheSameHostIsRefused) {
   store::SnapshotWriter writer(db);
   writer.write(capture_at(1'010'000, {}));
+  auto older = capture_at(1'000'000, {});
+  older.proc_root = "/cases/4711/proc";
   try {
-    writer.write(capture_at(1'000'000, {}));
+    writer.write(older);
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Exit::bad_input);
@@ -382,6 +384,28 @@ TEST_F(Store, OlderCaptureOfTheSameHostIsRefused) {
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM snapshots"), 1);
   // The writer is still usable after the rolled-back attempt.
   EXPECT_EQ(writer.write(capture_at(1'020'000, {})).counter_rows, 0U);
+}
+
+TEST_F(Store, LiveCaptureAfterAClockStepBackContinuesItsSpans) {
+  store::SnapshotWriter writer(db);
+  writer.write(capture_at(1'010'000, {tcp(SockState::listen, 80, 0, 11, 7)}));
+  const auto stepped = writer.write(capture_at(1'000'000, {tcp(SockState::listen, 80, 0, 11, 7)}));
+  EXPECT_EQ(stepped.spans_opened, 0U);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM snapshots"), 2);
+}
+
+TEST_F(Store, RetentionRemovesWholePrefixesEvenAfterAClockStep) {
+  store::SnapshotWriter writer(db);
+  // The second snapshot's clock stepped back before the first's: retention must not keep it
+  // while removing the spans and counters it relies on.
+  writer.write(capture_at(1'000'000, {tcp(SockState::established, 80, 40000, 12, 7)}));
+  writer.write(capture_at(2'000'000, {tcp(SockState::listen, 80, 0, 11, 7)}));
+  writer.write(capture_at(1'500'000, {tcp(SockState::listen, 80, 0, 11, 7)}));
+  const auto d = writer.write(capture_at(3'000'000, {tcp(SockState::listen, 80, 0, 11, 7)}));
+  EXPECT_EQ(store::apply_retention(db, 1'600'000), 3U);  // the first and third expired; the second lies between
+  EXPECT_EQ(scalar(db, "SELECT group_concat(snapshot_id) FROM snapshots"), d.snapshot_id);
+  EXPECT_EQ(snapshot_rows(db, d.snapshot_id).size(), 1U);
+  EXPECT_EQ(scalar(db, fmt::format("SELECT count(*) FROM v_counters WHERE snapshot_id = {}", d.snapshot_id)), 3);
 }
 
 TEST_F(Store, RetentionKeepsLiveSocketsAndCounterBaselines) {

@@ -33,8 +33,8 @@ public:
 
   // Stores one capture in a single BEGIN IMMEDIATE transaction: a snapshot row, new spans for
   // sockets that appeared or changed, closure of spans whose socket is gone, per-state counts and
-  // the counters that changed. A capture older than the newest snapshot of its host and network
-  // namespace is refused (Error bad_input): spans need snapshots in time order.
+  // the counters that changed. A copied tree (proc_root set) older than the newest snapshot of its
+  // host and network namespace is refused (Error bad_input): spans need snapshots in time order.
   WriteStats write(const model::Capture& capture);
 
 private:
