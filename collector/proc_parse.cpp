@@ -91,6 +91,40 @@ bool is_blank(std::string_view line) {
   return line.find_first_not_of(" \t\r") == std::string_view::npos;
 }
 
+// The shared walk of a /proc socket table: checks the header line, skips blank lines, records
+// truncated lines, and hands every other line to row(line, fields, skip).
+template <class T, class HeaderOk, class RowFn>
+void parse_table(std::string_view text, Parsed<T>& result, std::size_t min_fields, const char* wrong_header,
+                 HeaderOk&& header_ok, RowFn&& row) {
+  bool header_seen = false;
+  for_each_line(text, [&](std::string_view line, std::size_t number, bool complete) {
+    if (!header_seen) {
+      header_seen = true;
+      if (!header_ok(split(line))) {
+        result.error = wrong_header;
+      }
+      return;
+    }
+    if (result.error || is_blank(line)) {
+      return;
+    }
+    const auto skip = [&](std::string reason) { result.issues.push_back({number, std::move(reason)}); };
+    if (!complete) {
+      skip("truncated line (no end of line)");
+      return;
+    }
+    const auto fields = split(line);
+    if (fields.count < min_fields) {
+      skip(fmt::format("truncated line ({} fields, at least {} expected)", fields.count, min_fields));
+      return;
+    }
+    row(line, fields, skip);
+  });
+  if (!header_seen && !result.error) {
+    result.error = "empty file (no header line)";
+  }
+}
+
 }  // namespace
 
 std::optional<std::string> decode_address(std::string_view hex) {
@@ -122,29 +156,9 @@ Parsed<Socket> parse_inet(std::string_view text, Proto proto, int family, std::i
   }
   const std::size_t address_digits = family == 4 ? 8 : 32;
   std::unordered_set<std::string> seen;
-  bool header_seen = false;
-  for_each_line(text, [&](std::string_view line, std::size_t number, bool complete) {
-    if (!header_seen) {
-      const auto fields = split(line);
-      if (fields.count < 3 || fields.at[0] != "sl" || fields.at[1] != "local_address") {
-        result.error = "not a socket table (the first line is not the 'sl local_address ...' header)";
-      }
-      header_seen = true;
-      return;
-    }
-    if (result.error || is_blank(line)) {
-      return;
-    }
-    auto skip = [&](std::string reason) { result.issues.push_back({number, std::move(reason)}); };
-    if (!complete) {
-      skip("truncated line (no end of line)");
-      return;
-    }
-    const auto f = split(line);
-    if (f.count < 10) {
-      skip(fmt::format("truncated line ({} fields, at least 10 expected)", f.count));
-      return;
-    }
+  const auto header_ok = [](const Fields& h) { return h.count >= 3 && h.at[0] == "sl" && h.at[1] == "local_address"; };
+  parse_table(text, result, 10, "not a socket table (the first line is not the 'sl local_address ...' header)",
+              header_ok, [&](std::string_view, const Fields& f, const auto& skip) {
     Socket s;
     s.proto = proto;
     s.family = family;
@@ -216,38 +230,15 @@ Parsed<Socket> parse_inet(std::string_view text, Proto proto, int family, std::i
     }
     result.rows.push_back(std::move(s));
   });
-  if (!header_seen && !result.error) {
-    result.error = "empty file (no header line)";
-  }
   return result;
 }
 
 Parsed<Socket> parse_unix(std::string_view text) {
   Parsed<Socket> result;
   std::unordered_set<std::uint64_t> seen;
-  bool header_seen = false;
-  for_each_line(text, [&](std::string_view line, std::size_t number, bool complete) {
-    if (!header_seen) {
-      const auto fields = split(line);
-      if (fields.count < 7 || fields.at[0] != "Num" || fields.at[1] != "RefCount") {
-        result.error = "not a UNIX socket table (the first line is not the 'Num RefCount ...' header)";
-      }
-      header_seen = true;
-      return;
-    }
-    if (result.error || is_blank(line)) {
-      return;
-    }
-    auto skip = [&](std::string reason) { result.issues.push_back({number, std::move(reason)}); };
-    if (!complete) {
-      skip("truncated line (no end of line)");
-      return;
-    }
-    const auto f = split(line);
-    if (f.count < 7) {
-      skip(fmt::format("truncated line ({} fields, at least 7 expected)", f.count));
-      return;
-    }
+  const auto header_ok = [](const Fields& h) { return h.count >= 7 && h.at[0] == "Num" && h.at[1] == "RefCount"; };
+  parse_table(text, result, 7, "not a UNIX socket table (the first line is not the 'Num RefCount ...' header)",
+              header_ok, [&](std::string_view line, const Fields& f, const auto& skip) {
     Socket s;
     s.proto = Proto::unix_domain;
     std::uint32_t refcount = 0;
@@ -282,9 +273,6 @@ Parsed<Socket> parse_unix(std::string_view text) {
     }
     result.rows.push_back(std::move(s));
   });
-  if (!header_seen && !result.error) {
-    result.error = "empty file (no header line)";
-  }
   return result;
 }
 

@@ -131,6 +131,29 @@ std::int64_t scalar(SQLite::Database& db, const std::string& sql) {
   return db.execAndGet(sql).getInt64();
 }
 
+// Writes samples/history-busy/NAME for each name, as copied trees of `host` at their capture times.
+std::vector<std::pair<std::int64_t, Capture>> write_sample_history(SQLite::Database& db,
+                                                                   const std::vector<std::string>& names,
+                                                                   const std::string& host) {
+  store::SnapshotWriter writer(db);
+  std::vector<std::pair<std::int64_t, Capture>> written;
+  for (const auto& name : names) {
+    const auto sample = test::samples_dir() / "history-busy" / name;
+    proc::CaptureOptions options;
+    options.proc_root = sample / "proc";
+    options.live = false;
+    options.host = host;
+    options.at_ms = model::parse_time_ms(test::read_text(sample / "captured_at").substr(0, 24));
+    if (!options.at_ms) {
+      throw std::runtime_error("bad captured_at in " + sample.string());
+    }
+    auto capture = proc::capture(options);
+    const auto stats = writer.write(capture);
+    written.emplace_back(stats.snapshot_id, std::move(capture));
+  }
+  return written;
+}
+
 class Store : public testing::Test {
 protected:
   SQLite::Database db{":memory:", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE};
@@ -443,20 +466,9 @@ TEST_F(Store, RetentionKeepsLiveSocketsAndCounterBaselines) {
 TEST(StoreHistory, EverySnapshotOfTheSampleHistoryIsReconstructedExactly) {
   const auto dir = test::scratch_dir("history");
   auto db = store::open_for_write(dir / "h.db");
-  store::SnapshotWriter writer(db);
-  std::vector<std::pair<std::int64_t, Capture>> written;
-  for (const auto& name : {"00", "01", "02", "03"}) {
-    const auto sample = test::samples_dir() / "history-busy" / name;
-    proc::CaptureOptions options;
-    options.proc_root = sample / "proc";
-    options.live = false;
-    options.host = "sample";
-    options.at_ms = model::parse_time_ms(test::read_text(sample / "captured_at").substr(0, 24));
-    ASSERT_TRUE(options.at_ms);
-    auto capture = proc::capture(options);
-    EXPECT_EQ(capture.owners, model::OwnerScan::complete);
-    const auto stats = writer.write(capture);
-    written.emplace_back(stats.snapshot_id, std::move(capture));
+  const auto written = write_sample_history(db, {"00", "01", "02", "03"}, "sample");
+  for (const auto& [id, capture] : written) {
+    EXPECT_EQ(capture.owners, model::OwnerScan::complete) << "snapshot " << id;
   }
   // The sample has sockets of every kind the issue names, and owners from the copied fd links.
   const auto& busy = written[1].second;
@@ -490,17 +502,8 @@ TEST(SchemaDocs, EveryExampleQueryRunsOnASampleHistory) {
   const auto dir = test::scratch_dir("schema-docs");
   {
     auto db = store::open_for_write(dir / "d.db");
-    store::SnapshotWriter writer(db);
     // The busy part of the sample history: its newest capture holds CLOSE_WAIT and TIME_WAIT.
-    for (const auto& name : {"00", "01", "02"}) {
-      const auto sample = test::samples_dir() / "history-busy" / name;
-      proc::CaptureOptions options;
-      options.proc_root = sample / "proc";
-      options.live = false;
-      options.host = "web1";
-      options.at_ms = model::parse_time_ms(test::read_text(sample / "captured_at").substr(0, 24));
-      writer.write(proc::capture(options));
-    }
+    write_sample_history(db, {"00", "01", "02"}, "web1");
   }
   auto db = store::open_read_only(dir / "d.db");
   const auto doc = test::read_text(std::filesystem::path(SOCKHIST_SAMPLES_DIR) / ".." / "schema" / "README.md");
