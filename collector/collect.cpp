@@ -38,9 +38,13 @@ void setup_collect(CLI::App& app, CollectOptions& o) {
   app.add_option("--at", o.at, "Record this time for a copied tree (ISO-8601, or 'YYYY-MM-DD HH:MM[:SS]' local)")
       ->needs(root);
   auto* interval = app.add_option("--interval", o.interval, "Take a snapshot every DURATION until SIGINT/SIGTERM");
-  app.add_option("--count", o.count, "With --interval: stop after N snapshots")->needs(interval)->check(CLI::PositiveNumber);
-  app.add_option("--retain", o.retain, "Remove live snapshots older than this (0: keep everything)")->capture_default_str();
-  app.add_option("--lock-wait", o.lock_wait, "How long to wait for another writer of the database")->capture_default_str();
+  app.add_option("--count", o.count, "With --interval: stop after N snapshots")
+      ->needs(interval)
+      ->check(CLI::PositiveNumber);
+  app.add_option("--retain", o.retain, "Remove live snapshots older than this (0: keep everything)")
+      ->capture_default_str();
+  app.add_option("--lock-wait", o.lock_wait, "How long to wait for another writer of the database")
+      ->capture_default_str();
   app.add_flag("--no-cmdline", o.no_cmdline, "Do not store process command lines");
   app.add_flag("--no-owners", o.no_owners, "Do not scan /proc/PID/fd for socket owners");
   app.add_flag("-q,--quiet", o.quiet, "Print nothing on success, even on a terminal");
@@ -62,8 +66,8 @@ int run_collect(const CollectOptions& o) {
   if (o.at) {
     capture_options.at_ms = model::parse_time_ms(*o.at);
     if (!capture_options.at_ms) {
-      throw Error(Exit::usage, fmt::format("--at {}: not a time (examples: 2026-11-20T03:12:00Z, '2026-11-20 03:12')",
-                                           *o.at));
+      throw Error(Exit::usage,
+                  fmt::format("--at {}: not a time (examples: 2026-11-20T03:12:00Z, '2026-11-20 03:12')", *o.at));
     }
   }
   const std::int64_t interval_ms = o.interval ? duration_option(*o.interval, "--interval") : 0;
@@ -106,8 +110,8 @@ int run_collect(const CollectOptions& o) {
                  "sockhist-collect: snapshot {} of {} at {}: {} sockets, {} spans opened, {} closed, {} counter "
                  "rows, {} rows and {} KiB written, database +{} KiB, capture {} ms{}{}\n",
                  stats.snapshot_id, capture.host, model::format_iso_utc(capture.time_ms), stats.sockets,
-                 stats.spans_opened, stats.spans_closed, stats.counter_rows, stats.rows_written, stats.bytes_written / 1024,
-                 stats.db_growth / 1024, capture.capture_ms,
+                 stats.spans_opened, stats.spans_closed, stats.counter_rows, stats.rows_written,
+                 stats.bytes_written / 1024, stats.db_growth / 1024, capture.capture_ms,
                  capture.skipped_lines > 0 ? fmt::format(", {} malformed lines skipped", capture.skipped_lines) : "",
                  expired > 0 ? fmt::format(", {} old snapshots removed", expired) : "");
     }

@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <unordered_set>
@@ -263,21 +263,31 @@ model::Capture capture(const CaptureOptions& options) {
   const std::int64_t hz = cap.user_hz;
   bool any_table = false;
   using model::Proto;
-  any_table |= load("net/tcp", [&](std::string_view t) { return parse_inet(t, Proto::tcp, 4, hz); }, cap.sockets);
-  any_table |= load("net/tcp6", [&](std::string_view t) { return parse_inet(t, Proto::tcp, 6, hz); }, cap.sockets);
-  any_table |= load("net/udp", [&](std::string_view t) { return parse_inet(t, Proto::udp, 4, hz); }, cap.sockets);
-  any_table |= load("net/udp6", [&](std::string_view t) { return parse_inet(t, Proto::udp, 6, hz); }, cap.sockets);
-  any_table |= load("net/unix", [](std::string_view t) { return parse_unix(t); }, cap.sockets);
+  any_table |= load(
+      "net/tcp", [&](std::string_view t) { return parse_inet(t, Proto::tcp, 4, hz); }, cap.sockets);
+  any_table |= load(
+      "net/tcp6", [&](std::string_view t) { return parse_inet(t, Proto::tcp, 6, hz); }, cap.sockets);
+  any_table |= load(
+      "net/udp", [&](std::string_view t) { return parse_inet(t, Proto::udp, 4, hz); }, cap.sockets);
+  any_table |= load(
+      "net/udp6", [&](std::string_view t) { return parse_inet(t, Proto::udp, 6, hz); }, cap.sockets);
+  any_table |= load(
+      "net/unix", [](std::string_view t) { return parse_unix(t); }, cap.sockets);
   if (!any_table) {
     throw Error(Exit::bad_input,
                 fmt::format("{}: no socket table (net/tcp, tcp6, udp, udp6, unix) under this /proc root",
                             root.path().string()));
   }
-  load("net/snmp", [](std::string_view t) { return parse_counter_pairs(t); }, cap.counters);
-  load("net/netstat", [](std::string_view t) { return parse_counter_pairs(t); }, cap.counters);
-  load("net/snmp6", [](std::string_view t) { return parse_snmp6(t); }, cap.counters);
-  load("net/sockstat", [](std::string_view t) { return parse_sockstat(t, "Sockstat"); }, cap.counters);
-  load("net/sockstat6", [](std::string_view t) { return parse_sockstat(t, "Sockstat6"); }, cap.counters);
+  load(
+      "net/snmp", [](std::string_view t) { return parse_counter_pairs(t); }, cap.counters);
+  load(
+      "net/netstat", [](std::string_view t) { return parse_counter_pairs(t); }, cap.counters);
+  load(
+      "net/snmp6", [](std::string_view t) { return parse_snmp6(t); }, cap.counters);
+  load(
+      "net/sockstat", [](std::string_view t) { return parse_sockstat(t, "Sockstat"); }, cap.counters);
+  load(
+      "net/sockstat6", [](std::string_view t) { return parse_sockstat(t, "Sockstat6"); }, cap.counters);
 
   const auto text_of = [&](std::string_view relative) -> std::optional<std::string> {
     auto content = root.try_read(relative);
@@ -366,8 +376,8 @@ model::Capture capture(const CaptureOptions& options) {
     }
     std::sort(cap.users.begin(), cap.users.end());
   }
-  cap.capture_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
-                       .count();
+  cap.capture_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   return cap;
 }
 

@@ -81,8 +81,8 @@ struct SpanKeyHash {
 };
 
 SpanKey key_of(const Socket& s) {
-  return {std::string(model::name(s.proto)), s.family, s.local_addr, s.local_port, s.remote_addr, s.remote_port,
-          s.inode};
+  return {
+      std::string(model::name(s.proto)), s.family, s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.inode};
 }
 
 // The connection a TCP socket belongs to, whatever its inode: used to link a socket's states.
@@ -102,8 +102,8 @@ struct OpenSpan {
   std::int64_t timer_ms = 0;
   std::int64_t first_time_ms = 0;
   std::optional<std::int64_t> cookie;
-  bool matched = false;   // seen again unchanged: stays open
-  bool linked = false;    // a new span already continues it
+  bool matched = false;  // seen again unchanged: stays open
+  bool linked = false;   // a new span already continues it
 };
 
 struct NewSpan {
@@ -428,9 +428,12 @@ WriteStats SnapshotWriter::Impl::write(const Capture& cap) {
       while (select.executeStep()) {
         OpenSpan span;
         span.span_id = select.getColumn(0).getInt64();
-        span.key = SpanKey{select.getColumn(1).getString(),       select.getColumn(2).getInt(),
-                           select.getColumn(3).getString(),       select.getColumn(4).getInt(),
-                           select.getColumn(5).getString(),       select.getColumn(6).getInt(),
+        span.key = SpanKey{select.getColumn(1).getString(),
+                           select.getColumn(2).getInt(),
+                           select.getColumn(3).getString(),
+                           select.getColumn(4).getInt(),
+                           select.getColumn(5).getString(),
+                           select.getColumn(6).getInt(),
                            static_cast<std::uint64_t>(select.getColumn(7).getInt64())};
         span.state = select.getColumn(8).getString();
         span.process_id = column_optional(select.getColumn(9));
@@ -712,7 +715,8 @@ std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::s
       next.executeStep();
       if (next.getColumn(0).isNull()) {
         // Nothing of this namespace remains: all its spans and counters go.
-        for (const char* sql : {"DELETE FROM counter_values WHERE netns_id = ?", "DELETE FROM socket_spans WHERE netns_id = ?"}) {
+        for (const char* sql :
+             {"DELETE FROM counter_values WHERE netns_id = ?", "DELETE FROM socket_spans WHERE netns_id = ?"}) {
           SQLite::Statement del(db, sql);
           del.bind(1, netns_id);
           del.exec();
@@ -721,13 +725,12 @@ std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::s
       }
       const std::int64_t kept = next.getColumn(0).getInt64();
       // The oldest kept snapshot must hold every counter value it relies on.
-      SQLite::Statement rebase(
-          db,
-          "INSERT OR IGNORE INTO counter_values(netns_id, counter_id, snapshot_id, value) "
-          "SELECT cv.netns_id, cv.counter_id, ?1, cv.value FROM counter_values cv "
-          "WHERE cv.netns_id = ?2 AND cv.value IS NOT NULL AND cv.snapshot_id = "
-          "(SELECT max(x.snapshot_id) FROM counter_values x WHERE x.netns_id = cv.netns_id "
-          " AND x.counter_id = cv.counter_id AND x.snapshot_id <= ?3)");
+      SQLite::Statement rebase(db,
+                               "INSERT OR IGNORE INTO counter_values(netns_id, counter_id, snapshot_id, value) "
+                               "SELECT cv.netns_id, cv.counter_id, ?1, cv.value FROM counter_values cv "
+                               "WHERE cv.netns_id = ?2 AND cv.value IS NOT NULL AND cv.snapshot_id = "
+                               "(SELECT max(x.snapshot_id) FROM counter_values x WHERE x.netns_id = cv.netns_id "
+                               " AND x.counter_id = cv.counter_id AND x.snapshot_id <= ?3)");
       rebase.bind(1, kept);
       rebase.bind(2, netns_id);
       rebase.bind(3, newest);

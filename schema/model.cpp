@@ -134,8 +134,7 @@ bool is_gauge(std::string_view section, std::string_view name) {
     return name == "Forwarding" || name == "DefaultTTL";
   }
   if (section == "Tcp") {
-    return name == "RtoAlgorithm" || name == "RtoMin" || name == "RtoMax" || name == "MaxConn" ||
-           name == "CurrEstab";
+    return name == "RtoAlgorithm" || name == "RtoMin" || name == "RtoMax" || name == "MaxConn" || name == "CurrEstab";
   }
   return false;
 }

@@ -28,8 +28,7 @@ namespace sockhist::store {
 namespace {
 
 std::int32_t read_be32(const unsigned char* p) {
-  return static_cast<std::int32_t>((static_cast<std::uint32_t>(p[0]) << 24) |
-                                   (static_cast<std::uint32_t>(p[1]) << 16) |
+  return static_cast<std::int32_t>((static_cast<std::uint32_t>(p[0]) << 24) | (static_cast<std::uint32_t>(p[1]) << 16) |
                                    (static_cast<std::uint32_t>(p[2]) << 8) | static_cast<std::uint32_t>(p[3]));
 }
 
@@ -86,7 +85,8 @@ void create_database(const std::filesystem::path& path) {
   // A creator killed midway leaves its temporary file; under the writer lock none is in use.
   const std::string stale_prefix = path.filename().string() + ".new-";
   std::error_code ignored;
-  for (const auto& entry : std::filesystem::directory_iterator(path.parent_path().empty() ? "." : path.parent_path(), ignored)) {
+  for (const auto& entry :
+       std::filesystem::directory_iterator(path.parent_path().empty() ? "." : path.parent_path(), ignored)) {
     if (entry.path().filename().string().starts_with(stale_prefix)) {
       std::filesystem::remove(entry.path(), ignored);
     }
@@ -176,9 +176,8 @@ void initialize(SQLite::Database& db) {
   }
   const bool fresh = app_id == 0 && version == 0 && objects == 0;
   if (!fresh && app_id != k_application_id) {
-    throw Error(Exit::db_refused,
-                fmt::format("{}: not a sockhist database (application_id {:#x}); left untouched", db.getFilename(),
-                            static_cast<std::uint32_t>(app_id)));
+    throw Error(Exit::db_refused, fmt::format("{}: not a sockhist database (application_id {:#x}); left untouched",
+                                              db.getFilename(), static_cast<std::uint32_t>(app_id)));
   }
   if (version > schema_version()) {
     throw Error(Exit::db_refused,

@@ -38,8 +38,8 @@ struct Fields {
 std::optional<std::size_t> read_fields(std::string_view text, Fields& f) {
   int used = 0;
   char sep = 0;
-  if (std::sscanf(std::string(text).c_str(), "%4d-%2d-%2d%c%2d:%2d%n", &f.year, &f.month, &f.day, &sep,
-                  &f.hour, &f.minute, &used) != 6 ||
+  if (std::sscanf(std::string(text).c_str(), "%4d-%2d-%2d%c%2d:%2d%n", &f.year, &f.month, &f.day, &sep, &f.hour,
+                  &f.minute, &used) != 6 ||
       (sep != 'T' && sep != ' ')) {
     return std::nullopt;
   }
@@ -68,8 +68,7 @@ std::optional<std::size_t> read_fields(std::string_view text, Fields& f) {
       }
     }
   }
-  if (f.month < 1 || f.month > 12 || f.day < 1 || f.day > 31 || f.hour > 23 || f.minute > 59 ||
-      f.second > 60) {
+  if (f.month < 1 || f.month > 12 || f.day < 1 || f.day > 31 || f.hour > 23 || f.minute > 59 || f.second > 60) {
     return std::nullopt;
   }
   return pos;
@@ -118,8 +117,8 @@ std::optional<std::int64_t> parse_time_ms(std::string_view text) {
   }
   std::string_view zone = text.substr(*used);
   const std::int64_t civil_ms =
-      (days_from_civil(f.year, static_cast<unsigned>(f.month), static_cast<unsigned>(f.day)) * 86400 +
-       f.hour * 3600 + f.minute * 60 + f.second) *
+      (days_from_civil(f.year, static_cast<unsigned>(f.month), static_cast<unsigned>(f.day)) * 86400 + f.hour * 3600 +
+       f.minute * 60 + f.second) *
           1000 +
       f.millis;
   if (zone == "Z" || zone == "z") {
@@ -163,13 +162,12 @@ std::string format_iso_utc(std::int64_t epoch_ms) {
   const auto t = static_cast<std::time_t>(seconds);
   std::tm tm{};
   gmtime_r(&t, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
 }
 
 std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 

@@ -146,8 +146,8 @@ TEST(Collect, MissingOptionalFilesBecomeDiagnostics) {
   ASSERT_EQ(run(k_collect, {"--db", db.string(), "--proc-root", (dir / "proc").string()}).exit_code, 0);
   auto connection = store::open_read_only(db);
   EXPECT_EQ(connection.execAndGet("SELECT count(*) FROM diagnostics WHERE message = 'not present'").getInt(), 2);
-  EXPECT_EQ(connection.execAndGet("SELECT count(*) FROM v_snapshot_sockets WHERE family = 6 AND proto = 'tcp'").getInt(),
-            0);
+  EXPECT_EQ(
+      connection.execAndGet("SELECT count(*) FROM v_snapshot_sockets WHERE family = 6 AND proto = 'tcp'").getInt(), 0);
 }
 
 TEST(Collect, ForeignDatabaseIsRefusedUntouched) {

@@ -66,10 +66,10 @@ std::string key(const char* proto, const std::string& local, int lport, const st
 std::multiset<std::string> ss_view() {
   const auto result = run("/usr/bin/ss", {"-tanH"});
   static const std::map<std::string, std::string> names = {
-      {"ESTAB", "ESTABLISHED"},   {"SYN-SENT", "SYN_SENT"},   {"SYN-RECV", "SYN_RECV"},
-      {"FIN-WAIT-1", "FIN_WAIT1"}, {"FIN-WAIT-2", "FIN_WAIT2"}, {"TIME-WAIT", "TIME_WAIT"},
-      {"CLOSE-WAIT", "CLOSE_WAIT"}, {"LAST-ACK", "LAST_ACK"},   {"LISTEN", "LISTEN"},
-      {"CLOSING", "CLOSING"},     {"UNCONN", "CLOSE"}};
+      {"ESTAB", "ESTABLISHED"},     {"SYN-SENT", "SYN_SENT"},    {"SYN-RECV", "SYN_RECV"},
+      {"FIN-WAIT-1", "FIN_WAIT1"},  {"FIN-WAIT-2", "FIN_WAIT2"}, {"TIME-WAIT", "TIME_WAIT"},
+      {"CLOSE-WAIT", "CLOSE_WAIT"}, {"LAST-ACK", "LAST_ACK"},    {"LISTEN", "LISTEN"},
+      {"CLOSING", "CLOSING"},       {"UNCONN", "CLOSE"}};
   std::multiset<std::string> out;
   std::istringstream lines(result.out);
   std::string line;
@@ -217,7 +217,8 @@ TEST(Live, EverySocketMadeIsRecordedWithItsOwner) {
     for (const auto& [k, v] : sockets_of(db, 3)) {
       if (v.pid == me) {
         EXPECT_EQ(db.execAndGet("SELECT count(*) FROM socket_spans WHERE first_snapshot_id = 3 AND process_id = "
-                                "(SELECT process_id FROM processes WHERE pid = " + std::to_string(me) + ")")
+                                "(SELECT process_id FROM processes WHERE pid = " +
+                                std::to_string(me) + ")")
                       .getInt(),
                   0);
         break;

@@ -27,8 +27,8 @@ const Socket* find_socket(const std::vector<Socket>& rows, const std::function<b
 
 const model::Counter* find_counter(const std::vector<model::Counter>& rows, std::string_view section,
                                    std::string_view name) {
-  const auto it = std::find_if(rows.begin(), rows.end(),
-                               [&](const auto& c) { return c.section == section && c.name == name; });
+  const auto it =
+      std::find_if(rows.begin(), rows.end(), [&](const auto& c) { return c.section == section && c.name == name; });
   return it == rows.end() ? nullptr : &*it;
 }
 
@@ -60,9 +60,8 @@ TEST(ParseInet, RealCaptureHasEveryStateTheSampleMade) {
   // Every data line becomes a row: the file has no duplicates.
   const auto lines = static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) - 1;
   EXPECT_EQ(parsed.rows.size(), lines);
-  const auto* listener = find_socket(parsed.rows, [](const Socket& s) {
-    return s.state == SockState::listen && s.local_port == 18080;
-  });
+  const auto* listener =
+      find_socket(parsed.rows, [](const Socket& s) { return s.state == SockState::listen && s.local_port == 18080; });
   ASSERT_NE(listener, nullptr);
   EXPECT_EQ(listener->local_addr, "127.0.0.1");
   EXPECT_EQ(listener->remote_addr, "0.0.0.0");
@@ -158,13 +157,10 @@ TEST_P(BrokenTcp, SkipsAndCountsExactlyTheBadLines) {
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, BrokenTcp,
     testing::Values(InetCase{"tcp-truncated-line", 2, {3}, "truncated line"},
-                    InetCase{"tcp-bad-hex", 2, {3}, "bad remote address"},
-                    InetCase{"tcp-extra-columns", 3, {}, ""},
+                    InetCase{"tcp-bad-hex", 2, {3}, "bad remote address"}, InetCase{"tcp-extra-columns", 3, {}, ""},
                     InetCase{"tcp-no-final-newline", 2, {4}, "no end of line"},
-                    InetCase{"tcp-duplicate-rows", 3, {}, "", 2},
-                    InetCase{"tcp-wrong-header", 0, {}, "", 0, true},
-                    InetCase{"tcp-wide-sl", 3, {}, ""},
-                    InetCase{"tcp-bad-state", 2, {3}, "bad state"},
+                    InetCase{"tcp-duplicate-rows", 3, {}, "", 2}, InetCase{"tcp-wrong-header", 0, {}, "", 0, true},
+                    InetCase{"tcp-wide-sl", 3, {}, ""}, InetCase{"tcp-bad-state", 2, {3}, "bad state"},
                     InetCase{"tcp-empty", 0, {}, "", 0, true}),
     [](const testing::TestParamInfo<InetCase>& param) {
       std::string name = param.param.name;

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <random>
-#include <sstream>
 #include <set>
+#include <sstream>
 #include <tuple>
 
 #include <SQLiteCpp/SQLiteCpp.h>
@@ -61,8 +61,8 @@ Capture capture_at(std::int64_t time_ms, std::vector<Socket> sockets, std::strin
     }
   }
   for (const auto pid : pids) {
-    c.processes.push_back({pid, static_cast<std::uint64_t>(pid) * 100, "proc" + std::to_string(pid), "cmd",
-                           0, std::nullopt});
+    c.processes.push_back(
+        {pid, static_cast<std::uint64_t>(pid) * 100, "proc" + std::to_string(pid), "cmd", 0, std::nullopt});
   }
   c.counters = {{"Tcp", "InSegs", 100, false}, {"Tcp", "CurrEstab", 3, true}, {"TcpExt", "TW", 5, false}};
   return c;
@@ -155,7 +155,7 @@ std::vector<std::pair<std::int64_t, Capture>> write_sample_history(SQLite::Datab
 }
 
 class Store : public testing::Test {
-protected:
+ protected:
   SQLite::Database db{":memory:", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE};
   void SetUp() override {
     db.exec("PRAGMA foreign_keys = ON");
@@ -235,33 +235,32 @@ TEST_P(StoreRefuses, AndLeavesTheFileUntouched) {
 
 INSTANTIATE_TEST_SUITE_P(
     Files, StoreRefuses,
-    testing::Values(
-        RefusalCase{"zero_bytes", [](const auto& p) { test::write_text(p, ""); }, "empty file"},
-        RefusalCase{"random_bytes",
-                    [](const auto& p) {
-                      std::mt19937 rng(42);
-                      std::string bytes(8192, '\0');
-                      for (char& c : bytes) {
-                        c = static_cast<char>(rng());
-                      }
-                      test::write_text(p, bytes);
-                    },
-                    "not an SQLite database"},
-        RefusalCase{"foreign_sqlite",
-                    [](const auto& p) {
-                      SQLite::Database db(p.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-                      db.exec("CREATE TABLE accounts(id INTEGER PRIMARY KEY, owner TEXT)");
-                      db.exec("INSERT INTO accounts VALUES (1, 'alice')");
-                    },
-                    "another application"},
-        RefusalCase{"newer_schema",
-                    [](const auto& p) {
-                      { store::open_for_write(p); }
-                      SQLite::Database db(p.string(), SQLite::OPEN_READWRITE);
-                      db.exec("PRAGMA user_version = 999");
-                      db.exec("PRAGMA journal_mode = DELETE");
-                    },
-                    "newer than this sockhist"}),
+    testing::Values(RefusalCase{"zero_bytes", [](const auto& p) { test::write_text(p, ""); }, "empty file"},
+                    RefusalCase{"random_bytes",
+                                [](const auto& p) {
+                                  std::mt19937 rng(42);
+                                  std::string bytes(8192, '\0');
+                                  for (char& c : bytes) {
+                                    c = static_cast<char>(rng());
+                                  }
+                                  test::write_text(p, bytes);
+                                },
+                                "not an SQLite database"},
+                    RefusalCase{"foreign_sqlite",
+                                [](const auto& p) {
+                                  SQLite::Database db(p.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+                                  db.exec("CREATE TABLE accounts(id INTEGER PRIMARY KEY, owner TEXT)");
+                                  db.exec("INSERT INTO accounts VALUES (1, 'alice')");
+                                },
+                                "another application"},
+                    RefusalCase{"newer_schema",
+                                [](const auto& p) {
+                                  { store::open_for_write(p); }
+                                  SQLite::Database db(p.string(), SQLite::OPEN_READWRITE);
+                                  db.exec("PRAGMA user_version = 999");
+                                  db.exec("PRAGMA journal_mode = DELETE");
+                                },
+                                "newer than this sockhist"}),
     [](const testing::TestParamInfo<RefusalCase>& param) { return std::string(param.param.name); });
 
 TEST_F(Store, UnchangedSocketsCostNoWrites) {
@@ -298,8 +297,8 @@ TEST_F(Store, StateChangeSplitsTheSpanAndLinksIt) {
 
 TEST_F(Store, DisappearanceClosesAtTheLastSnapshotThatSawIt) {
   store::SnapshotWriter writer(db);
-  const auto a = writer.write(capture_at(1'000'000, {tcp(SockState::established, 80, 40000, 12, 7),
-                                                     tcp(SockState::listen, 80, 0, 11, 7)}));
+  const auto a = writer.write(
+      capture_at(1'000'000, {tcp(SockState::established, 80, 40000, 12, 7), tcp(SockState::listen, 80, 0, 11, 7)}));
   const auto b = writer.write(capture_at(1'010'000, {tcp(SockState::listen, 80, 0, 11, 7)}));
   EXPECT_EQ(b.spans_closed, 1U);
   EXPECT_EQ(scalar(db, "SELECT last_snapshot_id FROM socket_spans WHERE inode = 12"), a.snapshot_id);
@@ -324,8 +323,7 @@ TEST_F(Store, TimeWaitCarriesTheOwnerOfItsConnection) {
   later.timer_ms = 49'000;  // the kernel's countdown, ten seconds on
   const auto c = writer.write(capture_at(1'020'000, {later}));
   EXPECT_EQ(c.spans_opened, 0U);
-  SQLite::Statement q(db,
-                      "SELECT pid, process, owner_carried, state FROM v_snapshot_sockets WHERE snapshot_id = ?");
+  SQLite::Statement q(db, "SELECT pid, process, owner_carried, state FROM v_snapshot_sockets WHERE snapshot_id = ?");
   for (const auto id : {b.snapshot_id, c.snapshot_id}) {
     q.reset();
     q.bind(1, id);
@@ -365,8 +363,8 @@ TEST_F(Store, CountersStoreChangesAndReconstructEverySnapshot) {
   store::SnapshotWriter writer(db);
   auto c1 = capture_at(1'000'000, {});
   auto c2 = capture_at(1'010'000, {});
-  c2.counters[0].value = 150;                              // InSegs moved
-  c2.counters.pop_back();                                  // TcpExt.TW disappeared
+  c2.counters[0].value = 150;                                       // InSegs moved
+  c2.counters.pop_back();                                           // TcpExt.TW disappeared
   c2.counters.push_back({"MPTcpExt", "MPCapableSYNRX", 1, false});  // a counter appeared
   auto c3 = capture_at(1'020'000, {});
   c3.counters = c2.counters;
@@ -493,8 +491,9 @@ TEST(StoreHistory, EverySnapshotOfTheSampleHistoryIsReconstructedExactly) {
                                    written[3].first)),
             0);
   // TIME_WAIT sockets that were established in an earlier sample carry their owner.
-  EXPECT_GT(scalar(db, "SELECT count(*) FROM socket_spans WHERE state = 'TIME_WAIT' AND owner_carried = 1 AND "
-                       "process_id IS NOT NULL"),
+  EXPECT_GT(scalar(db,
+                   "SELECT count(*) FROM socket_spans WHERE state = 'TIME_WAIT' AND owner_carried = 1 AND "
+                   "process_id IS NOT NULL"),
             0);
 }
 
@@ -514,7 +513,8 @@ TEST(SchemaDocs, EveryExampleQueryRunsOnASampleHistory) {
     const auto end = doc.find("```", start);
     std::string sql = doc.substr(start, end - start);
     // Grafana's macros, as the dashboard would expand them.
-    for (const auto& [macro, value] : {std::pair{"$__unixEpochFrom()", "0"}, std::pair{"$__unixEpochTo()", "99999999999"}}) {
+    for (const auto& [macro, value] :
+         {std::pair{"$__unixEpochFrom()", "0"}, std::pair{"$__unixEpochTo()", "99999999999"}}) {
       for (auto at = sql.find(macro); at != std::string::npos; at = sql.find(macro)) {
         sql.replace(at, std::string(macro).size(), value);
       }

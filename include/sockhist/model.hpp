@@ -76,10 +76,10 @@ struct Socket {
   std::uint32_t retransmits = 0;
   std::uint32_t probes = 0;  // /proc's misnamed `timeout` column
   std::uint32_t uid = 0;
-  std::uint64_t inode = 0;  // 0 for TIME_WAIT, request and orphaned sockets
-  std::optional<std::uint64_t> cookie;       // sock_diag only
-  std::optional<std::uint32_t> backlog;      // sock_diag only: a listener's backlog limit
-  std::optional<std::uint64_t> peer_inode;   // UNIX_DIAG only
+  std::uint64_t inode = 0;                  // 0 for TIME_WAIT, request and orphaned sockets
+  std::optional<std::uint64_t> cookie;      // sock_diag only
+  std::optional<std::uint32_t> backlog;     // sock_diag only: a listener's backlog limit
+  std::optional<std::uint64_t> peer_inode;  // UNIX_DIAG only
   UnixType unix_type = UnixType::none;
   std::uint32_t unix_flags = 0;
   std::int32_t pid = 0;  // owning process, 0 when unknown
@@ -158,24 +158,24 @@ std::string_view name(OwnerScan scan);
 
 // Everything one capture produced, ready for the store.
 struct Capture {
-  std::string host;                 // the name the snapshot is recorded under
-  std::string hostname;             // what the kernel calls itself (may differ from host)
+  std::string host;      // the name the snapshot is recorded under
+  std::string hostname;  // what the kernel calls itself (may differ from host)
   std::optional<std::string> machine_id;
   std::optional<std::string> boot_id;
   std::optional<std::int64_t> uptime_ms;
   std::optional<std::string> kernel;
   std::int64_t user_hz = 100;
-  std::int64_t time_ms = 0;         // wall clock, UTC epoch milliseconds
-  std::int64_t capture_ms = 0;      // how long the capture took
-  std::string source = "proc";      // "proc" or "netlink"
+  std::int64_t time_ms = 0;              // wall clock, UTC epoch milliseconds
+  std::int64_t capture_ms = 0;           // how long the capture took
+  std::string source = "proc";           // "proc" or "netlink"
   std::optional<std::string> proc_root;  // set when not the live /proc
-  std::uint64_t netns_inode = 0;    // 0 when unknown (a copied tree)
+  std::uint64_t netns_inode = 0;         // 0 when unknown (a copied tree)
   std::optional<std::string> netns_name;
   Settings settings;
   OwnerScan owners = OwnerScan::skipped;
   std::vector<Socket> sockets;
   std::vector<Counter> counters;
-  std::vector<Process> processes;   // owners referenced by Socket::pid
+  std::vector<Process> processes;                            // owners referenced by Socket::pid
   std::vector<std::pair<std::uint32_t, std::string>> users;  // uid -> name, live captures only
   std::vector<Diagnostic> diagnostics;
   std::size_t skipped_lines = 0;

@@ -18,8 +18,7 @@ namespace sockhist::proc {
 // Parses /proc/net/tcp, tcp6, udp or udp6 (family 4 or 6). Timer values are converted from
 // USER_HZ ticks to milliseconds. Rows repeated under churn are dropped and counted; malformed
 // lines are skipped and listed; a missing or foreign header is an error.
-model::Parsed<model::Socket> parse_inet(std::string_view text, model::Proto proto, int family,
-                                        std::int64_t user_hz);
+model::Parsed<model::Socket> parse_inet(std::string_view text, model::Proto proto, int family, std::int64_t user_hz);
 
 // Parses /proc/net/unix.
 model::Parsed<model::Socket> parse_unix(std::string_view text);
@@ -58,7 +57,7 @@ std::string format_cmdline(std::string_view raw);
 
 // Reads files below a /proc root, to end of file, never trusting the size /proc reports.
 class ProcRoot {
-public:
+ public:
   explicit ProcRoot(std::filesystem::path root);
 
   const std::filesystem::path& path() const { return m_root; }
@@ -72,7 +71,7 @@ public:
   // The target of a symbolic link below the root; nullopt on any failure.
   std::optional<std::string> read_link(std::string_view relative) const;
 
-private:
+ private:
   std::filesystem::path m_root;
 };
 
@@ -82,7 +81,7 @@ struct OwnerMap {
   std::unordered_map<std::uint64_t, std::int32_t> owner_of_inode;
   std::vector<model::Process> processes;  // one per pid that owns at least one socket
   model::OwnerScan completeness = model::OwnerScan::complete;
-  std::size_t unreadable_processes = 0;   // fd directories we were not allowed to read
+  std::size_t unreadable_processes = 0;  // fd directories we were not allowed to read
 };
 
 enum class Cmdlines { store, omit };

@@ -14,18 +14,18 @@ namespace sockhist::store {
 // What one snapshot wrote.
 struct WriteStats {
   std::int64_t snapshot_id = 0;
-  std::size_t sockets = 0;        // sockets in the snapshot
-  std::size_t spans_opened = 0;   // sockets that appeared or changed state or owner
-  std::size_t spans_closed = 0;   // sockets that disappeared or changed
-  std::size_t counter_rows = 0;   // counters that changed (all of them on a first or post-reboot snapshot)
-  std::size_t rows_written = 0;   // every row inserted or updated, the snapshot's own included
-  std::int64_t bytes_written = 0; // database pages the transaction wrote (to the WAL), in bytes
-  std::int64_t db_growth = 0;     // how much the database grew, in bytes
+  std::size_t sockets = 0;         // sockets in the snapshot
+  std::size_t spans_opened = 0;    // sockets that appeared or changed state or owner
+  std::size_t spans_closed = 0;    // sockets that disappeared or changed
+  std::size_t counter_rows = 0;    // counters that changed (all of them on a first or post-reboot snapshot)
+  std::size_t rows_written = 0;    // every row inserted or updated, the snapshot's own included
+  std::int64_t bytes_written = 0;  // database pages the transaction wrote (to the WAL), in bytes
+  std::int64_t db_growth = 0;      // how much the database grew, in bytes
 };
 
 // Keeps prepared statements and caches across the snapshots of a looping collector.
 class SnapshotWriter {
-public:
+ public:
   explicit SnapshotWriter(SQLite::Database& db);
   ~SnapshotWriter();
   SnapshotWriter(const SnapshotWriter&) = delete;
@@ -37,7 +37,7 @@ public:
   // host and network namespace is refused (Error bad_input): spans need snapshots in time order.
   WriteStats write(const model::Capture& capture);
 
-private:
+ private:
   struct Impl;
   std::unique_ptr<Impl> m_impl;
 };

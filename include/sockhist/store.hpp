@@ -53,13 +53,13 @@ std::filesystem::path resolve_db_path(const std::optional<std::string>& option);
 // (this also rules out SQLite's WAL-reset bug, which needs two concurrent writers). Waits up to
 // `wait` for a holder to finish, then throws Error(locked) naming the holder's pid if known.
 class WriterLock {
-public:
+ public:
   WriterLock(const std::filesystem::path& db, std::chrono::milliseconds wait);
   ~WriterLock();
   WriterLock(const WriterLock&) = delete;
   WriterLock& operator=(const WriterLock&) = delete;
 
-private:
+ private:
   int m_fd = -1;
 };
 

@@ -10,7 +10,7 @@ namespace sockhist::test {
 
 // An owned file descriptor.
 class Fd {
-public:
+ public:
   Fd() = default;
   explicit Fd(int fd) : m_fd(fd) {}
   ~Fd() { reset(); }
@@ -27,7 +27,7 @@ public:
   int get() const { return m_fd; }
   void reset();
 
-private:
+ private:
   int m_fd = -1;
 };
 
