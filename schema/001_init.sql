@@ -98,7 +98,8 @@ CREATE TABLE socket_spans (
   owner_carried     INTEGER NOT NULL DEFAULT 0   -- 1: owner carried forward from prev_span_id's chain
 );
 CREATE INDEX socket_spans_open ON socket_spans(netns_id) WHERE last_snapshot_id IS NULL;
-CREATE INDEX socket_spans_by_first ON socket_spans(netns_id, first_snapshot_id);
+-- Covers the membership test of v_snapshot_sockets, so that only member spans are read.
+CREATE INDEX socket_spans_by_first ON socket_spans(netns_id, first_snapshot_id, last_snapshot_id);
 CREATE INDEX socket_spans_by_last ON socket_spans(last_snapshot_id) WHERE last_snapshot_id IS NOT NULL;
 CREATE INDEX socket_spans_by_process ON socket_spans(process_id) WHERE process_id IS NOT NULL;
 

@@ -94,8 +94,10 @@ SELECT s.snapshot_id,
 FROM snapshots s
 JOIN netns n ON n.netns_id = s.netns_id
 JOIN hosts h ON h.host_id = n.host_id
-JOIN counter_names cn
-JOIN counter_values cv ON cv.netns_id = s.netns_id
+-- CROSS JOIN fixes the order: each counter name is then one primary-key seek, never a scan of the
+-- namespace's whole counter history.
+CROSS JOIN counter_names cn
+CROSS JOIN counter_values cv ON cv.netns_id = s.netns_id
                       AND cv.counter_id = cn.counter_id
                       AND cv.snapshot_id = (SELECT max(x.snapshot_id) FROM counter_values x
                                             WHERE x.netns_id = s.netns_id
