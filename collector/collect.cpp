@@ -45,6 +45,10 @@ void setup_collect(CLI::App& app, CollectOptions& o) {
       ->capture_default_str();
   app.add_option("--lock-wait", o.lock_wait, "How long to wait for another writer of the database")
       ->capture_default_str();
+  app.add_option("--source", o.source,
+                 "Read live sockets through sock_diag netlink (falling back to /proc per table), or only one")
+      ->check(CLI::IsMember({"auto", "netlink", "proc"}))
+      ->capture_default_str();
   app.add_flag("--no-cmdline", o.no_cmdline, "Do not store process command lines");
   app.add_flag("--no-owners", o.no_owners, "Do not scan /proc/PID/fd for socket owners");
   app.add_flag("-q,--quiet", o.quiet, "Print nothing on success, even on a terminal");
@@ -60,6 +64,12 @@ int run_collect(const CollectOptions& o) {
   capture_options.host = o.host;
   capture_options.owners = !o.no_owners;
   capture_options.cmdlines = o.no_cmdline ? proc::Cmdlines::omit : proc::Cmdlines::store;
+  capture_options.source = o.source == "netlink" ? proc::Source::netlink
+                           : o.source == "proc"  ? proc::Source::proc
+                                                 : proc::Source::automatic;
+  if (!capture_options.live && capture_options.source == proc::Source::netlink) {
+    throw Error(Exit::usage, "--source netlink reads the live kernel; it cannot be combined with --proc-root");
+  }
   if (o.host && o.host->empty()) {
     throw Error(Exit::usage, "--host: the name must not be empty");
   }
@@ -95,6 +105,15 @@ int run_collect(const CollectOptions& o) {
   store::WriterLock lock(db_path, std::chrono::milliseconds(lock_wait_ms));
   auto db = store::open_for_write(db_path);
   store::SnapshotWriter writer(db);
+  // One netlink socket for the whole run; a failure to open it is handled by capture() itself.
+  std::optional<netlink::DiagSocket> diag;
+  if (capture_options.live && capture_options.source != proc::Source::proc) {
+    try {
+      capture_options.diag = &diag.emplace();
+    } catch (const netlink::Unavailable&) {
+      capture_options.diag = nullptr;
+    }
+  }
 
   using clock = std::chrono::steady_clock;
   auto next = clock::now();

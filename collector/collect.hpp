@@ -20,6 +20,7 @@ struct CollectOptions {
   std::optional<std::int64_t> count;
   std::string retain = "7d";
   std::string lock_wait = "30s";
+  std::string source = "auto";
   bool no_cmdline = false;
   bool no_owners = false;
   bool quiet = false;

@@ -75,6 +75,24 @@ std::optional<std::string> user_name(std::uint32_t uid) {
   return std::nullopt;
 }
 
+// Appends `more` to `sockets`, dropping what a dump repeated under churn (the same full socket by
+// inode, the same inode-less socket by endpoints and state); returns how many were dropped.
+std::size_t append_unique(std::vector<model::Socket>& sockets, std::vector<model::Socket> more) {
+  std::unordered_set<std::string> seen;
+  std::size_t dropped = 0;
+  for (auto& s : more) {
+    auto key = s.inode != 0 ? fmt::format("{} {}", model::name(s.proto), s.inode)
+                            : fmt::format("{} {} {} {} {} {}", model::name(s.proto), s.local_addr, s.local_port,
+                                          s.remote_addr, s.remote_port, model::name(s.state));
+    if (!seen.insert(std::move(key)).second) {
+      ++dropped;
+      continue;
+    }
+    sockets.push_back(std::move(s));
+  }
+  return dropped;
+}
+
 }  // namespace
 
 ProcRoot::ProcRoot(std::filesystem::path root) : m_root(std::move(root)) {}
@@ -261,18 +279,64 @@ model::Capture capture(const CaptureOptions& options) {
   };
 
   const std::int64_t hz = cap.user_hz;
-  bool any_table = false;
   using model::Proto;
-  any_table |= load(
-      "net/tcp", [&](std::string_view t) { return parse_inet(t, Proto::tcp, 4, hz); }, cap.sockets);
-  any_table |= load(
-      "net/tcp6", [&](std::string_view t) { return parse_inet(t, Proto::tcp, 6, hz); }, cap.sockets);
-  any_table |= load(
-      "net/udp", [&](std::string_view t) { return parse_inet(t, Proto::udp, 4, hz); }, cap.sockets);
-  any_table |= load(
-      "net/udp6", [&](std::string_view t) { return parse_inet(t, Proto::udp, 6, hz); }, cap.sockets);
-  any_table |= load(
-      "net/unix", [](std::string_view t) { return parse_unix(t); }, cap.sockets);
+  const bool demand_netlink = options.source == Source::netlink;
+  std::optional<netlink::DiagSocket> own_diag;
+  netlink::DiagSocket* diag = nullptr;
+  if (options.live && options.source != Source::proc) {
+    try {
+      diag = options.diag != nullptr ? options.diag : &own_diag.emplace();
+    } catch (const netlink::Unavailable& e) {
+      if (demand_netlink) {
+        throw Error(Exit::failure, fmt::format("--source netlink: {}", e.what()));
+      }
+      note("netlink", 0, fmt::format("{}; read /proc instead", e.what()));
+    }
+  }
+  bool any_table = false;
+  bool used_netlink = false;
+  bool used_proc = false;
+  struct Table {
+    const char* file;
+    Proto proto;
+    int family;
+  };
+  for (const Table& table :
+       {Table{"net/tcp", Proto::tcp, 4}, Table{"net/tcp6", Proto::tcp, 6}, Table{"net/udp", Proto::udp, 4},
+        Table{"net/udp6", Proto::udp, 6}, Table{"net/unix", Proto::unix_domain, 0}}) {
+    if (diag != nullptr) {
+      try {
+        auto dump = table.proto == Proto::unix_domain ? diag->dump_unix() : diag->dump_inet(table.family, table.proto);
+        if (dump.malformed > 0) {
+          cap.skipped_lines += dump.malformed;
+          note(fmt::format("netlink {}", table.file), 0,
+               fmt::format("{} replies could not be decoded", dump.malformed));
+        }
+        const auto duplicates = append_unique(cap.sockets, std::move(dump.sockets));
+        if (duplicates > 0) {
+          note(fmt::format("netlink {}", table.file), 0, fmt::format("{} duplicate rows dropped", duplicates));
+        }
+        any_table = used_netlink = true;
+        continue;
+      } catch (const netlink::Unavailable& e) {
+        if (demand_netlink) {
+          throw Error(Exit::failure, fmt::format("--source netlink: {}", e.what()));
+        }
+        note(fmt::format("netlink {}", table.file), 0, fmt::format("{}; read /proc instead", e.what()));
+      }
+    }
+    bool present = false;
+    if (table.proto == Proto::unix_domain) {
+      present = load(
+          table.file, [](std::string_view t) { return parse_unix(t); }, cap.sockets);
+    } else {
+      present = load(
+          table.file, [&](std::string_view t) { return parse_inet(t, table.proto, table.family, hz); }, cap.sockets);
+    }
+    any_table |= present;
+    used_proc |= present;
+  }
+  cap.source = used_netlink && used_proc ? "netlink+proc" : used_netlink ? "netlink" : "proc";
   if (!any_table) {
     throw Error(Exit::bad_input,
                 fmt::format("{}: no socket table (net/tcp, tcp6, udp, udp6, unix) under this /proc root",

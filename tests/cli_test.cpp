@@ -64,7 +64,11 @@ INSTANTIATE_TEST_SUITE_P(
                     UsageCase{"bad_interval", {"--interval", "soon"}, "--interval soon"},
                     UsageCase{"count_without_interval", {"--count", "3"}, "--count"},
                     UsageCase{"bad_time", {"--proc-root", "/proc", "--at", "yesterday"}, "--at yesterday"},
-                    UsageCase{"bad_retain", {"--retain", "7 days"}, "--retain"}),
+                    UsageCase{"bad_retain", {"--retain", "7 days"}, "--retain"},
+                    UsageCase{"bad_source", {"--source", "ss"}, "--source"},
+                    UsageCase{"netlink_with_proc_root",
+                              {"--proc-root", SOCKHIST_SAMPLES_DIR "/history-busy/00/proc", "--source", "netlink"},
+                              "--source netlink"}),
     [](const testing::TestParamInfo<UsageCase>& param) { return std::string(param.param.name); });
 
 TEST(Collect, HelpAndVersionExitZero) {
@@ -172,4 +176,22 @@ TEST(Collect, EnvironmentNamesTheDatabase) {
   ::unsetenv("SOCKHIST_DB");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(count_snapshots(db), 1);
+}
+
+TEST(Collect, EachSnapshotRecordsItsSource) {
+  const auto dir = scratch_dir("sources");
+  const auto db = dir / "s.db";
+  ASSERT_EQ(run(k_collect, {"--db", db.string()}).exit_code, 0);
+  ASSERT_EQ(run(k_collect, {"--db", db.string(), "--source", "proc"}).exit_code, 0);
+  ASSERT_EQ(run(k_collect, {"--db", db.string(), "--source", "netlink"}).exit_code, 0);
+  ASSERT_EQ(run(k_collect, {"--db", db.string(), "--proc-root", (samples_dir() / "history-busy/00/proc").string(),
+                            "--host", "copy"})
+                .exit_code,
+            0);
+  auto connection = store::open_read_only(db);
+  EXPECT_EQ(connection
+                .execAndGet("SELECT group_concat(source, ' ') FROM (SELECT source FROM snapshots ORDER BY "
+                            "snapshot_id)")
+                .getString(),
+            "netlink proc netlink proc");
 }

@@ -118,30 +118,19 @@ TEST(Live, EverySocketMadeIsRecordedWithItsOwner) {
   }
   const auto dir = scratch_dir("live");
   const std::string db_path = (dir / "live.db").string();
-  const std::string unix_path = (dir / "live.sock").string();
 
-  Fd listener4 = listen_tcp(4);
-  Fd listener6 = listen_tcp(6);
-  const int port4 = local_port(listener4);
-  const int port6 = local_port(listener6);
-  Pair est4 = connect_pair(4, listener4);
-  Pair est6 = connect_pair(6, listener6);
-  Fd close_wait = make_close_wait(connect_pair(4, listener4));
-  Pair closing_later = connect_pair(4, listener4);
-  const int closing_port = local_port(closing_later.client);
-  Fd udp4 = udp_bound(4);
-  Fd udp6 = udp_bound(6);
-  Fd unix_listen = unix_listener(unix_path);
-  Pair unix_pair = unix_connect(unix_path, unix_listen);
-
+  Population pop = make_population(dir.string(), false);
+  const int port4 = pop.port4;
+  const int port6 = pop.port6;
+  const std::string unix_path = pop.unix_path;
   const std::vector<std::string> args = {"--db", db_path, "--retain", "0"};
   const auto first = run(SOCKHIST_COLLECT_BIN, args);
   ASSERT_EQ(first.exit_code, 0) << first.err;
   EXPECT_EQ(first.out, "");  // silent on success when not on a terminal (cron)
   EXPECT_EQ(first.err, "");
 
-  const int tw_port = make_time_wait(std::move(closing_later));
-  ASSERT_EQ(tw_port, closing_port);
+  finish_time_wait(pop);
+  const int tw_port = pop.time_wait_port;
   const auto second = run(SOCKHIST_COLLECT_BIN, args);
   ASSERT_EQ(second.exit_code, 0) << second.err;
   const auto ss_now = ss_view();
@@ -164,11 +153,11 @@ TEST(Live, EverySocketMadeIsRecordedWithItsOwner) {
   };
   expect_one(key("tcp", "127.0.0.1", port4, "0.0.0.0", 0), "LISTEN", true);
   expect_one(key("tcp", "::1", port6, "::", 0), "LISTEN", true);
-  expect_one(key("tcp", "127.0.0.1", local_port(est4.client), "127.0.0.1", port4), "ESTABLISHED", true);
-  expect_one(key("tcp", "127.0.0.1", port4, "127.0.0.1", local_port(est4.client)), "ESTABLISHED", true);
-  expect_one(key("tcp", "::1", local_port(est6.client), "::1", port6), "ESTABLISHED", true);
-  expect_one(key("udp", "127.0.0.1", local_port(udp4), "0.0.0.0", 0), "CLOSE", true);
-  expect_one(key("udp", "::1", local_port(udp6), "::", 0), "CLOSE", true);
+  expect_one(key("tcp", "127.0.0.1", local_port(pop.est4.client), "127.0.0.1", port4), "ESTABLISHED", true);
+  expect_one(key("tcp", "127.0.0.1", port4, "127.0.0.1", local_port(pop.est4.client)), "ESTABLISHED", true);
+  expect_one(key("tcp", "::1", local_port(pop.est6.client), "::1", port6), "ESTABLISHED", true);
+  expect_one(key("udp", "127.0.0.1", local_port(pop.udp4), "0.0.0.0", 0), "CLOSE", true);
+  expect_one(key("udp", "::1", local_port(pop.udp6), "::", 0), "CLOSE", true);
   // The kernel prints the listener's path on the ends accept() returned too.
   std::multiset<std::string> unix_states;
   for (auto [it, end] = snapshot.equal_range(key("unix", unix_path, 0, "", 0)); it != end; ++it) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "sockhist/model.hpp"
+#include "sockhist/netlink.hpp"
 
 namespace sockhist::proc {
 
@@ -88,6 +89,9 @@ enum class Cmdlines { store, omit };
 // resolve_users: name uids through this machine's passwd database (live captures only).
 OwnerMap scan_owners(const ProcRoot& root, Cmdlines cmdlines, bool resolve_users);
 
+// Where live sockets are read from: sock_diag netlink with /proc as fallback (automatic), or only one.
+enum class Source { automatic, netlink, proc };
+
 // What to capture, and from where.
 struct CaptureOptions {
   std::filesystem::path proc_root = "/proc";
@@ -96,11 +100,15 @@ struct CaptureOptions {
   std::optional<std::int64_t> at_ms;  // the time to record (copied trees only)
   bool owners = true;
   Cmdlines cmdlines = Cmdlines::store;
+  Source source = Source::automatic;    // copied trees are always read as /proc text
+  netlink::DiagSocket* diag = nullptr;  // a socket to reuse across snapshots; opened per capture if null
 };
 
-// Reads one snapshot of sockets, counters, owners and host facts below the root. Missing optional
-// files (tcp6 with IPv6 disabled, snmp6, ...) become diagnostics; a malformed file, or a root
-// without a single socket table, throws Error(bad_input) naming it.
+// Reads one snapshot of sockets, counters, owners and host facts. Live sockets come from sock_diag
+// netlink unless options.source says otherwise; a table netlink cannot dump is read from /proc
+// (source "netlink+proc") unless netlink was demanded, which throws Error(failure). Missing
+// optional files (tcp6 with IPv6 disabled, snmp6, ...) become diagnostics; a malformed file, or a
+// root without a single socket table, throws Error(bad_input) naming it.
 model::Capture capture(const CaptureOptions& options);
 
 }  // namespace sockhist::proc

@@ -2,8 +2,10 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -110,28 +112,56 @@ Pair connect_pair(int family, const Fd& listener) {
   return pair;
 }
 
-Fd make_close_wait(Pair pair) {
-  pair.client.reset();
-  // Wait until the FIN has arrived: the server end reads end-of-file.
+namespace {
+
+// Waits (up to 5 s) until a TCP socket we still hold reaches `state` (a TCP_* code).
+void wait_for_state(const Fd& socket, unsigned state) {
+  for (int i = 0; i < 5000; ++i) {
+    tcp_info info{};
+    socklen_t length = sizeof(info);
+    if (::getsockopt(socket.get(), IPPROTO_TCP, TCP_INFO, &info, &length) != 0) {
+      fail("TCP_INFO");
+    }
+    if (info.tcpi_state == state) {
+      return;
+    }
+    ::usleep(1000);
+  }
+  throw std::runtime_error("socket did not reach TCP state " + std::to_string(state));
+}
+
+// The client sends its FIN first and waits until the server end has read end-of-file.
+void client_closes_first(Pair& pair) {
+  if (::shutdown(pair.client.get(), SHUT_WR) != 0) {
+    fail("shutdown");
+  }
   pollfd p{pair.server.get(), POLLIN, 0};
   if (::poll(&p, 1, 5000) != 1) {
     fail("waiting for FIN");
   }
+}
+
+}  // namespace
+
+Fd make_close_wait(Pair pair) {
+  client_closes_first(pair);
+  // Once our FIN is acknowledged the client is in FIN_WAIT2; letting go of it then leaves a stable
+  // FIN_WAIT2 on the client side and CLOSE_WAIT on the server's.
+  wait_for_state(pair.client, TCP_FIN_WAIT2);
+  pair.client.reset();
   return std::move(pair.server);
 }
 
 std::uint16_t make_time_wait(Pair pair) {
   const std::uint16_t port = local_port(pair.client);
-  pair.client.reset();
-  pollfd p{pair.server.get(), POLLIN, 0};
-  if (::poll(&p, 1, 5000) != 1) {
-    fail("waiting for FIN");
-  }
+  client_closes_first(pair);
   char byte = 0;
   if (::read(pair.server.get(), &byte, 1) != 0) {
     fail("expected end-of-file");
   }
   pair.server.reset();
+  // The server's FIN moves the client into TIME_WAIT, which leaves its socket CLOSED.
+  wait_for_state(pair.client, TCP_CLOSE);
   return port;
 }
 
@@ -180,6 +210,47 @@ Pair unix_connect(const std::string& path, const Fd& listener) {
     fail("accept");
   }
   return pair;
+}
+
+std::uint64_t inode_of(const Fd& socket) {
+  struct stat st {};
+  if (::fstat(socket.get(), &st) != 0) {
+    fail("fstat");
+  }
+  return st.st_ino;
+}
+
+namespace {
+// The pair that make_population keeps for its TIME_WAIT until finish_time_wait().
+thread_local Pair pending_time_wait;
+}  // namespace
+
+Population make_population(const std::string& unix_dir, bool time_wait_now) {
+  Population p;
+  p.listener4 = listen_tcp(4);
+  p.listener6 = listen_tcp(6);
+  p.port4 = local_port(p.listener4);
+  p.port6 = local_port(p.listener6);
+  p.est4 = connect_pair(4, p.listener4);
+  p.est6 = connect_pair(6, p.listener6);
+  p.close_wait = make_close_wait(connect_pair(4, p.listener4));
+  pending_time_wait = connect_pair(4, p.listener4);
+  p.time_wait_port = local_port(pending_time_wait.client);
+  p.udp4 = udp_bound(4);
+  p.udp6 = udp_bound(6);
+  p.unix_path = unix_dir + "/population.sock";
+  p.unix_listen = unix_listener(p.unix_path);
+  p.unix_pair = unix_connect(p.unix_path, p.unix_listen);
+  if (time_wait_now) {
+    finish_time_wait(p);
+  }
+  return p;
+}
+
+void finish_time_wait(Population& population) {
+  if (pending_time_wait.client.get() >= 0) {
+    population.time_wait_port = make_time_wait(std::move(pending_time_wait));
+  }
 }
 
 }  // namespace sockhist::test

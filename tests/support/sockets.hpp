@@ -61,4 +61,26 @@ Fd udp_bound(int family);
 Fd unix_listener(const std::string& path);
 Pair unix_connect(const std::string& path, const Fd& listener);
 
+// The inode of an open socket, as /proc and sock_diag report it.
+std::uint64_t inode_of(const Fd& socket);
+
+// One of every kind of socket sockhist must record, all owned by the calling process: IPv4 and
+// IPv6 listeners, an established pair on each, a CLOSE_WAIT (the server end, held open), a
+// client-first close left in TIME_WAIT, bound UDP sockets, and a UNIX listener with a pair.
+struct Population {
+  Fd listener4, listener6;
+  int port4 = 0, port6 = 0;
+  Pair est4, est6;
+  Fd close_wait;
+  int time_wait_port = 0;  // the client port left in TIME_WAIT towards port4
+  Fd udp4, udp6;
+  std::string unix_path;
+  Fd unix_listen;
+  Pair unix_pair;
+};
+// `unix_dir` receives the UNIX socket file. With tw_after = false no TIME_WAIT is made yet: call
+// finish_time_wait() later (to see a connection before and after it closes).
+Population make_population(const std::string& unix_dir, bool time_wait_now = true);
+void finish_time_wait(Population& population);
+
 }  // namespace sockhist::test

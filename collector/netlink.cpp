@@ -1,0 +1,266 @@
+// sock_diag dumps with libmnl. Message formats: include/uapi/linux/inet_diag.h, unix_diag.h; the
+// kernel fills them in net/ipv4/inet_diag.c and net/unix/diag.c.
+#include "sockhist/netlink.hpp"
+
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace sockhist::netlink {
+
+using model::Proto;
+using model::Socket;
+using model::SockState;
+
+namespace {
+
+// TCP states 1..12 (everything /proc prints; not BOUND_INACTIVE, which /proc never shows).
+constexpr std::uint32_t k_all_inet_states = 0x1FFE;
+
+// A dump's replies come in buffers of at most 32 KiB (the kernel caps its dump skbs there).
+constexpr std::size_t k_receive_buffer = 32768;
+
+std::uint64_t cookie_of(const std::uint32_t (&cookie)[2]) {
+  return static_cast<std::uint64_t>(cookie[0]) | (static_cast<std::uint64_t>(cookie[1]) << 32);
+}
+
+std::string address_text(int af, const void* bytes) {
+  std::array<char, INET6_ADDRSTRLEN> out{};
+  if (::inet_ntop(af, bytes, out.data(), out.size()) == nullptr) {
+    return {};
+  }
+  return out.data();
+}
+
+// The payload of a validated message, or nullptr if it is shorter than its header says or than `need`.
+const nlmsghdr* checked(std::span<const unsigned char> message, std::size_t need) {
+  if (message.size() < sizeof(nlmsghdr)) {
+    return nullptr;
+  }
+  const auto* nlh = reinterpret_cast<const nlmsghdr*>(message.data());
+  if (nlh->nlmsg_len > message.size() || nlh->nlmsg_len < NLMSG_LENGTH(need)) {
+    return nullptr;
+  }
+  return nlh;
+}
+
+}  // namespace
+
+std::optional<Socket> parse_inet_diag(std::span<const unsigned char> message, Proto proto) {
+  const nlmsghdr* nlh = checked(message, sizeof(inet_diag_msg));
+  if (nlh == nullptr) {
+    return std::nullopt;
+  }
+  const auto* r = static_cast<const inet_diag_msg*>(mnl_nlmsg_get_payload(nlh));
+  if (r->idiag_family != AF_INET && r->idiag_family != AF_INET6) {
+    return std::nullopt;
+  }
+  const auto state = model::tcp_state_from_code(r->idiag_state);
+  if (!state || r->idiag_timer > 5) {
+    return std::nullopt;
+  }
+  Socket s;
+  s.proto = proto;
+  s.family = r->idiag_family == AF_INET ? 4 : 6;
+  s.state = *state == SockState::new_syn_recv ? SockState::syn_recv : *state;
+  s.local_addr = address_text(r->idiag_family, r->id.idiag_src);
+  s.remote_addr = address_text(r->idiag_family, r->id.idiag_dst);
+  s.local_port = ntohs(r->id.idiag_sport);
+  s.remote_port = ntohs(r->id.idiag_dport);
+  s.timer = static_cast<model::TimerKind>(r->idiag_timer);
+  s.timer_ms = r->idiag_expires;
+  if (s.timer == model::TimerKind::keepalive || s.timer == model::TimerKind::probe) {
+    s.probes = r->idiag_retrans;
+  } else {
+    s.retransmits = r->idiag_retrans;
+  }
+  s.uid = r->idiag_uid;
+  s.inode = r->idiag_inode;
+  s.cookie = cookie_of(r->id.idiag_cookie);
+  if (proto == Proto::tcp && s.state == SockState::listen) {
+    // A listener reports its accept queue and backlog limit where others report their queues.
+    s.rx_queue = r->idiag_rqueue;
+    s.backlog = r->idiag_wqueue;
+  } else {
+    s.rx_queue = r->idiag_rqueue;
+    s.tx_queue = r->idiag_wqueue;
+  }
+  return s;
+}
+
+std::optional<Socket> parse_unix_diag(std::span<const unsigned char> message) {
+  const nlmsghdr* nlh = checked(message, sizeof(unix_diag_msg));
+  if (nlh == nullptr) {
+    return std::nullopt;
+  }
+  const auto* r = static_cast<const unix_diag_msg*>(mnl_nlmsg_get_payload(nlh));
+  if (r->udiag_family != AF_UNIX || r->udiag_type < 1 || r->udiag_type > 5) {
+    return std::nullopt;
+  }
+  Socket s;
+  s.proto = Proto::unix_domain;
+  s.unix_type = static_cast<model::UnixType>(r->udiag_type);
+  s.inode = r->udiag_ino;
+  s.cookie = cookie_of(r->udiag_cookie);
+  // The socket-level states /proc prints, from the kernel's sk_state (TCP state codes).
+  switch (model::tcp_state_from_code(r->udiag_state).value_or(SockState::close)) {
+    case SockState::listen:
+      s.state = SockState::unix_listening;
+      break;
+    case SockState::established:
+      s.state = SockState::unix_connected;
+      break;
+    case SockState::syn_sent:
+      s.state = SockState::unix_connecting;
+      break;
+    default:
+      s.state = SockState::unix_unconnected;
+      break;
+  }
+  struct Attributes {
+    const nlattr* by_type[UNIX_DIAG_MAX + 1] = {};
+  } attributes;
+  const auto collect = [](const nlattr* attr, void* data) -> int {
+    const auto type = mnl_attr_get_type(attr);
+    if (type <= UNIX_DIAG_MAX) {
+      static_cast<Attributes*>(data)->by_type[type] = attr;
+    }
+    return MNL_CB_OK;
+  };
+  if (mnl_attr_parse(nlh, sizeof(unix_diag_msg), collect, &attributes) < 0) {
+    return std::nullopt;
+  }
+  if (const nlattr* name = attributes.by_type[UNIX_DIAG_NAME]) {
+    const auto* bytes = static_cast<const char*>(mnl_attr_get_payload(name));
+    std::size_t length = mnl_attr_get_payload_len(name);
+    if (length > 0 && bytes[0] == '\0') {
+      // Abstract: '@' and the name, with embedded NULs shown as '@' as /proc/net/unix does.
+      s.local_addr.assign(bytes, length);
+      for (char& c : s.local_addr) {
+        c = c == '\0' ? '@' : c;
+      }
+    } else {
+      while (length > 0 && bytes[length - 1] == '\0') {
+        --length;  // a path's terminating NUL is part of the bound address
+      }
+      s.local_addr.assign(bytes, length);
+    }
+  }
+  if (const nlattr* peer = attributes.by_type[UNIX_DIAG_PEER]; peer && mnl_attr_get_payload_len(peer) >= 4) {
+    s.peer_inode = mnl_attr_get_u32(peer);
+  }
+  if (const nlattr* rq = attributes.by_type[UNIX_DIAG_RQLEN];
+      rq && mnl_attr_get_payload_len(rq) >= sizeof(unix_diag_rqlen)) {
+    unix_diag_rqlen lengths{};
+    std::memcpy(&lengths, mnl_attr_get_payload(rq), sizeof(lengths));
+    s.rx_queue = lengths.udiag_rqueue;
+    if (s.state == SockState::unix_listening) {
+      s.backlog = lengths.udiag_wqueue;
+    } else {
+      s.tx_queue = lengths.udiag_wqueue;
+    }
+  }
+  if (const nlattr* uid = attributes.by_type[UNIX_DIAG_UID]; uid && mnl_attr_get_payload_len(uid) >= 4) {
+    s.uid = mnl_attr_get_u32(uid);
+  }
+  return s;
+}
+
+struct DiagSocket::Impl {
+  mnl_socket* socket = nullptr;
+  unsigned port_id = 0;
+  unsigned sequence = 0;
+  std::vector<unsigned char> buffer = std::vector<unsigned char>(k_receive_buffer);
+};
+
+DiagSocket::DiagSocket() : m_impl(std::make_unique<Impl>()) {
+  m_impl->socket = mnl_socket_open(NETLINK_SOCK_DIAG);
+  if (m_impl->socket == nullptr) {
+    throw Unavailable(fmt::format("netlink sock_diag socket: {}", std::strerror(errno)));
+  }
+  if (mnl_socket_bind(m_impl->socket, 0, MNL_SOCKET_AUTOPID) < 0) {
+    const int err = errno;
+    mnl_socket_close(m_impl->socket);
+    throw Unavailable(fmt::format("netlink sock_diag bind: {}", std::strerror(err)));
+  }
+  m_impl->port_id = mnl_socket_get_portid(m_impl->socket);
+}
+
+DiagSocket::~DiagSocket() {
+  if (m_impl && m_impl->socket != nullptr) {
+    mnl_socket_close(m_impl->socket);
+  }
+}
+
+template <class Request>
+Dump DiagSocket::dump(const Request& request, std::size_t request_size, Proto proto, const char* what) {
+  auto& impl = *m_impl;
+  std::array<unsigned char, 256> out{};
+  nlmsghdr* nlh = mnl_nlmsg_put_header(out.data());
+  nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  nlh->nlmsg_seq = ++impl.sequence;
+  std::memcpy(mnl_nlmsg_put_extra_header(nlh, request_size), &request, request_size);
+  if (mnl_socket_sendto(impl.socket, nlh, nlh->nlmsg_len) < 0) {
+    throw Unavailable(fmt::format("netlink {} dump request: {}", what, std::strerror(errno)));
+  }
+  struct Context {
+    Dump dump;
+    Proto proto;
+  } context{{}, proto};
+  const auto on_message = [](const nlmsghdr* message, void* data) -> int {
+    auto& ctx = *static_cast<Context*>(data);
+    const std::span bytes(reinterpret_cast<const unsigned char*>(message), message->nlmsg_len);
+    auto socket = ctx.proto == Proto::unix_domain ? parse_unix_diag(bytes) : parse_inet_diag(bytes, ctx.proto);
+    if (socket) {
+      ctx.dump.sockets.push_back(std::move(*socket));
+    } else {
+      ++ctx.dump.malformed;
+    }
+    return MNL_CB_OK;
+  };
+  for (;;) {
+    const ssize_t received = mnl_socket_recvfrom(impl.socket, impl.buffer.data(), impl.buffer.size());
+    if (received < 0) {
+      throw Unavailable(fmt::format("netlink {} dump: {}", what, std::strerror(errno)));
+    }
+    const int status = mnl_cb_run(impl.buffer.data(), static_cast<std::size_t>(received), nlh->nlmsg_seq, impl.port_id,
+                                  on_message, &context);
+    if (status == MNL_CB_ERROR) {
+      throw Unavailable(fmt::format("netlink {} dump: {}", what, std::strerror(errno)));
+    }
+    if (status == MNL_CB_STOP) {
+      return std::move(context.dump);
+    }
+  }
+}
+
+Dump DiagSocket::dump_inet(int family, Proto proto) {
+  inet_diag_req_v2 request{};
+  request.sdiag_family = family == 6 ? AF_INET6 : AF_INET;
+  request.sdiag_protocol = proto == Proto::udp ? IPPROTO_UDP : IPPROTO_TCP;
+  request.idiag_states = k_all_inet_states;
+  const auto what = fmt::format("{}{}", model::name(proto), family == 6 ? "6" : "");
+  return dump(request, sizeof(request), proto, what.c_str());
+}
+
+Dump DiagSocket::dump_unix() {
+  unix_diag_req request{};
+  request.sdiag_family = AF_UNIX;
+  request.udiag_states = 0xFFFFFFFF;
+  request.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID;
+  return dump(request, sizeof(request), Proto::unix_domain, "unix");
+}
+
+}  // namespace sockhist::netlink
