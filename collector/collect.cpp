@@ -49,6 +49,9 @@ void setup_collect(CLI::App& app, CollectOptions& o) {
                  "Read live sockets through sock_diag netlink (falling back to /proc per table), or only one")
       ->check(CLI::IsMember({"auto", "netlink", "proc"}))
       ->capture_default_str();
+  app.add_flag("--all-netns", o.all_netns,
+               "Capture every network namespace (containers, ip netns): one snapshot each, one transaction");
+  app.add_option("--netns", o.netns, "Capture this namespace: a /run/netns NAME, a PID in it, or a PATH (repeatable)");
   app.add_flag("--no-cmdline", o.no_cmdline, "Do not store process command lines");
   app.add_flag("--no-owners", o.no_owners, "Do not scan /proc/PID/fd for socket owners");
   app.add_flag("-q,--quiet", o.quiet, "Print nothing on success, even on a terminal");
@@ -69,6 +72,12 @@ int run_collect(const CollectOptions& o) {
                                                  : proc::Source::automatic;
   if (!capture_options.live && capture_options.source == proc::Source::netlink) {
     throw Error(Exit::usage, "--source netlink reads the live kernel; it cannot be combined with --proc-root");
+  }
+  if ((o.all_netns || !o.netns.empty()) && !capture_options.live) {
+    throw Error(Exit::usage, "--all-netns and --netns read the live kernel; they cannot be combined with --proc-root");
+  }
+  if (o.all_netns && !o.netns.empty()) {
+    throw Error(Exit::usage, "--all-netns already includes every namespace; drop --netns");
   }
   if (o.host && o.host->empty()) {
     throw Error(Exit::usage, "--host: the name must not be empty");
@@ -115,23 +124,45 @@ int run_collect(const CollectOptions& o) {
     }
   }
 
+  const bool namespaces = o.all_netns || !o.netns.empty();
+  const auto resolve = [&o] {
+    std::vector<proc::NamespaceTarget> targets;
+    for (const auto& spec : o.netns) {
+      targets.push_back(proc::resolve_namespace(spec));
+    }
+    return targets;
+  };
+
   using clock = std::chrono::steady_clock;
   auto next = clock::now();
   for (std::int64_t taken = 0; !o.count || taken < *o.count; ++taken) {
-    const auto capture = proc::capture(capture_options);
-    const auto stats = writer.write(capture);
+    std::vector<model::Capture> captures;
+    if (namespaces) {
+      // Namespaces come and go (containers): look again at every snapshot.
+      captures = proc::capture_namespaces(capture_options, o.all_netns ? proc::discover_namespaces() : resolve());
+    } else {
+      captures.push_back(proc::capture(capture_options));
+    }
+    const auto written = writer.write_all(captures);
     std::size_t expired = 0;
     if (capture_options.live && retain_ms > 0) {
       expired = store::apply_retention(db, model::now_ms() - retain_ms);
     }
-    if (report) {
+    for (std::size_t i = 0; report && i < captures.size(); ++i) {
+      const auto& capture = captures[i];
+      const auto& stats = written[i];
+      const std::string where =
+          namespaces ? fmt::format(" netns {}", capture.netns_name.value_or(std::to_string(capture.netns_inode))) : "";
       fmt::print(stderr,
-                 "sockhist-collect: snapshot {} of {} at {}: {} sockets, {} spans opened, {} closed, {} counter "
-                 "rows, {} rows and {} KiB written, database +{} KiB, capture {} ms{}{}\n",
-                 stats.snapshot_id, capture.host, model::format_iso_utc(capture.time_ms), stats.sockets,
-                 stats.spans_opened, stats.spans_closed, stats.counter_rows, stats.rows_written,
-                 stats.bytes_written / 1024, stats.db_growth / 1024, capture.capture_ms,
-                 capture.skipped_lines > 0 ? fmt::format(", {} malformed lines skipped", capture.skipped_lines) : "",
+                 "sockhist-collect: snapshot {} of {}{} at {}: {} sockets, {} spans opened, {} closed, {} counter "
+                 "rows, {} rows written, capture {} ms{}\n",
+                 stats.snapshot_id, capture.host, where, model::format_iso_utc(capture.time_ms), stats.sockets,
+                 stats.spans_opened, stats.spans_closed, stats.counter_rows, stats.rows_written, capture.capture_ms,
+                 capture.skipped_lines > 0 ? fmt::format(", {} malformed lines skipped", capture.skipped_lines) : "");
+    }
+    if (report) {
+      fmt::print(stderr, "sockhist-collect: {} KiB written, database +{} KiB{}\n", written.front().bytes_written / 1024,
+                 written.front().db_growth / 1024,
                  expired > 0 ? fmt::format(", {} old snapshots removed", expired) : "");
     }
     if (interval_ms == 0) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -21,6 +22,8 @@ struct CollectOptions {
   std::string retain = "7d";
   std::string lock_wait = "30s";
   std::string source = "auto";
+  bool all_netns = false;
+  std::vector<std::string> netns;
   bool no_cmdline = false;
   bool no_owners = false;
   bool quiet = false;

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,6 +13,8 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <map>
+#include <thread>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -234,29 +237,22 @@ OwnerMap scan_owners(const ProcRoot& root, Cmdlines cmdlines, bool resolve_users
   return result;
 }
 
-model::Capture capture(const CaptureOptions& options) {
-  const auto started = std::chrono::steady_clock::now();
-  model::Capture cap;
-  cap.time_ms = options.at_ms.value_or(model::now_ms());
-  const ProcRoot root(options.proc_root);
-  struct stat st {};
-  if (::stat(options.proc_root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    throw Error(Exit::bad_input, fmt::format("{}: not a directory (--proc-root)", options.proc_root.string()));
-  }
-  if (!options.live) {
-    cap.proc_root = std::filesystem::absolute(options.proc_root).lexically_normal().string();
-  }
-  if (const long hz = ::sysconf(_SC_CLK_TCK); hz > 0) {
-    cap.user_hz = hz;
+namespace {
+
+// Collects a capture's diagnostics (at most k_max_diagnostics) and reads files through parsers.
+class Reader {
+ public:
+  explicit Reader(model::Capture& cap) : m_cap(cap) {}
+
+  void note(const std::string& file, std::size_t line, std::string message) {
+    if (m_cap.diagnostics.size() < k_max_diagnostics) {
+      m_cap.diagnostics.push_back({file, line, std::move(message)});
+    }
   }
 
-  const auto note = [&](const std::string& file, std::size_t line, std::string message) {
-    if (cap.diagnostics.size() < k_max_diagnostics) {
-      cap.diagnostics.push_back({file, line, std::move(message)});
-    }
-  };
-  // Reads and parses one file; a missing file is a diagnostic, a malformed one an error.
-  const auto load = [&](std::string_view relative, auto&& parse, auto& out) {
+  // Reads and parses one file below `root`; a missing file is a diagnostic, a malformed one an error.
+  template <class Parse, class Out>
+  bool load(const ProcRoot& root, std::string_view relative, Parse&& parse, Out& out) {
     const std::string path = (root.path() / relative).string();
     const auto text = root.read(relative);
     if (!text) {
@@ -270,100 +266,39 @@ model::Capture capture(const CaptureOptions& options) {
     for (auto& issue : parsed.issues) {
       note(path, issue.line, std::move(issue.reason));
     }
-    cap.skipped_lines += parsed.issues.size();
+    m_cap.skipped_lines += parsed.issues.size();
     if (parsed.duplicates > 0) {
       note(path, 0, fmt::format("{} duplicate rows dropped", parsed.duplicates));
     }
     std::move(parsed.rows.begin(), parsed.rows.end(), std::back_inserter(out));
     return true;
-  };
+  }
 
-  const std::int64_t hz = cap.user_hz;
-  using model::Proto;
-  const bool demand_netlink = options.source == Source::netlink;
-  std::optional<netlink::DiagSocket> own_diag;
-  netlink::DiagSocket* diag = nullptr;
-  if (options.live && options.source != Source::proc) {
-    try {
-      diag = options.diag != nullptr ? options.diag : &own_diag.emplace();
-    } catch (const netlink::Unavailable& e) {
-      if (demand_netlink) {
-        throw Error(Exit::failure, fmt::format("--source netlink: {}", e.what()));
-      }
-      note("netlink", 0, fmt::format("{}; read /proc instead", e.what()));
-    }
-  }
-  bool any_table = false;
-  bool used_netlink = false;
-  bool used_proc = false;
-  struct Table {
-    const char* file;
-    Proto proto;
-    int family;
-  };
-  for (const Table& table :
-       {Table{"net/tcp", Proto::tcp, 4}, Table{"net/tcp6", Proto::tcp, 6}, Table{"net/udp", Proto::udp, 4},
-        Table{"net/udp6", Proto::udp, 6}, Table{"net/unix", Proto::unix_domain, 0}}) {
-    if (diag != nullptr) {
-      try {
-        auto dump = table.proto == Proto::unix_domain ? diag->dump_unix() : diag->dump_inet(table.family, table.proto);
-        if (dump.malformed > 0) {
-          cap.skipped_lines += dump.malformed;
-          note(fmt::format("netlink {}", table.file), 0,
-               fmt::format("{} replies could not be decoded", dump.malformed));
-        }
-        const auto duplicates = append_unique(cap.sockets, std::move(dump.sockets));
-        if (duplicates > 0) {
-          note(fmt::format("netlink {}", table.file), 0, fmt::format("{} duplicate rows dropped", duplicates));
-        }
-        any_table = used_netlink = true;
-        continue;
-      } catch (const netlink::Unavailable& e) {
-        if (demand_netlink) {
-          throw Error(Exit::failure, fmt::format("--source netlink: {}", e.what()));
-        }
-        note(fmt::format("netlink {}", table.file), 0, fmt::format("{}; read /proc instead", e.what()));
-      }
-    }
-    bool present = false;
-    if (table.proto == Proto::unix_domain) {
-      present = load(
-          table.file, [](std::string_view t) { return parse_unix(t); }, cap.sockets);
-    } else {
-      present = load(
-          table.file, [&](std::string_view t) { return parse_inet(t, table.proto, table.family, hz); }, cap.sockets);
-    }
-    any_table |= present;
-    used_proc |= present;
-  }
-  cap.source = used_netlink && used_proc ? "netlink+proc" : used_netlink ? "netlink" : "proc";
-  if (!any_table) {
-    throw Error(Exit::bad_input,
-                fmt::format("{}: no socket table (net/tcp, tcp6, udp, udp6, unix) under this /proc root",
-                            root.path().string()));
-  }
-  load(
-      "net/snmp", [](std::string_view t) { return parse_counter_pairs(t); }, cap.counters);
-  load(
-      "net/netstat", [](std::string_view t) { return parse_counter_pairs(t); }, cap.counters);
-  load(
-      "net/snmp6", [](std::string_view t) { return parse_snmp6(t); }, cap.counters);
-  load(
-      "net/sockstat", [](std::string_view t) { return parse_sockstat(t, "Sockstat"); }, cap.counters);
-  load(
-      "net/sockstat6", [](std::string_view t) { return parse_sockstat(t, "Sockstat6"); }, cap.counters);
+ private:
+  model::Capture& m_cap;
+};
 
-  const auto text_of = [&](std::string_view relative) -> std::optional<std::string> {
-    auto content = root.try_read(relative);
-    if (!content) {
-      return std::nullopt;
-    }
-    auto trimmed = trim(*content);
-    return trimmed.empty() ? std::nullopt : std::optional(trimmed);
-  };
-  cap.boot_id = text_of("sys/kernel/random/boot_id");
-  cap.kernel = text_of("sys/kernel/osrelease");
-  cap.hostname = text_of("sys/kernel/hostname").value_or("");
+std::optional<std::string> text_of(const ProcRoot& root, std::string_view relative) {
+  auto content = root.try_read(relative);
+  if (!content) {
+    return std::nullopt;
+  }
+  auto trimmed = trim(*content);
+  return trimmed.empty() ? std::nullopt : std::optional(trimmed);
+}
+
+// What is the same for every namespace of the host: identity, boot, kernel, clock.
+void read_host_facts(model::Capture& cap, const ProcRoot& root, const CaptureOptions& options) {
+  cap.time_ms = options.at_ms.value_or(model::now_ms());
+  if (!options.live) {
+    cap.proc_root = std::filesystem::absolute(options.proc_root).lexically_normal().string();
+  }
+  if (const long hz = ::sysconf(_SC_CLK_TCK); hz > 0) {
+    cap.user_hz = hz;
+  }
+  cap.boot_id = text_of(root, "sys/kernel/random/boot_id");
+  cap.kernel = text_of(root, "sys/kernel/osrelease");
+  cap.hostname = text_of(root, "sys/kernel/hostname").value_or("");
   if (options.live) {
     timespec ts{};
     if (::clock_gettime(CLOCK_BOOTTIME, &ts) == 0) {
@@ -386,15 +321,98 @@ model::Capture capture(const CaptureOptions& options) {
     }
   }
   cap.host = options.host.value_or(cap.hostname.empty() ? std::string("unknown") : cap.hostname);
-  if (const auto link = root.read_link("self/ns/net"); link && link->starts_with("net:[")) {
-    cap.netns_inode = static_cast<std::uint64_t>(to_int(link->substr(5)).value_or(0));
-  }
+}
 
-  cap.settings.tcp_fin_timeout = to_int(text_of("sys/net/ipv4/tcp_fin_timeout").value_or(""));
-  cap.settings.tcp_max_tw_buckets = to_int(text_of("sys/net/ipv4/tcp_max_tw_buckets").value_or(""));
-  cap.settings.tcp_tw_reuse = to_int(text_of("sys/net/ipv4/tcp_tw_reuse").value_or(""));
-  cap.settings.somaxconn = to_int(text_of("sys/net/core/somaxconn").value_or(""));
-  if (const auto range = text_of("sys/net/ipv4/ip_local_port_range")) {
+// A netlink socket for the calling thread's namespace, unless /proc is demanded or none can be had
+// (then a diagnostic, or an error when netlink was demanded).
+netlink::DiagSocket* open_diag(const CaptureOptions& options, std::optional<netlink::DiagSocket>& own, Reader& reader) {
+  if (!options.live || options.source == Source::proc) {
+    return nullptr;
+  }
+  try {
+    return options.diag != nullptr ? options.diag : &own.emplace();
+  } catch (const netlink::Unavailable& e) {
+    if (options.source == Source::netlink) {
+      throw Error(Exit::failure, fmt::format("--source netlink: {}", e.what()));
+    }
+    reader.note("netlink", 0, fmt::format("{}; read /proc instead", e.what()));
+    return nullptr;
+  }
+}
+
+// The sockets, counters and settings of one network namespace: `net` is a root whose net/ files
+// show it, `sys` one whose sys/net files do (the calling thread's namespace for the live /proc).
+void read_namespace(model::Capture& cap, Reader& reader, const ProcRoot& net, const ProcRoot& sys,
+                    netlink::DiagSocket* diag, const CaptureOptions& options) {
+  const std::int64_t hz = cap.user_hz;
+  using model::Proto;
+  bool any_table = false;
+  bool used_netlink = false;
+  bool used_proc = false;
+  struct Table {
+    const char* file;
+    Proto proto;
+    int family;
+  };
+  for (const Table& table :
+       {Table{"net/tcp", Proto::tcp, 4}, Table{"net/tcp6", Proto::tcp, 6}, Table{"net/udp", Proto::udp, 4},
+        Table{"net/udp6", Proto::udp, 6}, Table{"net/unix", Proto::unix_domain, 0}}) {
+    if (diag != nullptr) {
+      try {
+        auto dump = table.proto == Proto::unix_domain ? diag->dump_unix() : diag->dump_inet(table.family, table.proto);
+        if (dump.malformed > 0) {
+          cap.skipped_lines += dump.malformed;
+          reader.note(fmt::format("netlink {}", table.file), 0,
+                      fmt::format("{} replies could not be decoded", dump.malformed));
+        }
+        const auto duplicates = append_unique(cap.sockets, std::move(dump.sockets));
+        if (duplicates > 0) {
+          reader.note(fmt::format("netlink {}", table.file), 0, fmt::format("{} duplicate rows dropped", duplicates));
+        }
+        any_table = used_netlink = true;
+        continue;
+      } catch (const netlink::Unavailable& e) {
+        if (options.source == Source::netlink) {
+          throw Error(Exit::failure, fmt::format("--source netlink: {}", e.what()));
+        }
+        reader.note(fmt::format("netlink {}", table.file), 0, fmt::format("{}; read /proc instead", e.what()));
+      }
+    }
+    bool present = false;
+    if (table.proto == Proto::unix_domain) {
+      present = reader.load(
+          net, table.file, [](std::string_view t) { return parse_unix(t); }, cap.sockets);
+    } else {
+      present = reader.load(
+          net, table.file, [&](std::string_view t) { return parse_inet(t, table.proto, table.family, hz); },
+          cap.sockets);
+    }
+    any_table |= present;
+    used_proc |= present;
+  }
+  cap.source = used_netlink && used_proc ? "netlink+proc" : used_netlink ? "netlink" : "proc";
+  if (!any_table) {
+    throw Error(
+        Exit::bad_input,
+        fmt::format("{}: no socket table (net/tcp, tcp6, udp, udp6, unix) under this /proc root", net.path().string()));
+  }
+  reader.load(
+      net, "net/snmp", [](std::string_view t) { return parse_counter_pairs(t); }, cap.counters);
+  reader.load(
+      net, "net/netstat", [](std::string_view t) { return parse_counter_pairs(t); }, cap.counters);
+  reader.load(
+      net, "net/snmp6", [](std::string_view t) { return parse_snmp6(t); }, cap.counters);
+  reader.load(
+      net, "net/sockstat", [](std::string_view t) { return parse_sockstat(t, "Sockstat"); }, cap.counters);
+  reader.load(
+      net, "net/sockstat6", [](std::string_view t) { return parse_sockstat(t, "Sockstat6"); }, cap.counters);
+
+  const auto number = [&](std::string_view relative) { return to_int(text_of(sys, relative).value_or("")); };
+  cap.settings.tcp_fin_timeout = number("sys/net/ipv4/tcp_fin_timeout");
+  cap.settings.tcp_max_tw_buckets = number("sys/net/ipv4/tcp_max_tw_buckets");
+  cap.settings.tcp_tw_reuse = number("sys/net/ipv4/tcp_tw_reuse");
+  cap.settings.somaxconn = number("sys/net/core/somaxconn");
+  if (const auto range = text_of(sys, "sys/net/ipv4/ip_local_port_range")) {
     long long low = 0;
     long long high = 0;
     if (std::sscanf(range->c_str(), "%lld %lld", &low, &high) == 2) {
@@ -402,47 +420,221 @@ model::Capture capture(const CaptureOptions& options) {
       cap.settings.port_range_high = high;
     }
   }
+}
 
+// Gives each socket its owner from one scan, and keeps the processes that own something.
+void attach_owners(model::Capture& cap, Reader& reader, const OwnerMap& owners, const std::string& root) {
+  cap.owners = owners.completeness;
+  std::unordered_set<std::int32_t> used;
+  for (auto& socket : cap.sockets) {
+    if (socket.inode == 0) {
+      continue;
+    }
+    if (const auto it = owners.owner_of_inode.find(socket.inode); it != owners.owner_of_inode.end()) {
+      socket.pid = it->second;
+      used.insert(it->second);
+    }
+  }
+  for (const auto& process : owners.processes) {
+    if (used.contains(process.pid)) {
+      cap.processes.push_back(process);
+    }
+  }
+  if (owners.unreadable_processes > 0) {
+    reader.note(root, 0,
+                fmt::format("{} processes' fds unreadable: their sockets have no owner (needs CAP_DAC_READ_SEARCH "
+                            "and CAP_SYS_PTRACE)",
+                            owners.unreadable_processes));
+  }
+}
+
+void attach_users(model::Capture& cap) {
+  std::unordered_set<std::uint32_t> uids;
+  for (const auto& socket : cap.sockets) {
+    uids.insert(socket.uid);
+  }
+  for (const auto uid : uids) {
+    if (auto user = user_name(uid)) {
+      cap.users.emplace_back(uid, std::move(*user));
+    }
+  }
+  std::sort(cap.users.begin(), cap.users.end());
+}
+
+std::uint64_t namespace_inode(const std::filesystem::path& file) {
+  struct stat st {};
+  return ::stat(file.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
+}
+
+// The host's own namespace is PID 1's. Where PID 1 hides it (a hardened init, a sandbox), the
+// collector's own namespace stands in.
+std::uint64_t initial_namespace_inode(const std::filesystem::path& proc) {
+  const auto inode = namespace_inode(proc / "1/ns/net");
+  return inode != 0 ? inode : namespace_inode(proc / "self/ns/net");
+}
+
+std::int64_t elapsed_ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since).count();
+}
+
+}  // namespace
+
+model::Capture capture(const CaptureOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  struct stat st {};
+  if (::stat(options.proc_root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    throw Error(Exit::bad_input, fmt::format("{}: not a directory (--proc-root)", options.proc_root.string()));
+  }
+  const ProcRoot root(options.proc_root);
+  model::Capture cap;
+  Reader reader(cap);
+  read_host_facts(cap, root, options);
+  std::optional<netlink::DiagSocket> own_diag;
+  read_namespace(cap, reader, root, root, open_diag(options, own_diag, reader), options);
+  if (const auto link = root.read_link("self/ns/net"); link && link->starts_with("net:[")) {
+    cap.netns_inode = static_cast<std::uint64_t>(to_int(link->substr(5)).value_or(0));
+  }
+  // A copied tree is taken to be its host's own view; live, compare with the host's namespace.
+  cap.netns_initial = !options.live || cap.netns_inode == initial_namespace_inode(root.path());
   if (options.owners) {
-    auto owners = scan_owners(root, options.cmdlines, options.live);
-    cap.owners = owners.completeness;
-    std::unordered_set<std::int32_t> used;
-    for (auto& socket : cap.sockets) {
-      if (socket.inode == 0) {
-        continue;
-      }
-      if (const auto it = owners.owner_of_inode.find(socket.inode); it != owners.owner_of_inode.end()) {
-        socket.pid = it->second;
-        used.insert(it->second);
-      }
-    }
-    for (auto& process : owners.processes) {
-      if (used.contains(process.pid)) {
-        cap.processes.push_back(std::move(process));
-      }
-    }
-    if (owners.unreadable_processes > 0) {
-      note(root.path().string(), 0,
-           fmt::format("{} processes' fds unreadable: their sockets have no owner (needs CAP_DAC_READ_SEARCH "
-                       "and CAP_SYS_PTRACE)",
-                       owners.unreadable_processes));
-    }
+    attach_owners(cap, reader, scan_owners(root, options.cmdlines, options.live), root.path().string());
   }
   if (options.live) {
-    std::unordered_set<std::uint32_t> uids;
-    for (const auto& socket : cap.sockets) {
-      uids.insert(socket.uid);
-    }
-    for (const auto uid : uids) {
-      if (auto user = user_name(uid)) {
-        cap.users.emplace_back(uid, std::move(*user));
-      }
-    }
-    std::sort(cap.users.begin(), cap.users.end());
+    attach_users(cap);
   }
-  cap.capture_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+  cap.capture_ms = elapsed_ms(started);
   return cap;
+}
+
+std::vector<NamespaceTarget> discover_namespaces(const std::filesystem::path& proc,
+                                                 const std::filesystem::path& run_netns) {
+  std::map<std::uint64_t, NamespaceTarget> by_inode;
+  const std::uint64_t initial = initial_namespace_inode(proc);
+  std::error_code ignored;
+  for (const auto& entry : std::filesystem::directory_iterator(run_netns, ignored)) {
+    const auto inode = namespace_inode(entry.path());
+    if (inode != 0) {
+      auto& target = by_inode[inode];
+      target.path = entry.path();
+      target.inode = inode;
+      target.name = entry.path().filename().string();
+    }
+  }
+  for (const auto& entry : std::filesystem::directory_iterator(proc, ignored)) {
+    const std::string name = entry.path().filename().string();
+    std::int32_t pid = 0;
+    const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
+    if (ec != std::errc{} || ptr != name.data() + name.size()) {
+      continue;
+    }
+    const auto file = entry.path() / "ns/net";
+    const auto inode = namespace_inode(file);
+    if (inode == 0) {
+      continue;  // a kernel thread, an exited process, or one we may not look into
+    }
+    auto& target = by_inode[inode];
+    if (target.inode == 0) {
+      target.path = file;
+      target.inode = inode;
+    }
+    if (!target.pid || pid < *target.pid) {
+      target.pid = pid;
+    }
+  }
+  std::vector<NamespaceTarget> targets;
+  for (auto& [inode, target] : by_inode) {
+    target.initial = inode == initial;
+    targets.push_back(std::move(target));
+  }
+  std::stable_partition(targets.begin(), targets.end(), [](const auto& t) { return t.initial; });
+  return targets;
+}
+
+NamespaceTarget resolve_namespace(std::string_view spec, const std::filesystem::path& proc,
+                                  const std::filesystem::path& run_netns) {
+  std::filesystem::path file;
+  std::int32_t pid = 0;
+  const auto [ptr, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), pid);
+  if (!spec.empty() && ec == std::errc{} && ptr == spec.data() + spec.size()) {
+    file = proc / std::to_string(pid) / "ns/net";
+  } else if (spec.find('/') != std::string_view::npos) {
+    file = std::string(spec);
+  } else {
+    file = run_netns / std::string(spec);
+  }
+  const auto inode = namespace_inode(file);
+  if (inode == 0) {
+    throw Error(Exit::usage, fmt::format("--netns {}: no network namespace at {}", spec, file.string()));
+  }
+  for (auto& target : discover_namespaces(proc, run_netns)) {
+    if (target.inode == inode) {
+      target.path = file;
+      return target;
+    }
+  }
+  NamespaceTarget target;
+  target.path = file;
+  target.inode = inode;
+  return target;
+}
+
+std::vector<model::Capture> capture_namespaces(const CaptureOptions& options,
+                                               const std::vector<NamespaceTarget>& targets) {
+  const auto started = std::chrono::steady_clock::now();
+  const ProcRoot root("/proc");
+  model::Capture host;
+  read_host_facts(host, root, options);
+  std::optional<OwnerMap> owners;
+  if (options.owners) {
+    owners = scan_owners(root, options.cmdlines, true);  // one scan serves every namespace
+  }
+  const auto shared_ms = elapsed_ms(started);
+  std::vector<model::Capture> captures;
+  for (const auto& target : targets) {
+    const auto namespace_started = std::chrono::steady_clock::now();
+    model::Capture cap = host;
+    Reader reader(cap);
+    cap.netns_inode = target.inode;
+    cap.netns_name = target.name;
+    cap.netns_pid = target.pid;
+    cap.netns_initial = target.initial;
+    // setns() moves only the calling thread, so a helper thread enters the namespace, reads it
+    // (net/ through /proc/thread-self, sys/net through /proc, both then show its namespace), ends.
+    std::exception_ptr failure;
+    std::thread worker([&] {
+      try {
+        const int fd = ::open(target.path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+          throw Error(Exit::failure,
+                      fmt::format("{}: cannot open network namespace: {}", target.path.string(), std::strerror(errno)));
+        }
+        const int entered = ::setns(fd, CLONE_NEWNET);
+        const int err = errno;
+        ::close(fd);
+        if (entered != 0) {
+          throw Error(Exit::failure, fmt::format("{}: cannot enter network namespace: {} (needs CAP_SYS_ADMIN)",
+                                                 target.path.string(), std::strerror(err)));
+        }
+        CaptureOptions inside = options;
+        inside.diag = nullptr;  // a netlink socket belongs to the namespace it was opened in
+        std::optional<netlink::DiagSocket> diag;
+        read_namespace(cap, reader, ProcRoot("/proc/thread-self"), root, open_diag(inside, diag, reader), inside);
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    });
+    worker.join();
+    if (failure) {
+      std::rethrow_exception(failure);
+    }
+    if (owners) {
+      attach_owners(cap, reader, *owners, "/proc");
+    }
+    attach_users(cap);
+    cap.capture_ms = shared_ms + elapsed_ms(namespace_started);
+    captures.push_back(std::move(cap));
+  }
+  return captures;
 }
 
 }  // namespace sockhist::proc

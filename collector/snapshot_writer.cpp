@@ -181,11 +181,22 @@ struct SnapshotWriter::Impl {
     std::int64_t id = 0;
     if (select.executeStep()) {
       id = select.getColumn(0).getInt64();
+      // A name learnt later (ip netns add after the first snapshot) is kept.
+      SQLite::Statement update(db,
+                               "UPDATE netns SET name = coalesce(?, name), is_initial = ? WHERE netns_id = ? AND "
+                               "(name IS NOT coalesce(?, name) OR is_initial != ?)");
+      bind_optional_text(update, 1, cap.netns_name);
+      update.bind(2, cap.netns_initial ? 1 : 0);
+      update.bind(3, id);
+      bind_optional_text(update, 4, cap.netns_name);
+      update.bind(5, cap.netns_initial ? 1 : 0);
+      stats.rows_written += static_cast<std::size_t>(update.exec());
     } else {
-      SQLite::Statement insert(db, "INSERT INTO netns(host_id, inode, name) VALUES (?, ?, ?)");
+      SQLite::Statement insert(db, "INSERT INTO netns(host_id, inode, name, is_initial) VALUES (?, ?, ?, ?)");
       insert.bind(1, host_id);
       insert.bind(2, static_cast<std::int64_t>(cap.netns_inode));
       bind_optional_text(insert, 3, cap.netns_name);
+      insert.bind(4, cap.netns_initial ? 1 : 0);
       insert.exec();
       id = db.getLastInsertRowid();
       ++stats.rows_written;
@@ -300,12 +311,11 @@ struct SnapshotWriter::Impl {
     return true;
   }
 
-  WriteStats write(const Capture& cap);
+  WriteStats write_one(const Capture& cap);
 };
 
-WriteStats SnapshotWriter::Impl::write(const Capture& cap) {
+WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
   stats = WriteStats{};
-  SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
   const std::int64_t host_id = ensure_host(cap);
   const std::int64_t netns_id = ensure_netns(host_id, cap);
   const std::string boot_id = cap.boot_id.value_or("");
@@ -339,8 +349,8 @@ WriteStats SnapshotWriter::Impl::write(const Capture& cap) {
       db,
       "INSERT INTO snapshots(netns_id, time_ms, boot_id, uptime_ms, hostname, kernel, user_hz, source, proc_root, "
       "capture_ms, tcp_fin_timeout, tcp_max_tw_buckets, port_range_low, port_range_high, tcp_tw_reuse, somaxconn, "
-      "owners, socket_count, spans_opened, spans_closed, counter_rows, skipped_lines, collector_version) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, ?, ?)");
+      "owners, socket_count, spans_opened, spans_closed, counter_rows, skipped_lines, collector_version, netns_pid) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, ?, ?, ?)");
   insert_snapshot.bind(1, netns_id);
   insert_snapshot.bind(2, cap.time_ms);
   bind_optional_text(insert_snapshot, 3, cap.boot_id);
@@ -360,6 +370,7 @@ WriteStats SnapshotWriter::Impl::write(const Capture& cap) {
   insert_snapshot.bind(17, std::string(model::name(cap.owners)));
   insert_snapshot.bind(18, static_cast<std::int64_t>(cap.skipped_lines));
   insert_snapshot.bind(19, SOCKHIST_VERSION);
+  bind_optional(insert_snapshot, 20, cap.netns_pid);
   insert_snapshot.exec();
   const std::int64_t snapshot_id = db.getLastInsertRowid();
   stats.snapshot_id = snapshot_id;
@@ -645,7 +656,6 @@ WriteStats SnapshotWriter::Impl::write(const Capture& cap) {
   finish.bind(4, static_cast<std::int64_t>(stats.counter_rows));
   finish.bind(5, snapshot_id);
   finish.exec();
-  transaction.commit();
   return stats;
 }
 
@@ -654,6 +664,10 @@ SnapshotWriter::SnapshotWriter(SQLite::Database& db) : m_impl(std::make_unique<I
 SnapshotWriter::~SnapshotWriter() = default;
 
 WriteStats SnapshotWriter::write(const model::Capture& capture) {
+  return write_all({capture}).front();
+}
+
+std::vector<WriteStats> SnapshotWriter::write_all(const std::vector<model::Capture>& captures) {
   try {
     auto& db = m_impl->db;
     const std::int64_t page_size = db.execAndGet("PRAGMA page_size").getInt64();
@@ -662,11 +676,19 @@ WriteStats SnapshotWriter::write(const model::Capture& capture) {
     int highest = 0;
     // Pages written to the WAL by this connection: reset now, read after the commit.
     sqlite3_db_status(db.getHandle(), SQLITE_DBSTATUS_CACHE_WRITE, &current, &highest, 1);
-    WriteStats stats = m_impl->write(capture);
+    std::vector<WriteStats> results;
+    SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+    for (const auto& capture : captures) {
+      results.push_back(m_impl->write_one(capture));
+    }
+    transaction.commit();
     sqlite3_db_status(db.getHandle(), SQLITE_DBSTATUS_CACHE_WRITE, &current, &highest, 1);
-    stats.bytes_written = static_cast<std::int64_t>(current) * page_size;
-    stats.db_growth = (db.execAndGet("PRAGMA page_count").getInt64() - pages_before) * page_size;
-    return stats;
+    const std::int64_t growth = (db.execAndGet("PRAGMA page_count").getInt64() - pages_before) * page_size;
+    for (auto& stats : results) {
+      stats.bytes_written = static_cast<std::int64_t>(current) * page_size;
+      stats.db_growth = growth;
+    }
+    return results;
   } catch (...) {
     // The transaction rolled back: ids cached during it may not exist.
     m_impl->forget();

@@ -1,5 +1,6 @@
 # Turns the schema's SQL files into a C++ source, so the binaries carry their own migrations.
-# Invoked as: cmake -DOUT=file.cpp -DVIEWS=views.sql -DMIGRATIONS="001.sql;002.sql" -P embed.cmake
+# Invoked as: cmake -DOUT=file.cpp -DVIEWS=views.sql -DMIGRATIONS="001.sql,002.sql" -P embed.cmake
+string(REPLACE "," ";" MIGRATIONS "${MIGRATIONS}")
 set(body "// Generated from schema/*.sql by schema/embed.cmake. Do not edit.\n#include <string_view>\n#include <vector>\nnamespace sockhist::store::sql {\n")
 string(APPEND body "extern const std::vector<std::string_view> k_migrations;\nextern const std::string_view k_views;\n")
 set(list "const std::vector<std::string_view> k_migrations = {\n")

@@ -126,6 +126,13 @@ int schema_version() {
   return static_cast<int>(sql::k_migrations.size());
 }
 
+std::string_view migration_sql(int version) {
+  if (version < 1 || version > schema_version()) {
+    throw std::out_of_range(fmt::format("no migration to schema version {}", version));
+  }
+  return sql::k_migrations[static_cast<std::size_t>(version - 1)];
+}
+
 FileCheck check_file(const std::filesystem::path& path) {
   FileCheck result;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

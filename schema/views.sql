@@ -24,7 +24,9 @@ SELECT s.snapshot_id,
        s.proc_root,
        s.owners,
        s.capture_ms,
-       s.skipped_lines
+       s.skipped_lines,
+       s.netns_pid,
+       n.is_initial AS netns_initial
 FROM snapshots s
 JOIN netns n ON n.netns_id = s.netns_id
 JOIN hosts h ON h.host_id = n.host_id;

@@ -533,3 +533,42 @@ TEST(SchemaDocs, EveryExampleQueryRunsOnASampleHistory) {
   // All but the 03:12 example (the samples were taken on another day) find something here.
   EXPECT_EQ(with_rows + 1, queries);
 }
+
+TEST(StoreMigration, AVersionOneDatabaseIsMigratedWithItsData) {
+  const auto dir = test::scratch_dir("migrate-v1");
+  const auto path = dir / "v1.db";
+  {
+    // A database as version 1 of sockhist left it, with one snapshot holding one socket.
+    SQLite::Database v1(path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    v1.exec("PRAGMA journal_mode = WAL");
+    v1.exec(std::string(store::migration_sql(1)));
+    v1.exec(fmt::format("PRAGMA application_id = {}", store::k_application_id));
+    v1.exec("PRAGMA user_version = 1");
+    v1.exec("INSERT INTO hosts(name) VALUES ('old')");
+    v1.exec("INSERT INTO netns(host_id, inode) VALUES (1, 4026531840)");
+    v1.exec(
+        "INSERT INTO snapshots(netns_id, time_ms, boot_id, user_hz, source, capture_ms, owners, socket_count, "
+        "spans_opened, spans_closed, counter_rows, skipped_lines, collector_version) "
+        "VALUES (1, 1000, 'b', 100, 'proc', 1, 'complete', 1, 1, 0, 0, 0, '0.1.0')");
+    v1.exec(
+        "INSERT INTO socket_spans(netns_id, first_snapshot_id, first_time_ms, proto, family, state, local_addr, "
+        "local_port, remote_addr, remote_port, tx_queue, rx_queue, timer, timer_ms, retransmits, probes, uid, inode) "
+        "VALUES (1, 1, 1000, 'tcp', 4, 'LISTEN', '0.0.0.0', 22, '0.0.0.0', 0, 0, 0, 0, 0, 0, 0, 0, 77)");
+  }
+  // The analyzer may not migrate: a read-only open says what to do.
+  try {
+    store::open_read_only(path);
+    FAIL() << "an older database was opened read-only without migration";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("run sockhist-collect"), std::string::npos) << e.what();
+  }
+  {
+    auto db = store::open_for_write(path);
+    EXPECT_EQ(scalar(db, "PRAGMA user_version"), store::schema_version());
+  }
+  auto db = store::open_read_only(path);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM v_snapshot_sockets WHERE local_port = 22 AND inode = 77"), 1);
+  EXPECT_EQ(scalar(db, "SELECT netns_initial FROM v_snapshots"), 1);
+  EXPECT_EQ(db.execAndGet("SELECT netns_pid FROM v_snapshots").isNull(), true);
+  EXPECT_EQ(db.execAndGet("PRAGMA integrity_check").getString(), "ok");
+}

@@ -171,6 +171,8 @@ struct Capture {
   std::optional<std::string> proc_root;  // set when not the live /proc
   std::uint64_t netns_inode = 0;         // 0 when unknown (a copied tree)
   std::optional<std::string> netns_name;
+  std::optional<std::int32_t> netns_pid;  // a process living in the namespace, when one is known
+  bool netns_initial = true;              // the host's own namespace (PID 1's)
   Settings settings;
   OwnerScan owners = OwnerScan::skipped;
   std::vector<Socket> sockets;

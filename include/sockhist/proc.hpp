@@ -111,4 +111,29 @@ struct CaptureOptions {
 // root without a single socket table, throws Error(bad_input) naming it.
 model::Capture capture(const CaptureOptions& options);
 
+// A network namespace to capture, and what is known of it.
+struct NamespaceTarget {
+  std::filesystem::path path;  // a file naming it: /run/netns/NAME or /proc/PID/ns/net
+  std::uint64_t inode = 0;
+  std::optional<std::string> name;  // its /run/netns name
+  std::optional<std::int32_t> pid;  // the lowest pid living in it
+  bool initial = false;             // PID 1's namespace: the host's own
+};
+
+// Every network namespace of the live host, from /proc/PID/ns/net (deduplicated by inode) and
+// /run/netns, the initial one first. Processes whose namespace cannot be read are passed over.
+std::vector<NamespaceTarget> discover_namespaces(const std::filesystem::path& proc = "/proc",
+                                                 const std::filesystem::path& run_netns = "/run/netns");
+
+// The namespace --netns names: a pid, a path (contains '/') or a /run/netns name. Throws
+// Error(usage) naming the spec when there is no such namespace.
+NamespaceTarget resolve_namespace(std::string_view spec, const std::filesystem::path& proc = "/proc",
+                                  const std::filesystem::path& run_netns = "/run/netns");
+
+// One capture per namespace, entering each with setns() in a helper thread (CAP_SYS_ADMIN). Host
+// facts and the owner scan are read once and shared. Throws Error(failure) for a namespace that
+// cannot be entered.
+std::vector<model::Capture> capture_namespaces(const CaptureOptions& options,
+                                               const std::vector<NamespaceTarget>& targets);
+
 }  // namespace sockhist::proc

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include <SQLiteCpp/Database.h>
 
@@ -36,6 +37,10 @@ class SnapshotWriter {
   // the counters that changed. A copied tree (proc_root set) older than the newest snapshot of its
   // host and network namespace is refused (Error bad_input): spans need snapshots in time order.
   WriteStats write(const model::Capture& capture);
+
+  // Stores several captures (the namespaces of one run) in one transaction. bytes_written and
+  // db_growth of each result are those of the whole transaction.
+  std::vector<WriteStats> write_all(const std::vector<model::Capture>& captures);
 
  private:
   struct Impl;

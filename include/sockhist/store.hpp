@@ -18,6 +18,10 @@ inline constexpr std::int32_t k_application_id = 0x534B4849;
 // The schema version this build writes (`PRAGMA user_version`).
 int schema_version();
 
+// The SQL that brings a database from version - 1 to `version` (1-based); for tests and tools that
+// need a database of an older version.
+std::string_view migration_sql(int version);
+
 // What the first 100 bytes of a file say it is, read without SQLite so nothing can change it.
 enum class FileKind { missing, empty, not_sqlite, foreign_sqlite, sockhist };
 struct FileCheck {

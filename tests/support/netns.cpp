@@ -1,5 +1,6 @@
 #include "netns.hpp"
 
+#include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -8,6 +9,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
+#include <thread>
 
 namespace sockhist::test {
 
@@ -16,6 +19,30 @@ bool enter_private_netns(std::string& why) {
     why = std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno);
     return false;
   }
+  return bring_up_loopback(why);
+}
+
+void run_in_netns(const std::string& path, const std::function<void()>& fn) {
+  std::exception_ptr failure;
+  std::thread worker([&] {
+    try {
+      const int ns = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) {
+        throw std::runtime_error("cannot enter " + path + ": " + std::strerror(errno));
+      }
+      ::close(ns);
+      fn();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  });
+  worker.join();
+  if (failure) {
+    std::rethrow_exception(failure);
+  }
+}
+
+bool bring_up_loopback(std::string& why) {
   const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   ifreq request{};
   std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
