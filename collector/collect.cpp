@@ -1,6 +1,7 @@
 #include "collect.hpp"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +25,14 @@ std::int64_t duration_option(const std::string& text, const char* option) {
     throw Error(Exit::usage, fmt::format("{} {}: not a duration (examples: 500ms, 10s, 5m, 7d)", option, text));
   }
   return *ms;
+}
+
+// CPU time of the whole process (every thread), milliseconds.
+std::int64_t cpu_ms() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000 +
+         (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1000;
 }
 
 }  // namespace
@@ -114,6 +123,11 @@ int run_collect(const CollectOptions& o) {
   store::WriterLock lock(db_path, std::chrono::milliseconds(lock_wait_ms));
   auto db = store::open_for_write(db_path);
   store::SnapshotWriter writer(db);
+  // What a loop learns of the processes' fd tables spares most of the owner scan next time.
+  proc::OwnerTracker owner_tracker(capture_options.cmdlines, capture_options.live);
+  if (capture_options.live) {
+    capture_options.owner_tracker = &owner_tracker;
+  }
   // One netlink socket for the whole run; a failure to open it is handled by capture() itself.
   std::optional<netlink::DiagSocket> diag;
   if (capture_options.live && capture_options.source != proc::Source::proc) {
@@ -136,6 +150,8 @@ int run_collect(const CollectOptions& o) {
   using clock = std::chrono::steady_clock;
   auto next = clock::now();
   for (std::int64_t taken = 0; !o.count || taken < *o.count; ++taken) {
+    const auto snapshot_started = clock::now();
+    const auto cpu_started = cpu_ms();
     std::vector<model::Capture> captures;
     if (namespaces) {
       // Namespaces come and go (containers): look again at every snapshot.
@@ -161,9 +177,10 @@ int run_collect(const CollectOptions& o) {
                  capture.skipped_lines > 0 ? fmt::format(", {} malformed lines skipped", capture.skipped_lines) : "");
     }
     if (report) {
-      fmt::print(stderr, "sockhist-collect: {} KiB written, database +{} KiB{}\n", written.front().bytes_written / 1024,
-                 written.front().db_growth / 1024,
-                 expired > 0 ? fmt::format(", {} old snapshots removed", expired) : "");
+      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - snapshot_started).count();
+      fmt::print(stderr, "sockhist-collect: {} KiB written, database +{} KiB{}, took {} ms (CPU {} ms)\n",
+                 written.front().bytes_written / 1024, written.front().db_growth / 1024,
+                 expired > 0 ? fmt::format(", {} old snapshots removed", expired) : "", took, cpu_ms() - cpu_started);
     }
     if (interval_ms == 0) {
       break;

@@ -81,13 +81,15 @@ std::optional<std::string> user_name(std::uint32_t uid) {
 // Appends `more` to `sockets`, dropping what a dump repeated under churn (the same full socket by
 // inode, the same inode-less socket by endpoints and state); returns how many were dropped.
 std::size_t append_unique(std::vector<model::Socket>& sockets, std::vector<model::Socket> more) {
-  std::unordered_set<std::string> seen;
+  std::unordered_set<std::uint64_t> seen;
+  seen.reserve(more.size());
+  sockets.reserve(sockets.size() + more.size());
   std::size_t dropped = 0;
   for (auto& s : more) {
-    auto key = s.inode != 0 ? fmt::format("{} {}", model::name(s.proto), s.inode)
-                            : fmt::format("{} {} {} {} {} {}", model::name(s.proto), s.local_addr, s.local_port,
-                                          s.remote_addr, s.remote_port, model::name(s.state));
-    if (!seen.insert(std::move(key)).second) {
+    // The identity plus, for inode-less sockets, the state: a 64-bit collision would at worst drop
+    // one row of one snapshot.
+    const std::uint64_t key = model::identity_hash(s) ^ (s.inode == 0 ? static_cast<std::uint64_t>(s.state) << 56 : 0);
+    if (!seen.insert(key).second) {
       ++dropped;
       continue;
     }
@@ -137,104 +139,246 @@ std::optional<std::string> ProcRoot::read_link(std::string_view relative) const 
   return std::string(buffer.data(), static_cast<std::size_t>(n));
 }
 
-OwnerMap scan_owners(const ProcRoot& root, Cmdlines cmdlines, bool resolve_users) {
-  OwnerMap result;
+namespace {
+
+std::vector<std::int32_t> list_pids(const ProcRoot& root) {
+  std::vector<std::int32_t> pids;
   DIR* proc = ::opendir(root.path().c_str());
   if (proc == nullptr) {
-    result.completeness = model::OwnerScan::skipped;
-    return result;
+    return pids;
   }
-  std::vector<std::int32_t> owning_pids;
-  std::array<char, 64> target{};
   while (const dirent* entry = ::readdir(proc)) {
     std::int32_t pid = 0;
     const std::string_view name(entry->d_name);
     const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
-    if (ec != std::errc{} || ptr != name.data() + name.size() || pid <= 0) {
-      continue;
+    if (ec == std::errc{} && ptr == name.data() + name.size() && pid > 0) {
+      pids.push_back(pid);
     }
-    const std::string fd_dir = fmt::format("{}/{}/fd", root.path().string(), pid);
-    const int dir_fd = ::open(fd_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd < 0) {
-      // EACCES: another user's process and no CAP_DAC_READ_SEARCH; ENOENT: it exited, or a copied
-      // tree without fd links. Only the former makes the picture partial.
-      if (errno == EACCES || errno == EPERM) {
-        ++result.unreadable_processes;
-      }
-      continue;
-    }
-    DIR* fds = ::fdopendir(dir_fd);
-    if (fds == nullptr) {
-      ::close(dir_fd);
-      continue;
-    }
-    bool owns = false;
-    while (const dirent* fd_entry = ::readdir(fds)) {
-      if (fd_entry->d_name[0] == '.') {
-        continue;
-      }
-      const ssize_t n = ::readlinkat(dir_fd, fd_entry->d_name, target.data(), target.size());
-      if (n <= 0 || static_cast<std::size_t>(n) >= target.size()) {
-        if (n < 0 && (errno == EACCES || errno == EPERM)) {
-          ++result.unreadable_processes;
+  }
+  ::closedir(proc);
+  return pids;
+}
+
+}  // namespace
+
+namespace {
+
+// One worker's share of a scan: for its pids, either the known fd table (unchanged) or a fresh one.
+struct ScanSlice {
+  std::vector<std::pair<std::int32_t, OwnerTracker::ProcessFds>> processes;
+  std::size_t unreadable = 0;
+  std::size_t resolved = 0;  // fd links read
+};
+
+std::optional<std::uint64_t> start_ticks_of(const ProcRoot& root, std::int32_t pid) {
+  const auto stat = root.try_read(fmt::format("{}/stat", pid));
+  const auto fields = stat ? parse_pid_stat(*stat) : std::nullopt;
+  return fields ? std::optional(fields->start_ticks) : std::nullopt;
+}
+
+}  // namespace
+
+OwnerTracker::OwnerTracker(Cmdlines cmdlines, bool resolve_users, int full_scan_every)
+    : m_cmdlines(cmdlines), m_resolve_users(resolve_users), m_full_scan_every(std::max(1, full_scan_every)) {}
+
+OwnerTracker::~OwnerTracker() = default;
+
+OwnerMap OwnerTracker::scan(const ProcRoot& root, const std::vector<const std::vector<model::Socket>*>& sockets) {
+  const bool due = m_scans_since_full + 1 >= m_full_scan_every || m_known.empty();
+  auto result = scan_once(root, due);
+  if (!due) {
+    // A socket that is new since the last snapshot and has no owner lives in an fd table the
+    // listing could not show as changed (an fd number reused): look at every process again.
+    bool unexplained = false;
+    for (const auto* list : sockets) {
+      for (const auto& s : *list) {
+        if (s.inode != 0 && !result.owner_of_inode.contains(s.inode) && !m_seen.contains(s.inode)) {
+          unexplained = true;
           break;
+        }
+      }
+    }
+    if (unexplained) {
+      result = scan_once(root, true);
+    }
+  }
+  m_seen.clear();
+  for (const auto* list : sockets) {
+    for (const auto& s : *list) {
+      if (s.inode != 0) {
+        m_seen.insert(s.inode);
+      }
+    }
+  }
+  return result;
+}
+
+OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
+  OwnerMap result;
+  if (!std::filesystem::is_directory(root.path())) {
+    result.completeness = model::OwnerScan::skipped;
+    return result;
+  }
+  const auto pids = list_pids(root);
+  // Resolving fd links is kernel work on independent fd tables: spread it over the cores.
+  const std::size_t workers = pids.size() < 64 ? 1 : std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 4);
+  std::vector<ScanSlice> slices(workers);
+  const auto work = [&](std::size_t first, ScanSlice& out) {
+    std::array<char, 64> target{};
+    for (std::size_t i = first; i < pids.size(); i += workers) {
+      const std::int32_t pid = pids[i];
+      const int dir_fd =
+          ::open(fmt::format("{}/{}/fd", root.path().string(), pid).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dir_fd < 0) {
+        // EACCES: another user's process and no CAP_DAC_READ_SEARCH; ENOENT: it exited, or a
+        // copied tree without fd links. Only the former makes the picture partial.
+        if (errno == EACCES || errno == EPERM) {
+          ++out.unreadable;
         }
         continue;
       }
-      const auto inode = socket_inode_of_link(std::string_view(target.data(), static_cast<std::size_t>(n)));
-      if (!inode) {
+      DIR* dir = ::fdopendir(dir_fd);
+      if (dir == nullptr) {
+        ::close(dir_fd);
         continue;
       }
-      owns = true;
-      auto [it, inserted] = result.owner_of_inode.try_emplace(*inode, pid);
+      ProcessFds now;
+      while (const dirent* entry = ::readdir(dir)) {
+        std::uint32_t fd = 0;
+        const std::string_view name(entry->d_name);
+        const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), fd);
+        if (ec == std::errc{} && ptr == name.data() + name.size()) {
+          now.fds.push_back(fd);
+        }
+      }
+      std::sort(now.fds.begin(), now.fds.end());
+      const auto known = m_known.find(pid);
+      bool reuse = false;
+      if (!full && known != m_known.end() && known->second.fds == now.fds) {
+        // The same fd numbers: the same process (not a reused pid) keeps its fd table.
+        const auto start = start_ticks_of(root, pid);
+        reuse = start && *start == known->second.start_ticks;
+        now.start_ticks = start.value_or(0);
+        now.identified = start.has_value();
+      }
+      if (reuse) {
+        now.sockets = known->second.sockets;
+        now.description = known->second.description;
+      } else if (!now.fds.empty()) {
+        // Its start time lets the next scan recognise this very process behind the same pid.
+        if (!now.identified) {
+          const auto start = start_ticks_of(root, pid);
+          now.start_ticks = start.value_or(0);
+          now.identified = start.has_value();
+        }
+        bool denied = false;
+        for (const std::uint32_t fd : now.fds) {
+          const std::string name = std::to_string(fd);
+          const ssize_t n = ::readlinkat(dir_fd, name.c_str(), target.data(), target.size());
+          ++out.resolved;
+          if (n <= 0 || static_cast<std::size_t>(n) >= target.size()) {
+            if (n < 0 && (errno == EACCES || errno == EPERM)) {
+              denied = true;
+              break;
+            }
+            continue;
+          }
+          if (const auto inode = socket_inode_of_link(std::string_view(target.data(), static_cast<std::size_t>(n)))) {
+            now.sockets.push_back(*inode);
+          }
+        }
+        if (denied) {
+          ++out.unreadable;
+          ::closedir(dir);
+          continue;
+        }
+      }
+      ::closedir(dir);
+      out.processes.emplace_back(pid, std::move(now));
+    }
+  };
+  std::vector<std::thread> threads;
+  for (std::size_t w = 1; w < workers; ++w) {
+    threads.emplace_back(work, w, std::ref(slices[w]));
+  }
+  work(0, slices[0]);
+  for (auto& thread : threads) {
+    thread.join();
+  }
+
+  std::unordered_map<std::int32_t, ProcessFds> current;
+  m_last_resolved = 0;
+  for (auto& slice : slices) {
+    result.unreadable_processes += slice.unreadable;
+    m_last_resolved += slice.resolved;
+    for (auto& [pid, fds] : slice.processes) {
+      current.emplace(pid, std::move(fds));
+    }
+  }
+  result.owner_of_inode.reserve(m_seen.size());
+  for (const auto& [pid, fds] : current) {
+    for (const std::uint64_t inode : fds.sockets) {
+      auto [it, inserted] = result.owner_of_inode.try_emplace(inode, pid);
       if (!inserted && pid < it->second) {
         it->second = pid;  // the lowest pid wins, as in netstat -p
       }
     }
-    ::closedir(fds);
-    if (owns) {
-      owning_pids.push_back(pid);
-    }
   }
-  ::closedir(proc);
 
-  // Only processes that are some socket's owner are described.
-  std::unordered_set<std::int32_t> wanted;
+  // Only processes that are some socket's owner are described; what cannot change for a process
+  // (its name, command line, user) is read once.
+  std::unordered_set<std::int32_t> owners;
   for (const auto& [inode, pid] : result.owner_of_inode) {
-    wanted.insert(pid);
+    owners.insert(pid);
   }
-  for (const std::int32_t pid : owning_pids) {
-    if (!wanted.contains(pid)) {
-      continue;
-    }
-    model::Process process;
-    process.pid = pid;
-    const auto stat = root.try_read(fmt::format("{}/stat", pid));
-    const auto fields = stat ? parse_pid_stat(*stat) : std::nullopt;
-    if (!fields) {
-      // The process exited between the fd scan and now: its sockets lose their owner.
-      std::erase_if(result.owner_of_inode, [pid](const auto& item) { return item.second == pid; });
-      continue;
-    }
-    process.comm = fields->comm;
-    process.start_ticks = fields->start_ticks;
-    if (const auto status = root.try_read(fmt::format("{}/status", pid))) {
-      process.uid = parse_status_euid(*status).value_or(0);
-    }
-    if (cmdlines == Cmdlines::store) {
-      if (const auto raw = root.try_read(fmt::format("{}/cmdline", pid))) {
-        process.cmdline = format_cmdline(*raw);
+  for (const std::int32_t pid : owners) {
+    auto& fds = current.at(pid);
+    if (!fds.description) {
+      const auto stat = root.try_read(fmt::format("{}/stat", pid));
+      const auto fields = stat ? parse_pid_stat(*stat) : std::nullopt;
+      if (!fields) {
+        fds.sockets.clear();  // it exited meanwhile: its sockets lose their owner
+        continue;
       }
+      model::Process process;
+      process.pid = pid;
+      process.comm = fields->comm;
+      process.start_ticks = fields->start_ticks;
+      if (const auto status = root.try_read(fmt::format("{}/status", pid))) {
+        process.uid = parse_status_euid(*status).value_or(0);
+      }
+      if (m_cmdlines == Cmdlines::store) {
+        if (const auto raw = root.try_read(fmt::format("{}/cmdline", pid))) {
+          process.cmdline = format_cmdline(*raw);
+        }
+      }
+      if (m_resolve_users) {
+        process.user = user_name(process.uid);
+      }
+      fds.description = std::move(process);
+      fds.start_ticks = fds.description->start_ticks;
+      fds.identified = true;
     }
-    if (resolve_users) {
-      process.user = user_name(process.uid);
-    }
-    result.processes.push_back(std::move(process));
+    result.processes.push_back(*fds.description);
   }
+  std::erase_if(result.owner_of_inode,
+                [&current](const auto& item) { return current.at(item.second).sockets.empty(); });
+  std::sort(result.processes.begin(), result.processes.end(),
+            [](const model::Process& a, const model::Process& b) { return a.pid < b.pid; });
+  // Keep for next time only what can be trusted to identify its process.
+  std::erase_if(current, [](const auto& item) { return !item.second.identified && !item.second.sockets.empty(); });
+  m_known = std::move(current);
+  m_scans_since_full = full ? 0 : m_scans_since_full + 1;
+  m_last_full = full;
   if (result.unreadable_processes > 0) {
     result.completeness = model::OwnerScan::partial;
   }
   return result;
+}
+
+OwnerMap scan_owners(const ProcRoot& root, Cmdlines cmdlines, bool resolve_users) {
+  OwnerTracker tracker(cmdlines, resolve_users, 1);
+  return tracker.scan(root, {});
 }
 
 namespace {
@@ -497,7 +641,9 @@ model::Capture capture(const CaptureOptions& options) {
   // A copied tree is taken to be its host's own view; live, compare with the host's namespace.
   cap.netns_initial = !options.live || cap.netns_inode == initial_namespace_inode(root.path());
   if (options.owners) {
-    attach_owners(cap, reader, scan_owners(root, options.cmdlines, options.live), root.path().string());
+    const auto owners = options.owner_tracker != nullptr ? options.owner_tracker->scan(root, {&cap.sockets})
+                                                         : scan_owners(root, options.cmdlines, options.live);
+    attach_owners(cap, reader, owners, root.path().string());
   }
   if (options.live) {
     attach_users(cap);
@@ -584,10 +730,6 @@ std::vector<model::Capture> capture_namespaces(const CaptureOptions& options,
   const ProcRoot root("/proc");
   model::Capture host;
   read_host_facts(host, root, options);
-  std::optional<OwnerMap> owners;
-  if (options.owners) {
-    owners = scan_owners(root, options.cmdlines, true);  // one scan serves every namespace
-  }
   const auto shared_ms = elapsed_ms(started);
   std::vector<model::Capture> captures;
   for (const auto& target : targets) {
@@ -627,12 +769,27 @@ std::vector<model::Capture> capture_namespaces(const CaptureOptions& options,
     if (failure) {
       std::rethrow_exception(failure);
     }
-    if (owners) {
-      attach_owners(cap, reader, *owners, "/proc");
-    }
-    attach_users(cap);
     cap.capture_ms = shared_ms + elapsed_ms(namespace_started);
     captures.push_back(std::move(cap));
+  }
+  // Socket inodes are unique across namespaces: one scan of the fd tables serves them all.
+  if (options.owners) {
+    const auto owners_started = std::chrono::steady_clock::now();
+    std::vector<const std::vector<model::Socket>*> lists;
+    for (const auto& cap : captures) {
+      lists.push_back(&cap.sockets);
+    }
+    const auto owners = options.owner_tracker != nullptr ? options.owner_tracker->scan(root, lists)
+                                                         : scan_owners(root, options.cmdlines, true);
+    const auto owners_ms = elapsed_ms(owners_started);
+    for (auto& cap : captures) {
+      Reader reader(cap);
+      attach_owners(cap, reader, owners, "/proc");
+      cap.capture_ms += owners_ms;
+    }
+  }
+  for (auto& cap : captures) {
+    attach_users(cap);
   }
   return captures;
 }

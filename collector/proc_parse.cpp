@@ -155,7 +155,7 @@ Parsed<Socket> parse_inet(std::string_view text, Proto proto, int family, std::i
     user_hz = 100;
   }
   const std::size_t address_digits = family == 4 ? 8 : 32;
-  std::unordered_set<std::string> seen;
+  std::unordered_set<std::uint64_t> seen;
   const auto header_ok = [](const Fields& h) { return h.count >= 3 && h.at[0] == "sl" && h.at[1] == "local_address"; };
   parse_table(text, result, 10, "not a socket table (the first line is not the 'sl local_address ...' header)",
               header_ok, [&](std::string_view, const Fields& f, const auto& skip) {
@@ -223,9 +223,10 @@ Parsed<Socket> parse_inet(std::string_view text, Proto proto, int family, std::i
                 }
                 // Under churn the kernel's iterator can print a socket twice. Full sockets are unique by
                 // inode; TIME_WAIT and request sockets (inode 0) by their endpoints.
-                std::string key =
-                    s.inode != 0 ? fmt::format("i{}", s.inode) : fmt::format("{} {} {}", f.at[1], f.at[2], f.at[3]);
-                if (!seen.insert(std::move(key)).second) {
+                const std::uint64_t key = model::identity_hash(model::name(s.proto), s.family, s.local_addr,
+                                                               s.local_port, s.remote_addr, s.remote_port, s.inode) ^
+                                          (s.inode == 0 ? static_cast<std::uint64_t>(s.state) << 56 : 0);
+                if (!seen.insert(key).second) {
                   ++result.duplicates;
                   return;
                 }

@@ -67,29 +67,16 @@ struct SpanKey {
   bool operator==(const SpanKey&) const = default;
 };
 
-struct SpanKeyHash {
-  std::size_t operator()(const SpanKey& k) const noexcept {
-    std::size_t h = std::hash<std::string>{}(k.local_addr);
-    const auto mix = [&h](std::size_t v) { h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2); };
-    mix(std::hash<std::string>{}(k.remote_addr));
-    mix(std::hash<std::string>{}(k.proto));
-    mix(static_cast<std::size_t>(k.local_port) << 16 | static_cast<std::size_t>(k.remote_port));
-    mix(static_cast<std::size_t>(k.inode));
-    mix(static_cast<std::size_t>(k.family));
-    return h;
-  }
-};
-
-SpanKey key_of(const Socket& s) {
-  return {
-      std::string(model::name(s.proto)), s.family, s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.inode};
+std::uint64_t hash_of(const SpanKey& k, std::uint64_t inode) {
+  return model::identity_hash(k.proto, k.family, k.local_addr, k.local_port, k.remote_addr, k.remote_port, inode);
 }
 
-// The connection a TCP socket belongs to, whatever its inode: used to link a socket's states.
-SpanKey connection_of(const SpanKey& k) {
-  SpanKey c = k;
-  c.inode = 0;
-  return c;
+// Whether a socket has this identity (inode compared only when `with_inode`); hash hits are
+// confirmed with this, so a 64-bit collision cannot join two sockets.
+bool same_identity(const SpanKey& k, const Socket& s, bool with_inode) {
+  return k.proto == model::name(s.proto) && k.family == s.family && k.local_addr == s.local_addr &&
+         k.local_port == s.local_port && k.remote_addr == s.remote_addr && k.remote_port == s.remote_port &&
+         (!with_inode || k.inode == s.inode);
 }
 
 struct OpenSpan {
@@ -129,6 +116,12 @@ struct SnapshotWriter::Impl {
   std::map<std::tuple<std::int64_t, std::string, std::int32_t, std::uint64_t>, std::int64_t> process_ids;
   std::unordered_map<std::string, std::int64_t> counter_ids;
   std::unordered_map<std::int64_t, CounterCache> counter_cache;  // by netns_id
+  // A looping collector's open spans, by netns_id, as of the snapshot it last wrote there.
+  struct OpenCache {
+    std::int64_t snapshot_id = 0;
+    std::vector<OpenSpan> spans;
+  };
+  std::unordered_map<std::int64_t, OpenCache> open_cache;
   std::set<std::tuple<std::int64_t, std::uint32_t, std::string>> users_written;
   WriteStats stats;
 
@@ -138,6 +131,7 @@ struct SnapshotWriter::Impl {
     process_ids.clear();
     counter_ids.clear();
     counter_cache.clear();
+    open_cache.clear();
     users_written.clear();
   }
 
@@ -429,6 +423,14 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
       const int closed = close_all.exec();
       stats.spans_closed += static_cast<std::size_t>(closed);
       stats.rows_written += static_cast<std::size_t>(closed);
+    } else if (auto cached = open_cache.find(netns_id);
+               cached != open_cache.end() && cached->second.snapshot_id == prev->id) {
+      // What this writer left open last time is what the database holds: no need to read it back.
+      open = std::move(cached->second.spans);
+      for (auto& span : open) {
+        span.matched = false;
+        span.linked = false;
+      }
     } else {
       SQLite::Statement select(db,
                                "SELECT span_id, proto, coalesce(family, 0), local_addr, coalesce(local_port, 0), "
@@ -457,10 +459,10 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
       }
     }
   }
-  std::unordered_map<SpanKey, std::size_t, SpanKeyHash> open_by_key;
+  std::unordered_map<std::uint64_t, std::size_t> open_by_key;
   open_by_key.reserve(open.size());
   for (std::size_t i = 0; i < open.size(); ++i) {
-    open_by_key.emplace(open[i].key, i);
+    open_by_key.emplace(hash_of(open[i].key, open[i].key.inode), i);
   }
 
   // Match every socket against the open spans: unchanged ones cost nothing.
@@ -468,8 +470,9 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
   std::vector<std::size_t> unlinked;  // indexes into `fresh` still looking for a previous state
   for (const Socket& s : cap.sockets) {
     const auto owner = owner_of(s);
-    const auto it = open_by_key.find(key_of(s));
-    if (it != open_by_key.end() && !open[it->second].matched && !open[it->second].linked) {
+    const auto it = open_by_key.find(model::identity_hash(s));
+    if (it != open_by_key.end() && same_identity(open[it->second].key, s, true) && !open[it->second].matched &&
+        !open[it->second].linked) {
       OpenSpan& span = open[it->second];
       if (same_socket(span, s, owner, cap.time_ms)) {
         span.matched = true;
@@ -497,17 +500,20 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
   // A TCP connection changes inode when it is orphaned or becomes a TIME_WAIT minisocket: link it
   // to its previous state by endpoints, and carry the owner forward (no other tool can).
   if (!unlinked.empty()) {
-    std::unordered_map<SpanKey, std::size_t, SpanKeyHash> ending_by_connection;
+    std::unordered_map<std::uint64_t, std::size_t> ending_by_connection;
     for (std::size_t i = 0; i < open.size(); ++i) {
       const OpenSpan& span = open[i];
       if (!span.matched && !span.linked && span.key.proto == "tcp" && span.state != "LISTEN") {
-        ending_by_connection.emplace(connection_of(span.key), i);
+        ending_by_connection.emplace(hash_of(span.key, 0), i);
       }
     }
     for (const std::size_t index : unlinked) {
       NewSpan& next = fresh[index];
-      const auto it = ending_by_connection.find(connection_of(key_of(*next.socket)));
-      if (it == ending_by_connection.end() || open[it->second].linked) {
+      const Socket& s = *next.socket;
+      const auto it = ending_by_connection.find(model::identity_hash(model::name(s.proto), s.family, s.local_addr,
+                                                                     s.local_port, s.remote_addr, s.remote_port, 0));
+      if (it == ending_by_connection.end() || open[it->second].linked ||
+          !same_identity(open[it->second].key, s, false)) {
         continue;
       }
       OpenSpan& span = open[it->second];
@@ -536,6 +542,14 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
     }
   }
 
+  // The spans open after this snapshot: those that continued, and those it opens.
+  std::vector<OpenSpan> still_open;
+  still_open.reserve(open.size() + fresh.size());
+  for (auto& span : open) {
+    if (span.matched) {
+      still_open.push_back(std::move(span));
+    }
+  }
   SQLite::Statement insert_span(
       db,
       "INSERT INTO socket_spans(netns_id, first_snapshot_id, first_time_ms, prev_span_id, proto, family, state, "
@@ -590,7 +604,20 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
     insert_span.exec();
     ++stats.spans_opened;
     ++stats.rows_written;
+    OpenSpan opened;
+    opened.span_id = db.getLastInsertRowid();
+    opened.key = SpanKey{
+        std::string(model::name(s.proto)), s.family, s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.inode};
+    opened.state = std::string(model::name(s.state));
+    opened.process_id = next.process_id;
+    opened.carried = next.carried;
+    opened.timer = static_cast<int>(s.timer);
+    opened.timer_ms = s.timer_ms;
+    opened.first_time_ms = cap.time_ms;
+    opened.cookie = s.cookie ? std::optional<std::int64_t>(static_cast<std::int64_t>(*s.cookie)) : std::nullopt;
+    still_open.push_back(std::move(opened));
   }
+  open_cache[netns_id] = OpenCache{snapshot_id, std::move(still_open)};
 
   // Per-state counts, so that trends never need to reconstruct snapshots.
   std::map<std::pair<std::string_view, std::string_view>, std::int64_t> counts;

@@ -126,6 +126,46 @@ std::optional<SockState> tcp_state_from_code(unsigned code) {
   return std::nullopt;
 }
 
+namespace {
+
+class Fnv1a {
+ public:
+  void add(std::string_view bytes) {
+    for (const char c : bytes) {
+      m_hash = (m_hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+    }
+    m_hash = (m_hash ^ 0xffU) * 0x100000001b3ULL;  // a separator, so that "ab","c" != "a","bc"
+  }
+  void add(std::uint64_t value) {
+    for (int i = 0; i < 8; ++i) {
+      m_hash = (m_hash ^ ((value >> (8 * i)) & 0xffU)) * 0x100000001b3ULL;
+    }
+  }
+  std::uint64_t value() const { return m_hash; }
+
+ private:
+  std::uint64_t m_hash = 0xcbf29ce484222325ULL;
+};
+
+}  // namespace
+
+std::uint64_t identity_hash(std::string_view proto, int family, std::string_view local_addr, int local_port,
+                            std::string_view remote_addr, int remote_port, std::uint64_t inode) {
+  Fnv1a h;
+  h.add(proto);
+  h.add(static_cast<std::uint64_t>(family));
+  h.add(local_addr);
+  h.add(static_cast<std::uint64_t>(local_port));
+  h.add(remote_addr);
+  h.add(static_cast<std::uint64_t>(remote_port));
+  h.add(inode);
+  return h.value();
+}
+
+std::uint64_t identity_hash(const Socket& s) {
+  return identity_hash(name(s.proto), s.family, s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.inode);
+}
+
 bool is_gauge(std::string_view section, std::string_view name) {
   if (section.starts_with("Sockstat")) {
     return true;

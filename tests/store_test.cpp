@@ -132,6 +132,8 @@ std::int64_t scalar(SQLite::Database& db, const std::string& sql) {
 }
 
 // Writes samples/history-busy/NAME for each name, as copied trees of `host` at their capture times.
+enum class Writers { one, one_per_snapshot };
+
 std::vector<std::pair<std::int64_t, Capture>> write_sample_history(SQLite::Database& db,
                                                                    const std::vector<std::string>& names,
                                                                    const std::string& host) {
@@ -571,4 +573,52 @@ TEST(StoreMigration, AVersionOneDatabaseIsMigratedWithItsData) {
   EXPECT_EQ(scalar(db, "SELECT netns_initial FROM v_snapshots"), 1);
   EXPECT_EQ(db.execAndGet("SELECT netns_pid FROM v_snapshots").isNull(), true);
   EXPECT_EQ(db.execAndGet("PRAGMA integrity_check").getString(), "ok");
+}
+
+TEST(StoreHistory, ALoopingWriterAndSeparateRunsStoreTheSameSpans) {
+  // A looping collector keeps its open spans in memory; separate runs read them back. Same result.
+  const auto dump = [](SQLite::Database& db) {
+    std::vector<std::string> rows;
+    SQLite::Statement q(
+        db,
+        "SELECT span_id, first_snapshot_id, coalesce(last_snapshot_id, -1), coalesce(prev_span_id, -1), "
+        "state, local_addr, coalesce(local_port, -1), inode, coalesce(process_id, -1), owner_carried, "
+        "timer_ms FROM socket_spans ORDER BY span_id");
+    while (q.executeStep()) {
+      std::string row;
+      for (int i = 0; i < q.getColumnCount(); ++i) {
+        row += q.getColumn(i).getString() + "|";
+      }
+      rows.push_back(row);
+    }
+    return rows;
+  };
+  SQLite::Database looping(":memory:", SQLite::OPEN_READWRITE);
+  SQLite::Database separate(":memory:", SQLite::OPEN_READWRITE);
+  store::initialize(looping);
+  store::initialize(separate);
+  const std::vector<std::string> names = {"00", "01", "02", "01", "02"};  // 01 and 02 again: churn back and forth
+  auto shifted = [&](SQLite::Database& db, Writers writers) {
+    // The same captures, later in time when repeated, so that they stay in time order.
+    auto writer = std::make_unique<store::SnapshotWriter>(db);
+    std::int64_t offset = 0;
+    for (const auto& name : names) {
+      const auto sample = test::samples_dir() / "history-busy" / name;
+      proc::CaptureOptions options;
+      options.proc_root = sample / "proc";
+      options.live = false;
+      options.host = "h";
+      options.at_ms = *model::parse_time_ms(test::read_text(sample / "captured_at").substr(0, 24)) + offset;
+      offset += 10'000;
+      if (writers == Writers::one_per_snapshot) {
+        writer = std::make_unique<store::SnapshotWriter>(db);
+      }
+      writer->write(proc::capture(options));
+    }
+  };
+  shifted(looping, Writers::one);
+  shifted(separate, Writers::one_per_snapshot);
+  const auto a = dump(looping);
+  EXPECT_GT(a.size(), 200U);
+  EXPECT_EQ(a, dump(separate));
 }

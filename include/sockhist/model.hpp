@@ -97,6 +97,13 @@ struct Counter {
   bool operator==(const Counter&) const = default;
 };
 
+// A 64-bit hash of what identifies a socket across snapshots (protocol, family, endpoints, inode),
+// stable across builds (FNV-1a), computed without allocating. Equal identities hash equal; callers
+// compare the fields on a hit.
+std::uint64_t identity_hash(std::string_view proto, int family, std::string_view local_addr, int local_port,
+                            std::string_view remote_addr, int remote_port, std::uint64_t inode);
+std::uint64_t identity_hash(const Socket& socket);
+
 // Whether (section, name) is a gauge: Ip Forwarding/DefaultTTL, Tcp Rto*/MaxConn/CurrEstab and
 // everything in sockstat.
 bool is_gauge(std::string_view section, std::string_view name);

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "sockhist/model.hpp"
@@ -86,7 +87,50 @@ struct OwnerMap {
 };
 
 enum class Cmdlines { store, omit };
-// resolve_users: name uids through this machine's passwd database (live captures only).
+
+// Remembers, across the snapshots of a looping collector, each process's fd numbers and the socket
+// inodes behind them, so that a later scan lists every fd directory (cheap) but resolves the links
+// (expensive) only of processes whose fd numbers changed or that are new. A full scan is done on
+// the first call, every `full_scan_every` calls, and at once whenever a socket inode that is new
+// since the last call has no owner. What listing cannot see (an fd re-pointed with dup2() while
+// another process still holds the old socket) is thereby bounded to full_scan_every snapshots.
+class OwnerTracker {
+ public:
+  // resolve_users: name uids through this machine's passwd database (live captures only).
+  OwnerTracker(Cmdlines cmdlines, bool resolve_users, int full_scan_every = 30);
+  ~OwnerTracker();
+  OwnerTracker(const OwnerTracker&) = delete;
+  OwnerTracker& operator=(const OwnerTracker&) = delete;
+
+  // The owners of the sockets in `sockets` (the lists of one snapshot's namespaces).
+  OwnerMap scan(const ProcRoot& root, const std::vector<const std::vector<model::Socket>*>& sockets);
+
+  std::size_t last_resolved() const { return m_last_resolved; }  // fd links the last scan read
+  bool last_was_full() const { return m_last_full; }
+
+  // What one scan learnt of one process.
+  struct ProcessFds {
+    std::uint64_t start_ticks = 0;
+    bool identified = false;             // start_ticks read
+    std::vector<std::uint32_t> fds;      // the fd numbers, ascending
+    std::vector<std::uint64_t> sockets;  // the socket inodes those fds point to
+    std::optional<model::Process> description;
+  };
+
+ private:
+  OwnerMap scan_once(const ProcRoot& root, bool full);
+
+  Cmdlines m_cmdlines;
+  bool m_resolve_users;
+  int m_full_scan_every;
+  int m_scans_since_full = 0;
+  std::unordered_map<std::int32_t, ProcessFds> m_known;
+  std::unordered_set<std::uint64_t> m_seen;  // socket inodes of the previous snapshot
+  std::size_t m_last_resolved = 0;
+  bool m_last_full = false;
+};
+
+// One full scan, for a single snapshot.
 OwnerMap scan_owners(const ProcRoot& root, Cmdlines cmdlines, bool resolve_users);
 
 // Where live sockets are read from: sock_diag netlink with /proc as fallback (automatic), or only one.
@@ -100,8 +144,9 @@ struct CaptureOptions {
   std::optional<std::int64_t> at_ms;  // the time to record (copied trees only)
   bool owners = true;
   Cmdlines cmdlines = Cmdlines::store;
-  Source source = Source::automatic;    // copied trees are always read as /proc text
-  netlink::DiagSocket* diag = nullptr;  // a socket to reuse across snapshots; opened per capture if null
+  Source source = Source::automatic;      // copied trees are always read as /proc text
+  netlink::DiagSocket* diag = nullptr;    // a socket to reuse across snapshots; opened per capture if null
+  OwnerTracker* owner_tracker = nullptr;  // a looping collector's memory of fd tables; a full scan if null
 };
 
 // Reads one snapshot of sockets, counters, owners and host facts. Live sockets come from sock_diag
