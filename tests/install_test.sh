@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# cmake --install into a scratch prefix: the binary, its man page, the systemd units (pointing at
+# the installed binary) and the cron sample land where they belong and are well-formed.
+set -euo pipefail
+build=$1
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+cmake -DCMAKE_INSTALL_PREFIX="$prefix" -P "$build/cmake_install.cmake" >/dev/null
+fail() { echo "install_test: $*" >&2; exit 1; }
+[ -x "$prefix/sbin/sockhist-collect" ] || fail "no sbin/sockhist-collect"
+"$prefix/sbin/sockhist-collect" --version | grep -q '^sockhist-collect ' || fail "installed binary does not run"
+man=$prefix/share/man/man8/sockhist-collect.8
+[ -f "$man" ] || fail "no man8/sockhist-collect.8"
+if command -v groff >/dev/null; then
+  warnings=$(groff -man -ww -z "$man" 2>&1)
+  [ -z "$warnings" ] || fail "man page: $warnings"
+fi
+for unit in sockhist-collect.service sockhist-collect.timer sockhist-collect-loop.service; do
+  [ -f "$prefix/lib/systemd/system/$unit" ] || fail "no lib/systemd/system/$unit"
+done
+grep -q "ExecStart=$prefix/sbin/sockhist-collect " "$prefix/lib/systemd/system/sockhist-collect.service" ||
+  fail "the installed unit does not run the installed binary"
+if command -v systemd-analyze >/dev/null; then
+  out=$(cd "$prefix/lib/systemd/system" && systemd-analyze verify sockhist-collect.service sockhist-collect-loop.service 2>&1 || true)
+  [ -z "$out" ] || fail "systemd-analyze verify: $out"
+fi
+[ -f "$prefix/share/doc/sockhist/examples/sockhist" ] || fail "no cron example"
+echo "install_test: ok ($prefix)"
