@@ -14,6 +14,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -204,10 +205,11 @@ DiagSocket::~DiagSocket() {
 }
 
 template <class Request>
-Dump DiagSocket::dump(const Request& request, std::size_t request_size, Proto proto, const char* what) {
+DumpStats DiagSocket::dump(const Request& request, std::size_t request_size, Proto proto, const char* what,
+                           std::vector<Socket>& out) {
   auto& impl = *m_impl;
-  std::array<unsigned char, 256> out{};
-  nlmsghdr* nlh = mnl_nlmsg_put_header(out.data());
+  std::array<unsigned char, 256> message{};
+  nlmsghdr* nlh = mnl_nlmsg_put_header(message.data());
   nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
   nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   nlh->nlmsg_seq = ++impl.sequence;
@@ -216,51 +218,68 @@ Dump DiagSocket::dump(const Request& request, std::size_t request_size, Proto pr
     throw Unavailable(fmt::format("netlink {} dump request: {}", what, std::strerror(errno)));
   }
   struct Context {
-    Dump dump;
+    std::vector<Socket>& out;
     Proto proto;
-  } context{{}, proto};
-  const auto on_message = [](const nlmsghdr* message, void* data) -> int {
+    DumpStats stats;
+    std::unordered_set<std::uint64_t> seen;
+  } context{out, proto, {}, {}};
+  const std::size_t first = out.size();
+  const auto on_message = [](const nlmsghdr* reply, void* data) -> int {
     auto& ctx = *static_cast<Context*>(data);
-    const std::span bytes(reinterpret_cast<const unsigned char*>(message), message->nlmsg_len);
+    const std::span bytes(reinterpret_cast<const unsigned char*>(reply), reply->nlmsg_len);
     auto socket = ctx.proto == Proto::unix_domain ? parse_unix_diag(bytes) : parse_inet_diag(bytes, ctx.proto);
-    if (socket) {
-      ctx.dump.sockets.push_back(std::move(*socket));
-    } else {
-      ++ctx.dump.malformed;
+    if (!socket) {
+      ++ctx.stats.malformed;
+      return MNL_CB_OK;
     }
+    // The identity plus, for inode-less sockets, the state; a 64-bit collision would at worst
+    // drop one row of one snapshot.
+    const std::uint64_t key =
+        model::identity_hash(*socket) ^ (socket->inode == 0 ? static_cast<std::uint64_t>(socket->state) << 56 : 0);
+    if (!ctx.seen.insert(key).second) {
+      ++ctx.stats.duplicates;
+      return MNL_CB_OK;
+    }
+    ctx.out.push_back(std::move(*socket));
+    ++ctx.stats.added;
     return MNL_CB_OK;
   };
-  for (;;) {
-    const ssize_t received = mnl_socket_recvfrom(impl.socket, impl.buffer.data(), impl.buffer.size());
-    if (received < 0) {
-      throw Unavailable(fmt::format("netlink {} dump: {}", what, std::strerror(errno)));
+  try {
+    for (;;) {
+      const ssize_t received = mnl_socket_recvfrom(impl.socket, impl.buffer.data(), impl.buffer.size());
+      if (received < 0) {
+        throw Unavailable(fmt::format("netlink {} dump: {}", what, std::strerror(errno)));
+      }
+      const int status = mnl_cb_run(impl.buffer.data(), static_cast<std::size_t>(received), nlh->nlmsg_seq,
+                                    impl.port_id, on_message, &context);
+      if (status == MNL_CB_ERROR) {
+        throw Unavailable(fmt::format("netlink {} dump: {}", what, std::strerror(errno)));
+      }
+      if (status == MNL_CB_STOP) {
+        return context.stats;
+      }
     }
-    const int status = mnl_cb_run(impl.buffer.data(), static_cast<std::size_t>(received), nlh->nlmsg_seq, impl.port_id,
-                                  on_message, &context);
-    if (status == MNL_CB_ERROR) {
-      throw Unavailable(fmt::format("netlink {} dump: {}", what, std::strerror(errno)));
-    }
-    if (status == MNL_CB_STOP) {
-      return std::move(context.dump);
-    }
+  } catch (...) {
+    out.resize(first);  // a table is taken whole or not at all
+    throw;
   }
 }
 
-Dump DiagSocket::dump_inet(int family, Proto proto) {
+DumpStats DiagSocket::dump_inet(int family, Proto proto, std::vector<Socket>& out) {
   inet_diag_req_v2 request{};
   request.sdiag_family = family == 6 ? AF_INET6 : AF_INET;
   request.sdiag_protocol = proto == Proto::udp ? IPPROTO_UDP : IPPROTO_TCP;
   request.idiag_states = k_all_inet_states;
   const auto what = fmt::format("{}{}", model::name(proto), family == 6 ? "6" : "");
-  return dump(request, sizeof(request), proto, what.c_str());
+  return dump(request, sizeof(request), proto, what.c_str(), out);
 }
 
-Dump DiagSocket::dump_unix() {
+DumpStats DiagSocket::dump_unix(std::vector<Socket>& out) {
   unix_diag_req request{};
   request.sdiag_family = AF_UNIX;
   request.udiag_states = 0xFFFFFFFF;
   request.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID;
-  return dump(request, sizeof(request), Proto::unix_domain, "unix");
+  return dump(request, sizeof(request), Proto::unix_domain, "unix", out);
 }
 
 }  // namespace sockhist::netlink

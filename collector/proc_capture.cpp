@@ -78,26 +78,6 @@ std::optional<std::string> user_name(std::uint32_t uid) {
   return std::nullopt;
 }
 
-// Appends `more` to `sockets`, dropping what a dump repeated under churn (the same full socket by
-// inode, the same inode-less socket by endpoints and state); returns how many were dropped.
-std::size_t append_unique(std::vector<model::Socket>& sockets, std::vector<model::Socket> more) {
-  std::unordered_set<std::uint64_t> seen;
-  seen.reserve(more.size());
-  sockets.reserve(sockets.size() + more.size());
-  std::size_t dropped = 0;
-  for (auto& s : more) {
-    // The identity plus, for inode-less sockets, the state: a 64-bit collision would at worst drop
-    // one row of one snapshot.
-    const std::uint64_t key = model::identity_hash(s) ^ (s.inode == 0 ? static_cast<std::uint64_t>(s.state) << 56 : 0);
-    if (!seen.insert(key).second) {
-      ++dropped;
-      continue;
-    }
-    sockets.push_back(std::move(s));
-  }
-  return dropped;
-}
-
 }  // namespace
 
 ProcRoot::ProcRoot(std::filesystem::path root) : m_root(std::move(root)) {}
@@ -490,6 +470,17 @@ void read_namespace(model::Capture& cap, Reader& reader, const ProcRoot& net, co
                     netlink::DiagSocket* diag, const CaptureOptions& options) {
   const std::int64_t hz = cap.user_hz;
   using model::Proto;
+  // Room for every socket the kernel counts, so that the table never grows by doubling (which
+  // would hold two copies of it at once).
+  if (const auto sockstat = net.try_read("net/sockstat")) {
+    std::size_t expected = 64;
+    for (const auto& counter : parse_sockstat(*sockstat, "Sockstat").rows) {
+      if (counter.name == "sockets_used" || counter.name == "TCP_tw") {
+        expected += static_cast<std::size_t>(std::max<std::int64_t>(counter.value, 0));
+      }
+    }
+    cap.sockets.reserve(expected + expected / 8);
+  }
   bool any_table = false;
   bool used_netlink = false;
   bool used_proc = false;
@@ -503,15 +494,17 @@ void read_namespace(model::Capture& cap, Reader& reader, const ProcRoot& net, co
         Table{"net/udp6", Proto::udp, 6}, Table{"net/unix", Proto::unix_domain, 0}}) {
     if (diag != nullptr) {
       try {
-        auto dump = table.proto == Proto::unix_domain ? diag->dump_unix() : diag->dump_inet(table.family, table.proto);
+        const auto dump = table.proto == Proto::unix_domain
+                              ? diag->dump_unix(cap.sockets)
+                              : diag->dump_inet(table.family, table.proto, cap.sockets);
         if (dump.malformed > 0) {
           cap.skipped_lines += dump.malformed;
           reader.note(fmt::format("netlink {}", table.file), 0,
                       fmt::format("{} replies could not be decoded", dump.malformed));
         }
-        const auto duplicates = append_unique(cap.sockets, std::move(dump.sockets));
-        if (duplicates > 0) {
-          reader.note(fmt::format("netlink {}", table.file), 0, fmt::format("{} duplicate rows dropped", duplicates));
+        if (dump.duplicates > 0) {
+          reader.note(fmt::format("netlink {}", table.file), 0,
+                      fmt::format("{} duplicate rows dropped", dump.duplicates));
         }
         any_table = used_netlink = true;
         continue;

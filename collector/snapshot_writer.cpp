@@ -318,15 +318,18 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
     std::int64_t id = 0;
     std::int64_t time_ms = 0;
     std::string boot_id;
+    std::int64_t socket_count = 0;
   };
   std::optional<Previous> prev;
   {
     SQLite::Statement select(db,
-                             "SELECT snapshot_id, time_ms, coalesce(boot_id, '') FROM snapshots WHERE netns_id = ? "
+                             "SELECT snapshot_id, time_ms, coalesce(boot_id, ''), socket_count FROM snapshots "
+                             "WHERE netns_id = ? "
                              "ORDER BY snapshot_id DESC LIMIT 1");
     select.bind(1, netns_id);
     if (select.executeStep()) {
-      prev = Previous{select.getColumn(0).getInt64(), select.getColumn(1).getInt64(), select.getColumn(2).getString()};
+      prev = Previous{select.getColumn(0).getInt64(), select.getColumn(1).getInt64(), select.getColumn(2).getString(),
+                      select.getColumn(3).getInt64()};
     }
   }
   // A copied tree older than what is stored cannot join the spans. A live capture is the newest by
@@ -438,6 +441,7 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
                                "owner_carried, timer, timer_ms, first_time_ms, cookie FROM socket_spans "
                                "WHERE netns_id = ? AND last_snapshot_id IS NULL");
       select.bind(1, netns_id);
+      open.reserve(static_cast<std::size_t>(prev->socket_count));
       while (select.executeStep()) {
         OpenSpan span;
         span.span_id = select.getColumn(0).getInt64();

@@ -30,10 +30,11 @@ class Unavailable : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// What one dump returned.
-struct Dump {
-  std::vector<model::Socket> sockets;
-  std::size_t malformed = 0;  // replies that could not be decoded (skipped)
+// What one dump added to its output.
+struct DumpStats {
+  std::size_t added = 0;
+  std::size_t malformed = 0;   // replies that could not be decoded (skipped)
+  std::size_t duplicates = 0;  // replies repeated under churn (dropped)
 };
 
 // A NETLINK_SOCK_DIAG socket of the calling thread's network namespace, reused across dumps.
@@ -45,17 +46,21 @@ class DiagSocket {
   DiagSocket(const DiagSocket&) = delete;
   DiagSocket& operator=(const DiagSocket&) = delete;
 
-  // Every socket of one family (4 or 6) and protocol (tcp or udp), in every state /proc shows
-  // (TIME_WAIT and SYN_RECV included). Throws Unavailable if the kernel refuses the dump (for
-  // example ENOENT: no udp_diag).
-  Dump dump_inet(int family, model::Proto proto);
+  // Appends every socket of one family (4 or 6) and protocol (tcp or udp) to `out`, in every
+  // state /proc shows (TIME_WAIT and SYN_RECV included), straight from the receive buffer so that
+  // no second copy of a large table is ever held. A socket the dump repeats under churn (the same
+  // full socket by inode, the same inode-less one by endpoints and state) is dropped. Throws
+  // Unavailable if the kernel refuses the dump (for example ENOENT: no udp_diag); what was
+  // appended before a failure is removed again.
+  DumpStats dump_inet(int family, model::Proto proto, std::vector<model::Socket>& out);
 
-  // Every UNIX socket.
-  Dump dump_unix();
+  // Appends every UNIX socket to `out`, likewise.
+  DumpStats dump_unix(std::vector<model::Socket>& out);
 
  private:
   template <class Request>
-  Dump dump(const Request& request, std::size_t request_size, model::Proto proto, const char* what);
+  DumpStats dump(const Request& request, std::size_t request_size, model::Proto proto, const char* what,
+                 std::vector<model::Socket>& out);
 
   struct Impl;
   std::unique_ptr<Impl> m_impl;
