@@ -494,9 +494,8 @@ void read_namespace(model::Capture& cap, Reader& reader, const ProcRoot& net, co
         Table{"net/udp6", Proto::udp, 6}, Table{"net/unix", Proto::unix_domain, 0}}) {
     if (diag != nullptr) {
       try {
-        const auto dump = table.proto == Proto::unix_domain
-                              ? diag->dump_unix(cap.sockets)
-                              : diag->dump_inet(table.family, table.proto, cap.sockets);
+        const auto dump = table.proto == Proto::unix_domain ? diag->dump_unix(cap.sockets)
+                                                            : diag->dump_inet(table.family, table.proto, cap.sockets);
         if (dump.malformed > 0) {
           cap.skipped_lines += dump.malformed;
           reader.note(fmt::format("netlink {}", table.file), 0,

@@ -55,42 +55,31 @@ std::optional<std::int64_t> column_optional(const SQLite::Column& column) {
 
 // What identifies a socket across snapshots: protocol, endpoints and inode. TIME_WAIT, request and
 // orphaned sockets have inode 0 and are told apart by their endpoints.
-struct SpanKey {
-  std::string proto;
-  int family = 0;
-  std::string local_addr;
-  int local_port = 0;
-  std::string remote_addr;
-  int remote_port = 0;
-  std::uint64_t inode = 0;
-
-  bool operator==(const SpanKey&) const = default;
-};
-
-std::uint64_t hash_of(const SpanKey& k, std::uint64_t inode) {
-  return model::identity_hash(k.proto, k.family, k.local_addr, k.local_port, k.remote_addr, k.remote_port, inode);
+model::Identity identity_of(const Socket& s, std::uint64_t inode) {
+  return model::identity(model::name(s.proto), s.family, s.local_addr, s.local_port, s.remote_addr, s.remote_port,
+                         inode);
 }
 
-// Whether a socket has this identity (inode compared only when `with_inode`); hash hits are
-// confirmed with this, so a 64-bit collision cannot join two sockets.
-bool same_identity(const SpanKey& k, const Socket& s, bool with_inode) {
-  return k.proto == model::name(s.proto) && k.family == s.family && k.local_addr == s.local_addr &&
-         k.local_port == s.local_port && k.remote_addr == s.remote_addr && k.remote_port == s.remote_port &&
-         (!with_inode || k.inode == s.inode);
-}
-
+// An open span as matching needs it: fixed-size, no text (a host may have 100,000 of them).
 struct OpenSpan {
   std::int64_t span_id = 0;
-  SpanKey key;
-  std::string state;
-  std::optional<std::int64_t> process_id;
-  bool carried = false;
-  int timer = 0;
+  model::Identity id;           // protocol, endpoints, inode
+  model::Identity connection;   // protocol and endpoints: links a TCP connection's states
+  std::int64_t process_id = 0;  // 0: no owner (process ids start at 1)
   std::int64_t timer_ms = 0;
   std::int64_t first_time_ms = 0;
-  std::optional<std::int64_t> cookie;
+  std::int64_t cookie = 0;
+  bool has_cookie = false;
+  SockState state = SockState::close;
+  model::Proto proto = model::Proto::tcp;
+  std::uint8_t timer = 0;
+  bool carried = false;
   bool matched = false;  // seen again unchanged: stays open
   bool linked = false;   // a new span already continues it
+
+  std::optional<std::int64_t> owner() const { return process_id != 0 ? std::optional(process_id) : std::nullopt; }
+  // A TCP connection (not a listener) whose later states may carry other inodes.
+  bool links_connections() const { return proto == model::Proto::tcp && state != SockState::listen; }
 };
 
 struct NewSpan {
@@ -286,14 +275,14 @@ struct SnapshotWriter::Impl {
 
   bool same_socket(const OpenSpan& open, const Socket& s, const std::optional<std::int64_t>& owner,
                    std::int64_t time_ms) const {
-    if (open.state != model::name(s.state)) {
+    if (open.state != s.state) {
       return false;
     }
-    if (open.cookie && s.cookie && *open.cookie != static_cast<std::int64_t>(*s.cookie)) {
+    if (open.has_cookie && s.cookie && open.cookie != static_cast<std::int64_t>(*s.cookie)) {
       return false;
     }
     // A socket without an inode has no observable owner; its span keeps the carried one.
-    if (s.inode != 0 && owner != open.process_id) {
+    if (s.inode != 0 && owner != open.owner()) {
       return false;
     }
     if (s.state == SockState::time_wait && open.timer == static_cast<int>(model::TimerKind::timewait)) {
@@ -445,20 +434,25 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
       while (select.executeStep()) {
         OpenSpan span;
         span.span_id = select.getColumn(0).getInt64();
-        span.key = SpanKey{select.getColumn(1).getString(),
-                           select.getColumn(2).getInt(),
-                           select.getColumn(3).getString(),
-                           select.getColumn(4).getInt(),
-                           select.getColumn(5).getString(),
-                           select.getColumn(6).getInt(),
-                           static_cast<std::uint64_t>(select.getColumn(7).getInt64())};
-        span.state = select.getColumn(8).getString();
-        span.process_id = column_optional(select.getColumn(9));
+        const std::string proto = select.getColumn(1).getString();
+        const int family = select.getColumn(2).getInt();
+        const std::string local_addr = select.getColumn(3).getString();
+        const int local_port = select.getColumn(4).getInt();
+        const std::string remote_addr = select.getColumn(5).getString();
+        const int remote_port = select.getColumn(6).getInt();
+        const auto inode = static_cast<std::uint64_t>(select.getColumn(7).getInt64());
+        span.id = model::identity(proto, family, local_addr, local_port, remote_addr, remote_port, inode);
+        span.connection = model::identity(proto, family, local_addr, local_port, remote_addr, remote_port, 0);
+        span.proto = model::proto_from_name(proto).value_or(model::Proto::tcp);
+        // A state this build does not know cannot match any socket it reads: the span closes.
+        span.state = model::sock_state_from_name(select.getColumn(8).getString()).value_or(SockState::bound_inactive);
+        span.process_id = select.getColumn(9).isNull() ? 0 : select.getColumn(9).getInt64();
         span.carried = select.getColumn(10).getInt() != 0;
-        span.timer = select.getColumn(11).getInt();
+        span.timer = static_cast<std::uint8_t>(select.getColumn(11).getInt());
         span.timer_ms = select.getColumn(12).getInt64();
         span.first_time_ms = select.getColumn(13).getInt64();
-        span.cookie = column_optional(select.getColumn(14));
+        span.has_cookie = !select.getColumn(14).isNull();
+        span.cookie = span.has_cookie ? select.getColumn(14).getInt64() : 0;
         open.push_back(std::move(span));
       }
     }
@@ -466,7 +460,7 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
   std::unordered_map<std::uint64_t, std::size_t> open_by_key;
   open_by_key.reserve(open.size());
   for (std::size_t i = 0; i < open.size(); ++i) {
-    open_by_key.emplace(hash_of(open[i].key, open[i].key.inode), i);
+    open_by_key.emplace(open[i].id.hash, i);
   }
 
   // Match every socket against the open spans: unchanged ones cost nothing.
@@ -474,21 +468,21 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
   std::vector<std::size_t> unlinked;  // indexes into `fresh` still looking for a previous state
   for (const Socket& s : cap.sockets) {
     const auto owner = owner_of(s);
-    const auto it = open_by_key.find(model::identity_hash(s));
-    if (it != open_by_key.end() && same_identity(open[it->second].key, s, true) && !open[it->second].matched &&
-        !open[it->second].linked) {
+    const auto id = identity_of(s, s.inode);
+    const auto it = open_by_key.find(id.hash);
+    if (it != open_by_key.end() && open[it->second].id == id && !open[it->second].matched && !open[it->second].linked) {
       OpenSpan& span = open[it->second];
       if (same_socket(span, s, owner, cap.time_ms)) {
         span.matched = true;
         continue;
       }
       NewSpan next{&s, owner, false, std::nullopt};
-      const bool reused_tuple = span.state == model::name(s.state);  // same state, so TIME_WAIT reuse or a new owner
+      const bool reused_tuple = span.state == s.state;  // same state, so TIME_WAIT reuse or a new owner
       if (!(reused_tuple && s.state == SockState::time_wait)) {
         next.prev_span_id = span.span_id;
         span.linked = true;
-        if (s.inode == 0 && !owner && span.process_id) {
-          next.process_id = span.process_id;
+        if (s.inode == 0 && !owner && span.owner()) {
+          next.process_id = span.owner();
           next.carried = true;
         }
       }
@@ -507,24 +501,22 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
     std::unordered_map<std::uint64_t, std::size_t> ending_by_connection;
     for (std::size_t i = 0; i < open.size(); ++i) {
       const OpenSpan& span = open[i];
-      if (!span.matched && !span.linked && span.key.proto == "tcp" && span.state != "LISTEN") {
-        ending_by_connection.emplace(hash_of(span.key, 0), i);
+      if (!span.matched && !span.linked && span.links_connections()) {
+        ending_by_connection.emplace(span.connection.hash, i);
       }
     }
     for (const std::size_t index : unlinked) {
       NewSpan& next = fresh[index];
-      const Socket& s = *next.socket;
-      const auto it = ending_by_connection.find(model::identity_hash(model::name(s.proto), s.family, s.local_addr,
-                                                                     s.local_port, s.remote_addr, s.remote_port, 0));
-      if (it == ending_by_connection.end() || open[it->second].linked ||
-          !same_identity(open[it->second].key, s, false)) {
+      const auto connection = identity_of(*next.socket, 0);
+      const auto it = ending_by_connection.find(connection.hash);
+      if (it == ending_by_connection.end() || open[it->second].linked || open[it->second].connection != connection) {
         continue;
       }
       OpenSpan& span = open[it->second];
       span.linked = true;
       next.prev_span_id = span.span_id;
-      if (next.socket->inode == 0 && !next.process_id && span.process_id) {
-        next.process_id = span.process_id;
+      if (next.socket->inode == 0 && !next.process_id && span.owner()) {
+        next.process_id = span.owner();
         next.carried = true;
       }
     }
@@ -610,15 +602,17 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
     ++stats.rows_written;
     OpenSpan opened;
     opened.span_id = db.getLastInsertRowid();
-    opened.key = SpanKey{
-        std::string(model::name(s.proto)), s.family, s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.inode};
-    opened.state = std::string(model::name(s.state));
-    opened.process_id = next.process_id;
+    opened.id = identity_of(s, s.inode);
+    opened.connection = identity_of(s, 0);
+    opened.proto = s.proto;
+    opened.state = s.state;
+    opened.process_id = next.process_id.value_or(0);
     opened.carried = next.carried;
-    opened.timer = static_cast<int>(s.timer);
+    opened.timer = static_cast<std::uint8_t>(s.timer);
     opened.timer_ms = s.timer_ms;
     opened.first_time_ms = cap.time_ms;
-    opened.cookie = s.cookie ? std::optional<std::int64_t>(static_cast<std::int64_t>(*s.cookie)) : std::nullopt;
+    opened.has_cookie = s.cookie.has_value();
+    opened.cookie = static_cast<std::int64_t>(s.cookie.value_or(0));
     still_open.push_back(std::move(opened));
   }
   open_cache[netns_id] = OpenCache{snapshot_id, std::move(still_open)};

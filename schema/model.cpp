@@ -147,7 +147,46 @@ class Fnv1a {
   std::uint64_t m_hash = 0xcbf29ce484222325ULL;
 };
 
+// A multiply-rotate hash finished with splitmix64's mixer: unrelated in structure to FNV-1a, so
+// that inputs colliding in one are not more likely to collide in the other.
+class MultiplyRotate {
+ public:
+  void add(std::string_view bytes) {
+    for (const char c : bytes) {
+      step(static_cast<unsigned char>(c));
+    }
+    step(0x1ff);
+  }
+  void add(std::uint64_t value) { step(value); }
+  std::uint64_t value() const {
+    std::uint64_t z = m_hash + 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+
+ private:
+  void step(std::uint64_t v) {
+    m_hash = (m_hash ^ v) * 0xff51afd7ed558ccdULL;
+    m_hash = (m_hash << 29) | (m_hash >> 35);
+  }
+  std::uint64_t m_hash = 0x243f6a8885a308d3ULL;
+};
+
 }  // namespace
+
+Identity identity(std::string_view proto, int family, std::string_view local_addr, int local_port,
+                  std::string_view remote_addr, int remote_port, std::uint64_t inode) {
+  MultiplyRotate h;
+  h.add(proto);
+  h.add(static_cast<std::uint64_t>(family));
+  h.add(local_addr);
+  h.add(static_cast<std::uint64_t>(local_port));
+  h.add(remote_addr);
+  h.add(static_cast<std::uint64_t>(remote_port));
+  h.add(inode);
+  return {identity_hash(proto, family, local_addr, local_port, remote_addr, remote_port, inode), h.value()};
+}
 
 std::uint64_t identity_hash(std::string_view proto, int family, std::string_view local_addr, int local_port,
                             std::string_view remote_addr, int remote_port, std::uint64_t inode) {

@@ -104,6 +104,16 @@ std::uint64_t identity_hash(std::string_view proto, int family, std::string_view
                             std::string_view remote_addr, int remote_port, std::uint64_t inode);
 std::uint64_t identity_hash(const Socket& socket);
 
+// A 128-bit identity: identity_hash and a second, structurally different 64-bit hash of the same
+// fields. Equal identities are taken as the same socket without comparing the text.
+struct Identity {
+  std::uint64_t hash = 0;
+  std::uint64_t check = 0;
+  bool operator==(const Identity&) const = default;
+};
+Identity identity(std::string_view proto, int family, std::string_view local_addr, int local_port,
+                  std::string_view remote_addr, int remote_port, std::uint64_t inode);
+
 // Whether (section, name) is a gauge: Ip Forwarding/DefaultTTL, Tcp Rto*/MaxConn/CurrEstab and
 // everything in sockstat.
 bool is_gauge(std::string_view section, std::string_view name);
