@@ -159,7 +159,9 @@ int run_collect(const CollectOptions& o) {
     } else {
       captures.push_back(proc::capture(capture_options));
     }
+    const auto write_started = clock::now();
     const auto written = writer.write_all(captures);
+    const auto write_ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - write_started).count();
     std::size_t expired = 0;
     if (capture_options.live && retain_ms > 0) {
       expired = store::apply_retention(db, model::now_ms() - retain_ms);
@@ -178,9 +180,16 @@ int run_collect(const CollectOptions& o) {
     }
     if (report) {
       const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - snapshot_started).count();
-      fmt::print(stderr, "sockhist-collect: {} KiB written, database +{} KiB{}, took {} ms (CPU {} ms)\n",
+      std::int64_t sockets_ms = 0;
+      for (const auto& capture : captures) {
+        sockets_ms += capture.sockets_ms;
+      }
+      fmt::print(stderr,
+                 "sockhist-collect: {} KiB written, database +{} KiB{}, took {} ms (CPU {} ms): sockets {} ms, "
+                 "owners {} ms ({} fd links read), write {} ms\n",
                  written.front().bytes_written / 1024, written.front().db_growth / 1024,
-                 expired > 0 ? fmt::format(", {} old snapshots removed", expired) : "", took, cpu_ms() - cpu_started);
+                 expired > 0 ? fmt::format(", {} old snapshots removed", expired) : "", took, cpu_ms() - cpu_started,
+                 sockets_ms, captures.front().owners_ms, captures.front().links_resolved, write_ms);
     }
     if (interval_ms == 0) {
       break;

@@ -27,6 +27,10 @@ namespace sockhist::proc {
 
 namespace {
 
+std::int64_t elapsed_ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since).count();
+}
+
 // A snapshot keeps at most this many diagnostics; skipped_lines still counts them all.
 constexpr std::size_t k_max_diagnostics = 100;
 
@@ -347,6 +351,7 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
             [](const model::Process& a, const model::Process& b) { return a.pid < b.pid; });
   // Keep for next time only what can be trusted to identify its process.
   std::erase_if(current, [](const auto& item) { return !item.second.identified && !item.second.sockets.empty(); });
+  result.links_resolved = m_last_resolved;
   m_known = std::move(current);
   m_scans_since_full = full ? 0 : m_scans_since_full + 1;
   m_last_full = full;
@@ -470,6 +475,7 @@ void read_namespace(model::Capture& cap, Reader& reader, const ProcRoot& net, co
                     netlink::DiagSocket* diag, const CaptureOptions& options) {
   const std::int64_t hz = cap.user_hz;
   using model::Proto;
+  const auto tables_started = std::chrono::steady_clock::now();
   // Room for every socket the kernel counts, so that the table never grows by doubling (which
   // would hold two copies of it at once).
   if (const auto sockstat = net.try_read("net/sockstat")) {
@@ -527,6 +533,7 @@ void read_namespace(model::Capture& cap, Reader& reader, const ProcRoot& net, co
     used_proc |= present;
   }
   cap.source = used_netlink && used_proc ? "netlink+proc" : used_netlink ? "netlink" : "proc";
+  cap.sockets_ms = elapsed_ms(tables_started);
   if (!any_table) {
     throw Error(
         Exit::bad_input,
@@ -609,10 +616,6 @@ std::uint64_t initial_namespace_inode(const std::filesystem::path& proc) {
   return inode != 0 ? inode : namespace_inode(proc / "self/ns/net");
 }
 
-std::int64_t elapsed_ms(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since).count();
-}
-
 }  // namespace
 
 model::Capture capture(const CaptureOptions& options) {
@@ -633,9 +636,12 @@ model::Capture capture(const CaptureOptions& options) {
   // A copied tree is taken to be its host's own view; live, compare with the host's namespace.
   cap.netns_initial = !options.live || cap.netns_inode == initial_namespace_inode(root.path());
   if (options.owners) {
+    const auto owners_started = std::chrono::steady_clock::now();
     const auto owners = options.owner_tracker != nullptr ? options.owner_tracker->scan(root, {&cap.sockets})
                                                          : scan_owners(root, options.cmdlines, options.live);
     attach_owners(cap, reader, owners, root.path().string());
+    cap.owners_ms = elapsed_ms(owners_started);
+    cap.links_resolved = owners.links_resolved;
   }
   if (options.live) {
     attach_users(cap);
@@ -778,6 +784,8 @@ std::vector<model::Capture> capture_namespaces(const CaptureOptions& options,
       Reader reader(cap);
       attach_owners(cap, reader, owners, "/proc");
       cap.capture_ms += owners_ms;
+      cap.owners_ms = owners_ms;
+      cap.links_resolved = owners.links_resolved;
     }
   }
   for (auto& cap : captures) {

@@ -182,8 +182,12 @@ struct Capture {
   std::optional<std::int64_t> uptime_ms;
   std::optional<std::string> kernel;
   std::int64_t user_hz = 100;
-  std::int64_t time_ms = 0;              // wall clock, UTC epoch milliseconds
-  std::int64_t capture_ms = 0;           // how long the capture took
+  std::int64_t time_ms = 0;     // wall clock, UTC epoch milliseconds
+  std::int64_t capture_ms = 0;  // how long the capture took
+  // Where the capture's time went (reported by a verbose collector, not stored).
+  std::int64_t sockets_ms = 0;           // reading the socket tables (netlink or /proc)
+  std::int64_t owners_ms = 0;            // the owner scan
+  std::size_t links_resolved = 0;        // /proc/PID/fd links the owner scan read
   std::string source = "proc";           // "proc" or "netlink"
   std::optional<std::string> proc_root;  // set when not the live /proc
   std::uint64_t netns_inode = 0;         // 0 when unknown (a copied tree)

@@ -84,6 +84,7 @@ struct OwnerMap {
   std::vector<model::Process> processes;  // one per pid that owns at least one socket
   model::OwnerScan completeness = model::OwnerScan::complete;
   std::size_t unreadable_processes = 0;  // fd directories we were not allowed to read
+  std::size_t links_resolved = 0;        // fd links read (all of them in a full scan)
 };
 
 enum class Cmdlines { store, omit };
