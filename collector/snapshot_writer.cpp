@@ -546,6 +546,8 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
       still_open.push_back(std::move(span));
     }
   }
+  // Values are bound without copying: the names are string literals and the addresses live in the
+  // capture until the row is written.
   SQLite::Statement insert_span(
       db,
       "INSERT INTO socket_spans(netns_id, first_snapshot_id, first_time_ms, prev_span_id, proto, family, state, "
@@ -560,21 +562,21 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
     insert_span.bind(2, snapshot_id);
     insert_span.bind(3, cap.time_ms);
     bind_optional(insert_span, 4, next.prev_span_id);
-    insert_span.bind(5, std::string(model::name(s.proto)));
+    insert_span.bindNoCopy(5, model::name(s.proto).data());
     if (is_unix) {
       insert_span.bind(6);
     } else {
       insert_span.bind(6, s.family);
     }
-    insert_span.bind(7, std::string(model::name(s.state)));
-    insert_span.bind(8, s.local_addr);
+    insert_span.bindNoCopy(7, model::name(s.state).data());
+    insert_span.bindNoCopy(8, s.local_addr);
     if (is_unix) {
       insert_span.bind(9);
       insert_span.bind(10);
       insert_span.bind(11);
     } else {
       insert_span.bind(9, s.local_port);
-      insert_span.bind(10, s.remote_addr);
+      insert_span.bindNoCopy(10, s.remote_addr);
       insert_span.bind(11, s.remote_port);
     }
     insert_span.bind(12, static_cast<std::int64_t>(s.tx_queue));
@@ -589,7 +591,7 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
     bind_optional(insert_span, 21, s.backlog);
     bind_optional(insert_span, 22, s.peer_inode);
     if (is_unix) {
-      insert_span.bind(23, std::string(model::name(s.unix_type)));
+      insert_span.bindNoCopy(23, model::name(s.unix_type).data());
       insert_span.bind(24, static_cast<std::int64_t>(s.unix_flags));
     } else {
       insert_span.bind(23);

@@ -47,7 +47,7 @@ enum class UnixType : std::uint8_t { none = 0, stream = 1, dgram = 2, raw = 3, r
 
 // The name stored in the database and printed by the analyzer: netstat's state names for TCP and
 // UDP (UDP unconnected is CLOSE), netstat -x's for UNIX sockets (UNCONNECTED where netstat prints
-// nothing).
+// nothing). Every name is a NUL-terminated string literal, so .data() may be passed as a C string.
 std::string_view name(SockState state);
 std::string_view name(Proto proto);
 std::string_view name(TimerKind timer);  // netstat -o's words: off, on, keepalive, timewait, probe
