@@ -173,24 +173,11 @@ class MultiplyRotate {
   std::uint64_t m_hash = 0x243f6a8885a308d3ULL;
 };
 
-}  // namespace
-
-Identity identity(std::string_view proto, int family, std::string_view local_addr, int local_port,
-                  std::string_view remote_addr, int remote_port, std::uint64_t inode) {
-  MultiplyRotate h;
-  h.add(proto);
-  h.add(static_cast<std::uint64_t>(family));
-  h.add(local_addr);
-  h.add(static_cast<std::uint64_t>(local_port));
-  h.add(remote_addr);
-  h.add(static_cast<std::uint64_t>(remote_port));
-  h.add(inode);
-  return {identity_hash(proto, family, local_addr, local_port, remote_addr, remote_port, inode), h.value()};
-}
-
-std::uint64_t identity_hash(std::string_view proto, int family, std::string_view local_addr, int local_port,
+// The fields that make a socket's identity, fed to one hasher in one order.
+template <class Hasher>
+std::uint64_t hash_identity(std::string_view proto, int family, std::string_view local_addr, int local_port,
                             std::string_view remote_addr, int remote_port, std::uint64_t inode) {
-  Fnv1a h;
+  Hasher h;
   h.add(proto);
   h.add(static_cast<std::uint64_t>(family));
   h.add(local_addr);
@@ -199,6 +186,19 @@ std::uint64_t identity_hash(std::string_view proto, int family, std::string_view
   h.add(static_cast<std::uint64_t>(remote_port));
   h.add(inode);
   return h.value();
+}
+
+}  // namespace
+
+Identity identity(std::string_view proto, int family, std::string_view local_addr, int local_port,
+                  std::string_view remote_addr, int remote_port, std::uint64_t inode) {
+  return {hash_identity<Fnv1a>(proto, family, local_addr, local_port, remote_addr, remote_port, inode),
+          hash_identity<MultiplyRotate>(proto, family, local_addr, local_port, remote_addr, remote_port, inode)};
+}
+
+std::uint64_t identity_hash(std::string_view proto, int family, std::string_view local_addr, int local_port,
+                            std::string_view remote_addr, int remote_port, std::uint64_t inode) {
+  return hash_identity<Fnv1a>(proto, family, local_addr, local_port, remote_addr, remote_port, inode);
 }
 
 std::uint64_t identity_hash(const Socket& s) {
