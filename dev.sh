@@ -4,6 +4,7 @@
 #                   default database, and print what it recorded
 #   ./dev.sh test   install what is missing, build with warnings as errors, run every test (ctest)
 #   ./dev.sh build  install what is missing and build
+#   ./dev.sh sanitize  the whole test suite again under AddressSanitizer and UBSan (build-asan/)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -55,9 +56,17 @@ run_tests() {
   ctest --test-dir "$build_dir" --output-on-failure -j"$(nproc)" --timeout 600
 }
 
+sanitize() {
+  install_missing
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSOCKHIST_SANITIZE=ON -DSOCKHIST_WERROR=ON >/dev/null
+  cmake --build build-asan -j"$(nproc)"
+  ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$(nproc)" --timeout 600
+}
+
 case "${1:-}" in
   demo) demo ;;
   test) run_tests ;;
   build) build ;;
-  *) echo "usage: ./dev.sh demo|test|build" >&2; exit 2 ;;
+  sanitize) sanitize ;;
+  *) echo "usage: ./dev.sh demo|test|build|sanitize" >&2; exit 2 ;;
 esac
