@@ -122,7 +122,8 @@ int run_collect(const CollectOptions& o) {
   const auto db_path = store::resolve_db_path(o.db);
   store::WriterLock lock(db_path, std::chrono::milliseconds(lock_wait_ms));
   auto db = store::open_for_write(db_path);
-  store::SnapshotWriter writer(db);
+  // Only a loop has a next snapshot to keep the open spans in memory for.
+  store::SnapshotWriter writer(db, interval_ms > 0 ? store::OpenSpans::remember : store::OpenSpans::forget);
   // What a loop learns of the processes' fd tables spares most of the owner scan next time.
   proc::OwnerTracker owner_tracker(capture_options.cmdlines, capture_options.live);
   if (capture_options.live) {

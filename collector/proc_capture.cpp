@@ -162,6 +162,24 @@ std::optional<std::uint64_t> start_ticks_of(const ProcRoot& root, std::int32_t p
 
 }  // namespace
 
+InodeOwners::InodeOwners(std::vector<std::pair<std::uint64_t, std::int32_t>> pairs) : m_pairs(std::move(pairs)) {
+  // By inode, then pid: the first of each inode is its lowest pid, the owner netstat -p shows.
+  std::sort(m_pairs.begin(), m_pairs.end());
+  m_pairs.erase(
+      std::unique(m_pairs.begin(), m_pairs.end(), [](const auto& a, const auto& b) { return a.first == b.first; }),
+      m_pairs.end());
+  m_pairs.shrink_to_fit();
+}
+
+std::optional<std::int32_t> InodeOwners::find(std::uint64_t inode) const {
+  const auto it = std::lower_bound(m_pairs.begin(), m_pairs.end(), inode,
+                                   [](const auto& item, std::uint64_t key) { return item.first < key; });
+  if (it == m_pairs.end() || it->first != inode) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
 OwnerTracker::OwnerTracker(Cmdlines cmdlines, bool resolve_users, int full_scan_every)
     : m_cmdlines(cmdlines), m_resolve_users(resolve_users), m_full_scan_every(std::max(1, full_scan_every)) {}
 
@@ -299,20 +317,19 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
       current.emplace(pid, std::move(fds));
     }
   }
-  result.owner_of_inode.reserve(m_seen.size());
+  std::vector<std::pair<std::uint64_t, std::int32_t>> pairs;
+  pairs.reserve(m_seen.size());
   for (const auto& [pid, fds] : current) {
     for (const std::uint64_t inode : fds.sockets) {
-      auto [it, inserted] = result.owner_of_inode.try_emplace(inode, pid);
-      if (!inserted && pid < it->second) {
-        it->second = pid;  // the lowest pid wins, as in netstat -p
-      }
+      pairs.emplace_back(inode, pid);
     }
   }
+  result.owner_of_inode = InodeOwners(std::move(pairs));
 
   // Only processes that are some socket's owner are described; what cannot change for a process
   // (its name, command line, user) is read once.
   std::unordered_set<std::int32_t> owners;
-  for (const auto& [inode, pid] : result.owner_of_inode) {
+  for (const auto& [inode, pid] : result.owner_of_inode.pairs()) {
     owners.insert(pid);
   }
   for (const std::int32_t pid : owners) {
@@ -345,8 +362,7 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
     }
     result.processes.push_back(*fds.description);
   }
-  std::erase_if(result.owner_of_inode,
-                [&current](const auto& item) { return current.at(item.second).sockets.empty(); });
+  result.owner_of_inode.erase_pids([&current](std::int32_t pid) { return current.at(pid).sockets.empty(); });
   std::sort(result.processes.begin(), result.processes.end(),
             [](const model::Process& a, const model::Process& b) { return a.pid < b.pid; });
   // Keep for next time only what can be trusted to identify its process.
@@ -485,7 +501,7 @@ void read_namespace(model::Capture& cap, Reader& reader, const ProcRoot& net, co
         expected += static_cast<std::size_t>(std::max<std::int64_t>(counter.value, 0));
       }
     }
-    cap.sockets.reserve(expected + expected / 8);
+    cap.sockets.reserve(expected + expected / 32);
   }
   bool any_table = false;
   bool used_netlink = false;
@@ -573,9 +589,9 @@ void attach_owners(model::Capture& cap, Reader& reader, const OwnerMap& owners, 
     if (socket.inode == 0) {
       continue;
     }
-    if (const auto it = owners.owner_of_inode.find(socket.inode); it != owners.owner_of_inode.end()) {
-      socket.pid = it->second;
-      used.insert(it->second);
+    if (const auto pid = owners.owner_of_inode.find(socket.inode)) {
+      socket.pid = *pid;
+      used.insert(*pid);
     }
   }
   for (const auto& process : owners.processes) {

@@ -85,8 +85,8 @@ struct OpenSpan {
 struct NewSpan {
   const Socket* socket = nullptr;
   std::optional<std::int64_t> process_id;
-  bool carried = false;
   std::optional<std::int64_t> prev_span_id;
+  bool carried = false;
 };
 
 struct CounterCache {
@@ -97,9 +97,10 @@ struct CounterCache {
 }  // namespace
 
 struct SnapshotWriter::Impl {
-  explicit Impl(SQLite::Database& database) : db(database) {}
+  Impl(SQLite::Database& database, OpenSpans keep) : db(database), open_spans(keep) {}
 
   SQLite::Database& db;
+  OpenSpans open_spans;
   std::unordered_map<std::string, std::int64_t> host_ids;
   std::map<std::pair<std::int64_t, std::uint64_t>, std::int64_t> netns_ids;
   std::map<std::tuple<std::int64_t, std::string, std::int32_t, std::uint64_t>, std::int64_t> process_ids;
@@ -476,7 +477,7 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
         span.matched = true;
         continue;
       }
-      NewSpan next{&s, owner, false, std::nullopt};
+      NewSpan next{&s, owner, std::nullopt, false};
       const bool reused_tuple = span.state == s.state;  // same state, so TIME_WAIT reuse or a new owner
       if (!(reused_tuple && s.state == SockState::time_wait)) {
         next.prev_span_id = span.span_id;
@@ -489,7 +490,7 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
       fresh.push_back(next);
       continue;
     }
-    fresh.push_back(NewSpan{&s, owner, false, std::nullopt});
+    fresh.push_back(NewSpan{&s, owner, std::nullopt, false});
     if (s.proto == model::Proto::tcp && s.state != SockState::listen) {
       unlinked.push_back(fresh.size() - 1);
     }
@@ -522,6 +523,8 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
     }
   }
 
+  open_by_key = {};
+
   // Spans whose socket is gone (or changed) end at the previous snapshot.
   if (prev) {
     SQLite::Statement close(db, "UPDATE socket_spans SET last_snapshot_id = ? WHERE span_id = ?");
@@ -539,13 +542,17 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
   }
 
   // The spans open after this snapshot: those that continued, and those it opens.
+  const bool remember = open_spans == OpenSpans::remember;
   std::vector<OpenSpan> still_open;
-  still_open.reserve(open.size() + fresh.size());
-  for (auto& span : open) {
-    if (span.matched) {
-      still_open.push_back(std::move(span));
+  if (remember) {
+    still_open.reserve(open.size() + fresh.size());
+    for (auto& span : open) {
+      if (span.matched) {
+        still_open.push_back(std::move(span));
+      }
     }
   }
+  open = {};  // what matching needed is done: give the memory back before the inserts
   // Values are bound without copying: the names are string literals and the addresses live in the
   // capture until the row is written.
   SQLite::Statement insert_span(
@@ -602,6 +609,9 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
     insert_span.exec();
     ++stats.spans_opened;
     ++stats.rows_written;
+    if (!remember) {
+      continue;
+    }
     OpenSpan opened;
     opened.span_id = db.getLastInsertRowid();
     opened.id = identity_of(s, s.inode);
@@ -617,7 +627,9 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
     opened.cookie = static_cast<std::int64_t>(s.cookie.value_or(0));
     still_open.push_back(std::move(opened));
   }
-  open_cache[netns_id] = OpenCache{snapshot_id, std::move(still_open)};
+  if (remember) {
+    open_cache[netns_id] = OpenCache{snapshot_id, std::move(still_open)};
+  }
 
   // Per-state counts, so that trends never need to reconstruct snapshots.
   std::map<std::pair<std::string_view, std::string_view>, std::int64_t> counts;
@@ -686,7 +698,8 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
   return stats;
 }
 
-SnapshotWriter::SnapshotWriter(SQLite::Database& db) : m_impl(std::make_unique<Impl>(db)) {}
+SnapshotWriter::SnapshotWriter(SQLite::Database& db, OpenSpans open_spans)
+    : m_impl(std::make_unique<Impl>(db, open_spans)) {}
 
 SnapshotWriter::~SnapshotWriter() = default;
 

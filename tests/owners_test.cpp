@@ -22,8 +22,7 @@ model::Socket socket_with_inode(std::uint64_t inode) {
 }
 
 std::int32_t owner(const proc::OwnerMap& map, std::uint64_t inode) {
-  const auto it = map.owner_of_inode.find(inode);
-  return it == map.owner_of_inode.end() ? 0 : it->second;
+  return map.owner_of_inode.find(inode).value_or(0);
 }
 
 }  // namespace
@@ -177,6 +176,15 @@ TEST(OwnerScan, ReusedFdNumberForcesAFullScan) {
   const auto map = tracker.scan(root, {&sockets});
   EXPECT_TRUE(tracker.last_was_full());
   EXPECT_EQ(owner(map, replaced), holder.pid());
+}
+
+TEST(OwnerScan, TheLowestPidOwnsASharedSocket) {
+  const proc::InodeOwners owners({{7, 300}, {5, 40}, {7, 12}, {9, 5}, {7, 55}});
+  EXPECT_EQ(owners.find(7), 12);
+  EXPECT_EQ(owners.find(5), 40);
+  EXPECT_EQ(owners.find(9), 5);
+  EXPECT_EQ(owners.find(6), std::nullopt);
+  EXPECT_EQ(owners.size(), 3U);
 }
 
 TEST(OwnerScan, FullScanEveryNthTime) {

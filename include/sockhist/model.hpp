@@ -61,28 +61,29 @@ std::optional<Proto> proto_from_name(std::string_view text);
 std::optional<SockState> tcp_state_from_code(unsigned code);
 
 // One socket as observed in one snapshot. Addresses are decoded once, as netstat -n prints them.
+// Fields are ordered by size: a busy host holds 100,000 of these at once.
 struct Socket {
-  Proto proto = Proto::tcp;
-  int family = 0;  // 4 or 6 for TCP and UDP, 0 for UNIX
-  SockState state = SockState::close;
   std::string local_addr;  // for UNIX: the path (abstract names start with '@'), may be empty
-  std::uint16_t local_port = 0;
   std::string remote_addr;
-  std::uint16_t remote_port = 0;
+  std::uint64_t inode = 0;                  // 0 for TIME_WAIT, request and orphaned sockets
+  std::optional<std::uint64_t> cookie;      // sock_diag only
+  std::optional<std::uint64_t> peer_inode;  // UNIX_DIAG only
+  std::optional<std::uint32_t> backlog;     // sock_diag only: a listener's backlog limit
   std::uint32_t tx_queue = 0;
   std::uint32_t rx_queue = 0;  // on LISTEN sockets: the current accept-queue length
-  TimerKind timer = TimerKind::off;
   std::uint32_t timer_ms = 0;  // time remaining on the timer, milliseconds
   std::uint32_t retransmits = 0;
   std::uint32_t probes = 0;  // /proc's misnamed `timeout` column
   std::uint32_t uid = 0;
-  std::uint64_t inode = 0;                  // 0 for TIME_WAIT, request and orphaned sockets
-  std::optional<std::uint64_t> cookie;      // sock_diag only
-  std::optional<std::uint32_t> backlog;     // sock_diag only: a listener's backlog limit
-  std::optional<std::uint64_t> peer_inode;  // UNIX_DIAG only
-  UnixType unix_type = UnixType::none;
   std::uint32_t unix_flags = 0;
+  int family = 0;        // 4 or 6 for TCP and UDP, 0 for UNIX
   std::int32_t pid = 0;  // owning process, 0 when unknown
+  std::uint16_t local_port = 0;
+  std::uint16_t remote_port = 0;
+  Proto proto = Proto::tcp;
+  SockState state = SockState::close;
+  TimerKind timer = TimerKind::off;
+  UnixType unix_type = UnixType::none;
 
   bool operator==(const Socket&) const = default;
 };

@@ -24,10 +24,14 @@ struct WriteStats {
   std::int64_t db_growth = 0;      // how much the database grew, in bytes
 };
 
+// Whether a writer keeps the open spans it leaves in memory for its next snapshot (a looping
+// collector: no need to read them back) or lets them go (a single run: nothing to come).
+enum class OpenSpans { remember, forget };
+
 // Keeps prepared statements and caches across the snapshots of a looping collector.
 class SnapshotWriter {
  public:
-  explicit SnapshotWriter(SQLite::Database& db);
+  explicit SnapshotWriter(SQLite::Database& db, OpenSpans open_spans = OpenSpans::remember);
   ~SnapshotWriter();
   SnapshotWriter(const SnapshotWriter&) = delete;
   SnapshotWriter& operator=(const SnapshotWriter&) = delete;
