@@ -46,9 +46,10 @@ demo() {
   echo "== who owns the sockets (v_snapshot_sockets)"
   sqlite3 -readonly -box "$db" "SELECT coalesce(process, '(unknown)') AS process, pid, proto, count(*) AS sockets FROM v_snapshot_sockets WHERE snapshot_id = (SELECT max(snapshot_id) FROM snapshots) GROUP BY 1, 2, 3 ORDER BY sockets DESC LIMIT 10"
   echo "== kernel counters that moved during the run (v_counters)"
-  sqlite3 -readonly -box "$db" "WITH r AS (SELECT min(snapshot_id) AS a, max(snapshot_id) AS b FROM (SELECT snapshot_id FROM snapshots ORDER BY snapshot_id DESC LIMIT 5))
-    SELECT f.section, f.name, l.value - f.value AS delta FROM v_counters f JOIN v_counters l ON l.section = f.section AND l.name = f.name, r
-    WHERE f.snapshot_id = r.a AND l.snapshot_id = r.b AND f.is_gauge = 0 AND l.value != f.value ORDER BY delta DESC LIMIT 10"
+  sqlite3 -readonly -box "$db" "WITH r AS (SELECT min(snapshot_id) AS a, max(snapshot_id) AS b FROM (SELECT snapshot_id FROM snapshots ORDER BY snapshot_id DESC LIMIT 5)),
+    d AS (SELECT f.section, f.name, l.value - f.value AS delta FROM v_counters f JOIN v_counters l ON l.section = f.section AND l.name = f.name, r
+          WHERE f.snapshot_id = r.a AND l.snapshot_id = r.b AND f.is_gauge = 0 AND l.value != f.value ORDER BY delta DESC LIMIT 10)
+    SELECT * FROM d UNION ALL SELECT '(none: the host was idle)', '', 0 WHERE NOT EXISTS (SELECT 1 FROM d)"
 }
 
 run_tests() {
