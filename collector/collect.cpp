@@ -165,7 +165,16 @@ int run_collect(const CollectOptions& o) {
     const auto write_ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - write_started).count();
     std::size_t expired = 0;
     if (capture_options.live && retain_ms > 0) {
-      expired = store::apply_retention(db, model::now_ms() - retain_ms);
+      // After a long outage this can be many batches: say how it goes on a terminal.
+      const bool terminal = report && ::isatty(STDERR_FILENO) != 0;
+      expired = store::apply_retention(db, model::now_ms() - retain_ms, 500, [terminal](std::size_t so_far) {
+        if (terminal && so_far >= 2000) {
+          fmt::print(stderr, "\rsockhist-collect: removing old snapshots: {} so far", so_far);
+        }
+      });
+      if (terminal && expired >= 2000) {
+        fmt::print(stderr, "\n");
+      }
     }
     for (std::size_t i = 0; report && i < captures.size(); ++i) {
       const auto& capture = captures[i];

@@ -736,7 +736,8 @@ std::vector<WriteStats> SnapshotWriter::write_all(const std::vector<model::Captu
   }
 }
 
-std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::size_t batch) {
+std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::size_t batch,
+                            const std::function<void(std::size_t)>& progress) {
   std::size_t removed = 0;
   for (;;) {
     SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
@@ -822,6 +823,9 @@ std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::s
         "processes.process_id)");
     transaction.commit();
     removed += ids.size();
+    if (progress) {
+      progress(removed);
+    }
   }
   return removed;
 }

@@ -447,7 +447,9 @@ TEST_F(Store, RetentionKeepsLiveSocketsAndCounterBaselines) {
   for (const auto id : ids) {
     before.push_back(snapshot_rows(db, id));
   }
-  EXPECT_EQ(store::apply_retention(db, 1'000'000 + 3 * 10'000, 2), 3U);  // two batches
+  std::vector<std::size_t> progress;
+  EXPECT_EQ(store::apply_retention(db, 1'000'000 + 3 * 10'000, 2, [&](std::size_t n) { progress.push_back(n); }), 3U);
+  EXPECT_EQ(progress, (std::vector<std::size_t>{2, 3}));  // two batches, reported as they commit
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM snapshots"), 3);
   for (std::size_t i = 3; i < ids.size(); ++i) {
     const auto after = snapshot_rows(db, ids[i]);

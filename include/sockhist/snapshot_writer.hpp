@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -53,7 +54,9 @@ class SnapshotWriter {
 
 // Removes snapshots older than cutoff_ms (epoch ms) in transactions of at most `batch` snapshots,
 // keeping spans of sockets that are still alive and the counter values later snapshots need.
-// Returns how many snapshots were removed.
-std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::size_t batch = 500);
+// `progress`, when given, is called after each batch with the number removed so far. Returns how
+// many snapshots were removed.
+std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::size_t batch = 500,
+                            const std::function<void(std::size_t)>& progress = {});
 
 }  // namespace sockhist::store
