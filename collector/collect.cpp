@@ -141,9 +141,10 @@ int run_collect(const CollectOptions& o) {
 
   const bool namespaces = o.all_netns || !o.netns.empty();
   const auto resolve = [&o] {
+    const auto known = proc::discover_namespaces();  // one walk of /proc for every spec
     std::vector<proc::NamespaceTarget> targets;
     for (const auto& spec : o.netns) {
-      targets.push_back(proc::resolve_namespace(spec));
+      targets.push_back(proc::resolve_namespace(spec, known));
     }
     return targets;
   };

@@ -154,10 +154,16 @@ struct ScanSlice {
   std::size_t resolved = 0;  // fd links read
 };
 
-std::optional<std::uint64_t> start_ticks_of(const ProcRoot& root, std::int32_t pid) {
+// Reads /proc/PID/stat once into what identifies the process; false if it exited.
+bool identify(const ProcRoot& root, std::int32_t pid, OwnerTracker::ProcessFds& process) {
   const auto stat = root.try_read(fmt::format("{}/stat", pid));
   const auto fields = stat ? parse_pid_stat(*stat) : std::nullopt;
-  return fields ? std::optional(fields->start_ticks) : std::nullopt;
+  process.identified = fields.has_value();
+  if (fields) {
+    process.start_ticks = fields->start_ticks;
+    process.comm = fields->comm;
+  }
+  return process.identified;
 }
 
 }  // namespace
@@ -258,10 +264,7 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
       bool reuse = false;
       if (!full && known != m_known.end() && known->second.fds == now.fds) {
         // The same fd numbers: the same process (not a reused pid) keeps its fd table.
-        const auto start = start_ticks_of(root, pid);
-        reuse = start && *start == known->second.start_ticks;
-        now.start_ticks = start.value_or(0);
-        now.identified = start.has_value();
+        reuse = identify(root, pid, now) && now.start_ticks == known->second.start_ticks;
       }
       if (reuse) {
         now.sockets = known->second.sockets;
@@ -269,9 +272,7 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
       } else if (!now.fds.empty()) {
         // Its start time lets the next scan recognise this very process behind the same pid.
         if (!now.identified) {
-          const auto start = start_ticks_of(root, pid);
-          now.start_ticks = start.value_or(0);
-          now.identified = start.has_value();
+          identify(root, pid, now);
         }
         bool denied = false;
         for (const std::uint32_t fd : now.fds) {
@@ -335,16 +336,15 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
   for (const std::int32_t pid : owners) {
     auto& fds = current.at(pid);
     if (!fds.description) {
-      const auto stat = root.try_read(fmt::format("{}/stat", pid));
-      const auto fields = stat ? parse_pid_stat(*stat) : std::nullopt;
-      if (!fields) {
+      // The fd scan usually read its stat already; read it only if not.
+      if (!fds.identified && !identify(root, pid, fds)) {
         fds.sockets.clear();  // it exited meanwhile: its sockets lose their owner
         continue;
       }
       model::Process process;
       process.pid = pid;
-      process.comm = fields->comm;
-      process.start_ticks = fields->start_ticks;
+      process.comm = fds.comm;
+      process.start_ticks = fds.start_ticks;
       if (const auto status = root.try_read(fmt::format("{}/status", pid))) {
         process.uid = parse_status_euid(*status).value_or(0);
       }
@@ -357,8 +357,6 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
         process.user = user_name(process.uid);
       }
       fds.description = std::move(process);
-      fds.start_ticks = fds.description->start_ticks;
-      fds.identified = true;
     }
     result.processes.push_back(*fds.description);
   }
@@ -712,6 +710,11 @@ std::vector<NamespaceTarget> discover_namespaces(const std::filesystem::path& pr
 
 NamespaceTarget resolve_namespace(std::string_view spec, const std::filesystem::path& proc,
                                   const std::filesystem::path& run_netns) {
+  return resolve_namespace(spec, discover_namespaces(proc, run_netns), proc, run_netns);
+}
+
+NamespaceTarget resolve_namespace(std::string_view spec, const std::vector<NamespaceTarget>& known,
+                                  const std::filesystem::path& proc, const std::filesystem::path& run_netns) {
   std::filesystem::path file;
   std::int32_t pid = 0;
   const auto [ptr, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), pid);
@@ -726,8 +729,9 @@ NamespaceTarget resolve_namespace(std::string_view spec, const std::filesystem::
   if (inode == 0) {
     throw Error(Exit::usage, fmt::format("--netns {}: no network namespace at {}", spec, file.string()));
   }
-  for (auto& target : discover_namespaces(proc, run_netns)) {
-    if (target.inode == inode) {
+  for (const auto& candidate : known) {
+    if (candidate.inode == inode) {
+      NamespaceTarget target = candidate;
       target.path = file;
       return target;
     }

@@ -223,9 +223,8 @@ Parsed<Socket> parse_inet(std::string_view text, Proto proto, int family, std::i
                 }
                 // Under churn the kernel's iterator can print a socket twice. Full sockets are unique by
                 // inode; TIME_WAIT and request sockets (inode 0) by their endpoints.
-                const std::uint64_t key = model::identity_hash(model::name(s.proto), s.family, s.local_addr,
-                                                               s.local_port, s.remote_addr, s.remote_port, s.inode) ^
-                                          (s.inode == 0 ? static_cast<std::uint64_t>(s.state) << 56 : 0);
+                const std::uint64_t key =
+                    model::identity_hash(s) ^ (s.inode == 0 ? static_cast<std::uint64_t>(s.state) << 56 : 0);
                 if (!seen.insert(key).second) {
                   ++result.duplicates;
                   return;

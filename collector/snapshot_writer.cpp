@@ -101,7 +101,7 @@ struct SnapshotWriter::Impl {
 
   SQLite::Database& db;
   OpenSpans open_spans;
-  std::unordered_map<std::string, std::int64_t> host_ids;
+  std::unordered_map<std::string, std::pair<std::int64_t, std::string>> host_ids;  // name -> id, machine-id
   std::map<std::pair<std::int64_t, std::uint64_t>, std::int64_t> netns_ids;
   std::map<std::tuple<std::int64_t, std::string, std::int32_t, std::uint64_t>, std::int64_t> process_ids;
   std::unordered_map<std::string, std::int64_t> counter_ids;
@@ -126,8 +126,10 @@ struct SnapshotWriter::Impl {
   }
 
   std::int64_t ensure_host(const Capture& cap) {
-    if (auto it = host_ids.find(cap.host); it != host_ids.end() && !cap.machine_id) {
-      return it->second;
+    // Known with this machine-id (or none to record): no query.
+    if (auto it = host_ids.find(cap.host);
+        it != host_ids.end() && (!cap.machine_id || it->second.second == *cap.machine_id)) {
+      return it->second.first;
     }
     SQLite::Statement select(db, "SELECT host_id, machine_id FROM hosts WHERE name = ?");
     select.bind(1, cap.host);
@@ -150,7 +152,7 @@ struct SnapshotWriter::Impl {
       id = db.getLastInsertRowid();
       ++stats.rows_written;
     }
-    host_ids[cap.host] = id;
+    host_ids[cap.host] = {id, cap.machine_id.value_or("")};
     return id;
   }
 

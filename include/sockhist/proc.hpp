@@ -131,7 +131,8 @@ class OwnerTracker {
   // What one scan learnt of one process.
   struct ProcessFds {
     std::uint64_t start_ticks = 0;
-    bool identified = false;             // start_ticks read
+    std::string comm;
+    bool identified = false;             // start_ticks and comm read
     std::vector<std::uint32_t> fds;      // the fd numbers, ascending
     std::vector<std::uint64_t> sockets;  // the socket inodes those fds point to
     std::optional<model::Process> description;
@@ -193,6 +194,11 @@ std::vector<NamespaceTarget> discover_namespaces(const std::filesystem::path& pr
 // The namespace --netns names: a pid, a path (contains '/') or a /run/netns name. Throws
 // Error(usage) naming the spec when there is no such namespace.
 NamespaceTarget resolve_namespace(std::string_view spec, const std::filesystem::path& proc = "/proc",
+                                  const std::filesystem::path& run_netns = "/run/netns");
+
+// The same, looking up name and pid in namespaces already discovered (one /proc walk for many specs).
+NamespaceTarget resolve_namespace(std::string_view spec, const std::vector<NamespaceTarget>& known,
+                                  const std::filesystem::path& proc = "/proc",
                                   const std::filesystem::path& run_netns = "/run/netns");
 
 // One capture per namespace, entering each with setns() in a helper thread (CAP_SYS_ADMIN). Host
