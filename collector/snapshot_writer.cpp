@@ -810,6 +810,19 @@ std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::s
       del_spans.bind(2, newest);
       del_spans.exec();
     }
+    // Processes no span refers to any more go once the oldest kept snapshot enters a new hour:
+    // finding them scans socket_spans (an index on process_id would slow every span insert).
+    std::int64_t removed_max_ms = 0;
+    {
+      SQLite::Statement newest(db, "SELECT time_ms FROM snapshots WHERE snapshot_id = ?");
+      for (const std::int64_t id : ids) {
+        newest.reset();
+        newest.bind(1, id);
+        if (newest.executeStep() && !newest.getColumn(0).isNull()) {
+          removed_max_ms = std::max(removed_max_ms, newest.getColumn(0).getInt64());
+        }
+      }
+    }
     SQLite::Statement del_snapshot(db, "DELETE FROM snapshots WHERE snapshot_id = ?");
     SQLite::Statement del_counts(db, "DELETE FROM state_counts WHERE snapshot_id = ?");
     SQLite::Statement del_diag(db, "DELETE FROM diagnostics WHERE snapshot_id = ?");
@@ -820,9 +833,13 @@ std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::s
         stmt->exec();
       }
     }
-    db.exec(
-        "DELETE FROM processes WHERE NOT EXISTS (SELECT 1 FROM socket_spans sp WHERE sp.process_id = "
-        "processes.process_id)");
+    const auto oldest_kept = db.execAndGet("SELECT min(time_ms) FROM snapshots");
+    constexpr std::int64_t k_hour_ms = 3'600'000;
+    if (oldest_kept.isNull() || removed_max_ms / k_hour_ms != oldest_kept.getInt64() / k_hour_ms) {
+      db.exec(
+          "DELETE FROM processes WHERE process_id NOT IN (SELECT process_id FROM socket_spans WHERE process_id IS NOT "
+          "NULL)");
+    }
     transaction.commit();
     removed += ids.size();
     if (progress) {

@@ -152,6 +152,72 @@ std::optional<std::int64_t> parse_time_ms(std::string_view text) {
   return static_cast<std::int64_t>(t) * 1000 + f.millis;
 }
 
+std::optional<std::int64_t> parse_moment_ms(std::string_view text, std::int64_t now) {
+  if (auto absolute = parse_time_ms(text)) {
+    return absolute;
+  }
+  int hour = 0;
+  int minute = 0;
+  int second = 0;
+  int used = 0;
+  const std::string copy(text);
+  const int got = std::sscanf(copy.c_str(), "%2d:%2d%n:%2d%n", &hour, &minute, &used, &second, &used);
+  if ((got == 2 || got == 3) && static_cast<std::size_t>(used) == copy.size() && hour >= 0 && hour <= 23 &&
+      minute >= 0 && minute <= 59 && second >= 0 && second <= 60) {
+    const auto t = static_cast<std::time_t>(now / 1000);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    tm.tm_hour = hour;
+    tm.tm_min = minute;
+    tm.tm_sec = second;
+    tm.tm_isdst = -1;
+    const std::time_t today = std::mktime(&tm);
+    if (today == static_cast<std::time_t>(-1)) {
+      return std::nullopt;
+    }
+    return static_cast<std::int64_t>(today) * 1000;
+  }
+  if (auto ago = parse_duration_ms(text)) {
+    return now - *ago;
+  }
+  return std::nullopt;
+}
+
+std::string format_human(std::int64_t epoch_ms, Zone zone) {
+  std::int64_t seconds = epoch_ms / 1000;
+  if (epoch_ms % 1000 < 0) {
+    --seconds;
+  }
+  const auto t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  if (zone == Zone::utc) {
+    gmtime_r(&t, &tm);
+  } else {
+    localtime_r(&t, &tm);
+  }
+  return fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}{}", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec, zone == Zone::utc ? "Z" : "");
+}
+
+std::string format_duration(std::int64_t ms) {
+  const char* sign = ms < 0 ? "-" : "";
+  ms = ms < 0 ? -ms : ms;
+  if (ms < 1000) {
+    return fmt::format("{}{}ms", sign, ms);
+  }
+  const std::int64_t s = ms / 1000;
+  if (s < 60) {
+    return fmt::format("{}{}s", sign, s);
+  }
+  if (s < 3600) {
+    return fmt::format("{}{}m{:02}s", sign, s / 60, s % 60);
+  }
+  if (s < 86400) {
+    return fmt::format("{}{}h{:02}m", sign, s / 3600, s % 3600 / 60);
+  }
+  return fmt::format("{}{}d{:02}h", sign, s / 86400, s % 86400 / 3600);
+}
+
 std::string format_iso_utc(std::int64_t epoch_ms) {
   std::int64_t seconds = epoch_ms / 1000;
   std::int64_t millis = epoch_ms % 1000;

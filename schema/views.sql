@@ -61,7 +61,13 @@ SELECT s.snapshot_id,
        coalesce(p.user, u.name) AS user,
        sp.cookie,
        sp.sock_type,
-       sp.first_time_ms
+       sp.first_time_ms,
+       sp.probes,
+       sp.unix_flags,
+       sp.backlog,
+       sp.peer_inode,
+       sp.timer AS timer_code,
+       p.process_id
 FROM snapshots s
 JOIN netns n ON n.netns_id = s.netns_id
 JOIN hosts h ON h.host_id = n.host_id

@@ -465,6 +465,26 @@ TEST_F(Store, RetentionKeepsLiveSocketsAndCounterBaselines) {
   EXPECT_EQ(writer.write(capture_at(1'100'000, {tcp(SockState::listen, 80, 0, 11, 7)})).spans_opened, 0U);
 }
 
+TEST_F(Store, RetentionRemovesUnreferencedProcessesOncePerHourOfHistory) {
+  store::SnapshotWriter writer(db);
+  constexpr std::int64_t hour = 3'600'000;
+  // pid 7 owns the listener throughout; pid 9 owns a connection seen only in the first snapshot.
+  const auto listener = tcp(SockState::listen, 80, 0, 11, 7);
+  writer.write(capture_at(10 * hour, {listener, tcp(SockState::established, 80, 40000, 12, 9)}));
+  writer.write(capture_at(10 * hour + 60'000, {listener}));
+  writer.write(capture_at(10 * hour + 120'000, {listener}));
+  writer.write(capture_at(11 * hour + 60'000, {listener}));
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM processes"), 2);
+  // Removing the first snapshot removes the connection's span, but the oldest kept snapshot is
+  // still in the same hour: pid 9's row waits.
+  EXPECT_EQ(store::apply_retention(db, 10 * hour + 1), 1U);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM processes"), 2);
+  // The oldest kept snapshot moves to the next hour: unreferenced processes go, pid 7 stays.
+  EXPECT_EQ(store::apply_retention(db, 11 * hour), 2U);
+  EXPECT_EQ(scalar(db, "SELECT group_concat(pid) FROM processes"), 7);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+}
+
 TEST(StoreHistory, EverySnapshotOfTheSampleHistoryIsReconstructedExactly) {
   const auto dir = test::scratch_dir("history");
   auto db = store::open_for_write(dir / "h.db");

@@ -1,0 +1,118 @@
+#include "common.hpp"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "sockhist/error.hpp"
+#include "sockhist/store.hpp"
+#include "sockhist/timeutil.hpp"
+
+namespace sockhist::analyzer {
+
+std::int64_t command_now_ms() {
+  if (const char* fixed = std::getenv("SOCKHIST_NOW"); fixed != nullptr && *fixed != '\0') {
+    if (const auto ms = model::parse_time_ms(fixed)) {
+      return *ms;
+    }
+    throw Error(Exit::usage,
+                fmt::format("SOCKHIST_NOW={}: not a time (ISO-8601, for example 2026-11-20T03:12:00Z)", fixed));
+  }
+  return model::now_ms();
+}
+
+void add_common(CLI::App& sub, Common& common) {
+  sub.add_option("--db", common.db, "Database file (default: $SOCKHIST_DB, else the collector's default)");
+  sub.add_option("--host", common.host, "Host to look at (required when the database holds several)");
+  sub.add_option("--netns", common.netns,
+                 "Network namespace: a /run/netns name or an inode (default: the host's own namespace)");
+  sub.add_option("--format", common.format, "Output: table (for people), json or csv (for programs)")
+      ->check(CLI::IsMember({"table", "json", "csv"}))
+      ->capture_default_str();
+  sub.add_flag("--utc", common.utc, "Print times in UTC instead of local time (json and csv are always UTC)");
+}
+
+CLI::App* add_command(CLI::App& app, const std::string& name, const std::string& description, Runner& selected,
+                      std::function<Result()> run) {
+  auto* sub = app.add_subcommand(name, description);
+  sub->callback([&selected, run = std::move(run)] { selected = run; });
+  return sub;
+}
+
+render::Options render_options(const Common& common) {
+  render::Options o;
+  o.format = common.format == "json"  ? render::Format::json
+             : common.format == "csv" ? render::Format::csv
+                                      : render::Format::table;
+  o.zone = common.utc ? model::Zone::utc : model::Zone::local;
+  return o;
+}
+
+SQLite::Database open_db(const Common& common) {
+  const auto path = store::resolve_db_path(common.db);
+  if (!std::filesystem::exists(path)) {
+    throw Error(Exit::usage,
+                fmt::format("{}: no such database (--db, $SOCKHIST_DB; sockhist-collect creates it)", path.string()));
+  }
+  return store::open_read_only(path);
+}
+
+std::int64_t parse_moment(const std::string& text, const char* option, std::int64_t now_ms) {
+  const auto ms = model::parse_moment_ms(text, now_ms);
+  if (!ms) {
+    throw Error(Exit::usage,
+                fmt::format("{} '{}': not a time (examples: 2026-11-20T03:12:00Z, '2026-11-20 03:12', 03:12, "
+                            "90s, 15m, 2h, 3d)",
+                            option, text));
+  }
+  return *ms;
+}
+
+std::int64_t parse_duration(const std::string& text, const char* option) {
+  const auto ms = model::parse_duration_ms(text);
+  if (!ms || *ms <= 0) {
+    throw Error(Exit::usage, fmt::format("{} '{}': not a duration (examples: 30s, 5m, 1h, 1d)", option, text));
+  }
+  return *ms;
+}
+
+analysis::SnapshotSummary snapshot_for(SQLite::Database& db, const analysis::Scope& scope,
+                                       const std::optional<std::string>& at, std::int64_t now_ms) {
+  if (!at) {
+    return *analysis::latest_snapshot(db, scope);
+  }
+  const auto when = parse_moment(*at, "--at", now_ms);
+  auto found = analysis::snapshot_at(db, scope, when);
+  if (!found) {
+    throw Error(Exit::usage, fmt::format("--at {}: no snapshot of {} at or before {}", *at, scope.host,
+                                         model::format_iso_utc(when)));
+  }
+  return *found;
+}
+
+nlohmann::ordered_json json_head(const std::string& command, const Common& common, const analysis::Scope* scope) {
+  nlohmann::ordered_json doc;
+  doc["command"] = command;
+  doc["database"] = store::resolve_db_path(common.db).string();
+  doc["generated"] = model::format_iso_utc(common.now_ms);
+  if (scope) {
+    doc["host"] = {{"name", scope->host},
+                   {"machine_id", scope->machine_id ? nlohmann::ordered_json(*scope->machine_id) : nullptr},
+                   {"netns", scope->netns_inode},
+                   {"netns_name", scope->netns_name ? nlohmann::ordered_json(*scope->netns_name) : nullptr},
+                   {"netns_initial", scope->netns_initial}};
+  }
+  return doc;
+}
+
+std::string scope_line(const analysis::Scope& scope) {
+  std::string ns =
+      scope.netns_initial ? "its own network namespace" : fmt::format("network namespace {}", scope.netns_inode);
+  if (scope.netns_name) {
+    ns += fmt::format(" ({})", *scope.netns_name);
+  }
+  return fmt::format("host {}, {}", scope.host, ns);
+}
+
+}  // namespace sockhist::analyzer

@@ -1,0 +1,74 @@
+// What every analyzer subcommand shares: the database, host and namespace options, the output
+// format, and the parsing of times. Each subcommand lives in its own file (cmd_*.cpp).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <SQLiteCpp/Database.h>
+#include <CLI/CLI.hpp>
+
+#include "sockhist/analysis.hpp"
+#include "sockhist/render.hpp"
+
+namespace sockhist::analyzer {
+
+// What a subcommand produced: the text for stdout and the exit code (0, or 1 where a command
+// reports findings, like diff).
+struct Result {
+  std::string out;
+  int code = 0;
+};
+using Runner = std::function<Result()>;
+
+// Now, for relative times: $SOCKHIST_NOW (an absolute time, for reproducible output) or the clock.
+std::int64_t command_now_ms();
+
+struct Common {
+  std::optional<std::string> db;
+  std::optional<std::string> host;
+  std::optional<std::string> netns;
+  std::string format = "table";
+  bool utc = false;
+  std::int64_t now_ms = command_now_ms();  // relative times count back from it
+};
+
+// Adds --db, --host, --netns, --format and --utc to a subcommand.
+void add_common(CLI::App& sub, Common& common);
+
+// Registers a subcommand whose callback stores `run` into `selected`.
+CLI::App* add_command(CLI::App& app, const std::string& name, const std::string& description, Runner& selected,
+                      std::function<Result()> run);
+
+render::Options render_options(const Common& common);
+
+// Opens the database read-only (store::open_read_only), after checking it exists.
+SQLite::Database open_db(const Common& common);
+
+// --at/--since/--until values as epoch ms; throws Error(usage) naming the option.
+std::int64_t parse_moment(const std::string& text, const char* option, std::int64_t now_ms);
+// --bucket and similar; throws Error(usage) naming the option.
+std::int64_t parse_duration(const std::string& text, const char* option);
+
+// The snapshot --at names (the newest at or before it), or the newest without --at; throws
+// Error(usage) when none is that old.
+analysis::SnapshotSummary snapshot_for(SQLite::Database& db, const analysis::Scope& scope,
+                                       const std::optional<std::string>& at, std::int64_t now_ms);
+
+// A JSON document's common head: the command, the database, the host and namespace.
+nlohmann::ordered_json json_head(const std::string& command, const Common& common, const analysis::Scope* scope);
+
+// One line naming the host and namespace for a table's heading.
+std::string scope_line(const analysis::Scope& scope);
+
+void setup_hosts(CLI::App& app, Runner& selected);
+void setup_snapshots(CLI::App& app, Runner& selected);
+void setup_show(CLI::App& app, Runner& selected);
+void setup_stats(CLI::App& app, Runner& selected);
+void setup_trend(CLI::App& app, Runner& selected);
+void setup_explain(CLI::App& app, Runner& selected);
+
+}  // namespace sockhist::analyzer

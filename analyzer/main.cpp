@@ -1,0 +1,75 @@
+// sockhist: the analyzer. Parses the command line, runs one subcommand, prints what it returned,
+// and turns every error into one line and exit code 2.
+#include <cstdio>
+
+#include <SQLiteCpp/Exception.h>
+#include <fmt/format.h>
+
+#include "common.hpp"
+#include "sockhist/error.hpp"
+#include "sockhist/timeutil.hpp"
+
+namespace {
+
+constexpr int k_error = 2;
+
+// The help of the subcommand a usage error is about (the top level's when none was named).
+std::string relevant_help(CLI::App& app) {
+  for (auto* sub : app.get_subcommands()) {
+    return sub->help();
+  }
+  return app.help();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app(
+      "Answers questions about the socket history sockhist-collect recorded: netstat at any past\n"
+      "moment, netstat -s then and since, trends. Opens the database read-only.",
+      "sockhist");
+  app.set_version_flag("--version", "sockhist " SOCKHIST_VERSION);
+  app.require_subcommand(1);
+  sockhist::analyzer::Runner run;
+  try {
+    sockhist::analyzer::setup_hosts(app, run);
+    sockhist::analyzer::setup_snapshots(app, run);
+    sockhist::analyzer::setup_show(app, run);
+    sockhist::analyzer::setup_stats(app, run);
+    sockhist::analyzer::setup_trend(app, run);
+    sockhist::analyzer::setup_explain(app, run);
+  } catch (const sockhist::Error& e) {
+    fmt::print(stderr, "sockhist: error: {}\n", e.what());
+    return k_error;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fmt::print(stderr, "sockhist: error: {}\n\n{}", e.what(), relevant_help(app));
+    return k_error;
+  }
+  try {
+    const auto result = run();
+    std::fwrite(result.out.data(), 1, result.out.size(), stdout);
+    if (std::fflush(stdout) != 0) {
+      fmt::print(stderr, "sockhist: error: writing the output failed\n");
+      return k_error;
+    }
+    return result.code;
+  } catch (const sockhist::Error& e) {
+    fmt::print(stderr, "sockhist: error: {}\n", e.what());
+    return k_error;
+  } catch (const SQLite::Exception& e) {
+    fmt::print(stderr, "sockhist: error: database: {}\n", e.what());
+    return k_error;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "sockhist: error: {}\n", e.what());
+    return k_error;
+  }
+}

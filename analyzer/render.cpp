@@ -1,0 +1,266 @@
+#include "sockhist/render.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+
+namespace sockhist::render {
+
+namespace {
+
+bool numeric(Kind kind) {
+  return kind == Kind::integer || kind == Kind::real || kind == Kind::duration_ms;
+}
+
+std::string title_of(const Column& c) {
+  if (!c.title.empty()) {
+    return c.title;
+  }
+  std::string t = c.name;
+  for (char& ch : t) {
+    ch = ch == '_' ? ' ' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  }
+  return t;
+}
+
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) {
+    return text;
+  }
+  std::string out = "\"";
+  for (const char c : text) {
+    if (c == '"') {
+      out += '"';
+    }
+    out += c;
+  }
+  return out + '"';
+}
+
+// A real number for programs: no trailing zeros beyond what the value has, never exponent form
+// for ordinary magnitudes.
+std::string machine_real(double v) {
+  std::string s = fmt::format("{:.6f}", v);
+  while (s.size() > 1 && s.back() == '0') {
+    s.pop_back();
+  }
+  if (!s.empty() && s.back() == '.') {
+    s.pop_back();
+  }
+  return s == "-0" ? "0" : s;
+}
+
+nlohmann::ordered_json json_value(const Column& c, const Value& v) {
+  if (std::holds_alternative<std::monostate>(v)) {
+    return nullptr;
+  }
+  if (const auto* i = std::get_if<std::int64_t>(&v)) {
+    if (c.kind == Kind::time_ms) {
+      return model::format_iso_utc(*i);
+    }
+    if (c.kind == Kind::duration_ms) {
+      return static_cast<double>(*i) / 1000.0;
+    }
+    return *i;
+  }
+  if (const auto* d = std::get_if<double>(&v)) {
+    return *d;
+  }
+  return std::get<std::string>(v);
+}
+
+}  // namespace
+
+std::string cell_text(const Column& column, const Value& value, const Options& options) {
+  if (std::holds_alternative<std::monostate>(value)) {
+    return "-";
+  }
+  if (const auto* i = std::get_if<std::int64_t>(&value)) {
+    switch (column.kind) {
+      case Kind::time_ms:
+        return model::format_human(*i, options.zone);
+      case Kind::duration_ms:
+        return model::format_duration(*i);
+      default:
+        return std::to_string(*i);
+    }
+  }
+  if (const auto* d = std::get_if<double>(&value)) {
+    return fmt::format("{:.{}f}", *d, column.precision);
+  }
+  return std::get<std::string>(value);
+}
+
+std::string to_text(const Table& table, const Options& options) {
+  std::vector<std::size_t> shown;
+  for (std::size_t c = 0; c < table.columns.size(); ++c) {
+    if (table.columns[c].in_table) {
+      shown.push_back(c);
+    }
+  }
+  std::vector<std::vector<std::string>> cells;
+  std::vector<std::size_t> width(shown.size(), 0);
+  std::vector<std::string> header;
+  for (std::size_t k = 0; k < shown.size(); ++k) {
+    header.push_back(title_of(table.columns[shown[k]]));
+    width[k] = header.back().size();
+  }
+  for (const auto& row : table.rows) {
+    std::vector<std::string> line;
+    for (std::size_t k = 0; k < shown.size(); ++k) {
+      const auto c = shown[k];
+      line.push_back(cell_text(table.columns[c], c < row.size() ? row[c] : Value{}, options));
+      width[k] = std::max(width[k], line.back().size());
+    }
+    cells.push_back(std::move(line));
+  }
+  std::string out;
+  const auto emit = [&](const std::vector<std::string>& line) {
+    std::string text;
+    for (std::size_t k = 0; k < line.size(); ++k) {
+      const bool right = numeric(table.columns[shown[k]].kind);
+      const bool last = k + 1 == line.size();
+      if (k > 0) {
+        text += "  ";
+      }
+      if (right) {
+        text += std::string(width[k] - line[k].size(), ' ') + line[k];
+      } else {
+        text += last ? line[k] : line[k] + std::string(width[k] - line[k].size(), ' ');
+      }
+    }
+    out += text + "\n";
+  };
+  emit(header);
+  for (const auto& line : cells) {
+    emit(line);
+  }
+  for (const auto& note : table.notes) {
+    out += note + "\n";
+  }
+  return out;
+}
+
+std::string to_csv(const Table& table) {
+  std::vector<std::string> header;
+  for (const auto& c : table.columns) {
+    if (!c.in_machine) {
+      continue;
+    }
+    header.push_back(csv_field(c.name));
+    if (c.kind == Kind::time_ms) {
+      header.push_back(csv_field(c.name + "_epoch"));
+    }
+  }
+  std::string out;
+  const auto line = [&out](const std::vector<std::string>& fields) {
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+      out += (i ? "," : "") + fields[i];
+    }
+    out += "\r\n";
+  };
+  line(header);
+  for (const auto& row : table.rows) {
+    std::vector<std::string> fields;
+    for (std::size_t c = 0; c < table.columns.size(); ++c) {
+      const auto& col = table.columns[c];
+      if (!col.in_machine) {
+        continue;
+      }
+      const Value& v = c < row.size() ? row[c] : Value{};
+      std::string text;
+      std::string epoch;
+      if (const auto* i = std::get_if<std::int64_t>(&v)) {
+        if (col.kind == Kind::time_ms) {
+          text = model::format_iso_utc(*i);
+          epoch = machine_real(static_cast<double>(*i) / 1000.0);
+        } else if (col.kind == Kind::duration_ms) {
+          text = machine_real(static_cast<double>(*i) / 1000.0);
+        } else {
+          text = std::to_string(*i);
+        }
+      } else if (const auto* d = std::get_if<double>(&v)) {
+        text = machine_real(*d);
+      } else if (const auto* s = std::get_if<std::string>(&v)) {
+        text = *s;
+      }
+      fields.push_back(csv_field(text));
+      if (col.kind == Kind::time_ms) {
+        fields.push_back(epoch);
+      }
+    }
+    line(fields);
+  }
+  return out;
+}
+
+nlohmann::ordered_json to_json_rows(const Table& table) {
+  auto rows = nlohmann::ordered_json::array();
+  for (const auto& row : table.rows) {
+    nlohmann::ordered_json obj = nlohmann::ordered_json::object();
+    for (std::size_t c = 0; c < table.columns.size(); ++c) {
+      const auto& col = table.columns[c];
+      if (!col.in_machine) {
+        continue;
+      }
+      const Value& v = c < row.size() ? row[c] : Value{};
+      obj[col.name] = json_value(col, v);
+      if (col.kind == Kind::time_ms) {
+        const auto* i = std::get_if<std::int64_t>(&v);
+        obj[col.name + "_epoch"] =
+            i ? nlohmann::ordered_json(static_cast<double>(*i) / 1000.0) : nlohmann::ordered_json(nullptr);
+      }
+    }
+    rows.push_back(std::move(obj));
+  }
+  return rows;
+}
+
+nlohmann::ordered_json to_json_columns(const Table& table) {
+  auto cols = nlohmann::ordered_json::array();
+  for (const auto& c : table.columns) {
+    if (!c.in_machine) {
+      continue;
+    }
+    nlohmann::ordered_json col = {{"name", c.name}};
+    if (c.kind == Kind::time_ms) {
+      col["unit"] = "ISO-8601 UTC";
+    } else if (c.kind == Kind::duration_ms) {
+      col["unit"] = "s";
+    } else if (!c.unit.empty()) {
+      col["unit"] = c.unit;
+    }
+    cols.push_back(std::move(col));
+  }
+  return cols;
+}
+
+std::string render(const Table& table, const Options& options, nlohmann::ordered_json document,
+                   const std::vector<std::string>& heading) {
+  switch (options.format) {
+    case Format::json: {
+      if (document.is_null()) {
+        document = nlohmann::ordered_json::object();
+      }
+      if (!document.contains("columns")) {
+        document["columns"] = to_json_columns(table);
+      }
+      if (!document.contains("rows")) {
+        document["rows"] = to_json_rows(table);
+      }
+      return document.dump(2) + "\n";
+    }
+    case Format::csv:
+      return to_csv(table);
+    case Format::table:
+      break;
+  }
+  std::string out;
+  for (const auto& line : heading) {
+    out += line + "\n";
+  }
+  return out + to_text(table, options);
+}
+
+}  // namespace sockhist::render

@@ -1,0 +1,77 @@
+// Turning computed values into text: aligned tables for people, RFC 4180 CSV and JSON for programs.
+// Renderers return strings; only the analyzer's main writes to stdout.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sockhist/timeutil.hpp"
+
+namespace sockhist::render {
+
+enum class Format { table, json, csv };
+
+// A cell: nothing, an integer, a real number or text.
+using Value = std::variant<std::monostate, std::int64_t, double, std::string>;
+
+// How a column's values are shown. time_ms cells hold epoch milliseconds: a table shows them as
+// local (or UTC) time, CSV and JSON as ISO-8601 UTC plus a `<name>_epoch` column of epoch
+// seconds. duration_ms cells hold milliseconds: "12m05s" in a table, seconds in CSV and JSON.
+enum class Kind { text, integer, real, time_ms, duration_ms };
+
+struct Column {
+  Column(std::string name_, std::string title_ = {}, Kind kind_ = Kind::text, std::string unit_ = {},
+         int precision_ = 2, bool in_table_ = true, bool in_machine_ = true)
+      : name(std::move(name_)),
+        title(std::move(title_)),
+        kind(kind_),
+        unit(std::move(unit_)),
+        precision(precision_),
+        in_table(in_table_),
+        in_machine(in_machine_) {}
+  Column(const char* name_) : Column(std::string(name_)) {}
+
+  std::string name;   // CSV and JSON key, lower_snake_case
+  std::string title;  // table header; empty: the name in upper case
+  Kind kind = Kind::text;
+  std::string unit;        // for JSON's column list ("sockets", "per_s", "bytes", "s")
+  int precision = 2;       // digits after the point of a real in a table
+  bool in_table = true;    // some columns are only for programs
+  bool in_machine = true;  // and some only for people
+};
+
+struct Table {
+  std::vector<Column> columns;
+  std::vector<std::vector<Value>> rows;
+  std::vector<std::string> notes;  // lines printed under a people's table (legend, footnotes)
+};
+
+struct Options {
+  Format format = Format::table;
+  model::Zone zone = model::Zone::local;
+};
+
+// The table aligned in columns (numbers right, text left) with a header row, then its notes.
+std::string to_text(const Table& table, const Options& options);
+// RFC 4180: a header row, CRLF line ends, fields quoted when they hold a comma, quote or newline.
+std::string to_csv(const Table& table);
+// The rows as JSON objects keyed by column name (times as ISO-8601 UTC, with `<name>_epoch`).
+nlohmann::ordered_json to_json_rows(const Table& table);
+// Column names and units, for a JSON document's metadata.
+nlohmann::ordered_json to_json_columns(const Table& table);
+
+// The whole output of a command: for json, `document` (with "rows" set from the table where the
+// document has none); for csv, the table; for table, `heading` lines then the table.
+std::string render(const Table& table, const Options& options, nlohmann::ordered_json document = {},
+                   const std::vector<std::string>& heading = {});
+
+// Text of a value as a table shows it.
+std::string cell_text(const Column& column, const Value& value, const Options& options);
+
+}  // namespace sockhist::render
