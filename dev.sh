@@ -36,20 +36,27 @@ demo() {
   local collect="$build_dir/collector/sockhist-collect"
   local db
   db=${SOCKHIST_DB:-$("$collect" --help >/dev/null && if [ "$(id -u)" -eq 0 ]; then echo /var/lib/sockhist/sockhist.db; else echo "${XDG_DATA_HOME:-$HOME/.local/share}/sockhist/sockhist.db"; fi)}
+  local analyze="$build_dir/analyzer/sockhist"
+  local start host
+  start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  host=$(uname -n)
   echo "== collecting 5 snapshots, 2 s apart, into $db"
   "$collect" --db "$db" --interval 2s --count 5 --verbose
   echo
-  echo "== snapshots of this host (v_snapshots)"
-  sqlite3 -readonly -box "$db" "SELECT snapshot_id, host, time_iso, source, socket_count FROM v_snapshots ORDER BY snapshot_id DESC LIMIT 5"
-  echo "== sockets by state in the newest snapshot (v_state_counts)"
-  sqlite3 -readonly -box "$db" "SELECT proto, state, count FROM v_state_counts WHERE snapshot_id = (SELECT max(snapshot_id) FROM snapshots) ORDER BY proto, count DESC"
-  echo "== who owns the sockets (v_snapshot_sockets)"
-  sqlite3 -readonly -box "$db" "SELECT coalesce(process, '(unknown)') AS process, pid, proto, count(*) AS sockets FROM v_snapshot_sockets WHERE snapshot_id = (SELECT max(snapshot_id) FROM snapshots) GROUP BY 1, 2, 3 ORDER BY sockets DESC LIMIT 10"
-  echo "== kernel counters that moved during the run (v_counters)"
-  sqlite3 -readonly -box "$db" "WITH r AS (SELECT min(snapshot_id) AS a, max(snapshot_id) AS b FROM (SELECT snapshot_id FROM snapshots ORDER BY snapshot_id DESC LIMIT 5)),
-    d AS (SELECT f.section, f.name, l.value - f.value AS delta FROM v_counters f JOIN v_counters l ON l.section = f.section AND l.name = f.name, r
-          WHERE f.snapshot_id = r.a AND l.snapshot_id = r.b AND f.is_gauge = 0 AND l.value != f.value ORDER BY delta DESC LIMIT 10)
-    SELECT * FROM d UNION ALL SELECT '(none: the host was idle)', '', 0 WHERE NOT EXISTS (SELECT 1 FROM d)"
+  echo "== sockhist hosts"
+  "$analyze" hosts --db "$db"
+  echo
+  echo "== sockhist snapshots --since $start"
+  "$analyze" snapshots --db "$db" --host "$host" --since "$start"
+  echo
+  echo "== sockhist show -tanp (the newest snapshot, as netstat -tanp printed it)"
+  "$analyze" show --db "$db" --host "$host" -tanp
+  echo
+  echo "== sockhist stats --since $start (what the kernel's counters did during the run)"
+  "$analyze" stats --db "$db" --host "$host" --since "$start"
+  echo
+  echo "== sockhist trend --since $start --bucket 2s"
+  "$analyze" trend --db "$db" --host "$host" --since "$start" --bucket 2s
 }
 
 run_tests() {

@@ -39,7 +39,6 @@ Result run_snapshots(const SnapshotsOptions& o) {
                {"unix", "UNIX", Kind::integer, "sockets"},
                {"source", "", Kind::text, "", 2, false, true},
                {"owners", "", Kind::text, "", 2, false, true},
-               {"capture_ms", "", Kind::integer, "ms", 2, false, true},
                {"boot_id", "", Kind::text, "", 2, false, true}};
   std::string previous_boot;
   for (const auto& s : snapshots) {
@@ -55,7 +54,7 @@ Result run_snapshots(const SnapshotsOptions& o) {
     }
     previous_boot = s.boot_id;
     t.rows.push_back({s.id, s.time_ms, boot, s.socket_count, est, listen, tw, cw, sr, tcp - est - listen - tw - cw - sr,
-                      s.proto_total("udp"), s.proto_total("unix"), s.source, s.owners, s.capture_ms, s.boot_id});
+                      s.proto_total("udp"), s.proto_total("unix"), s.source, s.owners, s.boot_id});
   }
   const auto options = render_options(o.common);
   if (options.format == render::Format::json) {

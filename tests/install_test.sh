@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cmake --install into a scratch prefix: the binary, its man page, the systemd units (pointing at
+# cmake --install into a scratch prefix: the binaries, their man pages, the systemd units (pointing at
 # the installed binary) and the cron sample land where they belong and are well-formed.
 set -euo pipefail
 build=$1
@@ -9,12 +9,15 @@ cmake -DCMAKE_INSTALL_PREFIX="$prefix" -P "$build/cmake_install.cmake" >/dev/nul
 fail() { echo "install_test: $*" >&2; exit 1; }
 [ -x "$prefix/sbin/sockhist-collect" ] || fail "no sbin/sockhist-collect"
 "$prefix/sbin/sockhist-collect" --version | grep -q '^sockhist-collect ' || fail "installed binary does not run"
-man=$prefix/share/man/man8/sockhist-collect.8
-[ -f "$man" ] || fail "no man8/sockhist-collect.8"
-if command -v groff >/dev/null; then
-  warnings=$(groff -man -ww -z "$man" 2>&1)
-  [ -z "$warnings" ] || fail "man page: $warnings"
-fi
+[ -x "$prefix/bin/sockhist" ] || fail "no bin/sockhist"
+"$prefix/bin/sockhist" --version | grep -q '^sockhist ' || fail "installed analyzer does not run"
+for man in "$prefix/share/man/man8/sockhist-collect.8" "$prefix/share/man/man1/sockhist.1"; do
+  [ -f "$man" ] || fail "no $man"
+  if command -v groff >/dev/null; then
+    warnings=$(groff -man -ww -z "$man" 2>&1)
+    [ -z "$warnings" ] || fail "man page $man: $warnings"
+  fi
+done
 for unit in sockhist-collect.service sockhist-collect.timer sockhist-collect-loop.service; do
   [ -f "$prefix/lib/systemd/system/$unit" ] || fail "no lib/systemd/system/$unit"
 done
