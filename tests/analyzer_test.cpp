@@ -33,10 +33,17 @@ namespace {
 const std::filesystem::path k_golden = SOCKHIST_GOLDEN_DIR;
 
 // A database the real collector built from the four sample captures (the fourth after a reboot).
+std::filesystem::path g_sample_dir;
+
 const std::string& sample_db() {
   static const std::string path = [] {
     // ctest runs each test in its own process, several at once: each builds its own copy.
     const auto dir = scratch_dir("analyzer-sample-" + std::to_string(::getpid()));
+    g_sample_dir = dir;
+    std::atexit([] {
+      std::error_code ignored;
+      std::filesystem::remove_all(g_sample_dir, ignored);
+    });
     const std::string db = (dir / "history.db").string();
     for (const char* sample : {"00", "01", "02", "03"}) {
       const auto root = samples_dir() / "history-busy" / sample;
