@@ -96,7 +96,14 @@ void fill_counts(SQLite::Database& db, std::vector<SnapshotSummary>& snapshots) 
   }
 }
 
-// The snapshot's values of the counters in `ids` (all counters when empty), by counter_id.
+// The snapshot the statement's current row describes, with its per-state counts.
+SnapshotSummary summary_with_counts(SQLite::Database& db, SQLite::Statement& q) {
+  std::vector<SnapshotSummary> one{read_summary(q)};
+  fill_counts(db, one);
+  return one.front();
+}
+
+// Every counter's value in a snapshot of a namespace, by counter_id.
 std::unordered_map<std::int64_t, std::int64_t> values_at(SQLite::Database& db, std::int64_t netns_id,
                                                          std::int64_t snapshot_id) {
   SQLite::Statement q(db,
@@ -206,12 +213,6 @@ void place_snapshots(Trend& t, const std::vector<SnapshotSummary>& snapshots) {
 
 void raise(std::optional<double>& slot, double value) {
   slot = slot ? std::max(*slot, value) : value;
-}
-
-// Snapshots sorted by capture order (id): clock steps must not reorder a replay.
-std::vector<SnapshotSummary> in_range(SQLite::Database& db, const Scope& scope, std::int64_t since_ms,
-                                      std::int64_t until_ms) {
-  return list_snapshots(db, scope, since_ms, until_ms);
 }
 
 }  // namespace
@@ -367,9 +368,7 @@ std::optional<SnapshotSummary> snapshot_at(SQLite::Database& db, const Scope& sc
   if (!q.executeStep()) {
     return std::nullopt;
   }
-  std::vector<SnapshotSummary> one{read_summary(q)};
-  fill_counts(db, one);
-  return one.front();
+  return summary_with_counts(db, q);
 }
 
 std::optional<SnapshotSummary> latest_snapshot(SQLite::Database& db, const Scope& scope) {
@@ -378,9 +377,7 @@ std::optional<SnapshotSummary> latest_snapshot(SQLite::Database& db, const Scope
   if (!q.executeStep()) {
     return std::nullopt;
   }
-  std::vector<SnapshotSummary> one{read_summary(q)};
-  fill_counts(db, one);
-  return one.front();
+  return summary_with_counts(db, q);
 }
 
 SnapshotSummary snapshot_by_id(SQLite::Database& db, std::int64_t id) {
@@ -389,9 +386,7 @@ SnapshotSummary snapshot_by_id(SQLite::Database& db, std::int64_t id) {
   if (!q.executeStep()) {
     throw Error(Exit::usage, fmt::format("--snapshot {}: no such snapshot in {}", id, db.getFilename()));
   }
-  std::vector<SnapshotSummary> one{read_summary(q)};
-  fill_counts(db, one);
-  return one.front();
+  return summary_with_counts(db, q);
 }
 
 std::vector<SocketRow> snapshot_sockets(SQLite::Database& db, std::int64_t snapshot_id) {
@@ -479,13 +474,13 @@ std::optional<std::int64_t> monotonic_interval_ms(const SnapshotSummary& earlier
 
 RangeStats counter_range(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms) {
   RangeStats out;
-  out.snapshots = in_range(db, scope, since_ms, until_ms);
+  out.snapshots = list_snapshots(db, scope, since_ms, until_ms);
   if (out.snapshots.empty()) {
     return out;
   }
   const auto names = counter_names(db);
   std::map<std::int64_t, CounterChange> changes;
-  std::unordered_map<std::int64_t, std::int64_t> previous;
+  std::unordered_map<std::int64_t, std::size_t> seen_at;  // counter_id -> index of the last snapshot holding it
   std::set<std::string> boots;
   replay_counters(db, scope, out.snapshots, [&](std::size_t i, const auto& values) {
     boots.insert(out.snapshots[i].boot_id);
@@ -506,19 +501,20 @@ RangeStats counter_range(SQLite::Database& db, const Scope& scope, std::int64_t 
         c.is_gauge = name->second.is_gauge;
         c.first = value;
       }
-      c.last = value;
-      c.min = c.min ? std::min(*c.min, value) : value;
-      c.max = c.max ? std::max(*c.max, value) : value;
-      const auto prev = previous.find(id);
-      if (interval && prev != previous.end() && !c.is_gauge) {
-        if (value >= prev->second) {
-          c.delta += value - prev->second;
+      // c.last still holds the previous snapshot's value when that snapshot held the counter.
+      auto [seen, first_seen] = seen_at.try_emplace(id, i);
+      if (interval && !first_seen && seen->second + 1 == i && !c.is_gauge) {
+        if (value >= *c.last) {
+          c.delta += value - *c.last;
         } else {
           ++c.resets;
         }
       }
+      seen->second = i;
+      c.last = value;
+      c.min = c.min ? std::min(*c.min, value) : value;
+      c.max = c.max ? std::max(*c.max, value) : value;
     }
-    previous = values;
   });
   out.boots = static_cast<std::int64_t>(boots.size());
   for (auto& [id, c] : changes) {
@@ -544,7 +540,7 @@ std::int64_t choose_bucket_ms(std::int64_t range_ms) {
 
 Trend trend_states(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
                    std::int64_t bucket_ms, const std::vector<std::string>& states) {
-  const auto snapshots = in_range(db, scope, since_ms, until_ms);
+  const auto snapshots = list_snapshots(db, scope, since_ms, until_ms);
   Trend t = empty_trend(since_ms, until_ms, bucket_ms);
   // Series keys are "proto STATE" as state_counts stores them; names are what a person reads.
   std::vector<std::string> keys;
@@ -620,7 +616,7 @@ Trend trend_counters(SQLite::Database& db, const Scope& scope, std::int64_t sinc
     t.series.push_back(spec);
     t.units.push_back(it->second.is_gauge ? "value" : "per_s");
   }
-  const auto snapshots = in_range(db, scope, since_ms, until_ms);
+  const auto snapshots = list_snapshots(db, scope, since_ms, until_ms);
   place_snapshots(t, snapshots);
   if (snapshots.empty()) {
     return t;
@@ -676,7 +672,7 @@ Trend trend_counters(SQLite::Database& db, const Scope& scope, std::int64_t sinc
 
 Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
                     std::int64_t bucket_ms, const std::string& state_spec, GroupBy by, std::size_t top) {
-  const auto snapshots = in_range(db, scope, since_ms, until_ms);
+  const auto snapshots = list_snapshots(db, scope, since_ms, until_ms);
   Trend t = empty_trend(since_ms, until_ms, bucket_ms);
   const auto colon = state_spec.find(':');
   const std::string proto = colon == std::string::npos ? "tcp" : state_spec.substr(0, colon);

@@ -765,12 +765,15 @@ std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::s
     // Spans and counter baselines assume each namespace loses a prefix of its snapshots, so every
     // snapshot up to the newest expired one goes, even one a stepped-back clock dated later.
     std::vector<std::int64_t> ids;
+    std::int64_t removed_max_ms = 0;  // the latest time among them, for the process clean-up below
     for (const auto& [netns_id, newest] : newest_removed) {
-      SQLite::Statement prefix(db, "SELECT snapshot_id FROM snapshots WHERE netns_id = ? AND snapshot_id <= ?");
+      SQLite::Statement prefix(db,
+                               "SELECT snapshot_id, time_ms FROM snapshots WHERE netns_id = ? AND snapshot_id <= ?");
       prefix.bind(1, netns_id);
       prefix.bind(2, newest);
       while (prefix.executeStep()) {
         ids.push_back(prefix.getColumn(0).getInt64());
+        removed_max_ms = std::max(removed_max_ms, prefix.getColumn(1).getInt64());
       }
     }
     for (const auto& [netns_id, newest] : newest_removed) {
@@ -812,17 +815,6 @@ std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::s
     }
     // Processes no span refers to any more go once the oldest kept snapshot enters a new hour:
     // finding them scans socket_spans (an index on process_id would slow every span insert).
-    std::int64_t removed_max_ms = 0;
-    {
-      SQLite::Statement newest(db, "SELECT time_ms FROM snapshots WHERE snapshot_id = ?");
-      for (const std::int64_t id : ids) {
-        newest.reset();
-        newest.bind(1, id);
-        if (newest.executeStep() && !newest.getColumn(0).isNull()) {
-          removed_max_ms = std::max(removed_max_ms, newest.getColumn(0).getInt64());
-        }
-      }
-    }
     SQLite::Statement del_snapshot(db, "DELETE FROM snapshots WHERE snapshot_id = ?");
     SQLite::Statement del_counts(db, "DELETE FROM state_counts WHERE snapshot_id = ?");
     SQLite::Statement del_diag(db, "DELETE FROM diagnostics WHERE snapshot_id = ?");
