@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
 #include <set>
+#include <string_view>
 #include <unordered_map>
 
 #include <SQLiteCpp/Statement.h>
@@ -670,6 +672,64 @@ Trend trend_counters(SQLite::Database& db, const Scope& scope, std::int64_t sinc
   return t;
 }
 
+namespace {
+
+// Interns the group keys of a grouped trend: a week of TIME_WAIT on a busy host is a million
+// spans with half a million peers, so one probe of a flat table per span, no allocation per key.
+class KeyTable {
+ public:
+  std::uint32_t intern(std::string_view key) {
+    if ((m_count + 1) * 2 > m_slots.size()) {
+      grow();
+    }
+    const std::uint64_t hash = std::hash<std::string_view>{}(key);
+    for (std::size_t i = hash & (m_slots.size() - 1);; i = (i + 1) & (m_slots.size() - 1)) {
+      Slot& slot = m_slots[i];
+      if (slot.index == k_empty) {
+        slot = {hash, m_count};
+        m_offsets.push_back(m_arena.size());
+        m_arena.append(key);
+        return m_count++;
+      }
+      if (slot.hash == hash && text(slot.index) == key) {
+        return slot.index;
+      }
+    }
+  }
+  std::string_view text(std::uint32_t index) const {
+    const std::size_t end = index + 1 < m_offsets.size() ? m_offsets[index + 1] : m_arena.size();
+    return std::string_view(m_arena).substr(m_offsets[index], end - m_offsets[index]);
+  }
+  std::uint32_t size() const { return m_count; }
+
+ private:
+  static constexpr std::uint32_t k_empty = UINT32_MAX;
+  struct Slot {
+    std::uint64_t hash = 0;
+    std::uint32_t index = k_empty;
+  };
+  void grow() {
+    std::vector<Slot> old = std::move(m_slots);
+    m_slots.assign(std::max<std::size_t>(1024, old.size() * 2), Slot{});
+    for (const Slot& slot : old) {
+      if (slot.index == k_empty) {
+        continue;
+      }
+      std::size_t i = slot.hash & (m_slots.size() - 1);
+      while (m_slots[i].index != k_empty) {
+        i = (i + 1) & (m_slots.size() - 1);
+      }
+      m_slots[i] = slot;
+    }
+  }
+  std::vector<Slot> m_slots;
+  std::vector<std::size_t> m_offsets;
+  std::string m_arena;
+  std::uint32_t m_count = 0;
+};
+
+}  // namespace
+
 Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
                     std::int64_t bucket_ms, const std::string& state_spec, GroupBy by, std::size_t top) {
   const auto snapshots = list_snapshots(db, scope, since_ms, until_ms);
@@ -677,82 +737,117 @@ Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since
   const auto colon = state_spec.find(':');
   const std::string proto = colon == std::string::npos ? "tcp" : state_spec.substr(0, colon);
   const std::string state = colon == std::string::npos ? state_spec : state_spec.substr(colon + 1);
+  // A span as the positions (in `snapshots`) of the first and last snapshot of the range it is in.
   struct Span {
-    std::int64_t first, last;  // last: INT64_MAX while open
-    std::string key;
+    std::uint32_t first, last;
+    std::uint32_t key;  // index into `keys`
   };
   std::vector<Span> spans;
-  if (!snapshots.empty()) {
-    const char* key_sql = by == GroupBy::process      ? "coalesce(p.pid || '/' || p.comm, '-')"
-                          : by == GroupBy::local_port ? "coalesce(sp.local_port, sp.local_addr)"
-                                                      : "coalesce(sp.remote_addr, '-')";
-    SQLite::Statement q(db, fmt::format("SELECT sp.first_snapshot_id, coalesce(sp.last_snapshot_id, -1), {} "
-                                        "FROM socket_spans sp LEFT JOIN processes p ON p.process_id = sp.process_id "
-                                        "WHERE sp.netns_id = ? AND sp.proto = ? AND sp.state = ? "
-                                        "AND sp.first_snapshot_id <= ? "
-                                        "AND (sp.last_snapshot_id IS NULL OR sp.last_snapshot_id >= ?)",
-                                        key_sql));
+  KeyTable keys;
+  const auto intern = [&](std::string_view key) { return keys.intern(key); };
+  std::optional<std::int64_t> state_id;
+  {
+    SQLite::Statement q(db, "SELECT state_id FROM socket_states WHERE proto = ? AND state = ?");
+    q.bind(1, proto);
+    q.bind(2, state);
+    if (q.executeStep()) {
+      state_id = q.getColumn(0).getInt64();
+    }
+  }
+  if (!snapshots.empty() && state_id) {
+    // Labels of the few processes and local addresses involved, looked up once each.
+    std::unordered_map<std::int64_t, std::uint32_t> key_of_process, key_of_address;
+    SQLite::Statement process_label(db, "SELECT pid || '/' || comm FROM processes WHERE process_id = ?");
+    SQLite::Statement address_label(db, "SELECT addr FROM addresses WHERE addr_id = ?");
+    const auto label_of = [&](std::unordered_map<std::int64_t, std::uint32_t>& cache, SQLite::Statement& lookup,
+                              std::int64_t id) {
+      if (auto it = cache.find(id); it != cache.end()) {
+        return it->second;
+      }
+      lookup.reset();
+      lookup.bind(1, id);
+      const std::uint32_t key = intern(lookup.executeStep() ? lookup.getColumn(0).getText() : "-");
+      cache.emplace(id, key);
+      return key;
+    };
+    // socket_spans_by_first holds state_id: only the state's own rows are read from the table.
+    SQLite::Statement q(db,
+                        "SELECT first_snapshot_id, last_snapshot_id, process_id, local_port, local_addr_id, "
+                        "remote_addr FROM socket_spans "
+                        "WHERE netns_id = ? AND first_snapshot_id <= ? AND last_snapshot_id >= ? AND state_id = ?");
     q.bind(1, scope.netns_id);
-    q.bind(2, proto);
-    q.bind(3, state);
-    q.bind(4, snapshots.back().id);
-    q.bind(5, snapshots.front().id);
+    q.bind(2, snapshots.back().id);
+    q.bind(3, snapshots.front().id);
+    q.bind(4, *state_id);
+    const std::uint32_t none = intern("-");
+    std::vector<std::int64_t> ids;
+    ids.reserve(snapshots.size());
+    for (const auto& snap : snapshots) {
+      ids.push_back(snap.id);
+    }
     while (q.executeStep()) {
-      const auto last = q.getColumn(1).getInt64();
-      spans.push_back({q.getColumn(0).getInt64(), last < 0 ? INT64_MAX : last, q.getColumn(2).getString()});
+      const auto first = std::lower_bound(ids.begin(), ids.end(), q.getColumn(0).getInt64()) - ids.begin();
+      const auto last = std::upper_bound(ids.begin(), ids.end(), q.getColumn(1).getInt64()) - ids.begin() - 1;
+      if (first > last) {
+        continue;  // between two snapshots of the range (a namespace's spans, another host's ids)
+      }
+      std::uint32_t key = none;
+      if (by == GroupBy::process) {
+        if (!q.getColumn(2).isNull()) {
+          key = label_of(key_of_process, process_label, q.getColumn(2).getInt64());
+        }
+      } else if (by == GroupBy::local_port) {
+        key = q.getColumn(3).isNull() ? label_of(key_of_address, address_label, q.getColumn(4).getInt64())
+                                      : intern(std::to_string(q.getColumn(3).getInt64()));
+      } else if (!q.getColumn(5).isNull()) {
+        const auto column = q.getColumn(5);
+        key = intern(std::string_view(column.getText(), static_cast<std::size_t>(column.getBytes())));
+      }
+      spans.push_back({static_cast<std::uint32_t>(first), static_cast<std::uint32_t>(last), key});
     }
   }
   // The series: the keys with the most sockets in the range, the rest summed as "other".
-  std::map<std::string, std::size_t> per_key;
+  std::vector<std::size_t> per_key(keys.size(), 0);
   for (const auto& s : spans) {
     ++per_key[s.key];
   }
   std::vector<std::pair<std::size_t, std::string>> ranked;
-  for (const auto& [key, n] : per_key) {
-    ranked.emplace_back(n, key);
+  for (std::uint32_t k = 0; k < keys.size(); ++k) {
+    if (per_key[k] > 0) {
+      ranked.emplace_back(per_key[k], std::string(keys.text(k)));
+    }
   }
   std::sort(ranked.begin(), ranked.end(),
             [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
-  std::unordered_map<std::string, std::size_t> series_of;
-  for (std::size_t i = 0; i < ranked.size() && i < top; ++i) {
-    series_of[ranked[i].second] = i;
+  const bool has_other = ranked.size() > top;
+  const std::size_t shown = std::min(ranked.size(), top);
+  std::vector<std::size_t> series_of_key(keys.size(), shown);  // `shown` is "other"
+  for (std::size_t i = 0; i < shown; ++i) {
+    series_of_key[keys.intern(ranked[i].second)] = i;
     t.series.push_back(ranked[i].second);
   }
-  const bool has_other = ranked.size() > top;
   if (has_other) {
     t.series.push_back("other");
   }
   t.units.assign(t.series.size(), "sockets");
   place_snapshots(t, snapshots);
-  // Sweep: a span counts in every snapshot from its first to its last.
-  struct Event {
-    std::int64_t at;
-    std::size_t series;
-    int step;
-  };
-  std::vector<Event> events;
-  for (const auto& s : spans) {
-    const auto it = series_of.find(s.key);
-    const std::size_t series = it != series_of.end() ? it->second : t.series.size() - 1;
-    events.push_back({s.first, series, +1});
-    if (s.last != INT64_MAX) {
-      events.push_back({s.last + 1, series, -1});
-    }
+  // Sweep: a span counts in every snapshot from its first to its last; each series keeps the
+  // changes of its count per snapshot.
+  const std::size_t n = snapshots.size();
+  std::vector<std::int64_t> delta(t.series.size() * (n + 1), 0);
+  for (const auto& span : spans) {
+    const std::size_t series = series_of_key[span.key];
+    ++delta[series * (n + 1) + span.first];
+    --delta[series * (n + 1) + span.last + 1];
   }
-  std::sort(events.begin(), events.end(), [](const Event& a, const Event& b) { return a.at < b.at; });
   std::vector<std::int64_t> alive(t.series.size(), 0);
-  std::size_t next = 0;
-  for (const auto& snap : snapshots) {
-    while (next < events.size() && events[next].at <= snap.id) {
-      alive[events[next].series] += events[next].step;
-      ++next;
-    }
-    const auto idx = bucket_index(t, snap.time_ms);
-    if (idx >= t.buckets.size()) {
-      continue;
-    }
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto idx = bucket_index(t, snapshots[i].time_ms);
     for (std::size_t k = 0; k < alive.size(); ++k) {
-      raise(t.buckets[idx].values[k], static_cast<double>(alive[k]));
+      alive[k] += delta[k * (n + 1) + i];
+      if (idx < t.buckets.size()) {
+        raise(t.buckets[idx].values[k], static_cast<double>(alive[k]));
+      }
     }
   }
   return t;

@@ -1,6 +1,11 @@
 // sockhist: the analyzer. Parses the command line, runs one subcommand, prints what it returned,
 // and turns every error into one line and exit code 2.
+#include <algorithm>
 #include <cstdio>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include <SQLiteCpp/Exception.h>
 #include <fmt/format.h>
@@ -19,6 +24,35 @@ std::string relevant_help(CLI::App& app) {
     return sub->help();
   }
   return app.help();
+}
+
+// The arguments in the order the subcommands parse them: common options written before the
+// subcommand (`sockhist --db x.db show`, as with git -C) are moved after its name, since each
+// subcommand declares them. Returned in reverse, as CLI::App::parse(std::vector&) takes them.
+std::vector<std::string> hoist_common_options(int argc, char** argv) {
+  static const std::set<std::string, std::less<>> with_value = {"--db", "--host", "--netns", "--format"};
+  std::vector<std::string> early, rest;
+  int i = 1;
+  for (; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    const auto eq = arg.find('=');
+    const auto name = arg.substr(0, eq);
+    if (arg == "--utc" || (eq != std::string_view::npos && with_value.count(name))) {
+      early.emplace_back(arg);
+    } else if (with_value.count(arg) && i + 1 < argc) {
+      early.emplace_back(arg);
+      early.emplace_back(argv[++i]);
+    } else {
+      break;
+    }
+  }
+  if (i < argc)
+    rest.emplace_back(argv[i++]);  // the subcommand (or whatever CLI11 will complain of)
+  rest.insert(rest.end(), early.begin(), early.end());
+  for (; i < argc; ++i)
+    rest.emplace_back(argv[i]);
+  std::reverse(rest.begin(), rest.end());
+  return rest;
 }
 
 }  // namespace
@@ -43,7 +77,8 @@ int main(int argc, char** argv) {
     return k_error;
   }
   try {
-    app.parse(argc, argv);
+    auto args = hoist_common_options(argc, argv);
+    app.parse(args);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

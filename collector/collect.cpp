@@ -176,6 +176,9 @@ int run_collect(const CollectOptions& o) {
       if (terminal && expired >= 2000) {
         fmt::print(stderr, "\n");
       }
+      if (expired > 0) {
+        writer.forget_removable_ids();
+      }
     }
     for (std::size_t i = 0; report && i < captures.size(); ++i) {
       const auto& capture = captures[i];

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "sockhist/error.hpp"
+#include "sockhist/store.hpp"
 #include "sockhist/timeutil.hpp"
 
 namespace sockhist::store {
@@ -105,6 +106,8 @@ struct SnapshotWriter::Impl {
   std::map<std::pair<std::int64_t, std::uint64_t>, std::int64_t> netns_ids;
   std::map<std::tuple<std::int64_t, std::string, std::int32_t, std::uint64_t>, std::int64_t> process_ids;
   std::unordered_map<std::string, std::int64_t> counter_ids;
+  std::map<std::pair<model::Proto, std::string_view>, std::int64_t> state_ids;  // names are literals
+  std::unordered_map<std::string, std::int64_t> address_ids;
   std::unordered_map<std::int64_t, CounterCache> counter_cache;  // by netns_id
   // A looping collector's open spans, by netns_id, as of the snapshot it last wrote there.
   struct OpenCache {
@@ -120,6 +123,8 @@ struct SnapshotWriter::Impl {
     netns_ids.clear();
     process_ids.clear();
     counter_ids.clear();
+    state_ids.clear();
+    address_ids.clear();
     counter_cache.clear();
     open_cache.clear();
     users_written.clear();
@@ -247,6 +252,44 @@ struct SnapshotWriter::Impl {
       ++stats.rows_written;
     }
     counter_ids[key] = id;
+    return id;
+  }
+
+  // The socket_states row of a (proto, state) pair, made on first use.
+  std::int64_t ensure_state(model::Proto proto, SockState state) {
+    const auto key = std::make_pair(proto, model::name(state));
+    if (auto it = state_ids.find(key); it != state_ids.end()) {
+      return it->second;
+    }
+    SQLite::Statement insert(db,
+                             "INSERT INTO socket_states(proto, state) VALUES (?1, ?2) ON CONFLICT(proto, state) "
+                             "DO UPDATE SET proto = proto RETURNING state_id");
+    insert.bindNoCopy(1, model::name(proto).data());
+    insert.bindNoCopy(2, key.second.data());
+    insert.executeStep();
+    const std::int64_t id = insert.getColumn(0).getInt64();
+    state_ids.emplace(key, id);
+    return id;
+  }
+
+  // The addresses row of a local address or UNIX path, made on first use.
+  std::int64_t ensure_address(const std::string& addr) {
+    if (auto it = address_ids.find(addr); it != address_ids.end()) {
+      return it->second;
+    }
+    SQLite::Statement select(db, "SELECT addr_id FROM addresses WHERE addr = ?");
+    select.bindNoCopy(1, addr);
+    std::int64_t id = 0;
+    if (select.executeStep()) {
+      id = select.getColumn(0).getInt64();
+    } else {
+      SQLite::Statement insert(db, "INSERT INTO addresses(addr) VALUES (?)");
+      insert.bindNoCopy(1, addr);
+      insert.exec();
+      id = db.getLastInsertRowid();
+      ++stats.rows_written;
+    }
+    address_ids.emplace(addr, id);
     return id;
   }
 
@@ -412,7 +455,8 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
     if (!same_boot) {
       // A reboot (or a new boot_id) ends every socket of the previous boot.
       SQLite::Statement close_all(
-          db, "UPDATE socket_spans SET last_snapshot_id = ? WHERE netns_id = ? AND last_snapshot_id IS NULL");
+          db, fmt::format("UPDATE socket_spans SET last_snapshot_id = ? WHERE netns_id = ? AND last_snapshot_id = {}",
+                          k_span_open));
       close_all.bind(1, prev->id);
       close_all.bind(2, netns_id);
       const int closed = close_all.exec();
@@ -427,11 +471,16 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
         span.linked = false;
       }
     } else {
-      SQLite::Statement select(db,
-                               "SELECT span_id, proto, coalesce(family, 0), local_addr, coalesce(local_port, 0), "
-                               "coalesce(remote_addr, ''), coalesce(remote_port, 0), inode, state, process_id, "
-                               "owner_carried, timer, timer_ms, first_time_ms, cookie FROM socket_spans "
-                               "WHERE netns_id = ? AND last_snapshot_id IS NULL");
+      SQLite::Statement select(
+          db, fmt::format("SELECT sp.span_id, st.proto, coalesce(sp.family, 0), a.addr, coalesce(sp.local_port, 0), "
+                          "coalesce(sp.remote_addr, ''), coalesce(sp.remote_port, 0), sp.inode, st.state, "
+                          "sp.process_id, sp.owner_carried, sp.timer, sp.timer_ms, "
+                          "coalesce(sp.first_time_ms, f.time_ms, 0), sp.cookie "
+                          "FROM socket_spans sp JOIN socket_states st ON st.state_id = sp.state_id "
+                          "JOIN addresses a ON a.addr_id = sp.local_addr_id "
+                          "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
+                          "WHERE sp.netns_id = ? AND sp.last_snapshot_id = {}",
+                          k_span_open));
       select.bind(1, netns_id);
       open.reserve(static_cast<std::size_t>(prev->socket_count));
       while (select.executeStep()) {
@@ -559,55 +608,53 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
   // capture until the row is written.
   SQLite::Statement insert_span(
       db,
-      "INSERT INTO socket_spans(netns_id, first_snapshot_id, first_time_ms, prev_span_id, proto, family, state, "
-      "local_addr, local_port, remote_addr, remote_port, tx_queue, rx_queue, timer, timer_ms, retransmits, probes, "
+      "INSERT INTO socket_spans(netns_id, first_snapshot_id, prev_span_id, state_id, family, local_addr_id, "
+      "local_port, remote_addr, remote_port, tx_queue, rx_queue, timer, timer_ms, retransmits, probes, "
       "uid, inode, cookie, backlog, peer_inode, sock_type, unix_flags, process_id, owner_carried) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   for (const NewSpan& next : fresh) {
     const Socket& s = *next.socket;
     const bool is_unix = s.proto == model::Proto::unix_domain;
     insert_span.reset();
     insert_span.bind(1, netns_id);
     insert_span.bind(2, snapshot_id);
-    insert_span.bind(3, cap.time_ms);
-    bind_optional(insert_span, 4, next.prev_span_id);
-    insert_span.bindNoCopy(5, model::name(s.proto).data());
+    bind_optional(insert_span, 3, next.prev_span_id);
+    insert_span.bind(4, ensure_state(s.proto, s.state));
     if (is_unix) {
-      insert_span.bind(6);
+      insert_span.bind(5);
     } else {
-      insert_span.bind(6, s.family);
+      insert_span.bind(5, s.family);
     }
-    insert_span.bindNoCopy(7, model::name(s.state).data());
-    insert_span.bindNoCopy(8, s.local_addr);
+    insert_span.bind(6, ensure_address(s.local_addr));
     if (is_unix) {
+      insert_span.bind(7);
+      insert_span.bind(8);
       insert_span.bind(9);
-      insert_span.bind(10);
-      insert_span.bind(11);
     } else {
-      insert_span.bind(9, s.local_port);
-      insert_span.bindNoCopy(10, s.remote_addr);
-      insert_span.bind(11, s.remote_port);
+      insert_span.bind(7, s.local_port);
+      insert_span.bindNoCopy(8, s.remote_addr);
+      insert_span.bind(9, s.remote_port);
     }
-    insert_span.bind(12, static_cast<std::int64_t>(s.tx_queue));
-    insert_span.bind(13, static_cast<std::int64_t>(s.rx_queue));
-    insert_span.bind(14, static_cast<int>(s.timer));
-    insert_span.bind(15, static_cast<std::int64_t>(s.timer_ms));
-    insert_span.bind(16, static_cast<std::int64_t>(s.retransmits));
-    insert_span.bind(17, static_cast<std::int64_t>(s.probes));
-    insert_span.bind(18, static_cast<std::int64_t>(s.uid));
-    insert_span.bind(19, static_cast<std::int64_t>(s.inode));
-    bind_optional(insert_span, 20, s.cookie);
-    bind_optional(insert_span, 21, s.backlog);
-    bind_optional(insert_span, 22, s.peer_inode);
+    insert_span.bind(10, static_cast<std::int64_t>(s.tx_queue));
+    insert_span.bind(11, static_cast<std::int64_t>(s.rx_queue));
+    insert_span.bind(12, static_cast<int>(s.timer));
+    insert_span.bind(13, static_cast<std::int64_t>(s.timer_ms));
+    insert_span.bind(14, static_cast<std::int64_t>(s.retransmits));
+    insert_span.bind(15, static_cast<std::int64_t>(s.probes));
+    insert_span.bind(16, static_cast<std::int64_t>(s.uid));
+    insert_span.bind(17, static_cast<std::int64_t>(s.inode));
+    bind_optional(insert_span, 18, s.cookie);
+    bind_optional(insert_span, 19, s.backlog);
+    bind_optional(insert_span, 20, s.peer_inode);
     if (is_unix) {
-      insert_span.bindNoCopy(23, model::name(s.unix_type).data());
-      insert_span.bind(24, static_cast<std::int64_t>(s.unix_flags));
+      insert_span.bindNoCopy(21, model::name(s.unix_type).data());
+      insert_span.bind(22, static_cast<std::int64_t>(s.unix_flags));
     } else {
-      insert_span.bind(23);
-      insert_span.bind(24);
+      insert_span.bind(21);
+      insert_span.bind(22);
     }
-    bind_optional(insert_span, 25, next.process_id);
-    insert_span.bind(26, next.carried ? 1 : 0);
+    bind_optional(insert_span, 23, next.process_id);
+    insert_span.bind(24, next.carried ? 1 : 0);
     insert_span.exec();
     ++stats.spans_opened;
     ++stats.rows_written;
@@ -704,6 +751,11 @@ SnapshotWriter::SnapshotWriter(SQLite::Database& db, OpenSpans open_spans)
     : m_impl(std::make_unique<Impl>(db, open_spans)) {}
 
 SnapshotWriter::~SnapshotWriter() = default;
+
+void SnapshotWriter::forget_removable_ids() {
+  m_impl->process_ids.clear();
+  m_impl->address_ids.clear();
+}
 
 WriteStats SnapshotWriter::write(const model::Capture& capture) {
   return write_all({capture}).front();
@@ -807,11 +859,20 @@ std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::s
       del_values.bind(1, netns_id);
       del_values.bind(2, newest);
       del_values.exec();
-      // Spans that ended before the oldest kept snapshot go; spans of sockets alive at or after it stay.
-      SQLite::Statement del_spans(db, "DELETE FROM socket_spans WHERE netns_id = ? AND last_snapshot_id <= ?");
+      // Spans that ended before the oldest kept snapshot go; spans of sockets alive at or after it
+      // stay, and keep the time of the first snapshot that saw them, which goes now.
+      SQLite::Statement del_spans(
+          db, "DELETE FROM socket_spans WHERE netns_id = ?1 AND first_snapshot_id <= ?2 AND last_snapshot_id <= ?2");
       del_spans.bind(1, netns_id);
       del_spans.bind(2, newest);
       del_spans.exec();
+      SQLite::Statement keep_times(db,
+                                   "UPDATE socket_spans SET first_time_ms = (SELECT s.time_ms FROM snapshots s "
+                                   "WHERE s.snapshot_id = socket_spans.first_snapshot_id) "
+                                   "WHERE netns_id = ?1 AND first_snapshot_id <= ?2 AND first_time_ms IS NULL");
+      keep_times.bind(1, netns_id);
+      keep_times.bind(2, newest);
+      keep_times.exec();
     }
     // Processes no span refers to any more go once the oldest kept snapshot enters a new hour:
     // finding them scans socket_spans (an index on process_id would slow every span insert).
@@ -831,6 +892,7 @@ std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::s
       db.exec(
           "DELETE FROM processes WHERE process_id NOT IN (SELECT process_id FROM socket_spans WHERE process_id IS NOT "
           "NULL)");
+      db.exec("DELETE FROM addresses WHERE addr_id NOT IN (SELECT local_addr_id FROM socket_spans)");
     }
     transaction.commit();
     removed += ids.size();

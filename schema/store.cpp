@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include <sqlite3.h>
+
 #include <SQLiteCpp/Transaction.h>
 #include <fmt/format.h>
 
@@ -231,7 +233,8 @@ SQLite::Database open_read_only(const std::filesystem::path& path) {
   }
   refuse_if_not_ours(path, check);
   try {
-    SQLite::Database db(path.string(), SQLite::OPEN_READONLY);
+    // A reader's connection serves one thread: no mutex around every column read.
+    SQLite::Database db(path.string(), SQLite::OPEN_READONLY | SQLITE_OPEN_NOMUTEX);
     db.setBusyTimeout(10'000);
     const int app_id = pragma_int(db, "application_id");
     const int version = pragma_int(db, "user_version");

@@ -6,6 +6,7 @@ DROP VIEW IF EXISTS v_snapshots;
 DROP VIEW IF EXISTS v_snapshot_sockets;
 DROP VIEW IF EXISTS v_state_counts;
 DROP VIEW IF EXISTS v_counters;
+DROP VIEW IF EXISTS v_spans;
 
 CREATE VIEW v_snapshots AS
 SELECT s.snapshot_id,
@@ -31,15 +32,58 @@ FROM snapshots s
 JOIN netns n ON n.netns_id = s.netns_id
 JOIN hosts h ON h.host_id = n.host_id;
 
+-- Every span (one socket in one state with one owner over a run of snapshots), with names.
+CREATE VIEW v_spans AS
+SELECT sp.span_id,
+       h.name AS host,
+       n.inode AS netns,
+       sp.first_snapshot_id,
+       CASE WHEN sp.last_snapshot_id = 2147483647 THEN NULL ELSE sp.last_snapshot_id END AS last_snapshot_id,
+       coalesce(sp.first_time_ms, f.time_ms) AS first_time_ms,
+       l.time_ms AS last_time_ms,
+       sp.prev_span_id,
+       st.proto,
+       sp.family,
+       st.state,
+       a.addr AS local_addr,
+       sp.local_port,
+       sp.remote_addr,
+       sp.remote_port,
+       sp.tx_queue,
+       sp.rx_queue,
+       sp.timer AS timer_code,
+       sp.timer_ms,
+       sp.retransmits,
+       sp.probes,
+       sp.uid,
+       sp.inode,
+       sp.cookie,
+       sp.backlog,
+       sp.peer_inode,
+       sp.sock_type,
+       sp.unix_flags,
+       sp.process_id,
+       p.pid,
+       p.comm AS process,
+       sp.owner_carried
+FROM socket_spans sp
+JOIN netns n ON n.netns_id = sp.netns_id
+JOIN hosts h ON h.host_id = n.host_id
+JOIN socket_states st ON st.state_id = sp.state_id
+JOIN addresses a ON a.addr_id = sp.local_addr_id
+LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id
+LEFT JOIN snapshots l ON l.snapshot_id = sp.last_snapshot_id
+LEFT JOIN processes p ON p.process_id = sp.process_id;
+
 CREATE VIEW v_snapshot_sockets AS
 SELECT s.snapshot_id,
        h.name AS host,
        s.time_ms / 1000 AS time,
        n.inode AS netns,
-       sp.proto,
+       st.proto,
        sp.family,
-       sp.state,
-       sp.local_addr,
+       st.state,
+       a.addr AS local_addr,
        sp.local_port,
        sp.remote_addr,
        sp.remote_port,
@@ -48,7 +92,7 @@ SELECT s.snapshot_id,
        CASE sp.timer WHEN 0 THEN 'off' WHEN 1 THEN 'on' WHEN 2 THEN 'keepalive'
                      WHEN 3 THEN 'timewait' WHEN 4 THEN 'probe' WHEN 5 THEN 'delack' END AS timer,
        -- TIME_WAIT counts down exactly, so later snapshots show the projected time remaining.
-       CASE WHEN sp.timer = 3 THEN max(0, sp.timer_ms - (s.time_ms - sp.first_time_ms))
+       CASE WHEN sp.timer = 3 THEN max(0, sp.timer_ms - (s.time_ms - coalesce(sp.first_time_ms, f.time_ms)))
             ELSE sp.timer_ms END AS timer_ms,
        sp.retransmits,
        sp.uid,
@@ -61,7 +105,7 @@ SELECT s.snapshot_id,
        coalesce(p.user, u.name) AS user,
        sp.cookie,
        sp.sock_type,
-       sp.first_time_ms,
+       coalesce(sp.first_time_ms, f.time_ms) AS first_time_ms,
        sp.probes,
        sp.unix_flags,
        sp.backlog,
@@ -73,7 +117,10 @@ JOIN netns n ON n.netns_id = s.netns_id
 JOIN hosts h ON h.host_id = n.host_id
 JOIN socket_spans sp ON sp.netns_id = s.netns_id
                     AND sp.first_snapshot_id <= s.snapshot_id
-                    AND (sp.last_snapshot_id IS NULL OR sp.last_snapshot_id >= s.snapshot_id)
+                    AND sp.last_snapshot_id >= s.snapshot_id
+JOIN socket_states st ON st.state_id = sp.state_id
+JOIN addresses a ON a.addr_id = sp.local_addr_id
+LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id
 LEFT JOIN processes p ON p.process_id = sp.process_id
 LEFT JOIN users u ON u.host_id = n.host_id AND u.uid = sp.uid;
 

@@ -35,25 +35,48 @@ const std::filesystem::path k_golden = SOCKHIST_GOLDEN_DIR;
 // A database the real collector built from the four sample captures (the fourth after a reboot).
 std::filesystem::path g_sample_dir;
 
-const std::string& sample_db() {
-  static const std::string path = [] {
-    // ctest runs each test in its own process, several at once: each builds its own copy.
-    const auto dir = scratch_dir("analyzer-sample-" + std::to_string(::getpid()));
-    g_sample_dir = dir;
+// The samples, recorded by the collector into `db` under `host`.
+void collect_samples(const std::string& db, const std::string& host, const std::vector<std::string>& samples) {
+  for (const auto& sample : samples) {
+    const auto root = samples_dir() / "history-busy" / sample;
+    const auto at = read_text(root / "captured_at").substr(0, 24);
+    const auto r =
+        run(SOCKHIST_COLLECT_BIN, {"--db", db, "--proc-root", (root / "proc").string(), "--host", host, "--at", at});
+    if (r.exit_code != 0) {
+      throw std::runtime_error("collector failed on sample " + sample + ": " + r.err);
+    }
+  }
+}
+
+// ctest runs each test in its own process, several at once: each builds its own copies.
+const std::filesystem::path& scratch() {
+  static const std::filesystem::path dir = [] {
+    const auto d = scratch_dir("analyzer-sample-" + std::to_string(::getpid()));
+    g_sample_dir = d;
     std::atexit([] {
       std::error_code ignored;
       std::filesystem::remove_all(g_sample_dir, ignored);
     });
-    const std::string db = (dir / "history.db").string();
-    for (const char* sample : {"00", "01", "02", "03"}) {
-      const auto root = samples_dir() / "history-busy" / sample;
-      const auto at = read_text(root / "captured_at").substr(0, 24);
-      const auto r = run(SOCKHIST_COLLECT_BIN,
-                         {"--db", db, "--proc-root", (root / "proc").string(), "--host", "web1", "--at", at});
-      if (r.exit_code != 0) {
-        throw std::runtime_error("collector failed on sample " + std::string(sample) + ": " + r.err);
-      }
-    }
+    return d;
+  }();
+  return dir;
+}
+
+const std::string& sample_db() {
+  static const std::string path = [] {
+    const std::string db = (scratch() / "history.db").string();
+    collect_samples(db, "web1", {"00", "01", "02", "03"});
+    return db;
+  }();
+  return path;
+}
+
+// Two hosts: web1's whole sample history, and web2 with the first two captures.
+const std::string& fleet_db() {
+  static const std::string path = [] {
+    const std::string db = (scratch() / "fleet.db").string();
+    collect_samples(db, "web1", {"00", "01", "02", "03"});
+    collect_samples(db, "web2", {"00", "01"});
     return db;
   }();
   return path;
@@ -69,6 +92,7 @@ std::string replace_all(std::string text, const std::string& from, const std::st
 struct GoldenCase {
   std::string name;
   std::vector<std::string> args;
+  bool fleet = false;  // the two-host database instead of web1's
 };
 
 void PrintTo(const GoldenCase& c, std::ostream* out) {
@@ -82,11 +106,12 @@ TEST_P(Golden, OutputMatches) {
   ::setenv("SOCKHIST_NOW", "2026-11-24T01:00:00Z", 1);
   const auto& c = GetParam();
   std::vector<std::string> args = c.args;
-  args.insert(args.begin() + 1, {"--db", sample_db()});
+  const std::string& db = c.fleet ? fleet_db() : sample_db();
+  args.insert(args.begin() + 1, {"--db", db});
   const auto r = run(SOCKHIST_ANALYZER_BIN, args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
-  const std::string out = replace_all(r.out, sample_db(), "<db>");
+  const std::string out = replace_all(r.out, db, "<db>");
   const auto file = k_golden / (c.name + ".txt");
   if (std::getenv("SOCKHIST_UPDATE_GOLDEN") != nullptr) {
     write_text(file, out);
@@ -128,6 +153,12 @@ std::vector<GoldenCase> golden_cases() {
       }
     }
   }
+  // Several hosts: every host listed; a command about one host names it.
+  for (const char* format : {"table", "json", "csv"}) {
+    cases.push_back({std::string("fleet_hosts_") + format, {"hosts", "--format", format}, true});
+  }
+  cases.push_back({"fleet_show_web2", {"show", "--host", "web2", "-tan"}, true});
+  cases.push_back({"fleet_snapshots_web2_json", {"snapshots", "--host", "web2", "--format", "json"}, true});
   return cases;
 }
 
@@ -165,6 +196,32 @@ TEST(Analyzer, UsageErrorsExitTwoWithOneLineNamingTheOption) {
   const auto missing = run(SOCKHIST_ANALYZER_BIN, {"hosts", "--db", "/nonexistent/x.db"});
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.err.find("/nonexistent/x.db"), std::string::npos);
+}
+
+TEST(Analyzer, SeveralHostsNeedHostAndTheErrorListsThem) {
+  for (const char* command : {"show", "snapshots", "stats", "trend"}) {
+    const auto r = run(SOCKHIST_ANALYZER_BIN, {command, "--db", fleet_db()});
+    EXPECT_EQ(r.exit_code, 2) << command;
+    EXPECT_EQ(r.out, "") << command;
+    const auto first_line = r.err.substr(0, r.err.find('\n') + 1);
+    EXPECT_EQ(first_line.size(), r.err.size()) << command << ": more than one line: " << r.err;
+    for (const char* needle : {"--host", "web1", "web2"}) {
+      EXPECT_NE(r.err.find(needle), std::string::npos) << command << ": " << r.err;
+    }
+  }
+}
+
+TEST(Analyzer, CommonOptionsMayComeBeforeTheSubcommand) {
+  ::setenv("SOCKHIST_NOW", "2026-11-24T01:00:00Z", 1);
+  const auto after = run(SOCKHIST_ANALYZER_BIN, {"snapshots", "--db", fleet_db(), "--host", "web2", "--utc"});
+  const auto before = run(SOCKHIST_ANALYZER_BIN, {"--db", fleet_db(), "--host=web2", "--utc", "snapshots"});
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_EQ(before.exit_code, 0) << before.err;
+  EXPECT_EQ(before.out, after.out);
+  // An option the subcommand does not know is still an error, wherever it stands.
+  const auto wrong = run(SOCKHIST_ANALYZER_BIN, {"--db", fleet_db(), "--frobnicate", "snapshots"});
+  EXPECT_EQ(wrong.exit_code, 2);
+  EXPECT_NE(wrong.err.find("--frobnicate"), std::string::npos) << wrong.err;
 }
 
 TEST(Analyzer, ReadOnlyCopyIsReadWithoutWriting) {

@@ -286,7 +286,7 @@ TEST_F(Store, StateChangeSplitsTheSpanAndLinksIt) {
   const auto b = writer.write(capture_at(1'010'000, {tcp(SockState::close_wait, 80, 40000, 12, 7)}));
   EXPECT_EQ(b.spans_opened, 1U);
   EXPECT_EQ(b.spans_closed, 1U);
-  SQLite::Statement q(db, "SELECT state, last_snapshot_id, prev_span_id FROM socket_spans ORDER BY span_id");
+  SQLite::Statement q(db, "SELECT state, last_snapshot_id, prev_span_id FROM v_spans ORDER BY span_id");
   ASSERT_TRUE(q.executeStep());
   EXPECT_EQ(q.getColumn(0).getString(), "ESTABLISHED");
   EXPECT_EQ(q.getColumn(1).getInt64(), a.snapshot_id);
@@ -470,7 +470,9 @@ TEST_F(Store, RetentionRemovesUnreferencedProcessesOncePerHourOfHistory) {
   constexpr std::int64_t hour = 3'600'000;
   // pid 7 owns the listener throughout; pid 9 owns a connection seen only in the first snapshot.
   const auto listener = tcp(SockState::listen, 80, 0, 11, 7);
-  writer.write(capture_at(10 * hour, {listener, tcp(SockState::established, 80, 40000, 12, 9)}));
+  auto connection = tcp(SockState::established, 80, 40000, 12, 9);
+  connection.local_addr = "10.9.9.9";
+  writer.write(capture_at(10 * hour, {listener, connection}));
   writer.write(capture_at(10 * hour + 60'000, {listener}));
   writer.write(capture_at(10 * hour + 120'000, {listener}));
   writer.write(capture_at(11 * hour + 60'000, {listener}));
@@ -482,7 +484,15 @@ TEST_F(Store, RetentionRemovesUnreferencedProcessesOncePerHourOfHistory) {
   // The oldest kept snapshot moves to the next hour: unreferenced processes go, pid 7 stays.
   EXPECT_EQ(store::apply_retention(db, 11 * hour), 2U);
   EXPECT_EQ(scalar(db, "SELECT group_concat(pid) FROM processes"), 7);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM addresses WHERE addr = '10.9.9.9'"), 0);  // unreferenced too
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+  // The same process, still alive, opens a connection from the same address again: the writer
+  // must not reuse the row ids retention deleted.
+  writer.forget_removable_ids();
+  connection.inode = 13;
+  writer.write(capture_at(11 * hour + 120'000, {listener, connection}));
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM v_spans WHERE pid = 9 AND local_addr = '10.9.9.9' AND inode = 13"), 1);
 }
 
 TEST(StoreHistory, EverySnapshotOfTheSampleHistoryIsReconstructedExactly) {
@@ -510,13 +520,13 @@ TEST(StoreHistory, EverySnapshotOfTheSampleHistoryIsReconstructedExactly) {
               static_cast<std::int64_t>(capture.sockets.size()));
   }
   // Snapshot 03 has another boot_id: everything of the old boot was closed at snapshot 02.
-  EXPECT_EQ(scalar(db, fmt::format("SELECT count(*) FROM socket_spans WHERE last_snapshot_id IS NULL AND "
+  EXPECT_EQ(scalar(db, fmt::format("SELECT count(*) FROM v_spans WHERE last_snapshot_id IS NULL AND "
                                    "first_snapshot_id < {}",
                                    written[3].first)),
             0);
   // TIME_WAIT sockets that were established in an earlier sample carry their owner.
   EXPECT_GT(scalar(db,
-                   "SELECT count(*) FROM socket_spans WHERE state = 'TIME_WAIT' AND owner_carried = 1 AND "
+                   "SELECT count(*) FROM v_spans WHERE state = 'TIME_WAIT' AND owner_carried = 1 AND "
                    "process_id IS NOT NULL"),
             0);
 }
@@ -594,7 +604,15 @@ TEST(StoreMigration, AVersionOneDatabaseIsMigratedWithItsData) {
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM v_snapshot_sockets WHERE local_port = 22 AND inode = 77"), 1);
   EXPECT_EQ(scalar(db, "SELECT netns_initial FROM v_snapshots"), 1);
   EXPECT_EQ(db.execAndGet("SELECT netns_pid FROM v_snapshots").isNull(), true);
+  // The span as version 4 stores it: open, its time from its snapshot, names through v_spans.
+  EXPECT_EQ(scalar(db, "SELECT last_snapshot_id FROM socket_spans WHERE inode = 77"), store::k_span_open);
+  EXPECT_TRUE(db.execAndGet("SELECT first_time_ms FROM socket_spans WHERE inode = 77").isNull());
+  EXPECT_EQ(scalar(db,
+                   "SELECT count(*) FROM v_spans WHERE last_snapshot_id IS NULL AND first_time_ms = 1000 AND "
+                   "proto = 'tcp' AND state = 'LISTEN' AND local_addr = '0.0.0.0' AND local_port = 22"),
+            1);
   EXPECT_EQ(db.execAndGet("PRAGMA integrity_check").getString(), "ok");
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
 }
 
 TEST(StoreHistory, ALoopingWriterAndSeparateRunsStoreTheSameSpans) {
@@ -605,7 +623,7 @@ TEST(StoreHistory, ALoopingWriterAndSeparateRunsStoreTheSameSpans) {
         db,
         "SELECT span_id, first_snapshot_id, coalesce(last_snapshot_id, -1), coalesce(prev_span_id, -1), "
         "state, local_addr, coalesce(local_port, -1), inode, coalesce(process_id, -1), owner_carried, "
-        "timer_ms FROM socket_spans ORDER BY span_id");
+        "timer_ms, first_time_ms FROM v_spans ORDER BY span_id");
     while (q.executeStep()) {
       std::string row;
       for (int i = 0; i < q.getColumnCount(); ++i) {

@@ -47,6 +47,10 @@ class SnapshotWriter {
   // db_growth of each result are those of the whole transaction.
   std::vector<WriteStats> write_all(const std::vector<model::Capture>& captures);
 
+  // Forgets the row ids of processes and addresses it has cached: call after apply_retention has
+  // removed snapshots, since it deletes the processes and addresses no span refers to any more.
+  void forget_removable_ids();
+
  private:
   struct Impl;
   std::unique_ptr<Impl> m_impl;

@@ -15,6 +15,9 @@ namespace sockhist::store {
 // `PRAGMA application_id` of every sockhist database ("SKHI").
 inline constexpr std::int32_t k_application_id = 0x534B4849;
 
+// socket_spans.last_snapshot_id of a span whose socket is still seen (v_spans shows NULL).
+inline constexpr std::int64_t k_span_open = 2147483647;
+
 // The schema version this build writes (`PRAGMA user_version`).
 int schema_version();
 
