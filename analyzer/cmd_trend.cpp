@@ -11,8 +11,7 @@ namespace {
 
 struct TrendOptions {
   Common common;
-  std::string since = "24h";
-  std::optional<std::string> until;
+  Window window;
   std::optional<std::string> bucket;
   std::vector<std::string> counters;
   std::vector<std::string> states;
@@ -29,11 +28,7 @@ Result run_trend(const TrendOptions& o) {
   }
   auto db = open_db(o.common);
   const auto scope = analysis::resolve_scope(db, o.common.host, o.common.netns);
-  const auto since = parse_moment(o.since, "--since", o.common.now_ms);
-  const auto until = o.until ? parse_moment(*o.until, "--until", o.common.now_ms) : o.common.now_ms;
-  if (since > until) {
-    throw Error(Exit::usage, "--since is after --until");
-  }
+  const auto [since, until] = resolve_window(o.window, o.common.now_ms);
   const auto bucket = o.bucket ? parse_duration(*o.bucket, "--bucket") : analysis::choose_bucket_ms(until - since);
   if ((until - since) / bucket > 100'000) {
     throw Error(Exit::usage,
@@ -98,9 +93,7 @@ void setup_trend(CLI::App& app, Runner& selected) {
   auto* sub = add_command(app, "trend", "Socket counts per state, or counter rates, over time, one row per bucket",
                           selected, [o] { return run_trend(*o); });
   add_common(*sub, o->common);
-  sub->add_option("--since", o->since, "Start (ISO-8601, 'YYYY-MM-DD HH:MM', HH:MM, or 24h ago)")
-      ->capture_default_str();
-  sub->add_option("--until", o->until, "End (default: now)");
+  add_window(*sub, o->window);
   sub->add_option("--bucket", o->bucket, "Bucket size (default: chosen for 24 to 60 buckets)");
   sub->add_option("--counters", o->counters, "Counters as Section.Name (Tcp.RetransSegs,TcpExt.ListenOverflows)")
       ->delimiter(',');

@@ -33,6 +33,21 @@ void add_common(CLI::App& sub, Common& common) {
   sub.add_flag("--utc", common.utc, "Print times in UTC instead of local time (json and csv are always UTC)");
 }
 
+void add_window(CLI::App& sub, Window& window) {
+  sub.add_option("--since", window.since, "Start (ISO-8601, 'YYYY-MM-DD HH:MM', HH:MM, or 24h ago)")
+      ->capture_default_str();
+  sub.add_option("--until", window.until, "End (default: now)");
+}
+
+std::pair<std::int64_t, std::int64_t> resolve_window(const Window& window, std::int64_t now_ms) {
+  const auto since = parse_moment(window.since, "--since", now_ms);
+  const auto until = window.until ? parse_moment(*window.until, "--until", now_ms) : now_ms;
+  if (since > until) {
+    throw Error(Exit::usage, "--since is after --until");
+  }
+  return {since, until};
+}
+
 CLI::App* add_command(CLI::App& app, const std::string& name, const std::string& description, Runner& selected,
                       std::function<Result()> run) {
   auto* sub = app.add_subcommand(name, description);
@@ -69,9 +84,9 @@ std::int64_t parse_moment(const std::string& text, const char* option, std::int6
   return *ms;
 }
 
-std::int64_t parse_duration(const std::string& text, const char* option) {
-  const auto ms = model::parse_duration_ms(text);
-  if (!ms || *ms <= 0) {
+std::int64_t parse_duration(const std::string& text, const char* option, bool allow_zero) {
+  const auto ms = text == "0" && allow_zero ? std::optional<std::int64_t>(0) : model::parse_duration_ms(text);
+  if (!ms || *ms < 0 || (*ms == 0 && !allow_zero)) {
     throw Error(Exit::usage, fmt::format("{} '{}': not a duration (examples: 30s, 5m, 1h, 1d)", option, text));
   }
   return *ms;

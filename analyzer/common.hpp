@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include <SQLiteCpp/Database.h>
 #include <CLI/CLI.hpp>
@@ -36,6 +37,15 @@ struct Common {
   std::int64_t now_ms = command_now_ms();  // relative times count back from it
 };
 
+// --since and --until of a command that looks at a range (default: the last 24 hours).
+struct Window {
+  std::string since = "24h";
+  std::optional<std::string> until;
+};
+void add_window(CLI::App& sub, Window& window);
+// The range as epoch ms [since, until]; throws Error(usage) naming the option.
+std::pair<std::int64_t, std::int64_t> resolve_window(const Window& window, std::int64_t now_ms);
+
 // Adds --db, --host, --netns, --format and --utc to a subcommand.
 void add_common(CLI::App& sub, Common& common);
 
@@ -51,7 +61,7 @@ SQLite::Database open_db(const Common& common);
 // --at/--since/--until values as epoch ms; throws Error(usage) naming the option.
 std::int64_t parse_moment(const std::string& text, const char* option, std::int64_t now_ms);
 // --bucket and similar; throws Error(usage) naming the option.
-std::int64_t parse_duration(const std::string& text, const char* option);
+std::int64_t parse_duration(const std::string& text, const char* option, bool allow_zero = false);
 
 // The snapshot --at names (the newest at or before it), or the newest without --at; throws
 // Error(usage) when none is that old.
@@ -70,5 +80,6 @@ void setup_show(CLI::App& app, Runner& selected);
 void setup_stats(CLI::App& app, Runner& selected);
 void setup_trend(CLI::App& app, Runner& selected);
 void setup_explain(CLI::App& app, Runner& selected);
+void setup_close_wait(CLI::App& app, Runner& selected);
 
 }  // namespace sockhist::analyzer

@@ -21,6 +21,7 @@
 #include "process.hpp"
 #include "sockets.hpp"
 #include "sockhist/analysis.hpp"
+#include "sockhist/lifecycle.hpp"
 #include "sockhist/snapshot_writer.hpp"
 #include "sockhist/store.hpp"
 #include "sockhist/timeutil.hpp"
@@ -93,6 +94,7 @@ struct GoldenCase {
   std::string name;
   std::vector<std::string> args;
   bool fleet = false;  // the two-host database instead of web1's
+  int exit_code = 0;   // 1 for a report that found something
 };
 
 void PrintTo(const GoldenCase& c, std::ostream* out) {
@@ -109,7 +111,7 @@ TEST_P(Golden, OutputMatches) {
   const std::string& db = c.fleet ? fleet_db() : sample_db();
   args.insert(args.begin() + 1, {"--db", db});
   const auto r = run(SOCKHIST_ANALYZER_BIN, args);
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(r.exit_code, c.exit_code) << r.err;
   EXPECT_EQ(r.err, "");
   const std::string out = replace_all(r.out, db, "<db>");
   const auto file = k_golden / (c.name + ".txt");
@@ -158,6 +160,16 @@ std::vector<GoldenCase> golden_cases() {
     cases.push_back({std::string("fleet_hosts_") + format, {"hosts", "--format", format}, true});
   }
   cases.push_back({"fleet_show_web2", {"show", "--host", "web2", "-tan"}, true});
+  // Lifecycle reports find something (exit 1): the sample's CLOSE_WAIT sockets, by socket and by owner.
+  for (const char* format : {"table", "json", "csv"}) {
+    for (const bool by_process : {false, true}) {
+      std::vector<std::string> args = {"close-wait", "--since", "00:55", "--min-age", "0", "--format", format};
+      if (by_process) {
+        args.insert(args.end(), {"--by", "process"});
+      }
+      cases.push_back({std::string(by_process ? "close_wait_by_process_" : "close_wait_") + format, args, false, 1});
+    }
+  }
   cases.push_back({"fleet_snapshots_web2_json", {"snapshots", "--host", "web2", "--format", "json"}, true});
   return cases;
 }
@@ -287,6 +299,113 @@ TEST(Analyzer, CountersAcrossARebootGiveNoNegativeOrGiantRate) {
   }
   EXPECT_TRUE(trend.buckets[2].reboot);
   EXPECT_EQ(trend.buckets[1].values[1], 7.0);
+}
+
+TEST(Analyzer, CloseWaitBoundsEntryFollowsOwnerChangesAndFitsTheLeak) {
+  auto db = SQLite::Database(":memory:", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+  store::initialize(db);
+  store::SnapshotWriter writer(db);
+  const auto tcp = [](model::SockState state, std::uint16_t local_port, std::uint16_t remote_port, std::uint64_t inode,
+                      std::int32_t pid) {
+    model::Socket s;
+    s.proto = model::Proto::tcp;
+    s.family = 4;
+    s.state = state;
+    s.local_addr = "10.0.0.1";
+    s.local_port = local_port;
+    s.remote_addr = local_port == 8080 && state == model::SockState::listen ? "0.0.0.0" : "10.0.0.2";
+    s.remote_port = remote_port;
+    s.inode = inode;
+    s.pid = pid;
+    return s;
+  };
+  const std::int64_t t0 = 1'800'000'000'000;
+  const std::int64_t minute = 60'000;
+  // Snapshot i at t0 + i minutes. The server (pid 10, port 8080) has a connection that goes
+  // ESTABLISHED -> CLOSE_WAIT between snapshots 1 and 2, is handed to pid 11 at snapshot 4 (fd
+  // passing: a new owner, still CLOSE_WAIT) and is closed after snapshot 5. The poller (pid 20)
+  // leaks one CLOSE_WAIT to a peer every two minutes from snapshot 0 on and never closes any.
+  for (int i = 0; i <= 8; ++i) {
+    model::Capture c;
+    c.host = "web1";
+    c.hostname = "web1";
+    c.boot_id = "boot-a";
+    c.time_ms = t0 + i * minute;
+    c.netns_inode = 4026531840;
+    c.owners = model::OwnerScan::complete;
+    c.sockets.push_back(tcp(model::SockState::listen, 8080, 0, 100, 10));
+    if (i <= 1) {
+      c.sockets.push_back(tcp(model::SockState::established, 8080, 50000, 101, 10));
+    } else if (i <= 5) {
+      c.sockets.push_back(tcp(model::SockState::close_wait, 8080, 50000, 101, i < 4 ? 10 : 11));
+    }
+    for (int k = 0; k <= i / 2; ++k) {
+      c.sockets.push_back(tcp(model::SockState::close_wait, static_cast<std::uint16_t>(40000 + k), 443,
+                              static_cast<std::uint64_t>(200 + k), 20));
+    }
+    for (const int pid : {10, 11, 20}) {
+      c.processes.push_back(
+          {pid, static_cast<std::uint64_t>(pid) * 100, pid == 20 ? "poller" : "server", std::nullopt, 0, std::nullopt});
+    }
+    writer.write(c);
+  }
+  const auto scope = analysis::resolve_scope(db, std::nullopt, std::nullopt);
+  const auto sockets = analysis::close_wait_sockets(db, scope, t0, t0 + 8 * minute);
+  ASSERT_EQ(sockets.size(), 6U);  // the server's connection (one socket, two owners) and five leaks
+  const auto served = std::find_if(sockets.begin(), sockets.end(), [](const auto& s) { return s.local_port == 8080; });
+  ASSERT_NE(served, sockets.end());
+  EXPECT_EQ(served->came_from, "ESTABLISHED");
+  EXPECT_EQ(served->entered_after_ms, t0 + 1 * minute);  // last seen ESTABLISHED
+  EXPECT_EQ(served->entered_by_ms, t0 + 2 * minute);     // first seen in CLOSE_WAIT
+  EXPECT_EQ(served->last_seen_ms, t0 + 5 * minute);
+  EXPECT_EQ(served->gone_by_ms, t0 + 6 * minute);
+  EXPECT_FALSE(served->still_there);
+  EXPECT_EQ(served->pid, 11);  // the newest owner
+  EXPECT_TRUE(served->serves_listener);
+  EXPECT_EQ(served->min_age_ms(), 3 * minute);
+  EXPECT_EQ(served->max_age_ms(), 4 * minute);
+  // The first leak was there when the history began: no lower bound on its entry.
+  const auto first_leak =
+      std::find_if(sockets.begin(), sockets.end(), [](const auto& s) { return s.local_port == 40000; });
+  ASSERT_NE(first_leak, sockets.end());
+  EXPECT_FALSE(first_leak->entered_after_ms);
+  EXPECT_TRUE(first_leak->still_there);
+  EXPECT_EQ(first_leak->min_age_ms(), 8 * minute);
+  // Still there first, the longest stay first.
+  EXPECT_EQ(sockets.front().local_port, 40000);
+  EXPECT_EQ(sockets.back().local_port, 8080);
+  const auto groups = analysis::close_wait_by_process(db, scope, t0, t0 + 8 * minute, sockets);
+  ASSERT_EQ(groups.size(), 2U);
+  EXPECT_EQ(groups[0].pid, 20);
+  EXPECT_EQ(groups[0].now, 5);
+  EXPECT_EQ(groups[0].seen, 5);
+  ASSERT_TRUE(groups[0].per_hour);
+  // Counts 1,1,2,2,3,3,4,4,5 over minutes 0..8: the least-squares slope is 0.5 a minute.
+  EXPECT_NEAR(*groups[0].per_hour, 30.0, 1e-9);
+  EXPECT_EQ(groups[0].involved, "peer 10.0.0.2:443");
+  EXPECT_EQ(groups[1].pid, 11);
+  EXPECT_EQ(groups[1].now, 0);
+  EXPECT_EQ(groups[1].involved, "serves :8080");
+}
+
+TEST(Analyzer, CloseWaitExitsLikeDiff) {
+  ::setenv("SOCKHIST_NOW", "2026-11-24T01:00:00Z", 1);
+  const auto found =
+      run(SOCKHIST_ANALYZER_BIN, {"close-wait", "--db", sample_db(), "--since", "00:55", "--min-age", "0"});
+  EXPECT_EQ(found.exit_code, 1) << found.err;
+  const auto none = run(SOCKHIST_ANALYZER_BIN, {"close-wait", "--db", sample_db(), "--since", "00:55"});
+  EXPECT_EQ(none.exit_code, 0) << none.err;  // none stayed a minute
+  EXPECT_NE(none.out.find("(none)"), std::string::npos) << none.out;
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"close-wait", "--db", "/nonexistent/sockhist.db"},
+                                             {"close-wait", "--db", fleet_db()},
+                                             {"close-wait", "--db", sample_db(), "--host", "web9"},
+                                             {"close-wait", "--db", sample_db(), "--min-age", "soon"},
+                                             {"close-wait", "--db", sample_db(), "--by", "port"}}) {
+    const auto r = run(SOCKHIST_ANALYZER_BIN, args);
+    EXPECT_EQ(r.exit_code, 2) << args.back() << ": " << r.err;
+    EXPECT_EQ(r.out, "") << args.back();
+  }
 }
 
 TEST(Analyzer, TrendMarksGapsWhereTheCollectorDidNotRun) {
