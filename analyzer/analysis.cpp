@@ -347,6 +347,16 @@ Scope scope_of_snapshot(SQLite::Database& db, std::int64_t snapshot_id) {
   return scope_from_netns(db, q.getColumn(0).getInt64());
 }
 
+std::optional<std::int64_t> state_id(SQLite::Database& db, const std::string& proto, const std::string& state) {
+  SQLite::Statement q(db, "SELECT state_id FROM socket_states WHERE proto = ? AND state = ?");
+  q.bind(1, proto);
+  q.bind(2, state);
+  if (!q.executeStep()) {
+    return std::nullopt;
+  }
+  return q.getColumn(0).getInt64();
+}
+
 std::vector<SnapshotSummary> list_snapshots(SQLite::Database& db, const Scope& scope, std::int64_t since_ms,
                                             std::int64_t until_ms) {
   SQLite::Statement q(db, std::string(k_snapshot_columns) +
@@ -745,16 +755,8 @@ Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since
   std::vector<Span> spans;
   KeyTable keys;
   const auto intern = [&](std::string_view key) { return keys.intern(key); };
-  std::optional<std::int64_t> state_id;
-  {
-    SQLite::Statement q(db, "SELECT state_id FROM socket_states WHERE proto = ? AND state = ?");
-    q.bind(1, proto);
-    q.bind(2, state);
-    if (q.executeStep()) {
-      state_id = q.getColumn(0).getInt64();
-    }
-  }
-  if (!snapshots.empty() && state_id) {
+  const auto wanted = state_id(db, proto, state);
+  if (!snapshots.empty() && wanted) {
     // Labels of the few processes and local addresses involved, looked up once each.
     std::unordered_map<std::int64_t, std::uint32_t> key_of_process, key_of_address;
     SQLite::Statement process_label(db, "SELECT pid || '/' || comm FROM processes WHERE process_id = ?");
@@ -778,7 +780,7 @@ Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since
     q.bind(1, scope.netns_id);
     q.bind(2, snapshots.back().id);
     q.bind(3, snapshots.front().id);
-    q.bind(4, *state_id);
+    q.bind(4, *wanted);
     const std::uint32_t none = intern("-");
     std::vector<std::int64_t> ids;
     ids.reserve(snapshots.size());

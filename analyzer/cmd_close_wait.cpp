@@ -132,12 +132,12 @@ Result run_close_wait(const CloseWaitOptions& o) {
   const auto scope = analysis::resolve_scope(db, o.common.host, o.common.netns);
   const auto [since, until] = resolve_window(o.window, o.common.now_ms);
   const auto min_age = parse_duration(o.min_age, "--min-age", true);
-  auto sockets = analysis::close_wait_sockets(db, scope, since, until);
-  std::erase_if(sockets, [&](const auto& s) { return s.min_age_ms() < min_age; });
   const auto snapshots = analysis::list_snapshots(db, scope, since, until);
+  auto sockets = analysis::close_wait_sockets(db, scope, snapshots);
+  std::erase_if(sockets, [&](const auto& s) { return s.min_age_ms() < min_age; });
   const bool by_process = o.by.has_value();
-  render::Table t = by_process ? process_table(analysis::close_wait_by_process(db, scope, since, until, sockets))
-                               : sockets_table(sockets);
+  render::Table t =
+      by_process ? process_table(analysis::close_wait_by_process(snapshots, sockets)) : sockets_table(sockets);
   const int code = t.rows.empty() ? 0 : 1;
   const auto options = render_options(o.common);
   const std::string what = fmt::format("CLOSE_WAIT sockets seen for at least {}{}", model::format_duration(min_age),

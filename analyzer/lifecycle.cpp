@@ -12,16 +12,6 @@ namespace sockhist::analysis {
 
 namespace {
 
-std::optional<std::int64_t> state_id_of(SQLite::Database& db, const char* proto, const char* state) {
-  SQLite::Statement q(db, "SELECT state_id FROM socket_states WHERE proto = ? AND state = ?");
-  q.bind(1, proto);
-  q.bind(2, state);
-  if (!q.executeStep()) {
-    return std::nullopt;
-  }
-  return q.getColumn(0).getInt64();
-}
-
 std::optional<std::string> optional_text(const SQLite::Column& c) {
   return c.isNull() ? std::nullopt : std::optional(c.getString());
 }
@@ -37,10 +27,9 @@ std::string endpoint(const std::string& addr, std::int64_t port) {
 
 }  // namespace
 
-std::vector<CloseWaitSocket> close_wait_sockets(SQLite::Database& db, const Scope& scope, std::int64_t since_ms,
-                                                std::int64_t until_ms) {
-  const auto snapshots = list_snapshots(db, scope, since_ms, until_ms);
-  const auto close_wait = state_id_of(db, "tcp", "CLOSE_WAIT");
+std::vector<CloseWaitSocket> close_wait_sockets(SQLite::Database& db, const Scope& scope,
+                                                const std::vector<SnapshotSummary>& snapshots) {
+  const auto close_wait = state_id(db, "tcp", "CLOSE_WAIT");
   if (snapshots.empty() || !close_wait) {
     return {};
   }
@@ -50,7 +39,7 @@ std::vector<CloseWaitSocket> close_wait_sockets(SQLite::Database& db, const Scop
   }
   // Ports that listened during the range: a CLOSE_WAIT on one of them is a server's connection.
   std::set<std::int64_t> listening;
-  if (const auto listen = state_id_of(db, "tcp", "LISTEN")) {
+  if (const auto listen = state_id(db, "tcp", "LISTEN")) {
     SQLite::Statement q(db,
                         "SELECT DISTINCT local_port FROM socket_spans WHERE netns_id = ? AND first_snapshot_id <= ? "
                         "AND last_snapshot_id >= ? AND state_id = ?");
@@ -165,10 +154,8 @@ std::vector<CloseWaitSocket> close_wait_sockets(SQLite::Database& db, const Scop
   return out;
 }
 
-std::vector<CloseWaitByProcess> close_wait_by_process(SQLite::Database& db, const Scope& scope, std::int64_t since_ms,
-                                                      std::int64_t until_ms,
+std::vector<CloseWaitByProcess> close_wait_by_process(const std::vector<SnapshotSummary>& snapshots,
                                                       const std::vector<CloseWaitSocket>& sockets) {
-  const auto snapshots = list_snapshots(db, scope, since_ms, until_ms);
   if (snapshots.empty()) {
     return {};
   }

@@ -350,7 +350,8 @@ TEST(Analyzer, CloseWaitBoundsEntryFollowsOwnerChangesAndFitsTheLeak) {
     writer.write(c);
   }
   const auto scope = analysis::resolve_scope(db, std::nullopt, std::nullopt);
-  const auto sockets = analysis::close_wait_sockets(db, scope, t0, t0 + 8 * minute);
+  const auto snapshots = analysis::list_snapshots(db, scope, t0, t0 + 8 * minute);
+  const auto sockets = analysis::close_wait_sockets(db, scope, snapshots);
   ASSERT_EQ(sockets.size(), 6U);  // the server's connection (one socket, two owners) and five leaks
   const auto served = std::find_if(sockets.begin(), sockets.end(), [](const auto& s) { return s.local_port == 8080; });
   ASSERT_NE(served, sockets.end());
@@ -374,7 +375,7 @@ TEST(Analyzer, CloseWaitBoundsEntryFollowsOwnerChangesAndFitsTheLeak) {
   // Still there first, the longest stay first.
   EXPECT_EQ(sockets.front().local_port, 40000);
   EXPECT_EQ(sockets.back().local_port, 8080);
-  const auto groups = analysis::close_wait_by_process(db, scope, t0, t0 + 8 * minute, sockets);
+  const auto groups = analysis::close_wait_by_process(snapshots, sockets);
   ASSERT_EQ(groups.size(), 2U);
   EXPECT_EQ(groups[0].pid, 20);
   EXPECT_EQ(groups[0].now, 5);

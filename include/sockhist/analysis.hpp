@@ -65,6 +65,9 @@ struct SnapshotSummary {
   std::int64_t proto_total(const std::string& proto) const;
 };
 
+// The socket_states id of (proto, state), e.g. ("tcp", "CLOSE_WAIT"); nullopt when never stored.
+std::optional<std::int64_t> state_id(SQLite::Database& db, const std::string& proto, const std::string& state);
+
 // Snapshots of a scope with since_ms <= time <= until_ms, oldest first.
 std::vector<SnapshotSummary> list_snapshots(SQLite::Database& db, const Scope& scope, std::int64_t since_ms,
                                             std::int64_t until_ms);

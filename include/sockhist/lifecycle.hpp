@@ -45,11 +45,11 @@ struct CloseWaitSocket {
   }
 };
 
-// Every CLOSE_WAIT socket seen in the snapshots of [since_ms, until_ms], whatever its age. A socket
+// Every CLOSE_WAIT socket seen in `snapshots` (list_snapshots of a range), whatever its age. A socket
 // whose owner changed while in CLOSE_WAIT is one entry (its entry bounds from the first span).
 // Sorted for fixing: those still there first, then the longest in CLOSE_WAIT.
-std::vector<CloseWaitSocket> close_wait_sockets(SQLite::Database& db, const Scope& scope, std::int64_t since_ms,
-                                                std::int64_t until_ms);
+std::vector<CloseWaitSocket> close_wait_sockets(SQLite::Database& db, const Scope& scope,
+                                                const std::vector<SnapshotSummary>& snapshots);
 
 // CLOSE_WAIT per owning process over a range: a leak shows as a count that grows.
 struct CloseWaitByProcess {
@@ -65,11 +65,10 @@ struct CloseWaitByProcess {
   std::string involved;            // "serves :8080" or "peer 10.0.9.40:8443": where most of them are
 };
 
-// Groups `sockets` (close_wait_sockets of the same range) by owner, counting them in every
+// Groups `sockets` (close_wait_sockets of the same snapshots) by owner, counting them in every
 // snapshot of the range; the growth is fitted over the snapshots from the owner's first CLOSE_WAIT
 // to its last. Owners still holding some come first, then by growth per hour, then by count now.
-std::vector<CloseWaitByProcess> close_wait_by_process(SQLite::Database& db, const Scope& scope, std::int64_t since_ms,
-                                                      std::int64_t until_ms,
+std::vector<CloseWaitByProcess> close_wait_by_process(const std::vector<SnapshotSummary>& snapshots,
                                                       const std::vector<CloseWaitSocket>& sockets);
 
 }  // namespace sockhist::analysis
