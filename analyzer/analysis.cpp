@@ -347,6 +347,10 @@ Scope scope_of_snapshot(SQLite::Database& db, std::int64_t snapshot_id) {
   return scope_from_netns(db, q.getColumn(0).getInt64());
 }
 
+std::string endpoint(const std::string& addr, std::int64_t port) {
+  return addr.find(':') != std::string::npos ? fmt::format("[{}]:{}", addr, port) : fmt::format("{}:{}", addr, port);
+}
+
 std::optional<std::int64_t> state_id(SQLite::Database& db, const std::string& proto, const std::string& state) {
   SQLite::Statement q(db, "SELECT state_id FROM socket_states WHERE proto = ? AND state = ?");
   q.bind(1, proto);
@@ -482,6 +486,41 @@ std::optional<std::int64_t> monotonic_interval_ms(const SnapshotSummary& earlier
     return std::nullopt;
   }
   return d;
+}
+
+std::vector<CounterStep> counter_steps(SQLite::Database& db, const Scope& scope,
+                                       const std::vector<SnapshotSummary>& snapshots,
+                                       const std::vector<std::string>& counters) {
+  std::map<std::int64_t, std::string> wanted;  // counter_id -> "Section.Name"
+  for (const auto& [id, name] : counter_names(db)) {
+    const auto full = name.section + "." + name.name;
+    if (std::find(counters.begin(), counters.end(), full) != counters.end()) {
+      wanted[id] = full;
+    }
+  }
+  std::vector<CounterStep> out;
+  if (wanted.empty()) {
+    return out;
+  }
+  std::map<std::int64_t, std::int64_t> previous;  // the previous snapshot's values of the wanted counters
+  replay_counters(db, scope, snapshots, [&](std::size_t i, const auto& values) {
+    const auto interval = i == 0 ? std::nullopt : monotonic_interval_ms(snapshots[i - 1], snapshots[i]);
+    std::map<std::int64_t, std::int64_t> now;
+    for (const auto& [id, name] : wanted) {
+      const auto v = values.find(id);
+      if (v == values.end()) {
+        continue;
+      }
+      now[id] = v->second;
+      const auto p = previous.find(id);
+      if (interval && p != previous.end()) {
+        const bool reset = v->second < p->second;
+        out.push_back({name, i, reset ? 0 : v->second - p->second, *interval, reset});
+      }
+    }
+    previous = std::move(now);
+  });
+  return out;
 }
 
 RangeStats counter_range(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms) {

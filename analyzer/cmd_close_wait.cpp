@@ -17,10 +17,6 @@ struct CloseWaitOptions {
   std::optional<std::string> by;
 };
 
-std::string program(std::int32_t pid, const std::string& comm) {
-  return pid == 0 ? std::string("-") : fmt::format("{}/{}", pid, comm);
-}
-
 std::string address(const std::string& addr, std::int64_t port) {
   return fmt::format("{}:{}", addr, port);
 }

@@ -71,6 +71,9 @@ analysis::SnapshotSummary snapshot_for(SQLite::Database& db, const analysis::Sco
 // A JSON document's common head: the command, the database, the host and namespace.
 nlohmann::ordered_json json_head(const std::string& command, const Common& common, const analysis::Scope* scope);
 
+// "1234/nginx" as netstat -p prints an owner, or `unknown` without one.
+std::string program(std::int32_t pid, const std::string& comm, const char* unknown = "-");
+
 // One line naming the host and namespace for a table's heading.
 std::string scope_line(const analysis::Scope& scope);
 
@@ -81,5 +84,7 @@ void setup_stats(CLI::App& app, Runner& selected);
 void setup_trend(CLI::App& app, Runner& selected);
 void setup_explain(CLI::App& app, Runner& selected);
 void setup_close_wait(CLI::App& app, Runner& selected);
+void setup_time_wait(CLI::App& app, Runner& selected);
+void setup_check(CLI::App& app, Runner& selected);
 
 }  // namespace sockhist::analyzer

@@ -73,6 +73,8 @@ int main(int argc, char** argv) {
     sockhist::analyzer::setup_trend(app, run);
     sockhist::analyzer::setup_explain(app, run);
     sockhist::analyzer::setup_close_wait(app, run);
+    sockhist::analyzer::setup_time_wait(app, run);
+    sockhist::analyzer::setup_check(app, run);
   } catch (const sockhist::Error& e) {
     fmt::print(stderr, "sockhist: error: {}\n", e.what());
     return k_error;

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "files.hpp"
@@ -37,9 +38,10 @@ const std::filesystem::path k_golden = SOCKHIST_GOLDEN_DIR;
 std::filesystem::path g_sample_dir;
 
 // The samples, recorded by the collector into `db` under `host`.
-void collect_samples(const std::string& db, const std::string& host, const std::vector<std::string>& samples) {
+void collect_samples(const std::string& db, const std::string& host, const std::vector<std::string>& samples,
+                     const std::string& history = "history-busy") {
   for (const auto& sample : samples) {
-    const auto root = samples_dir() / "history-busy" / sample;
+    const auto root = samples_dir() / history / sample;
     const auto at = read_text(root / "captured_at").substr(0, 24);
     const auto r =
         run(SOCKHIST_COLLECT_BIN, {"--db", db, "--proc-root", (root / "proc").string(), "--host", host, "--at", at});
@@ -83,6 +85,20 @@ const std::string& fleet_db() {
   return path;
 }
 
+// api1: the twelve made-up captures of samples/history-lifecycle, with a reboot before 08.
+const std::string& lifecycle_db() {
+  static const std::string path = [] {
+    const std::string db = (scratch() / "lifecycle.db").string();
+    std::vector<std::string> captures;
+    for (int i = 0; i < 12; ++i) {
+      captures.push_back(fmt::format("{:02d}", i));
+    }
+    collect_samples(db, "api1", captures, "history-lifecycle");
+    return db;
+  }();
+  return path;
+}
+
 std::string replace_all(std::string text, const std::string& from, const std::string& to) {
   for (auto pos = text.find(from); pos != std::string::npos; pos = text.find(from, pos + to.size())) {
     text.replace(pos, from.size(), to);
@@ -93,8 +109,9 @@ std::string replace_all(std::string text, const std::string& from, const std::st
 struct GoldenCase {
   std::string name;
   std::vector<std::string> args;
-  bool fleet = false;  // the two-host database instead of web1's
-  int exit_code = 0;   // 1 for a report that found something
+  bool fleet = false;      // the two-host database instead of web1's
+  int exit_code = 0;       // 1 for a report that found something
+  bool lifecycle = false;  // api1's lifecycle fixture instead of web1's
 };
 
 void PrintTo(const GoldenCase& c, std::ostream* out) {
@@ -108,7 +125,7 @@ TEST_P(Golden, OutputMatches) {
   ::setenv("SOCKHIST_NOW", "2026-11-24T01:00:00Z", 1);
   const auto& c = GetParam();
   std::vector<std::string> args = c.args;
-  const std::string& db = c.fleet ? fleet_db() : sample_db();
+  const std::string& db = c.lifecycle ? lifecycle_db() : c.fleet ? fleet_db() : sample_db();
   args.insert(args.begin() + 1, {"--db", db});
   const auto r = run(SOCKHIST_ANALYZER_BIN, args);
   ASSERT_EQ(r.exit_code, c.exit_code) << r.err;
@@ -171,6 +188,49 @@ std::vector<GoldenCase> golden_cases() {
     }
   }
   cases.push_back({"fleet_snapshots_web2_json", {"snapshots", "--host", "web2", "--format", "json"}, true});
+  // api1's lifecycle fixture (samples/history-lifecycle): every lifecycle report in every format.
+  const std::vector<std::string> range = {"--since", "02:00", "--until", "02:03"};
+  const auto lifecycle = [&](const std::string& name, std::vector<std::string> args, int code, bool formats = true,
+                             bool with_range = true) {
+    if (with_range) {
+      args.insert(args.begin() + 1, range.begin(), range.end());
+    }
+    cases.push_back({"lifecycle_" + name, args, false, code, true});
+    if (formats) {
+      for (const char* format : {"json", "csv"}) {
+        auto with = args;
+        with.insert(with.end(), {"--format", format});
+        cases.push_back({"lifecycle_" + name + "_" + format, with, false, code, true});
+      }
+    }
+  };
+  lifecycle("snapshots", {"snapshots"}, 0, false, false);
+  lifecycle("stats_across_reboot", {"stats"}, 0, false);
+  lifecycle("trend_close_wait_by_process", {"trend", "--state", "CLOSE_WAIT", "--by", "process", "--bucket", "30s"}, 0,
+            false);
+  lifecycle("close_wait", {"close-wait", "--min-age", "0"}, 1);
+  lifecycle("close_wait_by_process", {"close-wait", "--min-age", "0", "--by", "process"}, 1);
+  lifecycle("time_wait", {"time-wait", "--bucket", "15s"}, 1);
+  lifecycle("time_wait_by_remote", {"time-wait", "--by", "remote"}, 1);
+  lifecycle("time_wait_by_local", {"time-wait", "--by", "local"}, 1);
+  lifecycle("time_wait_by_socket", {"time-wait", "--by", "socket"}, 1);
+  lifecycle("time_wait_anomalies", {"time-wait", "--by", "socket", "--anomalies"}, 1, false);
+  lifecycle("time_wait_by_time", {"time-wait", "--by", "time", "--bucket", "15s"}, 1);
+  lifecycle("time_wait_ports", {"time-wait", "--ports"}, 1);
+  lifecycle("time_wait_before_reboot_no_anomaly", {"time-wait", "--since", "02:00:00", "--until", "02:00:20"}, 0, false,
+            false);
+  const std::vector<std::string> every_threshold = {
+      "check", "--close-wait-max-age", "1m", "--close-wait-max-per-process", "5", "--time-wait-max",
+      "30",    "--port-pressure-max",  "80", "--listen-overflows",           "0", "--time-wait-overflows",
+      "0",     "--syn-recv-max",       "3"};
+  auto window = every_threshold;
+  window.insert(window.begin() + 1, {"--since", "02:00", "--until", "02:03"});
+  lifecycle("check_window", window, 1, true, false);
+  auto newest = every_threshold;
+  newest.push_back("--verbose");
+  lifecycle("check_newest_verbose", newest, 1, true, false);
+  lifecycle("check_healthy_verbose", {"check", "--time-wait-max", "100", "--close-wait-max-age", "10m", "--verbose"}, 0,
+            false, false);
   return cases;
 }
 
@@ -387,6 +447,87 @@ TEST(Analyzer, CloseWaitBoundsEntryFollowsOwnerChangesAndFitsTheLeak) {
   EXPECT_EQ(groups[1].pid, 11);
   EXPECT_EQ(groups[1].now, 0);
   EXPECT_EQ(groups[1].involved, "serves :8080");
+}
+
+// check: silent and 0 when healthy; each threshold alone finds its story in the lifecycle fixture
+// with one line naming it and exit 1; errors exit 2 with one line.
+TEST(Analyzer, CheckExitsZeroHealthyOneForEachFindingTwoOnErrors) {
+  ::setenv("SOCKHIST_NOW", "2026-11-24T02:05:00Z", 1);
+  const auto check = [](std::vector<std::string> args) {
+    args.insert(args.begin(), {"check", "--db", lifecycle_db()});
+    return run(SOCKHIST_ANALYZER_BIN, args);
+  };
+  const auto healthy = check({"--time-wait-max", "100", "--close-wait-max-per-process", "10", "--syn-recv-max", "10",
+                              "--port-pressure-max", "50", "--time-wait-overflows", "0"});
+  EXPECT_EQ(healthy.exit_code, 0) << healthy.err;
+  EXPECT_EQ(healthy.out, "");  // quiet under cron
+  EXPECT_EQ(healthy.err, "");
+  const auto healthy_json = check({"--time-wait-max", "100", "--format", "json"});
+  EXPECT_EQ(healthy_json.exit_code, 0);
+  EXPECT_EQ(nlohmann::json::parse(healthy_json.out)["healthy"], true);
+
+  struct Finding {
+    std::vector<std::string> args;
+    std::string line;  // the start of the one line it prints
+  };
+  const std::vector<Finding> findings = {
+      // The newest snapshot: the new api's three CLOSE_WAIT, the oldest seen for 30 s.
+      {{"--close-wait-max-age", "20s"}, "api1: close-wait-max-age: 2300/api holds 1 CLOSE_WAIT socket"},
+      {{"--close-wait-max-per-process", "2"}, "api1: close-wait-max-per-process: 2300/api holds 3 CLOSE_WAIT"},
+      {{"--time-wait-max", "8"}, "api1: time-wait-max: 9 TIME_WAIT sockets"},
+      {{"--syn-recv-max", "1"}, "api1: syn-recv-max: 2 SYN_RECV sockets"},
+      {{"--port-pressure-max", "10"}, "api1: port-pressure-max: 10.0.0.50:443 from 10.0.0.1 used 19.0 %"},
+      {{"--listen-overflows", "0"}, "api1: listen-overflows: TcpExt.ListenOverflows grew by 3 over 15s"},
+      // Over a window: the first boot's leak, TIME_WAIT peak, pressure and the overflow.
+      {{"--since", "02:00", "--close-wait-max-age", "1m"}, "api1: close-wait-max-age: 2100/api holds 4 CLOSE_WAIT"},
+      {{"--since", "02:00", "--time-wait-max", "34"}, "api1: time-wait-max: 35 TIME_WAIT sockets at most"},
+      {{"--since", "02:00", "--port-pressure-max", "80"},
+       "api1: port-pressure-max: 10.0.0.50:443 from 10.0.0.1 used 82.0 %"},
+      {{"--since", "02:00", "--time-wait-overflows", "5"},
+       "api1: time-wait-overflows: TcpExt.TCPTimeWaitOverflow grew by 7"},
+  };
+  for (const auto& f : findings) {
+    const auto r = check(f.args);
+    EXPECT_EQ(r.exit_code, 1) << f.line << ": " << r.err;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    EXPECT_TRUE(r.out.starts_with(f.line)) << r.out;
+    auto json_args = f.args;
+    json_args.insert(json_args.end(), {"--format", "json"});
+    const auto doc = nlohmann::json::parse(check(json_args).out);
+    EXPECT_EQ(doc["healthy"], false) << f.line;
+    EXPECT_EQ(doc["findings"], 1) << f.line;
+  }
+  const std::vector<std::vector<std::string>> errors = {
+      {"check", "--db", "/nonexistent/sockhist.db", "--time-wait-max", "1"},
+      {"check", "--db", lifecycle_db(), "--host", "web9", "--time-wait-max", "1"},
+      {"check", "--db", fleet_db(), "--time-wait-max", "1"},
+      {"check", "--db", lifecycle_db()},  // no threshold
+      {"check", "--db", lifecycle_db(), "--close-wait-max-age", "soon"},
+      {"check", "--db", lifecycle_db(), "--port-pressure-max", "150"},
+      {"check", "--db", lifecycle_db(), "--since", "2020-01-01 00:00", "--until", "2020-01-02 00:00", "--time-wait-max",
+       "1"},
+  };
+  for (const auto& args : errors) {
+    const auto r = run(SOCKHIST_ANALYZER_BIN, args);
+    EXPECT_EQ(r.exit_code, 2) << args.back() << ": " << r.err;
+    EXPECT_EQ(r.out, "") << args.back();
+    EXPECT_FALSE(r.err.empty());
+  }
+}
+
+TEST(Analyzer, TimeWaitUsageErrorsExitTwo) {
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"time-wait", "--db", "/nonexistent/sockhist.db"},
+                                             {"time-wait", "--db", lifecycle_db(), "--host", "web9"},
+                                             {"time-wait", "--db", lifecycle_db(), "--by", "port"},
+                                             {"time-wait", "--db", lifecycle_db(), "--by", "remote", "--ports"},
+                                             {"time-wait", "--db", lifecycle_db(), "--anomalies"},
+                                             {"time-wait", "--db", lifecycle_db(), "--bucket", "soon"}}) {
+    const auto r = run(SOCKHIST_ANALYZER_BIN, args);
+    EXPECT_EQ(r.exit_code, 2) << args.back() << ": " << r.err;
+    EXPECT_EQ(r.out, "") << args.back();
+    EXPECT_TRUE(r.err.starts_with("sockhist: error: ")) << r.err;
+  }
 }
 
 TEST(Analyzer, CloseWaitExitsLikeDiff) {

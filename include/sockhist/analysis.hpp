@@ -65,6 +65,9 @@ struct SnapshotSummary {
   std::int64_t proto_total(const std::string& proto) const;
 };
 
+// "10.0.0.1:8080" or "[::1]:8080".
+std::string endpoint(const std::string& addr, std::int64_t port);
+
 // The socket_states id of (proto, state), e.g. ("tcp", "CLOSE_WAIT"); nullopt when never stored.
 std::optional<std::int64_t> state_id(SQLite::Database& db, const std::string& proto, const std::string& state);
 
@@ -142,6 +145,21 @@ struct RangeStats {
 };
 // Counter deltas and rates over the snapshots of a scope in [since_ms, until_ms].
 RangeStats counter_range(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms);
+
+// One counter between two consecutive snapshots of one boot that both hold it (a decrease without
+// a reboot is a reset: increase 0, reset true).
+struct CounterStep {
+  std::string counter;  // "Section.Name"
+  std::size_t to = 0;   // index of the later snapshot in the list given
+  std::int64_t increase = 0;
+  std::int64_t interval_ms = 0;  // monotonic time between the two snapshots
+  bool reset = false;
+};
+// Every step of the named counters ("TcpExt.TW") over `snapshots` (list_snapshots of a range), in
+// snapshot order. A name the database never recorded has no steps.
+std::vector<CounterStep> counter_steps(SQLite::Database& db, const Scope& scope,
+                                       const std::vector<SnapshotSummary>& snapshots,
+                                       const std::vector<std::string>& counters);
 
 // The time between consecutive snapshots of one boot: by the kernel's uptime (CLOCK_BOOTTIME)
 // when both have it, else by the wall clock; nullopt across a reboot or when time ran backwards.

@@ -1,10 +1,13 @@
 // Socket lifecycles from the stored spans: how long CLOSE_WAIT sockets stay, who owns them, and
-// how fast a process leaks them. Queries only; the commands render them (analyzer/cmd_*.cpp).
+// how fast a process leaks them; TIME_WAIT entries, expiries and anomalies against the 60 s the
+// kernel gives them; ephemeral-port pressure. Queries only; the commands render them (analyzer/cmd_*.cpp).
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <SQLiteCpp/Database.h>
@@ -70,5 +73,145 @@ struct CloseWaitByProcess {
 // to its last. Owners still holding some come first, then by growth per hour, then by count now.
 std::vector<CloseWaitByProcess> close_wait_by_process(const std::vector<SnapshotSummary>& snapshots,
                                                       const std::vector<CloseWaitSocket>& sockets);
+
+// TIME_WAIT lasts TCP_TIMEWAIT_LEN, 60 s, on Linux whatever the sysctls say (DOMAIN.md).
+constexpr std::int64_t k_time_wait_ms = 60'000;
+// A TIME_WAIT socket gone this long before its expected expiry vanished early (reused or killed);
+// one whose timer read more than 60 s plus this came from a non-standard kernel.
+constexpr std::int64_t k_time_wait_early_ms = 5'000;
+constexpr std::int64_t k_time_wait_timer_slack_ms = 500;
+// Two sightings of a 4-tuple in TIME_WAIT whose entry estimates differ by more than this are two sockets.
+constexpr std::int64_t k_time_wait_reentry_ms = 2'000;
+
+// Who closed a connection first, from the side of the TIME_WAIT (only the first closer has one).
+enum class Closer {
+  server,  // the local port was listening: this host's server closed first
+  client,  // the local port is in ip_local_port_range: this host's client closed first
+  other,   // a fixed local port that did not listen
+};
+std::string_view name(Closer closer);
+
+// One socket in the kernel's TIME_WAIT table as the snapshots saw it: a real TIME_WAIT, or an
+// orphaned FIN_WAIT2 minisocket (FIN_WAIT2 with the TIME_WAIT timer kind, ended by tcp_fin_timeout).
+struct TimeWaitSocket {
+  std::int64_t span_id = 0;
+  bool fin_wait2 = false;  // a FIN_WAIT2 minisocket, not TIME_WAIT
+  int family = 4;
+  std::string local_addr;
+  std::int64_t local_port = 0;
+  std::string remote_addr;
+  std::int64_t remote_port = 0;
+  Closer closer = Closer::other;
+  // The owner: carried from the connection's earlier life (client side) or the listener's (server).
+  std::int32_t pid = 0;
+  std::string comm;
+  std::optional<std::string> cmdline;
+  std::string came_from;  // the state seen before ("" when not seen before)
+  std::int64_t first_seen_ms = 0;
+  std::int64_t last_seen_ms = 0;
+  std::optional<std::int64_t> gone_by_ms;        // the first snapshot of the range that no longer saw it
+  std::optional<std::int64_t> remaining_ms;      // the timer at the first sighting (nullopt: not recorded)
+  std::optional<std::int64_t> entered_ms;        // first sighting - (60 s - remaining); TIME_WAIT only
+  std::optional<std::int64_t> entered_after_ms;  // the snapshot before the first sighting (a bound)
+  std::string next_state;                        // the state of the same 4-tuple's next span, if any
+  // Anomalies.
+  bool reused_tuple = false;    // the 4-tuple was already in TIME_WAIT in the snapshot before
+  bool vanished_early = false;  // gone at least k_time_wait_early_ms before its expected expiry
+  bool long_timer = false;      // remaining above 60 s (+ slack): a non-standard kernel
+  bool overstayed = false;      // seen after its expected expiry (+ slack)
+
+  std::optional<std::int64_t> expires_ms() const {
+    return entered_ms ? std::optional(*entered_ms + k_time_wait_ms) : std::nullopt;
+  }
+};
+
+// A counter's increase between two snapshots, for the report's examples.
+struct CounterIncrease {
+  std::string counter;
+  std::int64_t from_ms = 0, to_ms = 0;
+  std::int64_t increase = 0;
+};
+
+// One bucket of the TIME_WAIT story over time.
+struct TimeWaitBucket {
+  std::int64_t start_ms = 0;
+  std::int64_t snapshots = 0;
+  std::optional<std::int64_t> population;  // the highest TIME_WAIT count of its snapshots
+  std::int64_t entries = 0;                // TIME_WAIT entries estimated inside it
+  std::optional<double> counter_per_s;     // TcpExt.TW per second over its snapshot pairs
+};
+
+struct TimeWaitReport {
+  std::int64_t since_ms = 0, until_ms = 0;  // the range asked for
+  std::int64_t snapshots = 0;
+  std::optional<std::int64_t> first_ms, last_ms;  // its first and last snapshot
+  std::vector<TimeWaitSocket> sockets;            // TIME_WAIT and FIN_WAIT2 minisockets seen, oldest first
+  // Entries whose estimate falls between the first and the last snapshot, and their rate. They are
+  // all seen only when no two consecutive snapshots are more than 60 s apart (`complete`).
+  std::int64_t entries = 0;
+  std::optional<double> entries_per_s;
+  bool complete = false;
+  // What TcpExt.TW counts of the same: TIME_WAIT entries, less those that were FIN_WAIT2
+  // minisockets before (counted when they became one), plus the minisockets that appeared.
+  std::int64_t table_entries = 0;
+  std::optional<double> table_entries_per_s;
+  std::int64_t longest_gap_ms = 0;
+  // The population: mean and peak TIME_WAIT count over the snapshots; mean / 60 s is the entry
+  // rate the population implies in steady state.
+  std::optional<double> mean_population;
+  std::int64_t peak_population = 0;
+  std::int64_t peak_ms = 0;
+  // The kernel's view over the same snapshots (within one boot): TcpExt.TW counts every socket
+  // entering the TIME_WAIT table (FIN_WAIT2 minisockets included) with more than 4 s to live.
+  std::optional<std::int64_t> counter_delta;
+  std::optional<double> counter_per_s;
+  std::int64_t covered_ms = 0;                  // monotonic time the counter pairs cover
+  std::map<std::string, std::int64_t> related;  // TWKilled, TWRecycled, TCPTimeWaitOverflow deltas
+  std::vector<CounterIncrease> overflows;       // steps where TCPTimeWaitOverflow grew
+  std::int64_t bucket_ms = 0;
+  std::vector<TimeWaitBucket> buckets;
+  std::optional<std::int64_t> tcp_tw_reuse, tcp_max_tw_buckets, tcp_fin_timeout;  // newest snapshot's
+};
+
+// TIME_WAIT over the snapshots of [since_ms, until_ms]; bucket_ms 0 picks a size.
+TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
+                                std::int64_t bucket_ms);
+
+// TIME_WAIT grouped by remote endpoint (a server's peers by address: their ports are their own
+// ephemeral ones) or by local address (a listening port keeps its port; ephemeral ports are summed
+// under the address).
+struct TimeWaitGroup {
+  std::string key;
+  std::string closer;  // "server", "client", "other" or "mixed"
+  std::int64_t sockets = 0;
+  std::int64_t peak = 0;  // the highest count in one snapshot
+  std::int64_t peak_ms = 0;
+  std::optional<double> entries_per_s;  // sockets entering over the span of the report's snapshots
+  std::string owners;                   // the most frequent owner, "(+N more)"
+};
+enum class TimeWaitBy { remote, local };
+std::vector<TimeWaitGroup> time_wait_groups(const TimeWaitReport& report, TimeWaitBy by,
+                                            const std::vector<SnapshotSummary>& snapshots);
+
+// Ephemeral-port pressure towards one destination: connections from ports in ip_local_port_range
+// (TIME_WAIT and open ones) per (local address, remote address, remote port), at the snapshot
+// where they were most.
+struct PortPressure {
+  std::string local_addr;
+  std::string remote_addr;
+  std::int64_t remote_port = 0;
+  int family = 4;
+  std::int64_t at_ms = 0;  // the worst moment
+  std::int64_t time_wait = 0;
+  std::int64_t open = 0;
+  std::int64_t range_size = 0;
+  bool range_assumed = false;  // the snapshot did not record ip_local_port_range: 32768-60999
+  double percent() const {
+    return range_size > 0 ? 100.0 * static_cast<double>(time_wait + open) / static_cast<double>(range_size) : 0;
+  }
+};
+// Sorted by pressure, the highest first.
+std::vector<PortPressure> port_pressure(SQLite::Database& db, const Scope& scope,
+                                        const std::vector<SnapshotSummary>& snapshots);
 
 }  // namespace sockhist::analysis

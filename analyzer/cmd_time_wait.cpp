@@ -1,0 +1,473 @@
+// sockhist time-wait: TIME_WAIT against the 60 s the kernel gives it. Entries estimated from the
+// timer each snapshot recorded, checked against the kernel's TcpExt.TW counter; who closes first;
+// which peers and local addresses it piles up against; anomalies with examples; ephemeral-port
+// pressure per destination.
+#include <fmt/format.h>
+
+#include "common.hpp"
+#include "sockhist/error.hpp"
+#include "sockhist/lifecycle.hpp"
+
+namespace sockhist::analyzer {
+
+namespace {
+
+using analysis::endpoint;
+using analysis::TimeWaitSocket;
+using render::Kind;
+
+struct TimeWaitOptions {
+  Common common;
+  Window window{"1h", std::nullopt};
+  std::optional<std::string> by;
+  bool ports = false;
+  bool anomalies = false;
+  std::optional<std::string> bucket;
+  std::size_t top = 20;
+};
+
+render::Value maybe(const std::optional<std::int64_t>& v) {
+  return v ? render::Value(*v) : render::Value();
+}
+
+render::Value maybe(const std::optional<double>& v) {
+  return v ? render::Value(*v) : render::Value();
+}
+
+// The anomaly kinds, in the order the summary lists them.
+struct AnomalyKind {
+  const char* key;
+  const char* title;
+  bool (*has)(const TimeWaitSocket&);
+};
+const AnomalyKind k_anomalies[] = {
+    {"reused_tuple", "4-tuple in TIME_WAIT again with a fresh timer (seen > 60 s)",
+     [](const TimeWaitSocket& s) { return s.reused_tuple; }},
+    {"vanished_early", "gone at least 5 s before its 60 s (reused or killed)",
+     [](const TimeWaitSocket& s) { return s.vanished_early; }},
+    {"overstayed", "seen after its 60 s were over", [](const TimeWaitSocket& s) { return s.overstayed; }},
+    {"long_timer", "timer above 60 s (a non-standard kernel)", [](const TimeWaitSocket& s) { return s.long_timer; }},
+    {"fin_wait2_minisocket", "FIN_WAIT2 minisocket (orphaned; ends by tcp_fin_timeout)",
+     [](const TimeWaitSocket& s) { return s.fin_wait2; }},
+};
+
+std::string anomalies_of(const TimeWaitSocket& s) {
+  std::string out;
+  for (const auto& kind : k_anomalies) {
+    if (kind.has(s)) {
+      out += out.empty() ? kind.key : fmt::format(",{}", kind.key);
+    }
+  }
+  return out;
+}
+
+// One socket in a line: "127.0.0.1:40112 > 127.0.0.1:18080 first seen 00:56:20 (41s left)".
+std::string example(const TimeWaitSocket& s, const render::Options& options) {
+  std::string text =
+      fmt::format("{} > {} seen {}", endpoint(s.local_addr, s.local_port), endpoint(s.remote_addr, s.remote_port),
+                  model::format_human(s.first_seen_ms, options.zone));
+  if (s.remaining_ms) {
+    text += fmt::format(" with {} left", model::format_duration(*s.remaining_ms));
+  }
+  if (s.vanished_early && s.gone_by_ms && s.expires_ms()) {
+    text += fmt::format(", gone by {} ({} early)", model::format_human(*s.gone_by_ms, options.zone),
+                        model::format_duration(*s.expires_ms() - *s.gone_by_ms));
+  }
+  if (!s.next_state.empty()) {
+    text += fmt::format(", then {}", s.next_state);
+  }
+  return text;
+}
+
+std::size_t count_if(const analysis::TimeWaitReport& r, bool (*has)(const TimeWaitSocket&)) {
+  return static_cast<std::size_t>(std::count_if(r.sockets.begin(), r.sockets.end(), has));
+}
+
+bool any_anomaly(const analysis::TimeWaitReport& r) {
+  for (const auto& kind : k_anomalies) {
+    if (count_if(r, kind.has) > 0) {
+      return true;
+    }
+  }
+  return !r.overflows.empty();
+}
+
+std::string percent_apart(double a, double b) {
+  const double larger = std::max(a, b);
+  return larger <= 0 ? std::string("both zero") : fmt::format("{:.0f} % apart", 100.0 * std::abs(a - b) / larger);
+}
+
+// The summary as rows (section, item, count, per second, detail): a table for people and for CSV.
+render::Table summary_table(const analysis::TimeWaitReport& r, const render::Options& options) {
+  render::Table t;
+  t.columns = {
+      {"section", "SECTION"},
+      {"item", "WHAT"},
+      {"count", "COUNT", Kind::real, "", 0},
+      {"per_s", "PER S", Kind::real, "per_s", 2},
+      {"detail", "DETAIL"},
+  };
+  const auto span_text = r.first_ms ? model::format_duration(*r.last_ms - *r.first_ms) : std::string("0s");
+  const auto add = [&](const char* section, std::string item, render::Value count, render::Value per_s,
+                       std::string detail) {
+    t.rows.push_back({std::string(section), std::move(item), std::move(count), std::move(per_s), std::move(detail)});
+  };
+  const auto whole = [](std::int64_t n) { return render::Value(static_cast<double>(n)); };
+  add("entries", "TIME_WAIT entered (from the timers)", whole(r.entries), maybe(r.entries_per_s),
+      r.complete
+          ? fmt::format("every one seen: no two snapshots over 60 s apart, over {}", span_text)
+          : fmt::format("a lower bound: snapshots up to {} apart miss some", model::format_duration(r.longest_gap_ms)));
+  add("entries", "TcpExt.TW (the kernel's count)", r.counter_delta ? whole(*r.counter_delta) : render::Value(),
+      maybe(r.counter_per_s),
+      r.counter_delta ? fmt::format("over {} within one boot", model::format_duration(r.covered_ms))
+                      : std::string("not recorded"));
+  if (r.table_entries != r.entries) {
+    add("entries", "as the kernel counts them", whole(r.table_entries), maybe(r.table_entries_per_s),
+        "FIN_WAIT2 minisockets counted once, when they appeared");
+  }
+  if (r.mean_population) {
+    add("entries", "TIME_WAIT population (mean)", render::Value(*r.mean_population),
+        render::Value(*r.mean_population / 60.0),
+        fmt::format("mean {:.1f}, peak {} at {}; PER S: mean / 60 s, the entry rate it implies in steady state",
+                    *r.mean_population, r.peak_population, model::format_human(r.peak_ms, options.zone)));
+  }
+  if (r.counter_per_s && r.entries_per_s) {
+    std::string detail =
+        fmt::format("entries vs TcpExt.TW: {}", percent_apart(*r.table_entries_per_s, *r.counter_per_s));
+    if (r.mean_population) {
+      detail += fmt::format("; population vs TcpExt.TW x 60 s: {}",
+                            percent_apart(*r.mean_population, *r.counter_per_s * 60.0));
+    }
+    add("entries", "agreement", render::Value(), render::Value(), detail);
+  }
+  for (const auto closer : {analysis::Closer::server, analysis::Closer::client, analysis::Closer::other}) {
+    std::int64_t n = 0, entered = 0;
+    std::map<std::string, std::int64_t> who;
+    bool carried = false;
+    for (const auto& s : r.sockets) {
+      if (s.fin_wait2 || s.closer != closer) {
+        continue;
+      }
+      ++n;
+      if (s.entered_ms && r.first_ms && *s.entered_ms > *r.first_ms && *s.entered_ms <= *r.last_ms) {
+        ++entered;
+      }
+      const auto owner = program(s.pid, s.comm, "unknown owner");
+      ++who[closer == analysis::Closer::server ? fmt::format("serves :{} ({})", s.local_port, owner) : owner];
+      carried = carried || (closer != analysis::Closer::server && s.pid != 0);
+    }
+    if (n == 0) {
+      continue;
+    }
+    const char* what = closer == analysis::Closer::server   ? "this host's server closes first (listening port)"
+                       : closer == analysis::Closer::client ? "this host's client closes first (ephemeral port)"
+                                                            : "closes first from a fixed port that does not listen";
+    std::vector<std::pair<std::string, std::int64_t>> ranked(who.begin(), who.end());
+    std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    std::string detail;
+    for (std::size_t i = 0; i < ranked.size() && i < 3; ++i) {
+      detail += fmt::format("{}{} {}", i == 0 ? "" : ", ", ranked[i].first, ranked[i].second);
+    }
+    if (ranked.size() > 3) {
+      detail += fmt::format(" (+{} more)", ranked.size() - 3);
+    }
+    if (carried) {
+      detail += " [owner carried from the open connection]";
+    }
+    const double seconds =
+        r.first_ms && *r.last_ms > *r.first_ms ? static_cast<double>(*r.last_ms - *r.first_ms) / 1000.0 : 0;
+    add("closers", what, whole(n),
+        seconds > 0 ? render::Value(static_cast<double>(entered) / seconds) : render::Value(), detail);
+  }
+  for (const auto& kind : k_anomalies) {
+    const auto n = count_if(r, kind.has);
+    const auto first = std::find_if(r.sockets.begin(), r.sockets.end(), kind.has);
+    add("anomalies", kind.title, whole(static_cast<std::int64_t>(n)), render::Value(),
+        first == r.sockets.end() ? std::string("none") : "e.g. " + example(*first, options));
+  }
+  {
+    std::int64_t total = 0;
+    for (const auto& o : r.overflows) {
+      total += o.increase;
+    }
+    std::string detail = "none";
+    if (!r.overflows.empty()) {
+      const auto& o = r.overflows.front();
+      detail = fmt::format("+{} between {} and {}{}; tcp_max_tw_buckets {}", o.increase,
+                           model::format_human(o.from_ms, options.zone), model::format_human(o.to_ms, options.zone),
+                           r.overflows.size() > 1 ? fmt::format(" (+{} more intervals)", r.overflows.size() - 1) : "",
+                           r.tcp_max_tw_buckets ? std::to_string(*r.tcp_max_tw_buckets) : std::string("unknown"));
+    }
+    add("anomalies", "TCPTimeWaitOverflow: closed without TIME_WAIT (table full)", whole(total), render::Value(),
+        detail);
+  }
+  for (const auto& [counter, delta] : r.related) {
+    if (counter == "TCPTimeWaitOverflow") {
+      continue;
+    }
+    add("kernel", fmt::format("TcpExt.{}", counter), whole(delta), render::Value(),
+        counter == "TWRecycled" ? fmt::format("TIME_WAIT slots taken over by a new connect (tcp_tw_reuse {})",
+                                              r.tcp_tw_reuse ? std::to_string(*r.tcp_tw_reuse) : "unknown")
+                                : std::string("entered TIME_WAIT with 4 s or less to live"));
+  }
+  return t;
+}
+
+render::Table buckets_table(const analysis::TimeWaitReport& r) {
+  render::Table t;
+  t.columns = {
+      {"time", "BUCKET START", Kind::time_ms},
+      {"snapshots", "SNAPSHOTS", Kind::integer},
+      {"time_wait", "TIME_WAIT", Kind::integer, "sockets"},
+      {"entries", "ENTERED", Kind::integer, "sockets"},
+      {"entries_per_s", "ENTERED/S", Kind::real, "per_s"},
+      {"tw_per_s", "TW/S", Kind::real, "per_s"},
+      {"tw_x60", "TW/S x 60", Kind::real, "sockets", 0},
+  };
+  for (const auto& b : r.buckets) {
+    t.rows.push_back({b.start_ms, b.snapshots, maybe(b.population), b.entries,
+                      static_cast<double>(b.entries) * 1000.0 / static_cast<double>(r.bucket_ms),
+                      maybe(b.counter_per_s),
+                      b.counter_per_s ? render::Value(*b.counter_per_s * 60.0) : render::Value()});
+  }
+  t.notes.push_back("TIME_WAIT: the highest count of the bucket's snapshots. ENTERED: entries estimated from the");
+  t.notes.push_back("timers (first sighting - (60 s - time left)). TW/S: the kernel's TcpExt.TW counter per second.");
+  return t;
+}
+
+render::Table sockets_table(const analysis::TimeWaitReport& r, bool anomalies_only) {
+  render::Table t;
+  t.columns = {
+      {"state", "STATE"},
+      {"local", "LOCAL ADDRESS"},
+      {"remote", "FOREIGN ADDRESS"},
+      {"closer", "CLOSER"},
+      {"program", "PID/PROGRAM"},
+      {"entered", "ENTERED", Kind::time_ms},
+      {"expires", "EXPIRES", Kind::time_ms},
+      {"first_seen", "FIRST SEEN", Kind::time_ms},
+      {"remaining", "LEFT", Kind::duration_ms},
+      {"last_seen", "LAST SEEN", Kind::time_ms},
+      {"came_from", "FROM"},
+      {"next_state", "THEN"},
+      {"anomalies", "ANOMALY"},
+      {"pid", "", Kind::integer, {}, 2, false},
+      {"process", "", Kind::text, {}, 2, false},
+      {"cmdline", "", Kind::text, {}, 2, false},
+      {"entered_after", "", Kind::time_ms, {}, 2, false},
+      {"gone_by", "", Kind::time_ms, {}, 2, false},
+  };
+  for (const auto& s : r.sockets) {
+    const auto anomalies = anomalies_of(s);
+    if (anomalies_only && anomalies.empty()) {
+      continue;
+    }
+    t.rows.push_back({
+        std::string(s.fin_wait2 ? "FIN_WAIT2" : "TIME_WAIT"),
+        endpoint(s.local_addr, s.local_port),
+        endpoint(s.remote_addr, s.remote_port),
+        std::string(analysis::name(s.closer)),
+        program(s.pid, s.comm),
+        maybe(s.entered_ms),
+        maybe(s.expires_ms()),
+        s.first_seen_ms,
+        maybe(s.remaining_ms),
+        s.last_seen_ms,
+        s.came_from.empty() ? std::string("-") : s.came_from,
+        s.next_state.empty() ? std::string("-") : s.next_state,
+        anomalies.empty() ? std::string("-") : anomalies,
+        s.pid == 0 ? render::Value() : render::Value(static_cast<std::int64_t>(s.pid)),
+        s.comm.empty() ? render::Value() : render::Value(s.comm),
+        s.cmdline ? render::Value(*s.cmdline) : render::Value(),
+        maybe(s.entered_after_ms),
+        maybe(s.gone_by_ms),
+    });
+  }
+  t.notes.push_back("ENTERED: first sighting - (60 s - LEFT), the timer then; EXPIRES: 60 s later. THEN: what the");
+  t.notes.push_back("4-tuple did next. FIN_WAIT2 rows are orphaned minisockets (tcp_fin_timeout), not TIME_WAIT.");
+  return t;
+}
+
+render::Table groups_table(const std::vector<analysis::TimeWaitGroup>& groups, const char* title, std::size_t top) {
+  render::Table t;
+  t.columns = {
+      {"key", title},
+      {"closer", "CLOSER"},
+      {"sockets", "SOCKETS", Kind::integer, "sockets"},
+      {"peak", "PEAK", Kind::integer, "sockets"},
+      {"peak_at", "PEAK AT", Kind::time_ms},
+      {"entries_per_s", "ENTERED/S", Kind::real, "per_s"},
+      {"owners", "PID/PROGRAM"},
+  };
+  for (const auto& g : groups) {
+    if (top > 0 && t.rows.size() >= top) {
+      t.notes.push_back(fmt::format("({} more; --top 0 lists them all)", groups.size() - top));
+      break;
+    }
+    t.rows.push_back({g.key, g.closer, g.sockets, g.peak, g.peak == 0 ? render::Value() : render::Value(g.peak_ms),
+                      maybe(g.entries_per_s), g.owners.empty() ? std::string("-") : g.owners});
+  }
+  t.notes.push_back("PEAK: the most TIME_WAIT sockets in one snapshot. ENTERED/S: entries over the range's snapshots.");
+  return t;
+}
+
+render::Table ports_table(const std::vector<analysis::PortPressure>& pressure, std::size_t top) {
+  render::Table t;
+  t.columns = {
+      {"destination", "DESTINATION"},
+      {"local_addr", "LOCAL ADDRESS"},
+      {"at", "WORST AT", Kind::time_ms},
+      {"time_wait", "TIME_WAIT", Kind::integer, "sockets"},
+      {"open", "OPEN", Kind::integer, "sockets"},
+      {"in_use", "IN USE", Kind::integer, "ports"},
+      {"range", "RANGE", Kind::integer, "ports"},
+      {"percent", "USED %", Kind::real, "percent", 1},
+  };
+  bool assumed = false;
+  for (const auto& p : pressure) {
+    if (top > 0 && t.rows.size() >= top) {
+      t.notes.push_back(fmt::format("({} more; --top 0 lists them all)", pressure.size() - top));
+      break;
+    }
+    assumed = assumed || p.range_assumed;
+    t.rows.push_back({endpoint(p.remote_addr, p.remote_port), p.local_addr, p.at_ms, p.time_wait, p.open,
+                      p.time_wait + p.open, p.range_size, p.percent()});
+  }
+  t.notes.push_back("Connections from ephemeral ports (ip_local_port_range) to one destination at the snapshot where");
+  t.notes.push_back("they were most: at 100 % a connect() there fails with EADDRNOTAVAIL.");
+  if (assumed) {
+    t.notes.push_back("The range was not recorded: 32768-60999 (Linux's default) assumed.");
+  }
+  return t;
+}
+
+Result run_time_wait(const TimeWaitOptions& o) {
+  if (o.ports && o.by) {
+    throw Error(Exit::usage, "--ports and --by are different views: give one or the other");
+  }
+  if (o.anomalies && o.by != "socket") {
+    throw Error(Exit::usage, "--anomalies lists sockets: use it with --by socket");
+  }
+  auto db = open_db(o.common);
+  const auto scope = analysis::resolve_scope(db, o.common.host, o.common.netns);
+  const auto [since, until] = resolve_window(o.window, o.common.now_ms);
+  const std::int64_t bucket = o.bucket ? parse_duration(*o.bucket, "--bucket") : 0;
+  if (o.bucket && (until - since) / bucket > 100'000) {
+    throw Error(Exit::usage,
+                fmt::format("--bucket {}: more than 100000 buckets over the range; choose a larger one", *o.bucket));
+  }
+  const auto report = analysis::time_wait_report(db, scope, since, until, bucket);
+  const int code = any_anomaly(report) ? 1 : 0;
+  const auto options = render_options(o.common);
+  std::string what;
+  render::Table t;
+  if (o.ports) {
+    const auto snapshots = analysis::list_snapshots(db, scope, since, until);
+    t = ports_table(analysis::port_pressure(db, scope, snapshots), o.top);
+    what = "ephemeral-port use per destination at its worst moment";
+  } else if (o.by == "remote" || o.by == "local") {
+    const auto snapshots = analysis::list_snapshots(db, scope, since, until);
+    const bool remote = *o.by == "remote";
+    t = groups_table(analysis::time_wait_groups(
+                         report, remote ? analysis::TimeWaitBy::remote : analysis::TimeWaitBy::local, snapshots),
+                     remote ? "REMOTE ENDPOINT" : "LOCAL ADDRESS", o.top);
+    what = remote ? "TIME_WAIT per remote endpoint" : "TIME_WAIT per local address (listening ports apart)";
+  } else if (o.by == "socket") {
+    t = sockets_table(report, o.anomalies);
+    what = o.anomalies ? "TIME_WAIT sockets with an anomaly" : "every TIME_WAIT socket and FIN_WAIT2 minisocket";
+  } else if (o.by == "time") {
+    t = buckets_table(report);
+    what = fmt::format("TIME_WAIT over time, per {}", model::format_duration(report.bucket_ms));
+  } else {
+    t = summary_table(report, options);
+    what = "TIME_WAIT lifecycle summary";
+  }
+  if (options.format == render::Format::json) {
+    auto doc = json_head("time-wait", o.common, &scope);
+    doc["what"] = what;
+    doc["since"] = model::format_iso_utc(since);
+    doc["until"] = model::format_iso_utc(until);
+    doc["snapshots"] = report.snapshots;
+    doc["anomalies_found"] = code == 1;
+    if (!o.by && !o.ports) {
+      nlohmann::ordered_json s;
+      s["entries"] = report.entries;
+      s["entries_per_s"] = report.entries_per_s ? nlohmann::ordered_json(*report.entries_per_s) : nullptr;
+      s["entries_complete"] = report.complete;
+      s["longest_gap_seconds"] = static_cast<double>(report.longest_gap_ms) / 1000.0;
+      s["table_entries"] = report.table_entries;
+      s["table_entries_per_s"] =
+          report.table_entries_per_s ? nlohmann::ordered_json(*report.table_entries_per_s) : nullptr;
+      s["tw_counter_delta"] = report.counter_delta ? nlohmann::ordered_json(*report.counter_delta) : nullptr;
+      s["tw_counter_per_s"] = report.counter_per_s ? nlohmann::ordered_json(*report.counter_per_s) : nullptr;
+      s["tw_counter_covered_seconds"] = static_cast<double>(report.covered_ms) / 1000.0;
+      s["mean_population"] = report.mean_population ? nlohmann::ordered_json(*report.mean_population) : nullptr;
+      s["peak_population"] = report.peak_population;
+      s["peak_time"] = report.snapshots > 0 ? nlohmann::ordered_json(model::format_iso_utc(report.peak_ms)) : nullptr;
+      s["tcp_tw_reuse"] = report.tcp_tw_reuse ? nlohmann::ordered_json(*report.tcp_tw_reuse) : nullptr;
+      s["tcp_max_tw_buckets"] =
+          report.tcp_max_tw_buckets ? nlohmann::ordered_json(*report.tcp_max_tw_buckets) : nullptr;
+      s["tcp_fin_timeout"] = report.tcp_fin_timeout ? nlohmann::ordered_json(*report.tcp_fin_timeout) : nullptr;
+      nlohmann::ordered_json kernel = nlohmann::ordered_json::object();
+      for (const auto& [counter, delta] : report.related) {
+        kernel[counter] = delta;
+      }
+      s["kernel_counters"] = kernel;
+      nlohmann::ordered_json counts = nlohmann::ordered_json::object();
+      for (const auto& kind : k_anomalies) {
+        counts[kind.key] = count_if(report, kind.has);
+      }
+      s["anomaly_counts"] = counts;
+      doc["summary"] = s;
+      auto anomalies = render::to_json_rows(sockets_table(report, true));
+      doc["anomalies"] = anomalies;
+      nlohmann::ordered_json overflows = nlohmann::ordered_json::array();
+      for (const auto& step : report.overflows) {
+        overflows.push_back({{"from", model::format_iso_utc(step.from_ms)},
+                             {"to", model::format_iso_utc(step.to_ms)},
+                             {"increase", step.increase}});
+      }
+      doc["overflows"] = overflows;
+      doc["bucket_seconds"] = static_cast<double>(report.bucket_ms) / 1000.0;
+      doc["buckets"] = render::to_json_rows(buckets_table(report));
+    }
+    return {render::render(t, options, doc), code};
+  }
+  std::vector<std::string> heading = {fmt::format("# {}: {}, {} snapshots from {} to {}", scope_line(scope), what,
+                                                  report.snapshots, model::format_human(since, options.zone),
+                                                  model::format_human(until, options.zone))};
+  if (report.snapshots == 0) {
+    t.rows.clear();
+    t.notes = {"(no snapshot in the range)"};
+  } else if (t.rows.empty()) {
+    t.notes.clear();
+    t.notes.push_back("(none)");
+  }
+  std::string out = render::render(t, options, {}, heading);
+  if (options.format == render::Format::table && !o.by && !o.ports && report.snapshots > 0) {
+    out += fmt::format("\n# over time, per {} (--by time for this alone)\n", model::format_duration(report.bucket_ms));
+    out += render::to_text(buckets_table(report), options);
+  }
+  return {out, code};
+}
+
+}  // namespace
+
+void setup_time_wait(CLI::App& app, Runner& selected) {
+  auto o = std::make_shared<TimeWaitOptions>();
+  auto* sub = add_command(app, "time-wait",
+                          "TIME_WAIT against its 60 s: entries from the timers beside the kernel's TW counter, who "
+                          "closes first, peers, anomalies, ephemeral-port pressure. Exit 1 when it finds an anomaly",
+                          selected, [o] { return run_time_wait(*o); });
+  add_common(*sub, o->common);
+  add_window(*sub, o->window);
+  sub->add_option("--by", o->by,
+                  "remote: per peer; local: per local address; socket: every socket; time: the series per bucket")
+      ->check(CLI::IsMember({"remote", "local", "socket", "time"}));
+  sub->add_flag("--ports", o->ports, "Ephemeral-port pressure per (local address, destination) at its worst moment");
+  sub->add_flag("--anomalies", o->anomalies, "With --by socket: only sockets with an anomaly");
+  sub->add_option("--bucket", o->bucket, "Bucket size of the series over time (default: 24 to 60 buckets)");
+  sub->add_option("--top", o->top, "Rows of --by remote/local and --ports (0: all)")->capture_default_str();
+}
+
+}  // namespace sockhist::analyzer
