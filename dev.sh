@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # sockhist's one entry point for people and CI.
 #   ./dev.sh demo   install what is missing, build, collect a short history of this host into the
-#                   default database, and print what it recorded
+#                   default database, and print what it recorded and the lifecycle reports
 #   ./dev.sh test   install what is missing, build with warnings as errors, run every test (ctest)
 #   ./dev.sh build  install what is missing and build
 #   ./dev.sh sanitize  the whole test suite again under AddressSanitizer and UBSan (build-asan/)
@@ -57,6 +57,17 @@ demo() {
   echo
   echo "== sockhist trend --since $start --bucket 2s"
   "$analyze" trend --db "$db" --host "$host" --since "$start" --bucket 2s
+  # The lifecycle reports exit 1 when they find something: that is an answer, not a failure.
+  echo
+  echo "== sockhist close-wait --since $start --min-age 0 --by process"
+  "$analyze" close-wait --db "$db" --host "$host" --since "$start" --min-age 0 --by process || [ $? -eq 1 ]
+  echo
+  echo "== sockhist time-wait --since $start"
+  "$analyze" time-wait --db "$db" --host "$host" --since "$start" --bucket 2s || [ $? -eq 1 ]
+  echo
+  echo "== sockhist check --verbose --close-wait-max-age 10m --time-wait-max 20000 --listen-overflows 0"
+  "$analyze" check --db "$db" --host "$host" --verbose --close-wait-max-age 10m --time-wait-max 20000 \
+    --listen-overflows 0 || [ $? -eq 1 ]
 }
 
 run_tests() {

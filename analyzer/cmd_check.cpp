@@ -164,9 +164,10 @@ Result run_check(const CheckOptions& o) {
                   snapshots.back().time_ms,
                   {},
                   true};
-        f.message = fmt::format("{} holds {} CLOSE_WAIT socket{} seen there for {} or more (oldest {}, {})", who,
-                                list.size(), list.size() == 1 ? "" : "s", model::format_duration(*max_age),
-                                model::format_duration(longest), where);
+        const bool holds = std::any_of(list.begin(), list.end(), [](const auto* s) { return s->still_there; });
+        f.message = fmt::format("{} {} {} CLOSE_WAIT socket{} seen there for {} or more (oldest {}, {})", who,
+                                holds ? "holds" : "held", list.size(), list.size() == 1 ? "" : "s",
+                                model::format_duration(*max_age), model::format_duration(longest), where);
         outcomes.push_back(std::move(f));
       }
       if (old.empty()) {

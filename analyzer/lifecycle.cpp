@@ -349,6 +349,19 @@ TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::i
   const auto time_wait = state_id(db, "tcp", "TIME_WAIT");
   const auto fin_wait2 = state_id(db, "tcp", "FIN_WAIT2");
   std::set<std::int64_t> span_ids;
+  // The snapshot before the range: the lower bound of entry for sockets first seen in its first.
+  std::optional<std::optional<std::int64_t>> before_range_ms;
+  const auto before_range = [&]() -> std::optional<std::int64_t> {
+    if (!before_range_ms) {
+      SQLite::Statement before(db,
+                               "SELECT time_ms FROM snapshots WHERE netns_id = ? AND snapshot_id < ? "
+                               "ORDER BY snapshot_id DESC LIMIT 1");
+      before.bind(1, scope.netns_id);
+      before.bind(2, ids.front());
+      before_range_ms = before.executeStep() ? std::optional(before.getColumn(0).getInt64()) : std::nullopt;
+    }
+    return *before_range_ms;
+  };
   if (time_wait || fin_wait2) {
     SQLite::Statement q(
         db,
@@ -410,20 +423,12 @@ TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::i
       }
       // Where in the range it was first and last seen.
       const auto first_pos = at_or_before(ids, first_id);
-      if (first_pos < 0) {
-        // Seen before the range began: count it from the range's first snapshot, keeping its own
-        // first sighting (and timer) for the estimate.
-      } else if (first_pos > 0) {
+      // A socket first seen before the range keeps its own first sighting (and timer) for the
+      // estimate, and no lower bound from the range.
+      if (first_pos > 0) {
         s.entered_after_ms = times[static_cast<std::size_t>(first_pos - 1)];
-      } else {
-        SQLite::Statement before(db,
-                                 "SELECT time_ms FROM snapshots WHERE netns_id = ? AND snapshot_id < ? "
-                                 "ORDER BY snapshot_id DESC LIMIT 1");
-        before.bind(1, scope.netns_id);
-        before.bind(2, first_id);
-        if (before.executeStep()) {
-          s.entered_after_ms = before.getColumn(0).getInt64();
-        }
+      } else if (first_pos == 0) {
+        s.entered_after_ms = before_range();
       }
       const auto last_pos = at_or_before(ids, last_id);
       s.last_seen_ms = times[static_cast<std::size_t>(std::max<std::ptrdiff_t>(last_pos, 0))];
@@ -541,7 +546,7 @@ TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::i
   for (std::size_t i = 0; i < snapshots.size(); ++i) {
     const auto n = snapshots[i].count("tcp", "TIME_WAIT");
     sum += static_cast<double>(n);
-    if (n > r.peak_population) {
+    if (n > r.peak_population || i == 0) {
       r.peak_population = n;
       r.peak_ms = times[i];
     }

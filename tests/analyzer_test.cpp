@@ -204,10 +204,11 @@ std::vector<GoldenCase> golden_cases() {
       }
     }
   };
-  lifecycle("snapshots", {"snapshots"}, 0, false, false);
-  lifecycle("stats_across_reboot", {"stats"}, 0, false);
-  lifecycle("trend_close_wait_by_process", {"trend", "--state", "CLOSE_WAIT", "--by", "process", "--bucket", "30s"}, 0,
-            false);
+  lifecycle("snapshots", {"snapshots"}, 0, true, false);
+  lifecycle("show_tanpo", {"show", "--at", "02:00:45", "-tanpo"}, 0, true, false);
+  lifecycle("stats_across_reboot", {"stats"}, 0);
+  lifecycle("trend_close_wait_by_process", {"trend", "--state", "CLOSE_WAIT", "--by", "process", "--bucket", "30s"}, 0);
+  lifecycle("explain_close_wait", {"explain", "CLOSE_WAIT"}, 0, false, false);
   lifecycle("close_wait", {"close-wait", "--min-age", "0"}, 1);
   lifecycle("close_wait_by_process", {"close-wait", "--min-age", "0", "--by", "process"}, 1);
   lifecycle("time_wait", {"time-wait", "--bucket", "15s"}, 1);
@@ -479,7 +480,7 @@ TEST(Analyzer, CheckExitsZeroHealthyOneForEachFindingTwoOnErrors) {
       {{"--port-pressure-max", "10"}, "api1: port-pressure-max: 10.0.0.50:443 from 10.0.0.1 used 19.0 %"},
       {{"--listen-overflows", "0"}, "api1: listen-overflows: TcpExt.ListenOverflows grew by 3 over 15s"},
       // Over a window: the first boot's leak, TIME_WAIT peak, pressure and the overflow.
-      {{"--since", "02:00", "--close-wait-max-age", "1m"}, "api1: close-wait-max-age: 2100/api holds 4 CLOSE_WAIT"},
+      {{"--since", "02:00", "--close-wait-max-age", "1m"}, "api1: close-wait-max-age: 2100/api held 4 CLOSE_WAIT"},
       {{"--since", "02:00", "--time-wait-max", "34"}, "api1: time-wait-max: 35 TIME_WAIT sockets at most"},
       {{"--since", "02:00", "--port-pressure-max", "80"},
        "api1: port-pressure-max: 10.0.0.50:443 from 10.0.0.1 used 82.0 %"},
