@@ -148,6 +148,40 @@ TEST_F(LifecycleLive, TimeWaitEntryWithinOneSecondCloseWaitBoundsContainTheClose
       matched, worst, bounded, widest);
 }
 
+// An orphaned FIN_WAIT2 minisocket is counted by TcpExt.TW when it appears, and not again when the
+// peer's FIN turns it into TIME_WAIT: time-wait counts entries the same way.
+TEST_F(LifecycleLive, FinWait2MinisocketIsCountedOnceLikeTheKernelDoes) {
+  const Fd listener = listen_tcp(4);
+  const auto begin = Clock::now();
+  Collector collector(m_db);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  std::vector<Fd> servers;
+  for (int i = 0; i < 3; ++i) {
+    servers.push_back(make_close_wait(connect_pair(4, listener)));  // the client end: a minisocket
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  servers.clear();  // the servers close: each minisocket gets the FIN and turns TIME_WAIT
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  collector.stop();
+  const auto report = analyze({"time-wait", "--db", m_db, "--since", iso(begin), "--until", iso(Clock::now()), "--by",
+                               "socket", "--format", "json"});
+  std::size_t minisockets = 0, became_time_wait = 0;
+  for (const auto& row : report["rows"]) {
+    if (row["state"] == "FIN_WAIT2") {
+      ++minisockets;
+      became_time_wait += row["next_state"] == "TIME_WAIT" ? 1 : 0;
+      EXPECT_EQ(row["closer"], "client") << row.dump();
+    }
+  }
+  EXPECT_EQ(minisockets, 3U) << report.dump(1);
+  EXPECT_EQ(became_time_wait, 3U) << report.dump(1);
+  const auto summary = analyze(
+      {"time-wait", "--db", m_db, "--since", iso(begin), "--until", iso(Clock::now()), "--format", "json"})["summary"];
+  EXPECT_EQ(summary["entries"], 3) << summary.dump(1);        // three TIME_WAIT entries
+  EXPECT_EQ(summary["table_entries"], 3) << summary.dump(1);  // counted once each, as minisockets
+  EXPECT_EQ(summary["tw_counter_delta"], 3) << summary.dump(1);
+}
+
 TEST_F(LifecycleLive, TimeWaitCounterAgreesWithEntriesAndPopulationAtFiftyClosesASecond) {
   const Fd listener = listen_tcp(4);
   const auto begin = Clock::now();
