@@ -86,5 +86,8 @@ void setup_explain(CLI::App& app, Runner& selected);
 void setup_close_wait(CLI::App& app, Runner& selected);
 void setup_time_wait(CLI::App& app, Runner& selected);
 void setup_check(CLI::App& app, Runner& selected);
+void setup_merge(CLI::App& app, Runner& selected);
+void setup_export(CLI::App& app, Runner& selected);
+void setup_sql(CLI::App& app, Runner& selected);
 
 }  // namespace sockhist::analyzer

@@ -75,6 +75,9 @@ int main(int argc, char** argv) {
     sockhist::analyzer::setup_close_wait(app, run);
     sockhist::analyzer::setup_time_wait(app, run);
     sockhist::analyzer::setup_check(app, run);
+    sockhist::analyzer::setup_merge(app, run);
+    sockhist::analyzer::setup_export(app, run);
+    sockhist::analyzer::setup_sql(app, run);
   } catch (const sockhist::Error& e) {
     fmt::print(stderr, "sockhist: error: {}\n", e.what());
     return k_error;

@@ -654,7 +654,10 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
       insert_span.bind(22);
     }
     bind_optional(insert_span, 23, next.process_id);
-    insert_span.bind(24, next.carried ? 1 : 0);
+    // A merge names owners the input had carried forward: they stay marked as carried.
+    const auto index = static_cast<std::size_t>(next.socket - cap.sockets.data());
+    const bool carried = next.carried || (index < cap.owner_carried.size() && cap.owner_carried[index] != 0);
+    insert_span.bind(24, carried ? 1 : 0);
     insert_span.exec();
     ++stats.spans_opened;
     ++stats.rows_written;
@@ -668,7 +671,7 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
     opened.proto = s.proto;
     opened.state = s.state;
     opened.process_id = next.process_id.value_or(0);
-    opened.carried = next.carried;
+    opened.carried = carried;
     opened.timer = static_cast<std::uint8_t>(s.timer);
     opened.timer_ms = s.timer_ms;
     opened.first_time_ms = cap.time_ms;

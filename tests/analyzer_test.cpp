@@ -531,6 +531,90 @@ TEST(Analyzer, TimeWaitUsageErrorsExitTwo) {
   }
 }
 
+// sql: the read-only guarantee, the interrupt, one-line errors with the position, and every
+// example query of schema/README.md.
+TEST(Analyzer, SqlRefusesEveryWriteAndLeavesTheFileAsItWas) {
+  const auto dir = scratch_dir("analyzer-sql-" + std::to_string(::getpid()));
+  const auto copy = dir / "copy.db";
+  std::filesystem::copy_file(sample_db(), copy, std::filesystem::copy_options::overwrite_existing);
+  const auto before = read_text(copy);
+  const auto outside = dir / "outside.db";
+  for (const std::string& sql : std::vector<std::string>{
+           "INSERT INTO hosts(name) VALUES ('intruder')",
+           "DELETE FROM snapshots",
+           "UPDATE hosts SET name = 'x'",
+           "DROP TABLE socket_spans",
+           "CREATE TABLE notes(t TEXT)",
+           "ATTACH DATABASE '" + outside.string() + "' AS other",
+           "PRAGMA user_version = 99",
+           "PRAGMA journal_mode = DELETE",
+           "SELECT load_extension('/usr/lib/x86_64-linux-gnu/libsqlite3.so.0')",
+           "SELECT 1; DROP TABLE hosts",
+           "VACUUM INTO '" + outside.string() + "'",
+       }) {
+    const auto r = run(SOCKHIST_ANALYZER_BIN, {"sql", "--db", copy.string(), sql});
+    EXPECT_EQ(r.exit_code, 2) << sql << ": " << r.out;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << sql << ": " << r.err;
+    EXPECT_TRUE(r.err.starts_with("sockhist: error: sql: ")) << sql << ": " << r.err;
+    EXPECT_EQ(r.out, "") << sql;
+  }
+  EXPECT_EQ(read_text(copy), before);
+  EXPECT_FALSE(std::filesystem::exists(outside));
+  // Reading a pragma is fine.
+  const auto pragma =
+      run(SOCKHIST_ANALYZER_BIN, {"sql", "--db", copy.string(), "PRAGMA user_version", "--format", "csv"});
+  EXPECT_EQ(pragma.exit_code, 0) << pragma.err;
+  EXPECT_EQ(pragma.out, "user_version\r\n4\r\n");
+}
+
+TEST(Analyzer, SqlInterruptsARunawayQueryAndPointsAtSyntaxErrors) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto runaway = run(SOCKHIST_ANALYZER_BIN,
+                           {"sql", "--db", sample_db(), "--timeout", "1s",
+                            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"});
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(runaway.exit_code, 2);
+  EXPECT_EQ(runaway.err, "sockhist: error: sql: interrupted after 1s (--timeout)\n");
+  EXPECT_LT(took, std::chrono::seconds(20));
+  const auto syntax = run(SOCKHIST_ANALYZER_BIN, {"sql", "--db", sample_db(), "SELECT * FORM v_snapshots"});
+  EXPECT_EQ(syntax.exit_code, 2);
+  EXPECT_EQ(syntax.err, "sockhist: error: sql: near \"FORM\": syntax error at offset 9 ('FORM v_snapshots')\n");
+  const auto neither = run(SOCKHIST_ANALYZER_BIN, {"sql", "--db", sample_db()});
+  EXPECT_EQ(neither.exit_code, 2);
+}
+
+TEST(Analyzer, SqlRunsEveryDocumentedExampleInEveryFormat) {
+  const auto dir = scratch_dir("analyzer-sql-docs-" + std::to_string(::getpid()));
+  const auto doc = read_text(std::filesystem::path(SOCKHIST_SAMPLES_DIR) / ".." / "schema" / "README.md");
+  std::size_t queries = 0;
+  for (std::size_t start = doc.find("```sql\n"); start != std::string::npos; start = doc.find("```sql\n", start)) {
+    start += 7;
+    std::string sql = doc.substr(start, doc.find("```", start) - start);
+    for (const auto& [macro, value] :
+         {std::pair{"$__unixEpochFrom()", "0"}, std::pair{"$__unixEpochTo()", "99999999999"}}) {
+      for (auto at = sql.find(macro); at != std::string::npos; at = sql.find(macro)) {
+        sql.replace(at, std::string(macro).size(), value);
+      }
+    }
+    const auto file = dir / fmt::format("q{}.sql", queries++);
+    write_text(file, sql);
+    for (const char* format : {"table", "json", "csv"}) {
+      const auto r =
+          run(SOCKHIST_ANALYZER_BIN, {"sql", "--db", sample_db(), "--file", file.string(), "--format", format});
+      EXPECT_EQ(r.exit_code, 0) << sql << "\n" << r.err;
+      EXPECT_EQ(r.err, "") << sql;
+      if (std::string(format) == "json") {
+        EXPECT_TRUE(nlohmann::json::parse(r.out).contains("rows")) << r.out;
+      }
+    }
+  }
+  EXPECT_GE(queries, 8U);
+  const auto counts =
+      run(SOCKHIST_ANALYZER_BIN, {"sql", "--db", sample_db(), "--format", "csv",
+                                  "SELECT count(*) AS snapshots, min(socket_count) AS fewest FROM snapshots"});
+  EXPECT_EQ(counts.out, "snapshots,fewest\r\n4,116\r\n");
+}
+
 TEST(Analyzer, CloseWaitExitsLikeDiff) {
   ::setenv("SOCKHIST_NOW", "2026-11-24T01:00:00Z", 1);
   const auto found =

@@ -199,7 +199,10 @@ struct Capture {
   OwnerScan owners = OwnerScan::skipped;
   std::vector<Socket> sockets;
   std::vector<Counter> counters;
-  std::vector<Process> processes;                            // owners referenced by Socket::pid
+  std::vector<Process> processes;  // owners referenced by Socket::pid
+  // Per socket, 1 when its owner (Socket::pid) was carried forward from the connection's earlier
+  // life rather than seen: set only by merge and export, which copy stored history; empty otherwise.
+  std::vector<std::uint8_t> owner_carried;
   std::vector<std::pair<std::uint32_t, std::string>> users;  // uid -> name, live captures only
   std::vector<Diagnostic> diagnostics;
   std::size_t skipped_lines = 0;
