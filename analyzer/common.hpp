@@ -89,5 +89,6 @@ void setup_check(CLI::App& app, Runner& selected);
 void setup_merge(CLI::App& app, Runner& selected);
 void setup_export(CLI::App& app, Runner& selected);
 void setup_sql(CLI::App& app, Runner& selected);
+void setup_diff(CLI::App& app, Runner& selected);
 
 }  // namespace sockhist::analyzer

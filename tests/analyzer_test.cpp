@@ -188,6 +188,21 @@ std::vector<GoldenCase> golden_cases() {
     }
   }
   cases.push_back({"fleet_snapshots_web2_json", {"snapshots", "--host", "web2", "--format", "json"}, true});
+  // diff: two hosts at (nearly) one moment, the same captures (no difference, exit 0) and not;
+  // one host at two moments, and across its reboot.
+  cases.push_back({"diff_hosts_identical", {"diff", "--host", "web1", "--host", "web2", "--at", "00:55:59"}, true, 0});
+  for (const char* format : {"table", "json", "csv"}) {
+    cases.push_back(
+        {std::string("diff_hosts_") + format,
+         {"diff", "--host", "web1", "--at", "00:56:03", "--host", "web2", "--at", "00:55:59", "--format", format},
+         true,
+         1});
+    cases.push_back({std::string("diff_moments_") + format,
+                     {"diff", "--snapshot", "1", "--snapshot", "3", "--top", "0", "--format", format},
+                     true,
+                     1});
+  }
+  cases.push_back({"diff_across_reboot", {"diff", "--snapshot", "3", "--snapshot", "4"}, true, 1});
   // api1's lifecycle fixture (samples/history-lifecycle): every lifecycle report in every format.
   const std::vector<std::string> range = {"--since", "02:00", "--until", "02:03"};
   const auto lifecycle = [&](const std::string& name, std::vector<std::string> args, int code, bool formats = true,
@@ -513,6 +528,21 @@ TEST(Analyzer, CheckExitsZeroHealthyOneForEachFindingTwoOnErrors) {
     EXPECT_EQ(r.exit_code, 2) << args.back() << ": " << r.err;
     EXPECT_EQ(r.out, "") << args.back();
     EXPECT_FALSE(r.err.empty());
+  }
+}
+
+TEST(Analyzer, DiffNeedsTwoSidesAndSaysSo) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"diff", "--db", fleet_db(), "--host", "web1"},
+           {"diff", "--db", fleet_db(), "--snapshot", "1"},
+           {"diff", "--db", fleet_db(), "--snapshot", "1", "--snapshot", "3", "--host", "web1"},
+           {"diff", "--db", fleet_db(), "--snapshot", "1", "--snapshot", "999"},
+           {"diff", "--db", fleet_db(), "--host", "web1", "--host", "web9"},
+           {"diff", "--db", "/nonexistent/sockhist.db", "--snapshot", "1", "--snapshot", "2"}}) {
+    const auto r = run(SOCKHIST_ANALYZER_BIN, args);
+    EXPECT_EQ(r.exit_code, 2) << args.back() << ": " << r.out;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(r.out, "");
   }
 }
 
