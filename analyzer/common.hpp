@@ -90,5 +90,6 @@ void setup_merge(CLI::App& app, Runner& selected);
 void setup_export(CLI::App& app, Runner& selected);
 void setup_sql(CLI::App& app, Runner& selected);
 void setup_diff(CLI::App& app, Runner& selected);
+void setup_import(CLI::App& app, Runner& selected);
 
 }  // namespace sockhist::analyzer

@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
     sockhist::analyzer::setup_export(app, run);
     sockhist::analyzer::setup_sql(app, run);
     sockhist::analyzer::setup_diff(app, run);
+    sockhist::analyzer::setup_import(app, run);
   } catch (const sockhist::Error& e) {
     fmt::print(stderr, "sockhist: error: {}\n", e.what());
     return k_error;
