@@ -202,6 +202,16 @@ void add_owner(Listing& l, model::Socket& s, std::int32_t pid, std::string_view 
   }
 }
 
+// netstat's PID/Program column: "1104/python3", or "-" when unknown.
+void netstat_owner(Listing& l, model::Socket& s, std::string_view word) {
+  const auto slash = word.find('/');
+  if (slash != std::string_view::npos) {
+    if (const auto pid = number<std::int32_t>(word.substr(0, slash))) {
+      add_owner(l, s, *pid, word.substr(slash + 1));
+    }
+  }
+}
+
 }  // namespace
 
 Listing parse_netstat(std::string_view text, const std::string& file) {
@@ -292,13 +302,7 @@ Listing parse_netstat(std::string_view text, const std::string& file) {
       s.inode = *inode;
       ++i;
       if (have_program && i < w.size()) {
-        const auto slash = w[i].find('/');
-        if (slash != std::string_view::npos) {
-          if (const auto pid = number<std::int32_t>(w[i].substr(0, slash))) {
-            add_owner(l, s, *pid, w[i].substr(slash + 1));
-          }
-        }
-        ++i;
+        netstat_owner(l, s, w[i++]);
       }
       if (i < w.size()) {
         // The path is the rest of the line (it may hold spaces).
@@ -374,13 +378,7 @@ Listing parse_netstat(std::string_view text, const std::string& file) {
       ++i;
     }
     if (have_program && i < w.size()) {
-      const auto slash = w[i].find('/');
-      if (slash != std::string_view::npos) {
-        if (const auto pid = number<std::int32_t>(w[i].substr(0, slash))) {
-          add_owner(l, s, *pid, w[i].substr(slash + 1));
-        }
-      }
-      ++i;
+      netstat_owner(l, s, w[i++]);
     }
     if (have_timer && i < w.size()) {
       // "off (0.00/0/0)", "timewait (52.31/0/0)", "keepalive (6580.48/0/0)"
