@@ -362,15 +362,13 @@ Result run_time_wait(const TimeWaitOptions& o) {
   std::string what;
   render::Table t;
   if (o.ports) {
-    const auto snapshots = analysis::list_snapshots(db, scope, since, until);
-    t = ports_table(analysis::port_pressure(db, scope, snapshots), o.top);
+    t = ports_table(analysis::port_pressure(db, scope, report.snapshot_list), o.top);
     what = "ephemeral-port use per destination at its worst moment";
   } else if (o.by == "remote" || o.by == "local") {
-    const auto snapshots = analysis::list_snapshots(db, scope, since, until);
     const bool remote = *o.by == "remote";
-    t = groups_table(analysis::time_wait_groups(
-                         report, remote ? analysis::TimeWaitBy::remote : analysis::TimeWaitBy::local, snapshots),
-                     remote ? "REMOTE ENDPOINT" : "LOCAL ADDRESS", o.top);
+    t = groups_table(
+        analysis::time_wait_groups(report, remote ? analysis::TimeWaitBy::remote : analysis::TimeWaitBy::local),
+        remote ? "REMOTE ENDPOINT" : "LOCAL ADDRESS", o.top);
     what = remote ? "TIME_WAIT per remote endpoint" : "TIME_WAIT per local address (listening ports apart)";
   } else if (o.by == "socket") {
     t = sockets_table(report, o.anomalies);

@@ -322,7 +322,8 @@ TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::i
   TimeWaitReport r;
   r.since_ms = since_ms;
   r.until_ms = until_ms;
-  const auto snapshots = list_snapshots(db, scope, since_ms, until_ms);
+  r.snapshot_list = list_snapshots(db, scope, since_ms, until_ms);
+  const auto& snapshots = r.snapshot_list;
   r.snapshots = static_cast<std::int64_t>(snapshots.size());
   r.bucket_ms = bucket_ms > 0 ? bucket_ms : choose_bucket_ms(until_ms - since_ms);
   if (snapshots.empty()) {
@@ -596,8 +597,8 @@ TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::i
   return r;
 }
 
-std::vector<TimeWaitGroup> time_wait_groups(const TimeWaitReport& report, TimeWaitBy by,
-                                            const std::vector<SnapshotSummary>& snapshots) {
+std::vector<TimeWaitGroup> time_wait_groups(const TimeWaitReport& report, TimeWaitBy by) {
+  const auto& snapshots = report.snapshot_list;
   std::vector<std::int64_t> times;
   for (const auto& s : snapshots) {
     times.push_back(s.time_ms);

@@ -144,6 +144,7 @@ struct TimeWaitBucket {
 struct TimeWaitReport {
   std::int64_t since_ms = 0, until_ms = 0;  // the range asked for
   std::int64_t snapshots = 0;
+  std::vector<SnapshotSummary> snapshot_list;     // the range's snapshots, oldest first
   std::optional<std::int64_t> first_ms, last_ms;  // its first and last snapshot
   std::vector<TimeWaitSocket> sockets;            // TIME_WAIT and FIN_WAIT2 minisockets seen, oldest first
   // Entries whose estimate falls between the first and the last snapshot, and their rate. They are
@@ -190,8 +191,7 @@ struct TimeWaitGroup {
   std::string owners;                   // the most frequent owner, "(+N more)"
 };
 enum class TimeWaitBy { remote, local };
-std::vector<TimeWaitGroup> time_wait_groups(const TimeWaitReport& report, TimeWaitBy by,
-                                            const std::vector<SnapshotSummary>& snapshots);
+std::vector<TimeWaitGroup> time_wait_groups(const TimeWaitReport& report, TimeWaitBy by);
 
 // Ephemeral-port pressure towards one destination: connections from ports in ip_local_port_range
 // (TIME_WAIT and open ones) per (local address, remote address, remote port), at the snapshot
