@@ -303,14 +303,10 @@ void setup_diff(CLI::App& app, Runner& selected) {
                           "Two snapshots side by side (two hosts, or one host at two moments): listeners, processes, "
                           "states, peers and counters that differ. Exit 0 none, 1 differences",
                           selected, [o] { return run_diff(*o); });
-  sub->add_option("--db", o->common.db, "Database file (default as for the collector)");
+  add_common(*sub, o->common, false);  // --host names a side here
   sub->add_option("--host", o->hosts, "A side's host (twice for two hosts; once for one host at two --at)");
   sub->add_option("--at", o->ats, "A side's moment (twice, or once for both hosts; default: each newest)");
   sub->add_option("--snapshot", o->snapshots, "A side's snapshot id (twice)");
-  sub->add_option("--format", o->common.format, "table, json or csv")
-      ->check(CLI::IsMember({"table", "json", "csv"}))
-      ->capture_default_str();
-  sub->add_flag("--utc", o->common.utc, "Print times in UTC");
   sub->add_option("--counter-threshold", o->counter_threshold,
                   "Between hosts: a counter per second of uptime differing by more than this percent is listed")
       ->capture_default_str();

@@ -22,11 +22,13 @@ std::int64_t command_now_ms() {
   return model::now_ms();
 }
 
-void add_common(CLI::App& sub, Common& common) {
+void add_common(CLI::App& sub, Common& common, bool with_scope) {
   sub.add_option("--db", common.db, "Database file (default: $SOCKHIST_DB, else the collector's default)");
-  sub.add_option("--host", common.host, "Host to look at (required when the database holds several)");
-  sub.add_option("--netns", common.netns,
-                 "Network namespace: a /run/netns name or an inode (default: the host's own namespace)");
+  if (with_scope) {
+    sub.add_option("--host", common.host, "Host to look at (required when the database holds several)");
+    sub.add_option("--netns", common.netns,
+                   "Network namespace: a /run/netns name or an inode (default: the host's own namespace)");
+  }
   sub.add_option("--format", common.format, "Output: table (for people), json or csv (for programs)")
       ->check(CLI::IsMember({"table", "json", "csv"}))
       ->capture_default_str();

@@ -46,8 +46,9 @@ void add_window(CLI::App& sub, Window& window);
 // The range as epoch ms [since, until]; throws Error(usage) naming the option.
 std::pair<std::int64_t, std::int64_t> resolve_window(const Window& window, std::int64_t now_ms);
 
-// Adds --db, --host, --netns, --format and --utc to a subcommand.
-void add_common(CLI::App& sub, Common& common);
+// Adds --db, --host, --netns, --format and --utc to a subcommand (without --host and --netns for
+// commands whose arguments name their hosts themselves: diff, sql).
+void add_common(CLI::App& sub, Common& common, bool with_scope = true);
 
 // Registers a subcommand whose callback stores `run` into `selected`.
 CLI::App* add_command(CLI::App& app, const std::string& name, const std::string& description, Runner& selected,
