@@ -106,8 +106,7 @@ SnapshotSummary summary_with_counts(SQLite::Database& db, SQLite::Statement& q) 
 }
 
 // Every counter's value in a snapshot of a namespace, by counter_id.
-std::unordered_map<std::int64_t, std::int64_t> values_at(SQLite::Database& db, std::int64_t netns_id,
-                                                         std::int64_t snapshot_id) {
+CounterValues values_at(SQLite::Database& db, std::int64_t netns_id, std::int64_t snapshot_id) {
   SQLite::Statement q(db,
                       "SELECT cn.counter_id, cv.value FROM counter_names cn "
                       "CROSS JOIN counter_values cv ON cv.netns_id = ?1 AND cv.counter_id = cn.counter_id "
@@ -115,57 +114,23 @@ std::unordered_map<std::int64_t, std::int64_t> values_at(SQLite::Database& db, s
                       "AND x.counter_id = cn.counter_id AND x.snapshot_id <= ?2) WHERE cv.value IS NOT NULL");
   q.bind(1, netns_id);
   q.bind(2, snapshot_id);
-  std::unordered_map<std::int64_t, std::int64_t> values;
+  CounterValues values;
   while (q.executeStep()) {
     values[q.getColumn(0).getInt64()] = q.getColumn(1).getInt64();
   }
   return values;
 }
 
-struct CounterName {
-  std::string section, name;
-  bool is_gauge = false;
-};
-std::map<std::int64_t, CounterName> counter_names(SQLite::Database& db) {
-  std::map<std::int64_t, CounterName> names;
-  SQLite::Statement q(db, "SELECT counter_id, section, name, is_gauge FROM counter_names");
-  while (q.executeStep()) {
-    names[q.getColumn(0).getInt64()] = {q.getColumn(1).getString(), q.getColumn(2).getString(),
-                                        q.getColumn(3).getInt() != 0};
-  }
-  return names;
-}
-
-// Replays counter values snapshot by snapshot: the first snapshot's full values, then the stored
-// changes. `visit(index, values)` sees each snapshot's values in order.
+// The snapshots' ids, for replay_counters.
 template <class Visit>
 void replay_counters(SQLite::Database& db, const Scope& scope, const std::vector<SnapshotSummary>& snapshots,
                      Visit visit) {
-  if (snapshots.empty()) {
-    return;
+  std::vector<std::int64_t> ids;
+  ids.reserve(snapshots.size());
+  for (const auto& s : snapshots) {
+    ids.push_back(s.id);
   }
-  auto values = values_at(db, scope.netns_id, snapshots.front().id);
-  visit(std::size_t{0}, values);
-  SQLite::Statement q(
-      db,
-      "SELECT snapshot_id, counter_id, value FROM counter_values WHERE netns_id = ? AND snapshot_id > ? "
-      "AND snapshot_id <= ? ORDER BY snapshot_id");
-  q.bind(1, scope.netns_id);
-  q.bind(2, snapshots.front().id);
-  q.bind(3, snapshots.back().id);
-  bool have = q.executeStep();
-  for (std::size_t i = 1; i < snapshots.size(); ++i) {
-    while (have && q.getColumn(0).getInt64() <= snapshots[i].id) {
-      const auto id = q.getColumn(1).getInt64();
-      if (q.getColumn(2).isNull()) {
-        values.erase(id);
-      } else {
-        values[id] = q.getColumn(2).getInt64();
-      }
-      have = q.executeStep();
-    }
-    visit(i, values);
-  }
+  replay_counters(db, scope.netns_id, ids, visit);
 }
 
 std::int64_t bucket_start(std::int64_t time_ms, std::int64_t bucket_ms) {
@@ -345,6 +310,45 @@ Scope scope_of_snapshot(SQLite::Database& db, std::int64_t snapshot_id) {
     throw Error(Exit::usage, fmt::format("--snapshot {}: no such snapshot in {}", snapshot_id, db.getFilename()));
   }
   return scope_from_netns(db, q.getColumn(0).getInt64());
+}
+
+std::map<std::int64_t, CounterName> counter_names(SQLite::Database& db) {
+  std::map<std::int64_t, CounterName> names;
+  SQLite::Statement q(db, "SELECT counter_id, section, name, is_gauge FROM counter_names");
+  while (q.executeStep()) {
+    names[q.getColumn(0).getInt64()] = {q.getColumn(1).getString(), q.getColumn(2).getString(),
+                                        q.getColumn(3).getInt() != 0};
+  }
+  return names;
+}
+
+void replay_counters(SQLite::Database& db, std::int64_t netns_id, const std::vector<std::int64_t>& ids,
+                     const std::function<void(std::size_t, const CounterValues&)>& visit) {
+  if (ids.empty()) {
+    return;
+  }
+  auto values = values_at(db, netns_id, ids.front());
+  visit(std::size_t{0}, values);
+  SQLite::Statement q(
+      db,
+      "SELECT snapshot_id, counter_id, value FROM counter_values WHERE netns_id = ? AND snapshot_id > ? "
+      "AND snapshot_id <= ? ORDER BY snapshot_id");
+  q.bind(1, netns_id);
+  q.bind(2, ids.front());
+  q.bind(3, ids.back());
+  bool have = q.executeStep();
+  for (std::size_t i = 1; i < ids.size(); ++i) {
+    while (have && q.getColumn(0).getInt64() <= ids[i]) {
+      const auto id = q.getColumn(1).getInt64();
+      if (q.getColumn(2).isNull()) {
+        values.erase(id);
+      } else {
+        values[id] = q.getColumn(2).getInt64();
+      }
+      have = q.executeStep();
+    }
+    visit(i, values);
+  }
 }
 
 std::string endpoint(const std::string& addr, std::int64_t port) {

@@ -60,7 +60,8 @@ std::vector<std::string> hoist_common_options(int argc, char** argv) {
 int main(int argc, char** argv) {
   CLI::App app(
       "Answers questions about the socket history sockhist-collect recorded: netstat at any past\n"
-      "moment, netstat -s then and since, trends. Opens the database read-only.",
+      "moment, netstat -s then and since, trends, CLOSE_WAIT and TIME_WAIT lifecycles. Opens the\n"
+      "database read-only; only merge, export and import write, under the collector's writer lock.",
       "sockhist");
   app.set_version_flag("--version", "sockhist " SOCKHIST_VERSION);
   app.require_subcommand(1);

@@ -8,6 +8,7 @@
 #include <SQLiteCpp/Statement.h>
 #include <fmt/format.h>
 
+#include "sockhist/analysis.hpp"
 #include "sockhist/error.hpp"
 #include "sockhist/model.hpp"
 #include "sockhist/snapshot_writer.hpp"
@@ -259,14 +260,7 @@ MergeStats merge_into(SQLite::Database& output, SQLite::Database& input, const s
         }
       }
     }
-    std::map<std::int64_t, std::tuple<std::string, std::string, bool>> counter_names;
-    {
-      SQLite::Statement q(input, "SELECT counter_id, section, name, is_gauge FROM counter_names");
-      while (q.executeStep()) {
-        counter_names[q.getColumn(0).getInt64()] = {q.getColumn(1).getString(), q.getColumn(2).getString(),
-                                                    q.getColumn(3).getInt() != 0};
-      }
-    }
+    const auto counter_names = analysis::counter_names(input);
     // The spans alive at the first snapshot to copy, then those that begin later, in order.
     SQLite::Statement spans(
         input,
@@ -283,28 +277,6 @@ MergeStats merge_into(SQLite::Database& output, SQLite::Database& input, const s
     spans.bind(3, plan.ids.front());
     bool have_span = spans.executeStep();
     std::vector<LiveSpan> live;
-    // Counters: the values at the first snapshot, then the changes.
-    std::map<std::int64_t, std::int64_t> counters;
-    {
-      SQLite::Statement q(input,
-                          "SELECT cv.counter_id, cv.value FROM counter_values cv WHERE cv.netns_id = ?1 AND "
-                          "cv.snapshot_id = (SELECT max(x.snapshot_id) FROM counter_values x WHERE x.netns_id = ?1 "
-                          "AND x.counter_id = cv.counter_id AND x.snapshot_id <= ?2)");
-      q.bind(1, n.id);
-      q.bind(2, plan.ids.front());
-      while (q.executeStep()) {
-        if (!q.getColumn(1).isNull()) {
-          counters[q.getColumn(0).getInt64()] = q.getColumn(1).getInt64();
-        }
-      }
-    }
-    SQLite::Statement changes(input,
-                              "SELECT snapshot_id, counter_id, value FROM counter_values WHERE netns_id = ? AND "
-                              "snapshot_id > ? AND snapshot_id <= ? ORDER BY snapshot_id");
-    changes.bind(1, n.id);
-    changes.bind(2, plan.ids.front());
-    changes.bind(3, plan.ids.back());
-    bool have_change = changes.executeStep();
     SQLite::Statement snapshot(
         input,
         "SELECT time_ms, boot_id, uptime_ms, hostname, kernel, user_hz, source, proc_root, capture_ms, "
@@ -312,7 +284,9 @@ MergeStats merge_into(SQLite::Database& output, SQLite::Database& input, const s
         "skipped_lines, netns_pid FROM snapshots WHERE snapshot_id = ?");
     SQLite::Statement diagnostics(input, "SELECT file, line, message FROM diagnostics WHERE snapshot_id = ?");
     bool first = true;
-    for (const auto id : plan.ids) {
+    // One capture per snapshot, with the counters as they stood then.
+    analysis::replay_counters(input, n.id, plan.ids, [&](std::size_t index, const analysis::CounterValues& counters) {
+      const auto id = plan.ids[index];
       snapshot.reset();
       snapshot.bind(1, id);
       if (!snapshot.executeStep()) {
@@ -411,20 +385,10 @@ MergeStats merge_into(SQLite::Database& output, SQLite::Database& input, const s
       for (const auto& [process_id, used] : referenced) {
         c.processes.push_back(processes.at(process_id).process);
       }
-      // Counters as they stood at this snapshot.
-      while (have_change && changes.getColumn(0).getInt64() <= id) {
-        const auto counter_id = changes.getColumn(1).getInt64();
-        if (changes.getColumn(2).isNull()) {
-          counters.erase(counter_id);
-        } else {
-          counters[counter_id] = changes.getColumn(2).getInt64();
-        }
-        have_change = changes.executeStep();
-      }
-      for (const auto& [counter_id, value] : counters) {
-        if (const auto name = counter_names.find(counter_id); name != counter_names.end()) {
-          const auto& [section, counter, gauge] = name->second;
-          c.counters.push_back({section, counter, value, gauge});
+      // In the input's counter order (its ids follow the kernel's order), as stats lists them.
+      for (const auto& [counter_id, name] : counter_names) {
+        if (const auto value = counters.find(counter_id); value != counters.end()) {
+          c.counters.push_back({name.section, name.name, value->second, name.is_gauge});
         }
       }
       writer.write(c);
@@ -434,7 +398,7 @@ MergeStats merge_into(SQLite::Database& output, SQLite::Database& input, const s
       if (progress) {
         progress(done, total);
       }
-    }
+    });
   }
   return stats;
 }

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <SQLiteCpp/Database.h>
@@ -145,6 +147,21 @@ struct RangeStats {
 };
 // Counter deltas and rates over the snapshots of a scope in [since_ms, until_ms].
 RangeStats counter_range(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms);
+
+// A counter's identity, by counter_id.
+struct CounterName {
+  std::string section, name;
+  bool is_gauge = false;
+};
+std::map<std::int64_t, CounterName> counter_names(SQLite::Database& db);
+
+// Every counter's value in one snapshot: counter_id -> value.
+using CounterValues = std::unordered_map<std::int64_t, std::int64_t>;
+// Replays the stored counter values of one namespace at each snapshot of `ids` (ascending): the
+// first one's full values, then the stored changes (those of snapshots between the ids too).
+// `visit(index, values)` sees each snapshot's values in order.
+void replay_counters(SQLite::Database& db, std::int64_t netns_id, const std::vector<std::int64_t>& ids,
+                     const std::function<void(std::size_t, const CounterValues&)>& visit);
 
 // One counter between two consecutive snapshots of one boot that both hold it (a decrease without
 // a reboot is a reset: increase 0, reset true).
