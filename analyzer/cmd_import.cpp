@@ -15,6 +15,23 @@ namespace sockhist::analyzer {
 
 namespace {
 
+// A capture already stored (the same host, time and file or report): importing it again would
+// only duplicate it. Throws Error(usage) naming the snapshot.
+void refuse_repeat(SQLite::Database& db, const model::Capture& c) {
+  SQLite::Statement q(db,
+                      "SELECT s.snapshot_id FROM snapshots s JOIN netns n ON n.netns_id = s.netns_id "
+                      "JOIN hosts h ON h.host_id = n.host_id WHERE h.name = ? AND s.time_ms = ? AND s.proc_root = ? "
+                      "LIMIT 1");
+  q.bind(1, c.host);
+  q.bind(2, c.time_ms);
+  q.bind(3, c.proc_root.value_or(""));
+  if (q.executeStep()) {
+    throw Error(Exit::usage, fmt::format("{}: already imported as {} at {} (snapshot {}); nothing recorded",
+                                         c.proc_root.value_or(""), c.host, model::format_iso_utc(c.time_ms),
+                                         q.getColumn(0).getInt64()));
+  }
+}
+
 struct ImportOptions {
   std::string kind;
   std::string file;
@@ -23,9 +40,72 @@ struct ImportOptions {
   std::optional<std::string> at;
   std::string lock_wait = "30s";
   bool quiet = false;
+  bool no_cmdline = false;
 };
 
+// Prints what each snapshot was read from, as `sockhist import sosreport` reports it.
+std::string describe(const import::SosreportCapture& c, const store::WriteStats& stats) {
+  const auto& cap = c.capture;
+  const auto where = cap.netns_initial ? std::string("host namespace") : fmt::format("namespace {}", *cap.netns_name);
+  std::string line = fmt::format("  {:<24} {:>6} sockets from {}", where, stats.sockets, c.sockets_from);
+  line += c.owners_from.empty() ? ", no owners" : fmt::format("; owners from {}", c.owners_from);
+  line += c.counters_from.empty() ? "; no counters"
+                                  : fmt::format("; {} counters from {}", cap.counters.size(), c.counters_from);
+  return fmt::format("{} (snapshot {})\n", line, stats.snapshot_id);
+}
+
+Result run_import_sosreport(const ImportOptions& o) {
+  import::SosreportOptions options;
+  options.host = o.host;
+  if (o.at) {
+    options.at_ms = parse_moment(*o.at, "--at", command_now_ms());
+  }
+  options.cmdlines = !o.no_cmdline;
+  // Read whole before anything is written: a refused report stores nothing.
+  auto captures = import::read_sosreport(o.file, options);
+  std::vector<model::Capture> batch;
+  batch.reserve(captures.size());
+  for (const auto& c : captures) {
+    batch.push_back(c.capture);
+  }
+  const auto db_path = store::resolve_db_path(o.db);
+  store::WriterLock lock(db_path, std::chrono::milliseconds(parse_duration(o.lock_wait, "--lock-wait", true)));
+  auto db = store::open_for_write(db_path);
+  refuse_repeat(db, batch.front());
+  store::SnapshotWriter writer(db, store::OpenSpans::forget);
+  // Every namespace of the report in one transaction: all of it is stored, or none.
+  const auto stats = writer.write_all(batch);
+  for (const auto& c : captures) {
+    for (const auto& d : c.capture.diagnostics) {
+      if (d.line > 0) {
+        fmt::print(stderr, "{}:{}: {} (line skipped)\n", d.file, d.line, d.message);
+      } else if (!d.message.starts_with("source of ")) {
+        fmt::print(stderr, "{}: {}\n", d.file, d.message);
+      }
+    }
+  }
+  if (o.quiet) {
+    return {"", 0};
+  }
+  const auto& first = captures.front();
+  std::string time_from;
+  for (const auto& [fact, file] : first.provenance) {
+    if (fact == "time") {
+      time_from = file;
+    }
+  }
+  std::string out = fmt::format("{}: sosreport of {} at {} (time from {})\n", o.file, first.capture.host,
+                                model::format_iso_utc(first.capture.time_ms), time_from);
+  for (std::size_t i = 0; i < captures.size(); ++i) {
+    out += describe(captures[i], stats[i]);
+  }
+  return {out, 0};
+}
+
 Result run_import(const ImportOptions& o) {
+  if (o.kind == "sosreport") {
+    return run_import_sosreport(o);
+  }
   if (!o.host) {
     throw Error(Exit::usage, fmt::format("--host: {} listings do not say which host they are of; name it", o.kind));
   }
@@ -48,20 +128,11 @@ Result run_import(const ImportOptions& o) {
   if (listing.sockets.empty()) {
     throw Error(Exit::bad_input, fmt::format("{}: no socket line could be read; nothing recorded", o.file));
   }
-  model::Capture c;
-  c.host = *o.host;
-  c.hostname = *o.host;
-  c.time_ms = at_ms;
-  c.source = listing.tool;
-  c.proc_root = std::filesystem::absolute(o.file).string();
-  c.owners = listing.owners ? model::OwnerScan::complete : model::OwnerScan::skipped;
-  c.sockets = listing.sockets;
-  c.processes = listing.processes;
-  c.diagnostics = listing.diagnostics;
-  c.skipped_lines = listing.skipped_lines;
+  const auto c = import::listing_capture(listing, *o.host, at_ms, o.file);
   const auto db_path = store::resolve_db_path(o.db);
   store::WriterLock lock(db_path, std::chrono::milliseconds(parse_duration(o.lock_wait, "--lock-wait", true)));
   auto db = store::open_for_write(db_path);
+  refuse_repeat(db, c);
   store::SnapshotWriter writer(db, store::OpenSpans::forget);
   const auto stats = writer.write(c);
   std::string out;
@@ -86,13 +157,18 @@ void setup_import(CLI::App& app, Runner& selected) {
   auto o = std::make_shared<ImportOptions>();
   auto* sub = add_command(app, "import",
                           "Records a saved netstat or ss listing (netstat -antp/-neopa/-tunapo, ss -tanp/-tanpo/"
-                          "-peaonmi) as a snapshot of --host at --at",
+                          "-peaonmi) as a snapshot of --host at --at, or every namespace of an unpacked sosreport",
                           selected, [o] { return run_import(*o); });
-  sub->add_option("kind", o->kind, "netstat or ss")->required()->check(CLI::IsMember({"netstat", "ss"}));
-  sub->add_option("file", o->file, "The saved listing")->required();
+  sub->add_option("kind", o->kind, "netstat, ss or sosreport")
+      ->required()
+      ->check(CLI::IsMember({"netstat", "ss", "sosreport"}));
+  sub->add_option("file", o->file, "The saved listing, or the sosreport's directory")->required();
   sub->add_option("--db", o->db, "Database file (default as for the collector)");
-  sub->add_option("--host", o->host, "The host the listing is of");
-  sub->add_option("--at", o->at, "When it was taken (ISO-8601, or 'YYYY-MM-DD HH:MM[:SS]' local)");
+  sub->add_option("--host", o->host, "The host the listing is of (a sosreport: instead of its hostname)");
+  sub->add_option("--at", o->at,
+                  "When it was taken (ISO-8601, or 'YYYY-MM-DD HH:MM[:SS]' local; a sosreport: instead of its "
+                  "date --utc)");
+  sub->add_flag("--no-cmdline", o->no_cmdline, "Do not store command lines (a sosreport's ps auxwww)");
   sub->add_option("--lock-wait", o->lock_wait, "How long to wait for another writer")->capture_default_str();
   sub->add_flag("-q,--quiet", o->quiet, "Print nothing on success");
 }

@@ -8,40 +8,16 @@
 #include <fmt/format.h>
 
 #include "sockhist/error.hpp"
+#include "text_lines.hpp"
 
 namespace sockhist::import {
 
 namespace {
 
 using model::SockState;
-
-std::vector<std::string_view> words(std::string_view line) {
-  std::vector<std::string_view> out;
-  std::size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) {
-      ++i;
-    }
-    const auto start = i;
-    while (i < line.size() && line[i] != ' ' && line[i] != '\t') {
-      ++i;
-    }
-    if (i > start) {
-      out.push_back(line.substr(start, i - start));
-    }
-  }
-  return out;
-}
-
-template <class T>
-std::optional<T> number(std::string_view text) {
-  T v{};
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size()) {
-    return std::nullopt;
-  }
-  return v;
-}
+using text::Lines;
+using text::number;
+using text::words;
 
 // "127.0.0.1:80", "::1:18443", ":::*", "[::1]:443", "*:*", "127.0.0.53%lo:53".
 struct Endpoint {
@@ -167,25 +143,6 @@ std::optional<std::uint32_t> ss_duration_ms(std::string_view text) {
   }
   return static_cast<std::uint32_t>(std::min<std::uint64_t>(total, 0xffffffffU));
 }
-
-struct Lines {
-  std::vector<std::pair<std::size_t, std::string_view>> lines;  // 1-based number, text
-  explicit Lines(std::string_view text) {
-    std::size_t number = 0;
-    while (!text.empty()) {
-      const auto nl = text.find('\n');
-      auto line = text.substr(0, nl);
-      if (!line.empty() && line.back() == '\r') {
-        line.remove_suffix(1);
-      }
-      lines.emplace_back(++number, line);
-      if (nl == std::string_view::npos) {
-        break;
-      }
-      text.remove_prefix(nl + 1);
-    }
-  }
-};
 
 void skip(Listing& l, const std::string& file, std::size_t line, std::string message) {
   l.diagnostics.push_back({file, line, std::move(message)});
@@ -597,6 +554,22 @@ Listing parse_ss(std::string_view text, const std::string& file) {
   std::string letters = std::string(l.owners ? "p" : "") + (l.timers ? "o" : "") + (l.inodes ? "e" : "");
   l.format = netid ? fmt::format("ss -an{} (all families)", letters) : fmt::format("ss -tan{}", letters);
   return l;
+}
+
+model::Capture listing_capture(const Listing& listing, const std::string& host, std::int64_t at_ms,
+                               const std::string& file) {
+  model::Capture c;
+  c.host = host;
+  c.hostname = host;
+  c.time_ms = at_ms;
+  c.source = listing.tool;
+  c.proc_root = std::filesystem::absolute(file).string();
+  c.owners = listing.owners ? model::OwnerScan::complete : model::OwnerScan::skipped;
+  c.sockets = listing.sockets;
+  c.processes = listing.processes;
+  c.diagnostics = listing.diagnostics;
+  c.skipped_lines = listing.skipped_lines;
+  return c;
 }
 
 Listing parse_listing(std::string_view text, const std::string& file) {

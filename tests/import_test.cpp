@@ -16,6 +16,7 @@
 #include "process.hpp"
 #include "sockets.hpp"
 #include "sockhist/analysis.hpp"
+#include "sockhist/import.hpp"
 #include "sockhist/store.hpp"
 
 using namespace sockhist;
@@ -36,12 +37,13 @@ std::string tool(const char* name) {
 }
 
 using Key = std::tuple<std::string, std::string, std::int64_t, std::string, std::int64_t, std::string>;
-std::map<Key, analysis::SocketRow> rows_of(const std::string& db) {
+// The sockets of a snapshot (the newest when `snapshot` is 0), by what identifies them.
+std::map<Key, analysis::SocketRow> rows_of(const std::string& db, std::int64_t snapshot = 0) {
   auto conn = store::open_read_only(db);
   SQLite::Statement q(conn, "SELECT max(snapshot_id) FROM snapshots");
   q.executeStep();
   std::map<Key, analysis::SocketRow> out;
-  for (auto& r : analysis::snapshot_sockets(conn, q.getColumn(0).getInt64())) {
+  for (auto& r : analysis::snapshot_sockets(conn, snapshot != 0 ? snapshot : q.getColumn(0).getInt64())) {
     // A UNIX socket is known by its inode; an Internet one by its endpoints.
     Key key{r.proto,       r.proto == "unix" ? std::to_string(r.inode) : r.local_addr,
             r.local_port,  r.remote_addr,
@@ -57,6 +59,65 @@ struct Format {
   bool owners, timers, inodes, uid, unix, udp;
   std::int64_t timer_slack_ms;  // the listing's resolution and the time between the two readings
 };
+
+// Each socket of the collector's snapshot is in the imported one with every field the format
+// carries equal, and the import holds nothing more (of the families the format lists).
+void expect_same_sockets(const std::map<Key, analysis::SocketRow>& expected,
+                         const std::map<Key, analysis::SocketRow>& got, const Format& f, const std::string& name) {
+  std::size_t compared = 0;
+  for (const auto& [key, want] : expected) {
+    const auto& proto = std::get<0>(key);
+    if ((proto == "unix" && !f.unix) || (proto == "udp" && !f.udp)) {
+      continue;
+    }
+    const auto it = got.find(key);
+    ASSERT_NE(it, got.end()) << name << ": no " << proto << " " << want.local_addr << ":" << want.local_port << " "
+                             << want.remote_addr << ":" << want.remote_port << " " << want.state;
+    const auto& g = it->second;
+    const auto what = fmt::format("{}: {} {}:{} {}", name, proto, want.local_addr, want.local_port, want.state);
+    EXPECT_EQ(g.family, want.family) << what;
+    EXPECT_EQ(g.rx_queue, want.rx_queue) << what;
+    if (want.state != "LISTEN" || f.tool != std::string("ss")) {
+      EXPECT_EQ(g.tx_queue, want.tx_queue) << what;
+    } else {
+      EXPECT_EQ(g.backlog, want.backlog) << what;  // ss prints a listener's backlog as Send-Q
+    }
+    if (f.owners && want.pid && proto != "unix") {
+      EXPECT_EQ(g.pid, want.pid) << what;
+      ASSERT_TRUE(g.comm) << what;
+      // netstat names a process by the start of its command line's first word, ss by its comm.
+      EXPECT_TRUE(want.comm->starts_with(*g.comm) || g.comm->starts_with(*want.comm) ||
+                  (want.cmdline && want.cmdline->starts_with(*g.comm)))
+          << what << ": " << *g.comm << " vs " << *want.comm;
+    }
+    if (f.inodes || proto == "unix") {
+      EXPECT_EQ(g.inode, want.inode) << what;
+    }
+    if (f.uid) {
+      EXPECT_EQ(g.uid, want.uid) << what;
+    }
+    if (f.timers) {
+      EXPECT_EQ(g.timer, want.timer) << what;
+      EXPECT_NEAR(static_cast<double>(g.timer_ms), static_cast<double>(want.timer_ms),
+                  static_cast<double>(f.timer_slack_ms))
+          << what;
+    }
+    if (proto == "unix" && f.tool == std::string("ss")) {
+      EXPECT_EQ(g.peer_inode, want.peer_inode) << what;
+    }
+    if (f.tool == std::string("ss") && f.inodes && proto != "unix") {
+      EXPECT_EQ(g.cookie, want.cookie) << what;
+    }
+    ++compared;
+  }
+  EXPECT_GE(compared, 8U) << name;
+  std::size_t listed = 0;
+  for (const auto& [key, row] : got) {
+    const auto& proto = std::get<0>(key);
+    listed += (proto == "unix" && !f.unix) || (proto == "udp" && !f.udp) ? 0 : 1;
+  }
+  EXPECT_EQ(listed, compared) << name;
+}
 
 TEST(ImportLive, EachListingEqualsTheCollectorsSnapshotWhereItsFormatCarriesTheField) {
   std::string why;
@@ -93,61 +154,7 @@ TEST(ImportLive, EachListingEqualsTheCollectorsSnapshotWhereItsFormatCarriesTheF
     const auto r =
         run(k_sockhist, {"import", f.tool, files[i], "--db", db, "--host", "h1", "--at", "2026-11-20T03:12:00Z"});
     ASSERT_EQ(r.exit_code, 0) << name << ": " << r.err;
-    const auto got = rows_of(db);
-    std::size_t compared = 0;
-    for (const auto& [key, want] : expected) {
-      const auto& proto = std::get<0>(key);
-      if ((proto == "unix" && !f.unix) || (proto == "udp" && !f.udp)) {
-        continue;
-      }
-      const auto it = got.find(key);
-      ASSERT_NE(it, got.end()) << name << ": no " << proto << " " << want.local_addr << ":" << want.local_port << " "
-                               << want.remote_addr << ":" << want.remote_port << " " << want.state;
-      const auto& g = it->second;
-      const auto what = fmt::format("{}: {} {}:{} {}", name, proto, want.local_addr, want.local_port, want.state);
-      EXPECT_EQ(g.family, want.family) << what;
-      EXPECT_EQ(g.rx_queue, want.rx_queue) << what;
-      if (want.state != "LISTEN" || f.tool == std::string("netstat")) {
-        EXPECT_EQ(g.tx_queue, want.tx_queue) << what;
-      } else {
-        EXPECT_EQ(g.backlog, want.backlog) << what;  // ss prints a listener's backlog as Send-Q
-      }
-      if (f.owners && want.pid && proto != "unix") {
-        EXPECT_EQ(g.pid, want.pid) << what;
-        ASSERT_TRUE(g.comm) << what;
-        // netstat names a process by the start of its command line's first word, ss by its comm.
-        EXPECT_TRUE(want.comm->starts_with(*g.comm) || g.comm->starts_with(*want.comm) ||
-                    (want.cmdline && want.cmdline->starts_with(*g.comm)))
-            << what << ": " << *g.comm << " vs " << *want.comm;
-      }
-      if (f.inodes || proto == "unix") {
-        EXPECT_EQ(g.inode, want.inode) << what;
-      }
-      if (f.uid) {
-        EXPECT_EQ(g.uid, want.uid) << what;
-      }
-      if (f.timers) {
-        EXPECT_EQ(g.timer, want.timer) << what;
-        EXPECT_NEAR(static_cast<double>(g.timer_ms), static_cast<double>(want.timer_ms),
-                    static_cast<double>(f.timer_slack_ms))
-            << what;
-      }
-      if (proto == "unix" && f.tool == std::string("ss")) {
-        EXPECT_EQ(g.peer_inode, want.peer_inode) << what;
-      }
-      if (f.tool == std::string("ss") && f.inodes && proto != "unix") {
-        EXPECT_EQ(g.cookie, want.cookie) << what;
-      }
-      ++compared;
-    }
-    EXPECT_GE(compared, 8U) << name;
-    // Nothing more than what the collector saw (of the families the format lists).
-    std::size_t listed = 0;
-    for (const auto& [key, row] : got) {
-      const auto& proto = std::get<0>(key);
-      listed += (proto == "unix" && !f.unix) || (proto == "udp" && !f.udp) ? 0 : 1;
-    }
-    EXPECT_EQ(listed, compared) << name;
+    expect_same_sockets(expected, rows_of(db), f, name);
   }
   finish_time_wait(population);
 }
@@ -242,6 +249,343 @@ TEST(Import, BrokenListingsGiveTheirErrorsAndStoreNothing) {
   r = run(k_sockhist, {"import", "netstat", mixed, "--db", db, "--host", "h1"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--at"), std::string::npos) << r.err;
+}
+
+// (section.name -> value) of a stored snapshot's counters.
+std::map<std::string, std::int64_t> counters_of(const std::string& db, std::int64_t snapshot) {
+  auto conn = store::open_read_only(db);
+  SQLite::Statement q(conn, "SELECT section, name, value FROM v_counters WHERE snapshot_id = ?");
+  q.bind(1, snapshot);
+  std::map<std::string, std::int64_t> out;
+  while (q.executeStep()) {
+    out[q.getColumn(0).getString() + "." + q.getColumn(1).getString()] = q.getColumn(2).getInt64();
+  }
+  return out;
+}
+
+// Tcp, TcpExt and Udp counters read back from an import equal the collector's, where both have them.
+void expect_same_counters(const std::map<std::string, std::int64_t>& want,
+                          const std::map<std::string, std::int64_t>& got, const std::string& name,
+                          std::size_t at_least) {
+  std::size_t compared = 0;
+  for (const auto& [key, value] : want) {
+    if (!key.starts_with("Tcp.") && !key.starts_with("TcpExt.") && !key.starts_with("Udp.")) {
+      continue;
+    }
+    const auto it = got.find(key);
+    if (it == got.end()) {
+      continue;  // netstat -s does not print every counter (Tcp.RtoMin, ...)
+    }
+    EXPECT_EQ(it->second, value) << name << ": " << key;
+    ++compared;
+  }
+  EXPECT_GE(compared, at_least) << name;
+}
+
+// A sosreport-shaped directory made the way sos makes one (copies of /proc/net, netstat -W -neopa,
+// netstat -s, nstat -zas, ss -peaonmi, date --utc, hostname, uptime, uname -a, sysctl -a, ps
+// auxwww), at the moment the collector takes its snapshot of the same population. The host's own
+// namespace comes from the /proc/net copies with owners joined by inode from netstat; two
+// "namespaces" (the same population listed again, as sos's `ip netns exec NAME ...` outputs: one
+// in sos 4.1's namespaces/NAME/ layout with ss and nstat, one in 4.0's flat layout with netstat
+// and netstat -s) come from the listings. Each imported snapshot equals the collector's.
+TEST(ImportLive, SosreportSnapshotsEqualTheCollectorsFieldByField) {
+  std::string why;
+  if (!enter_private_netns(why)) {
+    GTEST_SKIP() << "needs a private network namespace (root; CI runs it): " << why;
+  }
+  const auto netstat = tool("netstat"), ss = tool("ss"), nstat = tool("nstat");
+  ASSERT_FALSE(netstat.empty() || ss.empty() || nstat.empty()) << "net-tools and iproute2 are installed by dev.sh";
+  const auto dir = scratch_dir("import-sosreport-live");
+  auto population = make_population(dir.string());
+  const std::string live = (dir / "live.db").string();
+  ASSERT_EQ(run(SOCKHIST_COLLECT_BIN, {"--db", live, "--host", "h1"}).exit_code, 0);
+  const auto report = dir / "sosreport-h1";
+  const auto save = [&](const std::string& relative, const std::string& program, std::vector<std::string> args) {
+    const auto r = run(program, std::move(args));
+    ASSERT_EQ(r.exit_code, 0) << program << ": " << r.err;
+    write_text(report / relative, r.out);
+  };
+  for (const char* f : {"tcp", "tcp6", "udp", "udp6", "unix", "snmp", "snmp6", "netstat", "sockstat", "sockstat6"}) {
+    write_text(report / "proc/net" / f, read_text(std::filesystem::path("/proc/net") / f));
+  }
+  write_text(report / "proc/sys/kernel/random/boot_id", read_text("/proc/sys/kernel/random/boot_id"));
+  const std::string net = "sos_commands/networking/";
+  save(net + "netstat_-W_-neopa", netstat, {"-W", "-neopa"});
+  save(net + "netstat_-s", netstat, {"-s"});
+  save(net + "namespaces/inner/ip_netns_exec_inner_ss_-peaonmi", ss, {"-peaonmi"});
+  save(net + "namespaces/inner/ip_netns_exec_inner_nstat_-zas", nstat, {"-zas"});
+  save(net + "ip_netns_exec_flat_netstat_-W_-neopa", netstat, {"-W", "-neopa"});
+  save(net + "ip_netns_exec_flat_netstat_-s", netstat, {"-s"});
+  save("sos_commands/date/date_--utc", "/usr/bin/env", {"LC_ALL=C", "date", "--utc"});
+  save("sos_commands/kernel/uname_-a", "/usr/bin/env", {"uname", "-a"});
+  save("sos_commands/kernel/sysctl_-a", "/usr/bin/env", {"sysctl", "-a"});
+  save("sos_commands/process/ps_auxwww", "/usr/bin/env", {"ps", "auxwww"});
+  write_text(report / "sos_commands/host/hostname", "h1\n");
+
+  const std::string db = (dir / "imported.db").string();
+  const auto r = run(k_sockhist, {"import", "sosreport", report.string(), "--db", db});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("sosreport of h1 at "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(time from sos_commands/date/date_--utc)"), std::string::npos) << r.out;
+  // The snapshot of each namespace, and what each was read from.
+  std::map<std::string, std::int64_t> snapshot_of;
+  std::map<std::string, std::string> source_of;
+  {
+    SQLite::Database conn(db, SQLite::OPEN_READONLY);
+    SQLite::Statement q(conn,
+                        "SELECT coalesce(n.name, '(host)'), s.snapshot_id, s.source, s.owners FROM snapshots s "
+                        "JOIN netns n ON n.netns_id = s.netns_id");
+    while (q.executeStep()) {
+      snapshot_of[q.getColumn(0).getString()] = q.getColumn(1).getInt64();
+      source_of[q.getColumn(0).getString()] = q.getColumn(2).getString() + " " + q.getColumn(3).getString();
+    }
+    EXPECT_EQ(conn.execAndGet("SELECT group_concat(message, '; ') FROM diagnostics WHERE snapshot_id = " +
+                              std::to_string(snapshot_of["(host)"]) + " AND file LIKE 'sos_commands/networking/%'")
+                  .getString(),
+              "source of owners");
+  }
+  ASSERT_EQ(snapshot_of.size(), 3U) << r.out;
+  EXPECT_EQ(source_of["(host)"], "sosreport:proc complete");
+  EXPECT_EQ(source_of["inner"], "sosreport:ss complete");
+  EXPECT_EQ(source_of["flat"], "sosreport:netstat complete");
+
+  const auto expected = rows_of(live);
+  // The /proc/net copies carry every field; owners come from netstat by inode, command lines from ps.
+  const Format proc_copies{"proc", {}, true, true, true, true, true, true, 300};
+  const auto host = rows_of(db, snapshot_of["(host)"]);
+  expect_same_sockets(expected, host, proc_copies, "sosreport /proc/net copies");
+  std::size_t with_cmdline = 0;
+  for (const auto& [key, want] : expected) {
+    const auto it = host.find(key);
+    if (it == host.end()) {
+      continue;
+    }
+    EXPECT_EQ(it->second.retransmits, want.retransmits);
+    if (want.pid && std::get<0>(key) != "unix") {
+      EXPECT_EQ(it->second.cmdline, want.cmdline) << want.local_addr << ":" << want.local_port;
+      EXPECT_EQ(it->second.user, want.user) << want.local_addr << ":" << want.local_port;
+      with_cmdline += it->second.cmdline ? 1 : 0;
+    }
+  }
+  EXPECT_GE(with_cmdline, 8U);
+  expect_same_sockets(expected, rows_of(db, snapshot_of["inner"]),
+                      {"ss", {"-peaonmi"}, true, true, true, true, true, true, 1300}, "sosreport ss -peaonmi");
+  expect_same_sockets(expected, rows_of(db, snapshot_of["flat"]),
+                      {"netstat", {"-neopa"}, true, true, true, true, true, true, 300}, "sosreport netstat -W -neopa");
+  // Counters: the copies, nstat -zas and netstat -s all give the collector's values.
+  const auto live_counters = counters_of(live, 1);
+  expect_same_counters(live_counters, counters_of(db, snapshot_of["(host)"]), "/proc/net copies", 80);
+  expect_same_counters(live_counters, counters_of(db, snapshot_of["inner"]), "nstat -zas", 80);
+  expect_same_counters(live_counters, counters_of(db, snapshot_of["flat"]), "netstat -s", 60);
+  finish_time_wait(population);
+}
+
+// Every counter this machine's netstat -s prints is read back with its own value: netstat is given
+// a /proc (a tmpfs in a private mount namespace) whose snmp and netstat files list each counter of
+// the running kernel with a value no other has; then again with every value zero.
+TEST(ImportLive, NetstatStatisticsReadsBackEveryCounterThisNetstatPrints) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root (unshare -m and mount; CI runs it)";
+  }
+  const auto netstat = tool("netstat");
+  ASSERT_FALSE(netstat.empty());
+  const auto dir = scratch_dir("netstat-s-crafted");
+  std::map<std::string, std::int64_t> crafted;
+  const auto craft = [&](const char* file, bool zero) {
+    const auto text = read_text(std::filesystem::path("/proc/net") / file);
+    std::string out;
+    std::istringstream in(text);
+    std::string names, values;
+    int section_index = 0;
+    while (std::getline(in, names) && std::getline(in, values)) {
+      const auto section = names.substr(0, names.find(':'));
+      std::istringstream words(names.substr(names.find(':') + 1));
+      std::string name, line = section + ":";
+      int i = 0;
+      while (words >> name) {
+        const std::int64_t value = zero ? 0 : 7'000'001 + 1'000 * (section_index + (file[0] == 'n' ? 100 : 0)) + i++;
+        crafted[section + "." + name] = value;
+        line += " " + std::to_string(value);
+      }
+      out += names + "\n" + line + "\n";
+      ++section_index;
+    }
+    write_text(dir / file, out);
+  };
+  for (const bool zero : {false, true}) {
+    crafted.clear();
+    craft("snmp", zero);
+    craft("netstat", zero);
+    const auto r =
+        run("/usr/bin/unshare",
+            {"-m", "--propagation", "private", "sh", "-c",
+             fmt::format("mount -t tmpfs none /proc && mkdir /proc/net && cp {0}/snmp {0}/netstat /proc/net/ "
+                         "&& LC_ALL=C {1} -s",
+                         dir.string(), netstat)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto parsed = import::parse_netstat_statistics(r.out);
+    ASSERT_FALSE(parsed.error) << *parsed.error;
+    for (const auto& issue : parsed.issues) {
+      ADD_FAILURE() << "line " << issue.line << ": " << issue.reason;
+    }
+    std::size_t read_back = 0;
+    for (const auto& c : parsed.rows) {
+      const auto it = crafted.find(c.section + "." + c.name);
+      ASSERT_NE(it, crafted.end()) << c.section << "." << c.name << " is not a counter of this kernel";
+      EXPECT_EQ(c.value, it->second) << c.section << "." << c.name;
+      ++read_back;
+    }
+    // What netstat never prints: Ip.DefaultTTL and Tcp's RtoAlgorithm, RtoMin, RtoMax and MaxConn.
+    std::vector<std::string> missing;
+    for (const auto& [key, value] : crafted) {
+      if (std::none_of(parsed.rows.begin(), parsed.rows.end(),
+                       [&](const model::Counter& c) { return c.section + "." + c.name == key; })) {
+        missing.push_back(key);
+      }
+    }
+    if (zero) {
+      // netstat leaves zeros out: those of its table are recorded as 0, the others are absent.
+      EXPECT_GT(parsed.duplicates, 50U) << "counters netstat leaves out at zero, recorded as 0";
+    } else {
+      EXPECT_LE(missing.size(), 5U) << fmt::format("{}", fmt::join(missing, ", "));
+      EXPECT_GE(read_back, crafted.size() - 5);
+      EXPECT_EQ(parsed.duplicates, 0U);
+    }
+  }
+}
+
+// The sosreport in samples/ (a real `sos report` of web3 by samples/make-sosreport.sh): both
+// namespaces imported, and the leak and the TIME_WAIT pile it was taken for found (golden outputs).
+TEST(Import, SampleSosreportImportsAndAnswers) {
+  ::setenv("TZ", "UTC", 1);
+  const auto dir = scratch_dir("import-sosreport-sample");
+  const std::string db = (dir / "web3.db").string();
+  const auto report = (samples_dir() / "sosreport-web3").string();
+  auto r = run(k_sockhist, {"import", "sosreport", report, "--db", db});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("sosreport of web3 at 2026-11-24T06:17:25.000Z (time from sos_commands/date/date_--utc)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("host namespace              329 sockets from /proc/net copies; owners from netstat -anpeo, 49 "
+                       "of 49 sockets by inode; 415 counters from /proc/net copies"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("namespace blue                3 sockets from netstat -anpeo; owners from netstat -anpeo; 306 "
+                       "counters from netstat -s (273 of them 0: netstat leaves zeros out)"),
+            std::string::npos)
+      << r.out;
+  // Importing it again adds nothing.
+  r = run(k_sockhist, {"import", "sosreport", report, "--db", db});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("already imported as web3"), std::string::npos) << r.err;
+  const std::vector<std::string> range = {"--since", "2026-11-24T06:00:00Z", "--until", "2026-11-24T06:30:00Z"};
+  struct Case {
+    std::string golden;
+    std::vector<std::string> args;
+    int exit_code;
+  };
+  auto with_range = [&](std::vector<std::string> args) {
+    args.insert(args.end(), range.begin(), range.end());
+    return args;
+  };
+  for (const auto& c : std::vector<Case>{
+           {"sosreport_snapshots", {"snapshots"}, 0},
+           {"sosreport_show", {"show", "-tanpo"}, 0},
+           {"sosreport_show_blue", {"--netns", "blue", "show", "-aneop"}, 0},
+           {"sosreport_stats_blue", {"--netns", "blue", "stats", "--at", "2026-11-24T06:17:25Z"}, 0},
+           {"sosreport_close_wait", with_range({"close-wait", "--min-age", "0", "--by", "process"}), 1},
+           {"sosreport_time_wait_ports", with_range({"time-wait", "--ports"}), 1},
+           {"sosreport_check", with_range({"check", "--close-wait-max-per-process", "10", "--time-wait-max", "200"}),
+            1},
+       }) {
+    auto args = c.args;
+    args.insert(args.begin(), {"--db", db});
+    const auto shown = run(k_sockhist, args);
+    EXPECT_EQ(shown.exit_code, c.exit_code) << c.golden << ": " << shown.err;
+    const auto golden = std::filesystem::path(SOCKHIST_GOLDEN_DIR) / (c.golden + ".txt");
+    if (std::getenv("SOCKHIST_UPDATE_GOLDEN") != nullptr) {
+      write_text(golden, shown.out);
+    }
+    EXPECT_EQ(shown.out, read_text(golden)) << golden;
+  }
+}
+
+// Copies the sample report to `to` (symlinks kept), for a test to break.
+void copy_report(const std::filesystem::path& to) {
+  std::filesystem::remove_all(to);
+  std::filesystem::copy(samples_dir() / "sosreport-web3", to,
+                        std::filesystem::copy_options::recursive | std::filesystem::copy_options::copy_symlinks);
+}
+
+TEST(Import, BrokenSosreportsGiveTheirErrorsAndStoreNothing) {
+  const auto dir = scratch_dir("import-sosreport-broken");
+  const std::string db = (dir / "broken.db").string();
+  const auto import = [&](const std::filesystem::path& report, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"import", "sosreport", report.string(), "--db", db};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(k_sockhist, args);
+  };
+  // Refused whole, nothing stored.
+  write_text(dir / "a-file", "not a directory\n");
+  std::filesystem::create_directories(dir / "empty");
+  const auto no_date = dir / "no-date";
+  copy_report(no_date);
+  std::filesystem::remove_all(no_date / "sos_commands/date");
+  std::filesystem::remove(no_date / "date");
+  const auto bad_table = dir / "bad-table";
+  copy_report(bad_table);
+  const auto tcp = std::filesystem::canonical(bad_table / "proc/net/tcp");
+  std::string text = read_text(tcp);
+  write_text(tcp, "garbage header\n" + text.substr(text.find('\n') + 1));
+  struct Refused {
+    std::filesystem::path report;
+    std::string says;
+  };
+  for (const auto& c : std::vector<Refused>{
+           {dir / "missing", "not a directory"},
+           {dir / "a-file", "not a directory"},
+           {dir / "empty", "not a sosreport"},
+           {no_date, "give --at"},
+           {bad_table, "tcp"},
+       }) {
+    const auto r = import(c.report);
+    EXPECT_EQ(r.exit_code, 2) << c.report;
+    EXPECT_NE(r.err.find(c.report.filename().string()), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << c.report << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(db)) << c.report << ": a refused report created the database";
+  }
+  // --at and --host stand in for what the report does not say.
+  auto r = import(no_date, {"--at", "2026-11-24T06:17:25Z", "--host", "web3-copy"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("sosreport of web3-copy at 2026-11-24T06:17:25.000Z (time from --at)"), std::string::npos)
+      << r.out;
+  // A truncated listing line and a line netstat -s does not print: reported with file and line,
+  // skipped, the rest imported.
+  const auto damaged = dir / "damaged";
+  copy_report(damaged);
+  const auto listing = damaged / "sos_commands/networking/ip_netns_exec_blue_netstat_-W_-neopa";
+  text = read_text(listing);
+  const auto third_line = text.find('\n', text.find('\n') + 1) + 1;
+  write_text(listing, text.insert(third_line, "tcp        0      0 127.0.0.1:9\n"));
+  const auto stats = damaged / "sos_commands/networking/ip_netns_exec_blue_netstat_-s";
+  text = read_text(stats);
+  text.insert(text.find("Tcp:\n") + 5, "    17 frobnications\n");
+  write_text(stats, text);
+  r = import(damaged, {"--host", "web3-damaged"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("sos_commands/networking/ip_netns_exec_blue_netstat_-W_-neopa:3: fewer than 5 fields (line "
+                       "skipped)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("ip_netns_exec_blue_netstat_-s:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("'17 frobnications' is not a line net-tools 2.10's netstat -s prints (line skipped)"),
+            std::string::npos)
+      << r.err;
+  SQLite::Database conn(db, SQLite::OPEN_READONLY);
+  EXPECT_EQ(conn.execAndGet("SELECT count(*) FROM snapshots").getInt(), 4);
+  EXPECT_EQ(conn.execAndGet("SELECT sum(skipped_lines) FROM snapshots").getInt(), 2);
 }
 
 }  // namespace

@@ -4,8 +4,11 @@
 // skipped; a file that is not one of these formats is refused.
 #pragma once
 
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "sockhist/model.hpp"
 
@@ -30,5 +33,44 @@ struct Listing {
 Listing parse_listing(std::string_view text, const std::string& file);
 Listing parse_netstat(std::string_view text, const std::string& file);
 Listing parse_ss(std::string_view text, const std::string& file);
+
+// Counters saved by `nstat -zas` (or -as): "TcpExtTW  1234  0.0" lines, names split into the
+// kernel's section and name (TcpExt, TW) as /proc/net/snmp, netstat and snmp6 give them.
+model::Parsed<model::Counter> parse_nstat(std::string_view text);
+
+// Counters saved by net-tools' `netstat -s`: its English lines ("12 active connection openings")
+// mapped back to the kernel's names with a table learnt from net-tools 2.10 (netstat_s_table.inc),
+// and its "Name: value" lines taken as they are. netstat leaves some counters out when they are
+// zero: a known counter missing from a section that is there is recorded as 0, and counted in
+// `duplicates` (the field is otherwise unused here). A line neither form matches is an issue.
+model::Parsed<model::Counter> parse_netstat_statistics(std::string_view text);
+
+// What a sosreport (a directory sos report wrote, unpacked) holds of one network namespace, read
+// into a capture, and which file each fact came from.
+struct SosreportCapture {
+  model::Capture capture;
+  std::vector<std::pair<std::string, std::string>> provenance;  // fact -> the file(s) it was read from
+  std::string sockets_from;                                     // for messages: "proc/net copies", "ss -peaonmi", ...
+  std::string owners_from;
+  std::string counters_from;
+};
+
+struct SosreportOptions {
+  std::optional<std::string> host;    // instead of the report's hostname
+  std::optional<std::int64_t> at_ms;  // instead of the report's date --utc
+  bool cmdlines = true;               // store command lines from ps auxwww
+};
+
+// Reads every capture a sosreport directory holds: the host's own namespace from the copies of
+// /proc/net/* (owners joined by inode from ss -peaonmi or netstat -W -neopa, command lines from
+// ps auxwww), and each namespace sos ran `ip netns exec` in from its ss/netstat listings and
+// nstat/netstat -s counters. Throws Error(bad_input) naming the directory when it holds none of
+// these, or Error(usage) when the report does not say when or of which host it was taken and no
+// option does.
+std::vector<SosreportCapture> read_sosreport(const std::filesystem::path& dir, const SosreportOptions& options);
+
+// A listing parsed whole, as the capture of `host` at `at_ms` (source: the tool, proc_root: file).
+model::Capture listing_capture(const Listing& listing, const std::string& host, std::int64_t at_ms,
+                               const std::string& file);
 
 }  // namespace sockhist::import

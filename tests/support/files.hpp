@@ -22,7 +22,11 @@ inline std::string read_text(const std::filesystem::path& path) {
   return out.str();
 }
 
+// Writes a file, creating the directories it is in.
 inline void write_text(const std::filesystem::path& path, const std::string& text) {
+  if (path.has_parent_path()) {
+    std::filesystem::create_directories(path.parent_path());
+  }
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
 }
