@@ -129,6 +129,12 @@ class Report {
     return text.str();
   }
 
+  // `relative` when it names a file of the report, "" otherwise (nothing read).
+  std::string file_if_present(std::string_view relative) const {
+    std::error_code ec;
+    return std::filesystem::is_regular_file(m_dir / relative, ec) ? std::string(relative) : std::string();
+  }
+
   // The first line of a file, trimmed; nullopt when missing or empty.
   std::optional<std::string> line(std::initializer_list<std::string_view> candidates) const {
     if (auto found = first(candidates)) {
@@ -345,9 +351,12 @@ HostFacts read_host_facts(const Report& r, const SosreportOptions& options) {
   const auto note = [&f](std::string fact, std::string file) {
     f.provenance.emplace_back(std::move(fact), std::move(file));
   };
-  if (auto name = r.line({"sos_commands/host/hostname", "hostname", "etc/hostname"})) {
-    f.hostname = *name;
-    note("hostname", r.first({"sos_commands/host/hostname", "hostname", "etc/hostname"})->first);
+  const auto name = r.first({"sos_commands/host/hostname", "hostname", "etc/hostname"});
+  const auto first_line =
+      name ? trim(std::string_view(name->second).substr(0, name->second.find('\n'))) : std::string_view();
+  if (!first_line.empty()) {
+    f.hostname = std::string(first_line);
+    note("hostname", name->first);
   } else if (auto static_name = hostnamectl_field(r, "Static hostname")) {
     f.hostname = *static_name;
     note("hostname", "sos_commands/host/hostnamectl_status");
@@ -599,9 +608,8 @@ std::optional<SosreportCapture> read_initial(const Report& r, const HostFacts& f
     return std::nullopt;
   }
   if (c.counters.empty()) {
-    read_listed_counters(c, r, out,
-                         r.first({"sos_commands/networking/nstat_-zas"}) ? "sos_commands/networking/nstat_-zas" : "",
-                         r.first({"sos_commands/networking/netstat_-s"}) ? "sos_commands/networking/netstat_-s" : "");
+    read_listed_counters(c, r, out, r.file_if_present("sos_commands/networking/nstat_-zas"),
+                         r.file_if_present("sos_commands/networking/netstat_-s"));
   }
   if (const auto sysctl = r.first({"sos_commands/kernel/sysctl_-a"})) {
     c.settings = parse_sysctl(sysctl->second);
