@@ -34,7 +34,7 @@ struct Outcome {
   bool found = false;
 };
 
-using analysis::endpoint;
+using query::endpoint;
 
 std::string number(double v) {
   return v == static_cast<double>(static_cast<std::int64_t>(v)) ? fmt::format("{}", static_cast<std::int64_t>(v))
@@ -50,7 +50,7 @@ std::string limit_text(const Outcome& x) {
 }
 
 // A state's count: the newest snapshot's, or the highest of the window's.
-void check_count(std::vector<Outcome>& out, const std::vector<analysis::SnapshotSummary>& snapshots, bool window,
+void check_count(std::vector<Outcome>& out, const std::vector<query::SnapshotSummary>& snapshots, bool window,
                  const char* check, const char* state, std::int64_t limit, const render::Options& options) {
   std::int64_t worst = -1, at = 0;
   for (const auto& s : snapshots) {
@@ -67,13 +67,13 @@ void check_count(std::vector<Outcome>& out, const std::vector<analysis::Snapshot
 }
 
 // A counter's increase: over the window, or between the two newest snapshots.
-void check_increase(std::vector<Outcome>& out, SQLite::Database& db, const analysis::Scope& scope,
-                    const std::vector<analysis::SnapshotSummary>& snapshots, const char* check,
+void check_increase(std::vector<Outcome>& out, SQLite::Database& db, const query::Scope& scope,
+                    const std::vector<query::SnapshotSummary>& snapshots, const char* check,
                     const std::string& counter, std::int64_t limit, const render::Options& options) {
   std::int64_t total = 0, covered = 0;
   std::optional<std::int64_t> worst_at;
   std::int64_t worst = 0;
-  for (const auto& step : analysis::counter_steps(db, scope, snapshots, {counter})) {
+  for (const auto& step : query::counter_steps(db, scope, snapshots, {counter})) {
     total += step.increase;
     covered += step.interval_ms;
     if (step.increase > worst) {
@@ -109,23 +109,23 @@ Result run_check(const CheckOptions& o) {
     max_age = parse_duration(*o.close_wait_max_age, "--close-wait-max-age", true);
   }
   auto db = open_db(o.common);
-  const auto scope = analysis::resolve_scope(db, o.common.host, o.common.netns);
+  const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
   const bool window = o.since.has_value();
-  std::vector<analysis::SnapshotSummary> snapshots;
-  std::vector<analysis::SnapshotSummary> pair;  // for counters without a window: the two newest
+  std::vector<query::SnapshotSummary> snapshots;
+  std::vector<query::SnapshotSummary> pair;  // for counters without a window: the two newest
   if (window) {
     const auto [since, until] = resolve_window(Window{*o.since, o.until}, o.common.now_ms);
-    snapshots = analysis::list_snapshots(db, scope, since, until);
+    snapshots = query::list_snapshots(db, scope, since, until);
     if (snapshots.empty()) {
       throw Error(Exit::usage, fmt::format("--since {}: {} has no snapshot in that range", *o.since, scope.host));
     }
     pair = snapshots;
   } else {
-    const auto newest = analysis::latest_snapshot(db, scope);
+    const auto newest = query::latest_snapshot(db, scope);
     if (!newest) {
       throw Error(Exit::usage, fmt::format("{}: no snapshot of {} yet", db.getFilename(), scope.host));
     }
-    const auto before = analysis::snapshot_at(db, scope, newest->time_ms - 1);
+    const auto before = query::snapshot_at(db, scope, newest->time_ms - 1);
     if (before && before->id < newest->id) {
       pair.push_back(*before);
     }
@@ -136,10 +136,10 @@ Result run_check(const CheckOptions& o) {
   std::vector<Outcome> outcomes;
 
   if (max_age || o.close_wait_max_per_process) {
-    auto sockets = analysis::close_wait_sockets(db, scope, snapshots);
+    auto sockets = query::close_wait_sockets(db, scope, snapshots);
     if (max_age) {
       // Per owner: the sockets that stayed at least the limit.
-      std::map<std::string, std::vector<const analysis::CloseWaitSocket*>> old;
+      std::map<std::string, std::vector<const query::CloseWaitSocket*>> old;
       std::int64_t oldest = 0;
       for (const auto& s : sockets) {
         oldest = std::max(oldest, s.min_age_ms());
@@ -181,7 +181,7 @@ Result run_check(const CheckOptions& o) {
     if (o.close_wait_max_per_process) {
       const auto limit = *o.close_wait_max_per_process;
       std::int64_t most = 0;
-      for (const auto& g : analysis::close_wait_by_process(snapshots, sockets)) {
+      for (const auto& g : query::close_wait_by_process(snapshots, sockets)) {
         const auto n = window ? g.peak : g.now;
         most = std::max(most, n);
         if (n > limit) {
@@ -213,7 +213,7 @@ Result run_check(const CheckOptions& o) {
   if (o.port_pressure_max) {
     const auto limit = *o.port_pressure_max;
     double most = 0;
-    for (const auto& p : analysis::port_pressure(db, scope, snapshots)) {
+    for (const auto& p : query::port_pressure(db, scope, snapshots)) {
       most = std::max(most, p.percent());
       if (p.percent() > limit) {
         Outcome f{"port-pressure-max", endpoint(p.remote_addr, p.remote_port), p.percent(), limit, p.at_ms, {}, true};

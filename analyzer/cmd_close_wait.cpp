@@ -30,13 +30,13 @@ render::Value optional_value(const std::optional<std::string>& v) {
 }
 
 // "12m05s-13m05s", or ">=12m05s" when the kept history begins with the socket in CLOSE_WAIT.
-std::string stay(const analysis::CloseWaitSocket& s) {
+std::string stay(const query::CloseWaitSocket& s) {
   const auto max = s.max_age_ms();
   return max ? fmt::format("{}-{}", model::format_duration(s.min_age_ms()), model::format_duration(*max))
              : fmt::format(">={}", model::format_duration(s.min_age_ms()));
 }
 
-render::Table sockets_table(const std::vector<analysis::CloseWaitSocket>& sockets) {
+render::Table sockets_table(const std::vector<query::CloseWaitSocket>& sockets) {
   using render::Kind;
   render::Table t;
   t.columns = {
@@ -89,7 +89,7 @@ render::Table sockets_table(const std::vector<analysis::CloseWaitSocket>& socket
   return t;
 }
 
-render::Table process_table(const std::vector<analysis::CloseWaitByProcess>& groups) {
+render::Table process_table(const std::vector<query::CloseWaitByProcess>& groups) {
   using render::Kind;
   render::Table t;
   t.columns = {
@@ -125,15 +125,15 @@ render::Table process_table(const std::vector<analysis::CloseWaitByProcess>& gro
 
 Result run_close_wait(const CloseWaitOptions& o) {
   auto db = open_db(o.common);
-  const auto scope = analysis::resolve_scope(db, o.common.host, o.common.netns);
+  const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
   const auto [since, until] = resolve_window(o.window, o.common.now_ms);
   const auto min_age = parse_duration(o.min_age, "--min-age", true);
-  const auto snapshots = analysis::list_snapshots(db, scope, since, until);
-  auto sockets = analysis::close_wait_sockets(db, scope, snapshots);
+  const auto snapshots = query::list_snapshots(db, scope, since, until);
+  auto sockets = query::close_wait_sockets(db, scope, snapshots);
   std::erase_if(sockets, [&](const auto& s) { return s.min_age_ms() < min_age; });
   const bool by_process = o.by.has_value();
   render::Table t =
-      by_process ? process_table(analysis::close_wait_by_process(snapshots, sockets)) : sockets_table(sockets);
+      by_process ? process_table(query::close_wait_by_process(snapshots, sockets)) : sockets_table(sockets);
   const int code = t.rows.empty() ? 0 : 1;
   const auto options = render_options(o.common);
   const std::string what = fmt::format("CLOSE_WAIT sockets seen for at least {}{}", model::format_duration(min_age),

@@ -25,13 +25,13 @@ struct DiffOptions {
 };
 
 struct Side {
-  analysis::Scope scope;
-  analysis::SnapshotSummary snapshot;
-  std::vector<analysis::SocketRow> sockets;
-  std::vector<analysis::CounterValue> counters;
+  query::Scope scope;
+  query::SnapshotSummary snapshot;
+  std::vector<query::SocketRow> sockets;
+  std::vector<query::CounterValue> counters;
 };
 
-std::string owner_name(const analysis::SocketRow& r) {
+std::string owner_name(const query::SocketRow& r) {
   return r.comm ? *r.comm : std::string("(unknown owner)");
 }
 
@@ -39,7 +39,7 @@ std::string endpoint(const std::string& proto, const std::string& addr, std::int
   if (proto == "unix") {
     return addr.empty() ? std::string("(unnamed)") : addr;
   }
-  return analysis::endpoint(addr, port);
+  return query::endpoint(addr, port);
 }
 
 // Counts print as integers, rates with their fraction.
@@ -62,18 +62,18 @@ struct Row {
 Side side_of(SQLite::Database& db, const DiffOptions& o, std::size_t i) {
   Side s;
   if (!o.snapshots.empty()) {
-    s.snapshot = analysis::snapshot_by_id(db, o.snapshots[i]);
-    s.scope = analysis::scope_of_snapshot(db, o.snapshots[i]);
+    s.snapshot = query::snapshot_by_id(db, o.snapshots[i]);
+    s.scope = query::scope_of_snapshot(db, o.snapshots[i]);
   } else {
     const std::optional<std::string> host =
         o.hosts.empty() ? std::nullopt : std::optional(o.hosts[std::min(i, o.hosts.size() - 1)]);
-    s.scope = analysis::resolve_scope(db, host, std::nullopt);
+    s.scope = query::resolve_scope(db, host, std::nullopt);
     const std::optional<std::string> at =
         o.ats.empty() ? std::nullopt : std::optional(o.ats[std::min(i, o.ats.size() - 1)]);
     s.snapshot = snapshot_for(db, s.scope, at, o.common.now_ms);
   }
-  s.sockets = analysis::snapshot_sockets(db, s.snapshot.id);
-  s.counters = analysis::snapshot_counters(db, s.snapshot.id);
+  s.sockets = query::snapshot_sockets(db, s.snapshot.id);
+  s.counters = query::snapshot_counters(db, s.snapshot.id);
   return s;
 }
 
@@ -146,7 +146,7 @@ Result run_diff(const DiffOptions& o) {
     }
     return out;
   };
-  const auto by_process = [](const analysis::SocketRow& r) { return r.comm ? *r.comm : std::string(); };
+  const auto by_process = [](const query::SocketRow& r) { return r.comm ? *r.comm : std::string(); };
   const auto pa = per(a, by_process), pb = per(b, by_process);
   for (const auto& [k, n] : pa) {
     if (!pb.count(k)) {
@@ -158,8 +158,8 @@ Result run_diff(const DiffOptions& o) {
       rows.push_back({"process only on one side", k, 0, static_cast<double>(n), "sockets", true});
     }
   }
-  compare_counts(rows, "state", per(a, [](const analysis::SocketRow& r) { return r.proto + " " + r.state; }),
-                 per(b, [](const analysis::SocketRow& r) { return r.proto + " " + r.state; }));
+  compare_counts(rows, "state", per(a, [](const query::SocketRow& r) { return r.proto + " " + r.state; }),
+                 per(b, [](const query::SocketRow& r) { return r.proto + " " + r.state; }));
   // Connections by remote endpoint: a server's peers by address (their ports are their own).
   const auto remote_key = [](const Side& s) {
     std::set<std::int64_t> listening;
@@ -168,7 +168,7 @@ Result run_diff(const DiffOptions& o) {
         listening.insert(r.local_port);
       }
     }
-    return [listening](const analysis::SocketRow& r) {
+    return [listening](const query::SocketRow& r) {
       if (r.proto != "tcp" || r.state == "LISTEN") {
         return std::string();
       }
@@ -217,7 +217,7 @@ Result run_diff(const DiffOptions& o) {
       }
     }
   } else {
-    const auto interval = analysis::monotonic_interval_ms(a.snapshot, b.snapshot);
+    const auto interval = query::monotonic_interval_ms(a.snapshot, b.snapshot);
     for (const auto& [name, v] : values) {
       if (v.first && v.second && *v.first != *v.second) {
         rows.push_back({gauges[name] ? "gauge" : "counter change", name, static_cast<double>(*v.first),

@@ -106,9 +106,9 @@ std::string who(const Common& common, const std::string& state) {
     return fmt::format("Who is in it: no database at {} (--db names one).\n", path.string());
   }
   auto db = open_db(common);
-  const auto scope = analysis::resolve_scope(db, common.host, common.netns);
-  const auto snap = analysis::latest_snapshot(db, scope);
-  const auto rows = analysis::snapshot_sockets(db, snap->id);
+  const auto scope = query::resolve_scope(db, common.host, common.netns);
+  const auto snap = query::latest_snapshot(db, scope);
+  const auto rows = query::snapshot_sockets(db, snap->id);
   std::map<std::string, std::pair<std::int64_t, std::int64_t>> owners;  // owner -> count, oldest first_time
   std::int64_t total = 0;
   for (const auto& r : rows) {

@@ -9,7 +9,7 @@ namespace {
 
 Result run_hosts(const Common& common) {
   auto db = open_db(common);
-  const auto hosts = analysis::list_hosts(db);
+  const auto hosts = query::list_hosts(db);
   const auto options = render_options(common);
   using render::Kind;
   render::Table t;

@@ -65,7 +65,7 @@ std::string endpoint(const std::string& addr, std::int64_t port, const std::stri
 }
 
 // net-tools names a process by its argv[0] (the base name when it is a path), else the command name.
-std::string program(const analysis::SocketRow& r) {
+std::string program(const query::SocketRow& r) {
   if (!r.pid) {
     return "-";
   }
@@ -85,7 +85,7 @@ std::string program(const analysis::SocketRow& r) {
   return r.owner_carried ? text + "*" : text;
 }
 
-std::string timer_text(const analysis::SocketRow& r) {
+std::string timer_text(const query::SocketRow& r) {
   const double seconds = static_cast<double>(r.timer_ms) / 1000.0;
   if (r.proto == "udp") {
     // netstat -o on UDP: the retransmit count is always shown as 0.
@@ -116,7 +116,7 @@ bool all_zero(const std::string& addr) {
 }
 
 // Which rows netstat would print for these flags (net-tools: tcp_do_one, udp_do_one, unix_do_one).
-bool selected(const analysis::SocketRow& r, const ShowOptions& o) {
+bool selected(const query::SocketRow& r, const ShowOptions& o) {
   if (o.all) {
     return true;
   }
@@ -136,7 +136,7 @@ std::string section_title(const char* what, const ShowOptions& o) {
                                    : "(w/o servers)");
 }
 
-std::string inet_text(const std::vector<const analysis::SocketRow*>& rows, const ShowOptions& o, bool& carried) {
+std::string inet_text(const std::vector<const query::SocketRow*>& rows, const ShowOptions& o, bool& carried) {
   ServiceNames names;
   std::string out = section_title("Internet connections", o) + "\n";
   out += "Proto Recv-Q Send-Q Local Address           Foreign Address         State      ";
@@ -177,7 +177,7 @@ std::string inet_text(const std::vector<const analysis::SocketRow*>& rows, const
   return out;
 }
 
-std::string unix_text(const std::vector<const analysis::SocketRow*>& rows, const ShowOptions& o) {
+std::string unix_text(const std::vector<const query::SocketRow*>& rows, const ShowOptions& o) {
   std::string out = section_title("UNIX domain sockets", o) + "\n";
   out += "Proto RefCnt Flags       Type       State         I-Node  ";
   if (o.programs) {
@@ -209,7 +209,7 @@ std::string unix_text(const std::vector<const analysis::SocketRow*>& rows, const
   return out;
 }
 
-render::Table socket_table(const std::vector<const analysis::SocketRow*>& rows, std::int64_t snapshot_ms) {
+render::Table socket_table(const std::vector<const query::SocketRow*>& rows, std::int64_t snapshot_ms) {
   using render::Column;
   using render::Kind;
   render::Table t;
@@ -281,24 +281,24 @@ render::Table socket_table(const std::vector<const analysis::SocketRow*>& rows, 
 
 Result run_show(ShowOptions& o) {
   auto db = open_db(o.common);
-  analysis::SnapshotSummary snap;
-  analysis::Scope scope;
+  query::SnapshotSummary snap;
+  query::Scope scope;
   if (o.snapshot) {
     if (o.at || o.common.host || o.common.netns) {
       throw Error(Exit::usage, "--snapshot names one snapshot: it cannot be combined with --at, --host or --netns");
     }
-    scope = analysis::scope_of_snapshot(db, *o.snapshot);
-    snap = analysis::snapshot_by_id(db, *o.snapshot);
+    scope = query::scope_of_snapshot(db, *o.snapshot);
+    snap = query::snapshot_by_id(db, *o.snapshot);
   } else {
-    scope = analysis::resolve_scope(db, o.common.host, o.common.netns);
+    scope = query::resolve_scope(db, o.common.host, o.common.netns);
     snap = snapshot_for(db, scope, o.at, o.common.now_ms);
   }
   if (!o.tcp && !o.udp && !o.unix_sockets) {
     o.tcp = o.udp = o.unix_sockets = true;
   }
-  const auto rows = analysis::snapshot_sockets(db, snap.id);
-  std::vector<const analysis::SocketRow*> inet;
-  std::vector<const analysis::SocketRow*> unix_rows;
+  const auto rows = query::snapshot_sockets(db, snap.id);
+  std::vector<const query::SocketRow*> inet;
+  std::vector<const query::SocketRow*> unix_rows;
   for (const auto& r : rows) {
     if (!selected(r, o)) {
       continue;
@@ -315,7 +315,7 @@ Result run_show(ShowOptions& o) {
   });
   const auto options = render_options(o.common);
   if (options.format != render::Format::table) {
-    std::vector<const analysis::SocketRow*> all = inet;
+    std::vector<const query::SocketRow*> all = inet;
     all.insert(all.end(), unix_rows.begin(), unix_rows.end());
     auto table = socket_table(all, snap.time_ms);
     auto doc = json_head("show", o.common, &scope);

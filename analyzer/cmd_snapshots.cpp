@@ -16,13 +16,13 @@ struct SnapshotsOptions {
 
 Result run_snapshots(const SnapshotsOptions& o) {
   auto db = open_db(o.common);
-  const auto scope = analysis::resolve_scope(db, o.common.host, o.common.netns);
+  const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
   const auto since = o.since ? parse_moment(*o.since, "--since", o.common.now_ms) : INT64_MIN;
   const auto until = o.until ? parse_moment(*o.until, "--until", o.common.now_ms) : INT64_MAX;
   if (since > until) {
     throw Error(Exit::usage, "--since is after --until");
   }
-  const auto snapshots = analysis::list_snapshots(db, scope, since, until);
+  const auto snapshots = query::list_snapshots(db, scope, since, until);
   using render::Kind;
   render::Table t;
   t.columns = {{"snapshot_id", "ID", Kind::integer},

@@ -134,7 +134,7 @@ std::vector<const Item*> in_netstat_order(const std::vector<Item>& items) {
   return out;
 }
 
-std::string at_text(const std::vector<analysis::CounterValue>& counters, bool all) {
+std::string at_text(const std::vector<query::CounterValue>& counters, bool all) {
   std::string out;
   std::string section;
   for (const auto* c : in_netstat_order(counters)) {
@@ -156,7 +156,7 @@ std::string at_text(const std::vector<analysis::CounterValue>& counters, bool al
 
 Result run_stats(const StatsOptions& o) {
   auto db = open_db(o.common);
-  const auto scope = analysis::resolve_scope(db, o.common.host, o.common.netns);
+  const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
   const auto options = render_options(o.common);
   using render::Kind;
   if (o.at && (o.since || o.until)) {
@@ -165,7 +165,7 @@ Result run_stats(const StatsOptions& o) {
   if (!o.since && !o.until) {
     // One moment: netstat -s as it would have printed then.
     const auto snap = snapshot_for(db, scope, o.at, o.common.now_ms);
-    const auto counters = analysis::snapshot_counters(db, snap.id);
+    const auto counters = query::snapshot_counters(db, snap.id);
     render::Table t;
     t.columns = {{"section"}, {"name"}, {"value", "", Kind::integer}, {"is_gauge", "", Kind::integer}, {"label"}};
     for (const auto* c : in_netstat_order(counters)) {
@@ -191,7 +191,7 @@ Result run_stats(const StatsOptions& o) {
   if (since > until) {
     throw Error(Exit::usage, "--since is after --until");
   }
-  const auto range = analysis::counter_range(db, scope, since, until);
+  const auto range = query::counter_range(db, scope, since, until);
   if (range.snapshots.size() < 2) {
     throw Error(Exit::usage,
                 fmt::format("{} snapshot(s) of {} between {} and {}: a range needs two", range.snapshots.size(),

@@ -12,8 +12,8 @@ namespace sockhist::analyzer {
 
 namespace {
 
-using analysis::endpoint;
-using analysis::TimeWaitSocket;
+using query::endpoint;
+using query::TimeWaitSocket;
 using render::Kind;
 
 struct TimeWaitOptions {
@@ -79,11 +79,11 @@ std::string example(const TimeWaitSocket& s, const render::Options& options) {
   return text;
 }
 
-std::size_t count_if(const analysis::TimeWaitReport& r, bool (*has)(const TimeWaitSocket&)) {
+std::size_t count_if(const query::TimeWaitReport& r, bool (*has)(const TimeWaitSocket&)) {
   return static_cast<std::size_t>(std::count_if(r.sockets.begin(), r.sockets.end(), has));
 }
 
-bool any_anomaly(const analysis::TimeWaitReport& r) {
+bool any_anomaly(const query::TimeWaitReport& r) {
   for (const auto& kind : k_anomalies) {
     if (count_if(r, kind.has) > 0) {
       return true;
@@ -98,7 +98,7 @@ std::string percent_apart(double a, double b) {
 }
 
 // The summary as rows (section, item, count, per second, detail): a table for people and for CSV.
-render::Table summary_table(const analysis::TimeWaitReport& r, const render::Options& options) {
+render::Table summary_table(const query::TimeWaitReport& r, const render::Options& options) {
   render::Table t;
   t.columns = {
       {"section", "SECTION"},
@@ -140,7 +140,7 @@ render::Table summary_table(const analysis::TimeWaitReport& r, const render::Opt
     }
     add("entries", "agreement", render::Value(), render::Value(), detail);
   }
-  for (const auto closer : {analysis::Closer::server, analysis::Closer::client, analysis::Closer::other}) {
+  for (const auto closer : {query::Closer::server, query::Closer::client, query::Closer::other}) {
     std::int64_t n = 0, entered = 0;
     std::map<std::string, std::int64_t> who;
     bool carried = false;
@@ -153,14 +153,14 @@ render::Table summary_table(const analysis::TimeWaitReport& r, const render::Opt
         ++entered;
       }
       const auto owner = program(s.pid, s.comm, "unknown owner");
-      ++who[closer == analysis::Closer::server ? fmt::format("serves :{} ({})", s.local_port, owner) : owner];
-      carried = carried || (closer != analysis::Closer::server && s.pid != 0);
+      ++who[closer == query::Closer::server ? fmt::format("serves :{} ({})", s.local_port, owner) : owner];
+      carried = carried || (closer != query::Closer::server && s.pid != 0);
     }
     if (n == 0) {
       continue;
     }
-    const char* what = closer == analysis::Closer::server   ? "this host's server closes first (listening port)"
-                       : closer == analysis::Closer::client ? "this host's client closes first (ephemeral port)"
+    const char* what = closer == query::Closer::server   ? "this host's server closes first (listening port)"
+                       : closer == query::Closer::client ? "this host's client closes first (ephemeral port)"
                                                             : "closes first from a fixed port that does not listen";
     std::vector<std::pair<std::string, std::int64_t>> ranked(who.begin(), who.end());
     std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
@@ -213,7 +213,7 @@ render::Table summary_table(const analysis::TimeWaitReport& r, const render::Opt
   return t;
 }
 
-render::Table buckets_table(const analysis::TimeWaitReport& r) {
+render::Table buckets_table(const query::TimeWaitReport& r) {
   render::Table t;
   t.columns = {
       {"time", "BUCKET START", Kind::time_ms},
@@ -235,7 +235,7 @@ render::Table buckets_table(const analysis::TimeWaitReport& r) {
   return t;
 }
 
-render::Table sockets_table(const analysis::TimeWaitReport& r, bool anomalies_only) {
+render::Table sockets_table(const query::TimeWaitReport& r, bool anomalies_only) {
   render::Table t;
   t.columns = {
       {"state", "STATE"},
@@ -266,7 +266,7 @@ render::Table sockets_table(const analysis::TimeWaitReport& r, bool anomalies_on
         std::string(s.fin_wait2 ? "FIN_WAIT2" : "TIME_WAIT"),
         endpoint(s.local_addr, s.local_port),
         endpoint(s.remote_addr, s.remote_port),
-        std::string(analysis::name(s.closer)),
+        std::string(query::name(s.closer)),
         program(s.pid, s.comm),
         maybe(s.entered_ms),
         maybe(s.expires_ms()),
@@ -288,7 +288,7 @@ render::Table sockets_table(const analysis::TimeWaitReport& r, bool anomalies_on
   return t;
 }
 
-render::Table groups_table(const std::vector<analysis::TimeWaitGroup>& groups, const char* title, std::size_t top) {
+render::Table groups_table(const std::vector<query::TimeWaitGroup>& groups, const char* title, std::size_t top) {
   render::Table t;
   t.columns = {
       {"key", title},
@@ -311,7 +311,7 @@ render::Table groups_table(const std::vector<analysis::TimeWaitGroup>& groups, c
   return t;
 }
 
-render::Table ports_table(const std::vector<analysis::PortPressure>& pressure, std::size_t top) {
+render::Table ports_table(const std::vector<query::PortPressure>& pressure, std::size_t top) {
   render::Table t;
   t.columns = {
       {"destination", "DESTINATION"},
@@ -349,25 +349,25 @@ Result run_time_wait(const TimeWaitOptions& o) {
     throw Error(Exit::usage, "--anomalies lists sockets: use it with --by socket");
   }
   auto db = open_db(o.common);
-  const auto scope = analysis::resolve_scope(db, o.common.host, o.common.netns);
+  const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
   const auto [since, until] = resolve_window(o.window, o.common.now_ms);
   const std::int64_t bucket = o.bucket ? parse_duration(*o.bucket, "--bucket") : 0;
   if (o.bucket && (until - since) / bucket > 100'000) {
     throw Error(Exit::usage,
                 fmt::format("--bucket {}: more than 100000 buckets over the range; choose a larger one", *o.bucket));
   }
-  const auto report = analysis::time_wait_report(db, scope, since, until, bucket);
+  const auto report = query::time_wait_report(db, scope, since, until, bucket);
   const int code = any_anomaly(report) ? 1 : 0;
   const auto options = render_options(o.common);
   std::string what;
   render::Table t;
   if (o.ports) {
-    t = ports_table(analysis::port_pressure(db, scope, report.snapshot_list), o.top);
+    t = ports_table(query::port_pressure(db, scope, report.snapshot_list), o.top);
     what = "ephemeral-port use per destination at its worst moment";
   } else if (o.by == "remote" || o.by == "local") {
     const bool remote = *o.by == "remote";
     t = groups_table(
-        analysis::time_wait_groups(report, remote ? analysis::TimeWaitBy::remote : analysis::TimeWaitBy::local),
+        query::time_wait_groups(report, remote ? query::TimeWaitBy::remote : query::TimeWaitBy::local),
         remote ? "REMOTE ENDPOINT" : "LOCAL ADDRESS", o.top);
     what = remote ? "TIME_WAIT per remote endpoint" : "TIME_WAIT per local address (listening ports apart)";
   } else if (o.by == "socket") {

@@ -27,26 +27,26 @@ Result run_trend(const TrendOptions& o) {
     throw Error(Exit::usage, "--counters and --state draw different things: give one or the other");
   }
   auto db = open_db(o.common);
-  const auto scope = analysis::resolve_scope(db, o.common.host, o.common.netns);
+  const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
   const auto [since, until] = resolve_window(o.window, o.common.now_ms);
-  const auto bucket = o.bucket ? parse_duration(*o.bucket, "--bucket") : analysis::choose_bucket_ms(until - since);
+  const auto bucket = o.bucket ? parse_duration(*o.bucket, "--bucket") : query::choose_bucket_ms(until - since);
   if ((until - since) / bucket > 100'000) {
     throw Error(Exit::usage,
                 fmt::format("--bucket {}: more than 100000 buckets over the range; choose a larger one", *o.bucket));
   }
-  analysis::Trend trend;
+  query::Trend trend;
   std::string what;
   if (!o.counters.empty()) {
-    trend = analysis::trend_counters(db, scope, since, until, bucket, o.counters);
+    trend = query::trend_counters(db, scope, since, until, bucket, o.counters);
     what = "counter rates per second (gauges: highest value)";
   } else if (o.by) {
-    const auto by = *o.by == "process"      ? analysis::GroupBy::process
-                    : *o.by == "local-port" ? analysis::GroupBy::local_port
-                                            : analysis::GroupBy::remote_addr;
-    trend = analysis::trend_grouped(db, scope, since, until, bucket, o.states.front(), by, o.top);
+    const auto by = *o.by == "process"      ? query::GroupBy::process
+                    : *o.by == "local-port" ? query::GroupBy::local_port
+                                            : query::GroupBy::remote_addr;
+    trend = query::trend_grouped(db, scope, since, until, bucket, o.states.front(), by, o.top);
     what = fmt::format("{} sockets per {} (highest count in each bucket)", o.states.front(), *o.by);
   } else {
-    trend = analysis::trend_states(db, scope, since, until, bucket, o.states);
+    trend = query::trend_states(db, scope, since, until, bucket, o.states);
     what = "sockets per state (highest count in each bucket)";
   }
   using render::Kind;

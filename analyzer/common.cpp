@@ -94,13 +94,13 @@ std::int64_t parse_duration(const std::string& text, const char* option, bool al
   return *ms;
 }
 
-analysis::SnapshotSummary snapshot_for(SQLite::Database& db, const analysis::Scope& scope,
+query::SnapshotSummary snapshot_for(SQLite::Database& db, const query::Scope& scope,
                                        const std::optional<std::string>& at, std::int64_t now_ms) {
   if (!at) {
-    return *analysis::latest_snapshot(db, scope);
+    return *query::latest_snapshot(db, scope);
   }
   const auto when = parse_moment(*at, "--at", now_ms);
-  auto found = analysis::snapshot_at(db, scope, when);
+  auto found = query::snapshot_at(db, scope, when);
   if (!found) {
     throw Error(Exit::usage, fmt::format("--at {}: no snapshot of {} at or before {}", *at, scope.host,
                                          model::format_iso_utc(when)));
@@ -108,7 +108,7 @@ analysis::SnapshotSummary snapshot_for(SQLite::Database& db, const analysis::Sco
   return *found;
 }
 
-nlohmann::ordered_json json_head(const std::string& command, const Common& common, const analysis::Scope* scope) {
+nlohmann::ordered_json json_head(const std::string& command, const Common& common, const query::Scope* scope) {
   nlohmann::ordered_json doc;
   doc["command"] = command;
   doc["database"] = store::resolve_db_path(common.db).string();
@@ -127,7 +127,7 @@ std::string program(std::int32_t pid, const std::string& comm, const char* unkno
   return pid == 0 ? std::string(unknown) : fmt::format("{}/{}", pid, comm);
 }
 
-std::string scope_line(const analysis::Scope& scope) {
+std::string scope_line(const query::Scope& scope) {
   std::string ns =
       scope.netns_initial ? "its own network namespace" : fmt::format("network namespace {}", scope.netns_inode);
   if (scope.netns_name) {

@@ -12,7 +12,7 @@
 #include <SQLiteCpp/Database.h>
 #include <CLI/CLI.hpp>
 
-#include "sockhist/analysis.hpp"
+#include "sockhist/query.hpp"
 #include "sockhist/render.hpp"
 
 namespace sockhist::analyzer {
@@ -66,17 +66,17 @@ std::int64_t parse_duration(const std::string& text, const char* option, bool al
 
 // The snapshot --at names (the newest at or before it), or the newest without --at; throws
 // Error(usage) when none is that old.
-analysis::SnapshotSummary snapshot_for(SQLite::Database& db, const analysis::Scope& scope,
+query::SnapshotSummary snapshot_for(SQLite::Database& db, const query::Scope& scope,
                                        const std::optional<std::string>& at, std::int64_t now_ms);
 
 // A JSON document's common head: the command, the database, the host and namespace.
-nlohmann::ordered_json json_head(const std::string& command, const Common& common, const analysis::Scope* scope);
+nlohmann::ordered_json json_head(const std::string& command, const Common& common, const query::Scope* scope);
 
 // "1234/nginx" as netstat -p prints an owner, or `unknown` without one.
 std::string program(std::int32_t pid, const std::string& comm, const char* unknown = "-");
 
 // One line naming the host and namespace for a table's heading.
-std::string scope_line(const analysis::Scope& scope);
+std::string scope_line(const query::Scope& scope);
 
 void setup_hosts(CLI::App& app, Runner& selected);
 void setup_snapshots(CLI::App& app, Runner& selected);

@@ -69,17 +69,17 @@ void setup_collect(CLI::App& app, CollectOptions& o) {
 }
 
 int run_collect(const CollectOptions& o) {
-  proc::CaptureOptions capture_options;
+  capture::CaptureOptions capture_options;
   capture_options.proc_root = o.proc_root;
   std::error_code ignored;
   capture_options.live = std::filesystem::weakly_canonical(o.proc_root, ignored) == "/proc";
   capture_options.host = o.host;
   capture_options.owners = !o.no_owners;
-  capture_options.cmdlines = o.no_cmdline ? proc::Cmdlines::omit : proc::Cmdlines::store;
-  capture_options.source = o.source == "netlink" ? proc::Source::netlink
-                           : o.source == "proc"  ? proc::Source::proc
-                                                 : proc::Source::automatic;
-  if (!capture_options.live && capture_options.source == proc::Source::netlink) {
+  capture_options.cmdlines = o.no_cmdline ? capture::Cmdlines::omit : capture::Cmdlines::store;
+  capture_options.source = o.source == "netlink" ? capture::Source::netlink
+                           : o.source == "proc"  ? capture::Source::proc
+                                                 : capture::Source::automatic;
+  if (!capture_options.live && capture_options.source == capture::Source::netlink) {
     throw Error(Exit::usage, "--source netlink reads the live kernel; it cannot be combined with --proc-root");
   }
   if ((o.all_netns || !o.netns.empty()) && !capture_options.live) {
@@ -125,13 +125,13 @@ int run_collect(const CollectOptions& o) {
   // Only a loop has a next snapshot to keep the open spans in memory for.
   store::SnapshotWriter writer(db, interval_ms > 0 ? store::OpenSpans::remember : store::OpenSpans::forget);
   // What a loop learns of the processes' fd tables spares most of the owner scan next time.
-  proc::OwnerTracker owner_tracker(capture_options.cmdlines, capture_options.live);
+  capture::OwnerTracker owner_tracker(capture_options.cmdlines, capture_options.live);
   if (capture_options.live) {
     capture_options.owner_tracker = &owner_tracker;
   }
   // One netlink socket for the whole run; a failure to open it is handled by capture() itself.
   std::optional<netlink::DiagSocket> diag;
-  if (capture_options.live && capture_options.source != proc::Source::proc) {
+  if (capture_options.live && capture_options.source != capture::Source::proc) {
     try {
       capture_options.diag = &diag.emplace();
     } catch (const netlink::Unavailable&) {
@@ -141,10 +141,10 @@ int run_collect(const CollectOptions& o) {
 
   const bool namespaces = o.all_netns || !o.netns.empty();
   const auto resolve = [&o] {
-    const auto known = proc::discover_namespaces();  // one walk of /proc for every spec
-    std::vector<proc::NamespaceTarget> targets;
+    const auto known = capture::discover_namespaces();  // one walk of /proc for every spec
+    std::vector<capture::NamespaceTarget> targets;
     for (const auto& spec : o.netns) {
-      targets.push_back(proc::resolve_namespace(spec, known));
+      targets.push_back(capture::resolve_namespace(spec, known));
     }
     return targets;
   };
@@ -157,9 +157,9 @@ int run_collect(const CollectOptions& o) {
     std::vector<model::Capture> captures;
     if (namespaces) {
       // Namespaces come and go (containers): look again at every snapshot.
-      captures = proc::capture_namespaces(capture_options, o.all_netns ? proc::discover_namespaces() : resolve());
+      captures = capture::take_namespaces(capture_options, o.all_netns ? capture::discover_namespaces() : resolve());
     } else {
-      captures.push_back(proc::capture(capture_options));
+      captures.push_back(capture::take(capture_options));
     }
     const auto write_started = clock::now();
     const auto written = writer.write_all(captures);

@@ -8,7 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "sockhist/proc.hpp"
+#include "sockhist/capture.hpp"
 
 namespace sockhist::collector {
 

@@ -21,7 +21,7 @@
 #include "netns.hpp"
 #include "process.hpp"
 #include "sockets.hpp"
-#include "sockhist/analysis.hpp"
+#include "sockhist/query.hpp"
 #include "sockhist/lifecycle.hpp"
 #include "sockhist/snapshot_writer.hpp"
 #include "sockhist/store.hpp"
@@ -350,12 +350,12 @@ TEST(Analyzer, CountersAcrossARebootGiveNoNegativeOrGiantRate) {
   snapshot(t0 + 30'000, "boot-b", 15'000, 550, 2);     // +500 in 10 s
   snapshot(t0 + 40'000, "boot-b", 25'000, 100, 2);     // went down without a reboot: a reset
   snapshot(t0 + 50'000, "boot-b", 35'000, 300, 3);     // +200 in 10 s
-  const auto scope = analysis::resolve_scope(db, std::nullopt, std::nullopt);
-  const auto range = analysis::counter_range(db, scope, t0, t0 + 60'000);
+  const auto scope = query::resolve_scope(db, std::nullopt, std::nullopt);
+  const auto range = query::counter_range(db, scope, t0, t0 + 60'000);
   ASSERT_EQ(range.snapshots.size(), 6U);
   EXPECT_EQ(range.boots, 2);
   EXPECT_EQ(range.covered_ms, 40'000);  // the reboot pair covers nothing
-  std::map<std::string, analysis::CounterChange> by_name;
+  std::map<std::string, query::CounterChange> by_name;
   for (const auto& c : range.counters) {
     by_name[c.name] = c;
   }
@@ -366,7 +366,7 @@ TEST(Analyzer, CountersAcrossARebootGiveNoNegativeOrGiantRate) {
   EXPECT_FALSE(by_name["CurrEstab"].rate_per_s);  // a gauge: never a rate
   EXPECT_EQ(by_name["CurrEstab"].min, 1);
   EXPECT_EQ(by_name["CurrEstab"].max, 7);
-  const auto trend = analysis::trend_counters(db, scope, t0, t0 + 59'999, 10'000, {"Tcp.InSegs", "Tcp.CurrEstab"});
+  const auto trend = query::trend_counters(db, scope, t0, t0 + 59'999, 10'000, {"Tcp.InSegs", "Tcp.CurrEstab"});
   ASSERT_EQ(trend.buckets.size(), 6U);
   const std::vector<std::optional<double>> expected = {std::nullopt, 100.0, std::nullopt, 50.0, std::nullopt, 20.0};
   for (std::size_t i = 0; i < trend.buckets.size(); ++i) {
@@ -425,9 +425,9 @@ TEST(Analyzer, CloseWaitBoundsEntryFollowsOwnerChangesAndFitsTheLeak) {
     }
     writer.write(c);
   }
-  const auto scope = analysis::resolve_scope(db, std::nullopt, std::nullopt);
-  const auto snapshots = analysis::list_snapshots(db, scope, t0, t0 + 8 * minute);
-  const auto sockets = analysis::close_wait_sockets(db, scope, snapshots);
+  const auto scope = query::resolve_scope(db, std::nullopt, std::nullopt);
+  const auto snapshots = query::list_snapshots(db, scope, t0, t0 + 8 * minute);
+  const auto sockets = query::close_wait_sockets(db, scope, snapshots);
   ASSERT_EQ(sockets.size(), 6U);  // the server's connection (one socket, two owners) and five leaks
   const auto served = std::find_if(sockets.begin(), sockets.end(), [](const auto& s) { return s.local_port == 8080; });
   ASSERT_NE(served, sockets.end());
@@ -451,7 +451,7 @@ TEST(Analyzer, CloseWaitBoundsEntryFollowsOwnerChangesAndFitsTheLeak) {
   // Still there first, the longest stay first.
   EXPECT_EQ(sockets.front().local_port, 40000);
   EXPECT_EQ(sockets.back().local_port, 8080);
-  const auto groups = analysis::close_wait_by_process(snapshots, sockets);
+  const auto groups = query::close_wait_by_process(snapshots, sockets);
   ASSERT_EQ(groups.size(), 2U);
   EXPECT_EQ(groups[0].pid, 20);
   EXPECT_EQ(groups[0].now, 5);
@@ -679,8 +679,8 @@ TEST(Analyzer, TrendMarksGapsWhereTheCollectorDidNotRun) {
     c.counters = {{"Tcp", "InSegs", 1'000 + minute * 600, false}};
     writer.write(c);
   }
-  const auto scope = analysis::resolve_scope(db, std::string("web1"), std::nullopt);
-  const auto trend = analysis::trend_counters(db, scope, t0, t0 + 9 * 60'000 - 1, 60'000, {"Tcp.InSegs"});
+  const auto scope = query::resolve_scope(db, std::string("web1"), std::nullopt);
+  const auto trend = query::trend_counters(db, scope, t0, t0 + 9 * 60'000 - 1, 60'000, {"Tcp.InSegs"});
   ASSERT_EQ(trend.buckets.size(), 9U);
   for (std::size_t m = 0; m < 9; ++m) {
     const bool ran = m <= 2 || m == 7 || m == 8;

@@ -15,7 +15,7 @@
 #include "netns.hpp"
 #include "process.hpp"
 #include "sockets.hpp"
-#include "sockhist/analysis.hpp"
+#include "sockhist/query.hpp"
 #include "sockhist/import.hpp"
 #include "sockhist/store.hpp"
 
@@ -38,12 +38,12 @@ std::string tool(const char* name) {
 
 using Key = std::tuple<std::string, std::string, std::int64_t, std::string, std::int64_t, std::string>;
 // The sockets of a snapshot (the newest when `snapshot` is 0), by what identifies them.
-std::map<Key, analysis::SocketRow> rows_of(const std::string& db, std::int64_t snapshot = 0) {
+std::map<Key, query::SocketRow> rows_of(const std::string& db, std::int64_t snapshot = 0) {
   auto conn = store::open_read_only(db);
   SQLite::Statement q(conn, "SELECT max(snapshot_id) FROM snapshots");
   q.executeStep();
-  std::map<Key, analysis::SocketRow> out;
-  for (auto& r : analysis::snapshot_sockets(conn, snapshot != 0 ? snapshot : q.getColumn(0).getInt64())) {
+  std::map<Key, query::SocketRow> out;
+  for (auto& r : query::snapshot_sockets(conn, snapshot != 0 ? snapshot : q.getColumn(0).getInt64())) {
     // A UNIX socket is known by its inode; an Internet one by its endpoints.
     Key key{r.proto,       r.proto == "unix" ? std::to_string(r.inode) : r.local_addr,
             r.local_port,  r.remote_addr,
@@ -62,8 +62,8 @@ struct Format {
 
 // Each socket of the collector's snapshot is in the imported one with every field the format
 // carries equal, and the import holds nothing more (of the families the format lists).
-void expect_same_sockets(const std::map<Key, analysis::SocketRow>& expected,
-                         const std::map<Key, analysis::SocketRow>& got, const Format& f, const std::string& name) {
+void expect_same_sockets(const std::map<Key, query::SocketRow>& expected,
+                         const std::map<Key, query::SocketRow>& got, const Format& f, const std::string& name) {
   std::size_t compared = 0;
   for (const auto& [key, want] : expected) {
     const auto& proto = std::get<0>(key);

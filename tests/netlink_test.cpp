@@ -17,7 +17,7 @@
 #include "files.hpp"
 #include "sockets.hpp"
 #include "sockhist/netlink.hpp"
-#include "sockhist/proc.hpp"
+#include "sockhist/capture.hpp"
 
 using namespace sockhist;
 using model::Proto;
@@ -195,11 +195,11 @@ TEST(CaptureAgreement, NetlinkAndProcSeeTheSameSocketsWithTheSameFields) {
   }
   const std::set<int> ports = {pop.port4, pop.port6};
 
-  proc::CaptureOptions options;
-  options.source = proc::Source::proc;
-  const auto from_proc = proc::capture(options);
-  options.source = proc::Source::netlink;
-  const auto from_netlink = proc::capture(options);
+  capture::CaptureOptions options;
+  options.source = capture::Source::proc;
+  const auto from_proc = capture::take(options);
+  options.source = capture::Source::netlink;
+  const auto from_netlink = capture::take(options);
   EXPECT_EQ(from_proc.source, "proc");
   EXPECT_EQ(from_netlink.source, "netlink");
 

@@ -8,7 +8,7 @@
 #include <stdexcept>
 
 #include "sockets.hpp"
-#include "sockhist/proc.hpp"
+#include "sockhist/capture.hpp"
 
 using namespace sockhist;
 using test::Fd;
@@ -21,7 +21,7 @@ model::Socket socket_with_inode(std::uint64_t inode) {
   return s;
 }
 
-std::int32_t owner(const proc::OwnerMap& map, std::uint64_t inode) {
+std::int32_t owner(const capture::OwnerMap& map, std::uint64_t inode) {
   return map.owner_of_inode.find(inode).value_or(0);
 }
 
@@ -29,7 +29,7 @@ std::int32_t owner(const proc::OwnerMap& map, std::uint64_t inode) {
 
 TEST(OwnerScan, OneShotFindsThisProcessAndDescribesIt) {
   Fd listener = test::listen_tcp(4);
-  const auto map = proc::scan_owners(proc::ProcRoot("/proc"), proc::Cmdlines::store, true);
+  const auto map = capture::scan_owners(proc::ProcRoot("/proc"), capture::Cmdlines::store, true);
   EXPECT_EQ(owner(map, test::inode_of(listener)), ::getpid());
   const auto me = std::find_if(map.processes.begin(), map.processes.end(),
                                [](const model::Process& p) { return p.pid == ::getpid(); });
@@ -135,7 +135,7 @@ class Holder {
 TEST(OwnerScan, TrackerResolvesOnlyChangedFdTables) {
   Holder holder;
   auto sockets = holder.sockets();
-  proc::OwnerTracker tracker(proc::Cmdlines::omit, false, 100);
+  capture::OwnerTracker tracker(capture::Cmdlines::omit, false, 100);
   const proc::ProcRoot root("/proc");
   const auto first = tracker.scan(root, {&sockets});
   EXPECT_TRUE(tracker.last_was_full());
@@ -164,7 +164,7 @@ TEST(OwnerScan, ReusedFdNumberForcesAFullScan) {
   Holder holder;
   holder.add_socket();
   auto sockets = holder.sockets();
-  proc::OwnerTracker tracker(proc::Cmdlines::omit, false, 100);
+  capture::OwnerTracker tracker(capture::Cmdlines::omit, false, 100);
   const proc::ProcRoot root("/proc");
   tracker.scan(root, {&sockets});
   tracker.scan(root, {&sockets});
@@ -179,7 +179,7 @@ TEST(OwnerScan, ReusedFdNumberForcesAFullScan) {
 }
 
 TEST(OwnerScan, TheLowestPidOwnsASharedSocket) {
-  const proc::InodeOwners owners({{7, 300}, {5, 40}, {7, 12}, {9, 5}, {7, 55}});
+  const capture::InodeOwners owners({{7, 300}, {5, 40}, {7, 12}, {9, 5}, {7, 55}});
   EXPECT_EQ(owners.find(7), 12);
   EXPECT_EQ(owners.find(5), 40);
   EXPECT_EQ(owners.find(9), 5);
@@ -188,7 +188,7 @@ TEST(OwnerScan, TheLowestPidOwnsASharedSocket) {
 }
 
 TEST(OwnerScan, FullScanEveryNthTime) {
-  proc::OwnerTracker tracker(proc::Cmdlines::omit, false, 3);
+  capture::OwnerTracker tracker(capture::Cmdlines::omit, false, 3);
   const proc::ProcRoot root("/proc");
   std::vector<bool> full;
   for (int i = 0; i < 7; ++i) {

@@ -13,7 +13,7 @@
 
 #include "files.hpp"
 #include "sockhist/error.hpp"
-#include "sockhist/proc.hpp"
+#include "sockhist/capture.hpp"
 #include "sockhist/snapshot_writer.hpp"
 #include "sockhist/store.hpp"
 #include "sockhist/timeutil.hpp"
@@ -141,7 +141,7 @@ std::vector<std::pair<std::int64_t, Capture>> write_sample_history(SQLite::Datab
   std::vector<std::pair<std::int64_t, Capture>> written;
   for (const auto& name : names) {
     const auto sample = test::samples_dir() / "history-busy" / name;
-    proc::CaptureOptions options;
+    capture::CaptureOptions options;
     options.proc_root = sample / "proc";
     options.live = false;
     options.host = host;
@@ -149,9 +149,9 @@ std::vector<std::pair<std::int64_t, Capture>> write_sample_history(SQLite::Datab
     if (!options.at_ms) {
       throw std::runtime_error("bad captured_at in " + sample.string());
     }
-    auto capture = proc::capture(options);
-    const auto stats = writer.write(capture);
-    written.emplace_back(stats.snapshot_id, std::move(capture));
+    auto cap = capture::take(options);
+    const auto stats = writer.write(cap);
+    written.emplace_back(stats.snapshot_id, std::move(cap));
   }
   return written;
 }
@@ -644,7 +644,7 @@ TEST(StoreHistory, ALoopingWriterAndSeparateRunsStoreTheSameSpans) {
     std::int64_t offset = 0;
     for (const auto& name : names) {
       const auto sample = test::samples_dir() / "history-busy" / name;
-      proc::CaptureOptions options;
+      capture::CaptureOptions options;
       options.proc_root = sample / "proc";
       options.live = false;
       options.host = "h";
@@ -653,7 +653,7 @@ TEST(StoreHistory, ALoopingWriterAndSeparateRunsStoreTheSameSpans) {
       if (writers == Writers::one_per_snapshot) {
         writer = std::make_unique<store::SnapshotWriter>(db, store::OpenSpans::forget);  // as cron runs would
       }
-      writer->write(proc::capture(options));
+      writer->write(capture::take(options));
     }
   };
   shifted(looping, Writers::one);

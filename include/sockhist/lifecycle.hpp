@@ -12,9 +12,9 @@
 
 #include <SQLiteCpp/Database.h>
 
-#include "sockhist/analysis.hpp"
+#include "sockhist/query.hpp"
 
-namespace sockhist::analysis {
+namespace sockhist::query {
 
 // One socket's stay in CLOSE_WAIT as the snapshots bound it. The peer closed; the owner has not.
 struct CloseWaitSocket {
@@ -214,4 +214,4 @@ struct PortPressure {
 std::vector<PortPressure> port_pressure(SQLite::Database& db, const Scope& scope,
                                         const std::vector<SnapshotSummary>& snapshots);
 
-}  // namespace sockhist::analysis
+}  // namespace sockhist::query

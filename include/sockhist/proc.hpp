@@ -1,19 +1,20 @@
-// Readers of the kernel's /proc text formats. The parse_* functions are pure: text in, values out,
-// no I/O. ProcRoot does the reading, always relative to a root so that a copied tree reads like
-// the live one.
+// Readers of the kernel's /proc text formats (library sockhist_proc). The parse_* functions are pure:
+// text in, values out, no I/O. ProcRoot does the reading, always relative to a root so that a copied
+// tree reads like the live one; read_tree reads a whole copied tree. Nothing here uses netlink or
+// enters a namespace: that is the live capture's (capture.hpp).
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <iterator>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
-#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "sockhist/model.hpp"
-#include "sockhist/netlink.hpp"
 
 namespace sockhist::proc {
 
@@ -77,134 +78,102 @@ class ProcRoot {
   std::filesystem::path m_root;
 };
 
-// Maps socket inodes to the processes holding them by scanning ROOT/PID/fd. The lowest pid wins
-// where several processes share a socket, as netstat -p does.
-// Socket inode -> owning pid, as a sorted vector: a third of a hash map's memory at 100,000 sockets.
-class InodeOwners {
+// A decimal integer, surrounding blanks ignored; nullopt on anything else.
+std::optional<std::int64_t> parse_int(std::string_view text);
+
+// A small file's content (hostname, boot_id, a sysctl) with surrounding blanks removed; nullopt
+// when it is missing, unreadable or blank.
+std::optional<std::string> read_trimmed(const ProcRoot& root, std::string_view relative);
+
+// A snapshot keeps at most this many diagnostics; skipped_lines still counts them all.
+inline constexpr std::size_t k_max_diagnostics = 100;
+
+// Reads files of a capture through their parsers, keeping what went wrong as the capture's
+// diagnostics: a missing file is a diagnostic, a malformed one an error.
+class Loader {
  public:
-  // Builds the map from (inode, pid) pairs in any order; the lowest pid wins for an inode.
-  explicit InodeOwners(std::vector<std::pair<std::uint64_t, std::int32_t>> pairs = {});
-  std::optional<std::int32_t> find(std::uint64_t inode) const;
-  bool contains(std::uint64_t inode) const { return find(inode).has_value(); }
-  std::size_t size() const { return m_pairs.size(); }
-  const std::vector<std::pair<std::uint64_t, std::int32_t>>& pairs() const { return m_pairs; }
-  // Drops the entries of pids for which `drop` is true.
-  template <class Predicate>
-  void erase_pids(Predicate drop) {
-    std::erase_if(m_pairs, [&drop](const auto& item) { return drop(item.second); });
+  explicit Loader(model::Capture& cap) : m_cap(cap) {}
+
+  // Adds a diagnostic (up to k_max_diagnostics).
+  void note(const std::string& file, std::size_t line, std::string message);
+
+  // Reads `relative` below `root`, parses it with `parse` and appends its rows to `out`. Returns
+  // false (and notes it) when the file is missing; throws Error(bad_input) naming it when the
+  // parser refuses it; skipped lines and dropped duplicates become diagnostics.
+  template <class Parse, class Out>
+  bool load(const ProcRoot& root, std::string_view relative, Parse&& parse, Out& out) {
+    const std::string path = (root.path() / relative).string();
+    const auto text = root.read(relative);
+    if (!text) {
+      note(path, 0, "not present");
+      return false;
+    }
+    auto parsed = parse(*text);
+    if (parsed.error) {
+      fail(path, *parsed.error);
+    }
+    for (auto& issue : parsed.issues) {
+      note(path, issue.line, std::move(issue.reason));
+    }
+    m_cap.skipped_lines += parsed.issues.size();
+    if (parsed.duplicates > 0) {
+      note(path, 0, std::to_string(parsed.duplicates) + " duplicate rows dropped");
+    }
+    std::move(parsed.rows.begin(), parsed.rows.end(), std::back_inserter(out));
+    return true;
   }
 
  private:
-  std::vector<std::pair<std::uint64_t, std::int32_t>> m_pairs;
+  [[noreturn]] static void fail(const std::string& path, const std::string& error);
+  model::Capture& m_cap;
 };
 
-struct OwnerMap {
-  InodeOwners owner_of_inode;
-  std::vector<model::Process> processes;  // one per pid that owns at least one socket
-  model::OwnerScan completeness = model::OwnerScan::complete;
-  std::size_t unreadable_processes = 0;  // fd directories we were not allowed to read
-  std::size_t links_resolved = 0;        // fd links read (all of them in a full scan)
+// The socket tables of a namespace, in the order they are read.
+struct SocketTable {
+  const char* file;  // below the root: "net/tcp"
+  model::Proto proto;
+  int family;  // 4, 6; 0 for unix
+};
+inline constexpr std::array<SocketTable, 5> k_socket_tables = {
+    SocketTable{"net/tcp", model::Proto::tcp, 4}, SocketTable{"net/tcp6", model::Proto::tcp, 6},
+    SocketTable{"net/udp", model::Proto::udp, 4}, SocketTable{"net/udp6", model::Proto::udp, 6},
+    SocketTable{"net/unix", model::Proto::unix_domain, 0}};
+
+// user_hz, boot id, kernel release and hostname from ROOT/sys/kernel.
+void read_kernel_facts(model::Capture& cap, const ProcRoot& root);
+
+// Reserves room in cap.sockets for every socket ROOT/net/sockstat counts.
+void reserve_sockets(model::Capture& cap, const ProcRoot& net);
+
+// Appends one socket table's rows from its /proc text; false when the file is missing.
+bool read_socket_table(model::Capture& cap, Loader& loader, const ProcRoot& net, const SocketTable& table);
+
+// Throws Error(bad_input) naming the root when no socket table was found below it.
+void require_a_table(bool any_table, const ProcRoot& net);
+
+// Appends the counters of net/snmp, netstat, snmp6, sockstat and sockstat6 (each optional).
+void read_counters(model::Capture& cap, Loader& loader, const ProcRoot& net);
+
+// The sysctls that shape the analysis, from ROOT/sys/net (absent ones stay unset).
+void read_settings(model::Capture& cap, const ProcRoot& sys);
+
+// The network namespace inode ROOT/self/ns/net names; 0 when it names none.
+std::uint64_t netns_inode_of(const ProcRoot& root);
+
+// Throws Error(bad_input) "not a directory (--proc-root)" unless `root` is a directory.
+void require_directory(const std::filesystem::path& root);
+
+// What to read of a copied /proc tree.
+struct TreeOptions {
+  std::filesystem::path root;
+  std::optional<std::string> host;    // instead of the tree's hostname
+  std::optional<std::int64_t> at_ms;  // the time to record (default: now)
 };
 
-enum class Cmdlines { store, omit };
-
-// Remembers, across the snapshots of a looping collector, each process's fd numbers and the socket
-// inodes behind them, so that a later scan lists every fd directory (cheap) but resolves the links
-// (expensive) only of processes whose fd numbers changed or that are new. A full scan is done on
-// the first call, every `full_scan_every` calls, and at once whenever a socket inode that is new
-// since the last call has no owner. What listing cannot see (an fd re-pointed with dup2() while
-// another process still holds the old socket) is thereby bounded to full_scan_every snapshots.
-class OwnerTracker {
- public:
-  // resolve_users: name uids through this machine's passwd database (live captures only).
-  OwnerTracker(Cmdlines cmdlines, bool resolve_users, int full_scan_every = 30);
-  ~OwnerTracker();
-  OwnerTracker(const OwnerTracker&) = delete;
-  OwnerTracker& operator=(const OwnerTracker&) = delete;
-
-  // The owners of the sockets in `sockets` (the lists of one snapshot's namespaces).
-  OwnerMap scan(const ProcRoot& root, const std::vector<const std::vector<model::Socket>*>& sockets);
-
-  std::size_t last_resolved() const { return m_last_resolved; }  // fd links the last scan read
-  bool last_was_full() const { return m_last_full; }
-
-  // What one scan learnt of one process.
-  struct ProcessFds {
-    std::uint64_t start_ticks = 0;
-    std::string comm;
-    bool identified = false;             // start_ticks and comm read
-    std::vector<std::uint32_t> fds;      // the fd numbers, ascending
-    std::vector<std::uint64_t> sockets;  // the socket inodes those fds point to
-    std::optional<model::Process> description;
-  };
-
- private:
-  OwnerMap scan_once(const ProcRoot& root, bool full);
-
-  Cmdlines m_cmdlines;
-  bool m_resolve_users;
-  int m_full_scan_every;
-  int m_scans_since_full = 0;
-  std::unordered_map<std::int32_t, ProcessFds> m_known;
-  std::unordered_set<std::uint64_t> m_seen;  // socket inodes of the previous snapshot
-  std::size_t m_last_resolved = 0;
-  bool m_last_full = false;
-};
-
-// One full scan, for a single snapshot.
-OwnerMap scan_owners(const ProcRoot& root, Cmdlines cmdlines, bool resolve_users);
-
-// Where live sockets are read from: sock_diag netlink with /proc as fallback (automatic), or only one.
-enum class Source { automatic, netlink, proc };
-
-// What to capture, and from where.
-struct CaptureOptions {
-  std::filesystem::path proc_root = "/proc";
-  bool live = true;  // false for a copied tree: host facts come from the tree, not this machine
-  std::optional<std::string> host;
-  std::optional<std::int64_t> at_ms;  // the time to record (copied trees only)
-  bool owners = true;
-  Cmdlines cmdlines = Cmdlines::store;
-  Source source = Source::automatic;      // copied trees are always read as /proc text
-  netlink::DiagSocket* diag = nullptr;    // a socket to reuse across snapshots; opened per capture if null
-  OwnerTracker* owner_tracker = nullptr;  // a looping collector's memory of fd tables; a full scan if null
-};
-
-// Reads one snapshot of sockets, counters, owners and host facts. Live sockets come from sock_diag
-// netlink unless options.source says otherwise; a table netlink cannot dump is read from /proc
-// (source "netlink+proc") unless netlink was demanded, which throws Error(failure). Missing
-// optional files (tcp6 with IPv6 disabled, snmp6, ...) become diagnostics; a malformed file, or a
-// root without a single socket table, throws Error(bad_input) naming it.
-model::Capture capture(const CaptureOptions& options);
-
-// A network namespace to capture, and what is known of it.
-struct NamespaceTarget {
-  std::filesystem::path path;  // a file naming it: /run/netns/NAME or /proc/PID/ns/net
-  std::uint64_t inode = 0;
-  std::optional<std::string> name;  // its /run/netns name
-  std::optional<std::int32_t> pid;  // the lowest pid living in it
-  bool initial = false;             // PID 1's namespace: the host's own
-};
-
-// Every network namespace of the live host, from /proc/PID/ns/net (deduplicated by inode) and
-// /run/netns, the initial one first. Processes whose namespace cannot be read are passed over.
-std::vector<NamespaceTarget> discover_namespaces(const std::filesystem::path& proc = "/proc",
-                                                 const std::filesystem::path& run_netns = "/run/netns");
-
-// The namespace --netns names: a pid, a path (contains '/') or a /run/netns name. Throws
-// Error(usage) naming the spec when there is no such namespace.
-NamespaceTarget resolve_namespace(std::string_view spec, const std::filesystem::path& proc = "/proc",
-                                  const std::filesystem::path& run_netns = "/run/netns");
-
-// The same, looking up name and pid in namespaces already discovered (one /proc walk for many specs).
-NamespaceTarget resolve_namespace(std::string_view spec, const std::vector<NamespaceTarget>& known,
-                                  const std::filesystem::path& proc = "/proc",
-                                  const std::filesystem::path& run_netns = "/run/netns");
-
-// One capture per namespace, entering each with setns() in a helper thread (CAP_SYS_ADMIN). Host
-// facts and the owner scan are read once and shared. Throws Error(failure) for a namespace that
-// cannot be entered.
-std::vector<model::Capture> capture_namespaces(const CaptureOptions& options,
-                                               const std::vector<NamespaceTarget>& targets);
+// Reads a copied /proc tree (a sample, a sosreport's proc/) as one snapshot of its host's own
+// namespace: sockets, counters, settings and the host facts the tree holds, without owners.
+// Throws Error(bad_input) for a root that is not a directory, holds no socket table, or holds a
+// malformed file, naming it.
+model::Capture read_tree(const TreeOptions& options);
 
 }  // namespace sockhist::proc

@@ -14,6 +14,7 @@
 #include <SQLiteCpp/Transaction.h>
 #include <fmt/format.h>
 
+#include "sockhist/counters.hpp"
 #include "sockhist/error.hpp"
 #include "sockhist/store.hpp"
 #include "sockhist/timeutil.hpp"
@@ -45,13 +46,6 @@ void bind_optional_text(SQLite::Statement& stmt, int index, const std::optional<
   } else {
     stmt.bind(index);
   }
-}
-
-std::optional<std::int64_t> column_optional(const SQLite::Column& column) {
-  if (column.isNull()) {
-    return std::nullopt;
-  }
-  return column.getInt64();
 }
 
 // What identifies a socket across snapshots: protocol, endpoints and inode. TIME_WAIT, request and
@@ -92,7 +86,7 @@ struct NewSpan {
 
 struct CounterCache {
   std::int64_t snapshot_id = 0;  // the snapshot these values describe
-  std::unordered_map<std::int64_t, std::optional<std::int64_t>> values;
+  CounterValues values;
 };
 
 }  // namespace
@@ -293,28 +287,13 @@ struct SnapshotWriter::Impl {
     return id;
   }
 
-  // The value of every counter of a namespace as of one snapshot.
-  CounterCache& counters_as_of(std::int64_t netns_id, std::int64_t snapshot_id) {
+  // The value of every counter of a namespace as of one snapshot: a looping collector's last
+  // write, else read back.
+  const CounterCache& counters_before(std::int64_t netns_id, std::int64_t snapshot_id) {
     auto& cache = counter_cache[netns_id];
-    if (cache.snapshot_id == snapshot_id) {
-      return cache;
-    }
-    cache.values.clear();
-    cache.snapshot_id = snapshot_id;
-    // One index seek per known counter name (a few hundred), never a scan of the history.
-    SQLite::Statement names(db, "SELECT counter_id FROM counter_names");
-    SQLite::Statement latest(db,
-                             "SELECT value FROM counter_values WHERE netns_id = ? AND counter_id = ? AND "
-                             "snapshot_id <= ? ORDER BY snapshot_id DESC LIMIT 1");
-    while (names.executeStep()) {
-      const std::int64_t counter_id = names.getColumn(0).getInt64();
-      latest.reset();
-      latest.bind(1, netns_id);
-      latest.bind(2, counter_id);
-      latest.bind(3, snapshot_id);
-      if (latest.executeStep()) {
-        cache.values[counter_id] = column_optional(latest.getColumn(0));
-      }
+    if (cache.snapshot_id != snapshot_id) {
+      cache.values = counters_as_of(db, netns_id, snapshot_id);
+      cache.snapshot_id = snapshot_id;
     }
     return cache;
   }
@@ -703,7 +682,7 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
   // NULL for a counter that disappeared.
   CounterCache previous_values;
   if (prev) {
-    previous_values = counters_as_of(netns_id, prev->id);
+    previous_values = counters_before(netns_id, prev->id);
   }
   CounterCache current;
   current.snapshot_id = snapshot_id;
@@ -730,8 +709,8 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
       store_value(id, c.value);
     }
   }
-  for (const auto& [id, value] : previous_values.values) {
-    if (value && !current.values.contains(id)) {
+  for (const auto& previous : previous_values.values) {
+    if (const std::int64_t id = previous.first; !current.values.contains(id)) {
       store_value(id, std::nullopt);
     }
   }
@@ -791,119 +770,6 @@ std::vector<WriteStats> SnapshotWriter::write_all(const std::vector<model::Captu
     m_impl->forget();
     throw;
   }
-}
-
-std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::size_t batch,
-                            const std::function<void(std::size_t)>& progress) {
-  std::size_t removed = 0;
-  for (;;) {
-    SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
-    std::map<std::int64_t, std::int64_t> newest_removed;  // netns_id -> newest snapshot removed
-    {
-      SQLite::Statement any(db, "SELECT 1 FROM snapshots WHERE time_ms < ? LIMIT 1");
-      any.bind(1, cutoff_ms);
-      if (!any.executeStep()) {
-        break;
-      }
-    }
-    {
-      SQLite::Statement select(db,
-                               "SELECT snapshot_id, netns_id FROM snapshots WHERE time_ms < ? ORDER BY snapshot_id "
-                               "LIMIT ?");
-      select.bind(1, cutoff_ms);
-      select.bind(2, static_cast<std::int64_t>(batch));
-      while (select.executeStep()) {
-        auto& newest = newest_removed[select.getColumn(1).getInt64()];
-        newest = std::max(newest, select.getColumn(0).getInt64());
-      }
-    }
-    // Spans and counter baselines assume each namespace loses a prefix of its snapshots, so every
-    // snapshot up to the newest expired one goes, even one a stepped-back clock dated later.
-    std::vector<std::int64_t> ids;
-    std::int64_t removed_max_ms = 0;  // the latest time among them, for the process clean-up below
-    for (const auto& [netns_id, newest] : newest_removed) {
-      SQLite::Statement prefix(db,
-                               "SELECT snapshot_id, time_ms FROM snapshots WHERE netns_id = ? AND snapshot_id <= ?");
-      prefix.bind(1, netns_id);
-      prefix.bind(2, newest);
-      while (prefix.executeStep()) {
-        ids.push_back(prefix.getColumn(0).getInt64());
-        removed_max_ms = std::max(removed_max_ms, prefix.getColumn(1).getInt64());
-      }
-    }
-    for (const auto& [netns_id, newest] : newest_removed) {
-      SQLite::Statement next(db, "SELECT min(snapshot_id) FROM snapshots WHERE netns_id = ? AND snapshot_id > ?");
-      next.bind(1, netns_id);
-      next.bind(2, newest);
-      next.executeStep();
-      if (next.getColumn(0).isNull()) {
-        // Nothing of this namespace remains: all its spans and counters go.
-        for (const char* sql :
-             {"DELETE FROM counter_values WHERE netns_id = ?", "DELETE FROM socket_spans WHERE netns_id = ?"}) {
-          SQLite::Statement del(db, sql);
-          del.bind(1, netns_id);
-          del.exec();
-        }
-        continue;
-      }
-      const std::int64_t kept = next.getColumn(0).getInt64();
-      // The oldest kept snapshot must hold every counter value it relies on.
-      SQLite::Statement rebase(db,
-                               "INSERT OR IGNORE INTO counter_values(netns_id, counter_id, snapshot_id, value) "
-                               "SELECT cv.netns_id, cv.counter_id, ?1, cv.value FROM counter_values cv "
-                               "WHERE cv.netns_id = ?2 AND cv.value IS NOT NULL AND cv.snapshot_id = "
-                               "(SELECT max(x.snapshot_id) FROM counter_values x WHERE x.netns_id = cv.netns_id "
-                               " AND x.counter_id = cv.counter_id AND x.snapshot_id <= ?3)");
-      rebase.bind(1, kept);
-      rebase.bind(2, netns_id);
-      rebase.bind(3, newest);
-      rebase.exec();
-      SQLite::Statement del_values(db, "DELETE FROM counter_values WHERE netns_id = ? AND snapshot_id <= ?");
-      del_values.bind(1, netns_id);
-      del_values.bind(2, newest);
-      del_values.exec();
-      // Spans that ended before the oldest kept snapshot go; spans of sockets alive at or after it
-      // stay, and keep the time of the first snapshot that saw them, which goes now.
-      SQLite::Statement del_spans(
-          db, "DELETE FROM socket_spans WHERE netns_id = ?1 AND first_snapshot_id <= ?2 AND last_snapshot_id <= ?2");
-      del_spans.bind(1, netns_id);
-      del_spans.bind(2, newest);
-      del_spans.exec();
-      SQLite::Statement keep_times(db,
-                                   "UPDATE socket_spans SET first_time_ms = (SELECT s.time_ms FROM snapshots s "
-                                   "WHERE s.snapshot_id = socket_spans.first_snapshot_id) "
-                                   "WHERE netns_id = ?1 AND first_snapshot_id <= ?2 AND first_time_ms IS NULL");
-      keep_times.bind(1, netns_id);
-      keep_times.bind(2, newest);
-      keep_times.exec();
-    }
-    // Processes no span refers to any more go once the oldest kept snapshot enters a new hour:
-    // finding them scans socket_spans (an index on process_id would slow every span insert).
-    SQLite::Statement del_snapshot(db, "DELETE FROM snapshots WHERE snapshot_id = ?");
-    SQLite::Statement del_counts(db, "DELETE FROM state_counts WHERE snapshot_id = ?");
-    SQLite::Statement del_diag(db, "DELETE FROM diagnostics WHERE snapshot_id = ?");
-    for (const std::int64_t id : ids) {
-      for (SQLite::Statement* stmt : {&del_counts, &del_diag, &del_snapshot}) {
-        stmt->reset();
-        stmt->bind(1, id);
-        stmt->exec();
-      }
-    }
-    const auto oldest_kept = db.execAndGet("SELECT min(time_ms) FROM snapshots");
-    constexpr std::int64_t k_hour_ms = 3'600'000;
-    if (oldest_kept.isNull() || removed_max_ms / k_hour_ms != oldest_kept.getInt64() / k_hour_ms) {
-      db.exec(
-          "DELETE FROM processes WHERE process_id NOT IN (SELECT process_id FROM socket_spans WHERE process_id IS NOT "
-          "NULL)");
-      db.exec("DELETE FROM addresses WHERE addr_id NOT IN (SELECT local_addr_id FROM socket_spans)");
-    }
-    transaction.commit();
-    removed += ids.size();
-    if (progress) {
-      progress(removed);
-    }
-  }
-  return removed;
 }
 
 }  // namespace sockhist::store

@@ -9,7 +9,7 @@
 #include <SQLiteCpp/Statement.h>
 #include <fmt/format.h>
 
-namespace sockhist::analysis {
+namespace sockhist::query {
 
 namespace {
 
@@ -244,9 +244,9 @@ std::vector<CloseWaitByProcess> close_wait_by_process(const std::vector<Snapshot
   return groups;
 }
 
-}  // namespace sockhist::analysis
+}  // namespace sockhist::query
 
-namespace sockhist::analysis {
+namespace sockhist::query {
 
 namespace {
 
@@ -784,4 +784,4 @@ std::vector<PortPressure> port_pressure(SQLite::Database& db, const Scope& scope
   return out;
 }
 
-}  // namespace sockhist::analysis
+}  // namespace sockhist::query

@@ -567,13 +567,7 @@ std::optional<SosreportCapture> read_initial(const Report& r, const HostFacts& f
       r.first({"sos_commands/networking/ss_-peaonmi", "sos_commands/networking/netstat_-W_-neopa",
                "sos_commands/networking/netstat_-T_-neopa", "sos_commands/networking/netstat_-neopa", "netstat"});
   if (has_copies) {
-    proc::CaptureOptions o;
-    o.proc_root = proc;
-    o.live = false;
-    o.owners = false;
-    o.host = f.host;
-    o.at_ms = f.time_ms;
-    c = proc::capture(o);
+    c = proc::read_tree({proc, f.host, f.time_ms});
     for (auto& d : c.diagnostics) {
       d.file = fmt::format("proc/{}", d.file);
     }

@@ -1,4 +1,4 @@
-#include "sockhist/analysis.hpp"
+#include "sockhist/query.hpp"
 
 #include <algorithm>
 #include <array>
@@ -12,7 +12,7 @@
 
 #include "sockhist/error.hpp"
 
-namespace sockhist::analysis {
+namespace sockhist::query {
 
 namespace {
 
@@ -103,22 +103,6 @@ SnapshotSummary summary_with_counts(SQLite::Database& db, SQLite::Statement& q) 
   std::vector<SnapshotSummary> one{read_summary(q)};
   fill_counts(db, one);
   return one.front();
-}
-
-// Every counter's value in a snapshot of a namespace, by counter_id.
-CounterValues values_at(SQLite::Database& db, std::int64_t netns_id, std::int64_t snapshot_id) {
-  SQLite::Statement q(db,
-                      "SELECT cn.counter_id, cv.value FROM counter_names cn "
-                      "CROSS JOIN counter_values cv ON cv.netns_id = ?1 AND cv.counter_id = cn.counter_id "
-                      "AND cv.snapshot_id = (SELECT max(x.snapshot_id) FROM counter_values x WHERE x.netns_id = ?1 "
-                      "AND x.counter_id = cn.counter_id AND x.snapshot_id <= ?2) WHERE cv.value IS NOT NULL");
-  q.bind(1, netns_id);
-  q.bind(2, snapshot_id);
-  CounterValues values;
-  while (q.executeStep()) {
-    values[q.getColumn(0).getInt64()] = q.getColumn(1).getInt64();
-  }
-  return values;
 }
 
 // The snapshots' ids, for replay_counters.
@@ -312,45 +296,6 @@ Scope scope_of_snapshot(SQLite::Database& db, std::int64_t snapshot_id) {
   return scope_from_netns(db, q.getColumn(0).getInt64());
 }
 
-std::map<std::int64_t, CounterName> counter_names(SQLite::Database& db) {
-  std::map<std::int64_t, CounterName> names;
-  SQLite::Statement q(db, "SELECT counter_id, section, name, is_gauge FROM counter_names");
-  while (q.executeStep()) {
-    names[q.getColumn(0).getInt64()] = {q.getColumn(1).getString(), q.getColumn(2).getString(),
-                                        q.getColumn(3).getInt() != 0};
-  }
-  return names;
-}
-
-void replay_counters(SQLite::Database& db, std::int64_t netns_id, const std::vector<std::int64_t>& ids,
-                     const std::function<void(std::size_t, const CounterValues&)>& visit) {
-  if (ids.empty()) {
-    return;
-  }
-  auto values = values_at(db, netns_id, ids.front());
-  visit(std::size_t{0}, values);
-  SQLite::Statement q(
-      db,
-      "SELECT snapshot_id, counter_id, value FROM counter_values WHERE netns_id = ? AND snapshot_id > ? "
-      "AND snapshot_id <= ? ORDER BY snapshot_id");
-  q.bind(1, netns_id);
-  q.bind(2, ids.front());
-  q.bind(3, ids.back());
-  bool have = q.executeStep();
-  for (std::size_t i = 1; i < ids.size(); ++i) {
-    while (have && q.getColumn(0).getInt64() <= ids[i]) {
-      const auto id = q.getColumn(1).getInt64();
-      if (q.getColumn(2).isNull()) {
-        values.erase(id);
-      } else {
-        values[id] = q.getColumn(2).getInt64();
-      }
-      have = q.executeStep();
-    }
-    visit(i, values);
-  }
-}
-
 std::string endpoint(const std::string& addr, std::int64_t port) {
   return addr.find(':') != std::string::npos ? fmt::format("[{}]:{}", addr, port) : fmt::format("{}:{}", addr, port);
 }
@@ -466,7 +411,7 @@ std::vector<SocketRow> snapshot_sockets(SQLite::Database& db, std::int64_t snaps
 std::vector<CounterValue> snapshot_counters(SQLite::Database& db, std::int64_t snapshot_id) {
   const Scope scope = scope_of_snapshot(db, snapshot_id);
   const auto names = counter_names(db);
-  const auto values = values_at(db, scope.netns_id, snapshot_id);
+  const auto values = store::counters_as_of(db, scope.netns_id, snapshot_id);
   std::vector<CounterValue> out;
   for (const auto& [id, n] : names) {  // counter_id order is the order the kernel first printed them
     if (const auto it = values.find(id); it != values.end()) {
@@ -898,4 +843,4 @@ Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since
   return t;
 }
 
-}  // namespace sockhist::analysis
+}  // namespace sockhist::query

@@ -12,7 +12,9 @@
 
 #include <SQLiteCpp/Database.h>
 
-namespace sockhist::analysis {
+#include "sockhist/counters.hpp"
+
+namespace sockhist::query {
 
 // A host in the database, with the span of its history.
 struct HostSummary {
@@ -148,20 +150,11 @@ struct RangeStats {
 // Counter deltas and rates over the snapshots of a scope in [since_ms, until_ms].
 RangeStats counter_range(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms);
 
-// A counter's identity, by counter_id.
-struct CounterName {
-  std::string section, name;
-  bool is_gauge = false;
-};
-std::map<std::int64_t, CounterName> counter_names(SQLite::Database& db);
-
-// Every counter's value in one snapshot: counter_id -> value.
-using CounterValues = std::unordered_map<std::int64_t, std::int64_t>;
-// Replays the stored counter values of one namespace at each snapshot of `ids` (ascending): the
-// first one's full values, then the stored changes (those of snapshots between the ids too).
-// `visit(index, values)` sees each snapshot's values in order.
-void replay_counters(SQLite::Database& db, std::int64_t netns_id, const std::vector<std::int64_t>& ids,
-                     const std::function<void(std::size_t, const CounterValues&)>& visit);
+// Counter names and values as stored (counters.hpp).
+using store::counter_names;
+using store::CounterName;
+using store::CounterValues;
+using store::replay_counters;
 
 // One counter between two consecutive snapshots of one boot that both hold it (a decrease without
 // a reboot is a reset: increase 0, reset true).
@@ -218,4 +211,4 @@ enum class GroupBy { process, local_port, remote_addr };
 Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
                     std::int64_t bucket_ms, const std::string& state, GroupBy by, std::size_t top);
 
-}  // namespace sockhist::analysis
+}  // namespace sockhist::query

@@ -8,7 +8,7 @@
 #include <SQLiteCpp/Statement.h>
 #include <fmt/format.h>
 
-#include "sockhist/analysis.hpp"
+#include "sockhist/counters.hpp"
 #include "sockhist/error.hpp"
 #include "sockhist/model.hpp"
 #include "sockhist/snapshot_writer.hpp"
@@ -260,7 +260,7 @@ MergeStats merge_into(SQLite::Database& output, SQLite::Database& input, const s
         }
       }
     }
-    const auto counter_names = analysis::counter_names(input);
+    const auto names = store::counter_names(input);
     // The spans alive at the first snapshot to copy, then those that begin later, in order.
     SQLite::Statement spans(
         input,
@@ -285,7 +285,7 @@ MergeStats merge_into(SQLite::Database& output, SQLite::Database& input, const s
     SQLite::Statement diagnostics(input, "SELECT file, line, message FROM diagnostics WHERE snapshot_id = ?");
     bool first = true;
     // One capture per snapshot, with the counters as they stood then.
-    analysis::replay_counters(input, n.id, plan.ids, [&](std::size_t index, const analysis::CounterValues& counters) {
+    replay_counters(input, n.id, plan.ids, [&](std::size_t index, const CounterValues& counters) {
       const auto id = plan.ids[index];
       snapshot.reset();
       snapshot.bind(1, id);
@@ -386,7 +386,7 @@ MergeStats merge_into(SQLite::Database& output, SQLite::Database& input, const s
         c.processes.push_back(processes.at(process_id).process);
       }
       // In the input's counter order (its ids follow the kernel's order), as stats lists them.
-      for (const auto& [counter_id, name] : counter_names) {
+      for (const auto& [counter_id, name] : names) {
         if (const auto value = counters.find(counter_id); value != counters.end()) {
           c.counters.push_back({name.section, name.name, value->second, name.is_gauge});
         }

@@ -1,0 +1,360 @@
+// One live capture: host facts of this machine, each namespace's sockets through sock_diag netlink
+// (falling back to /proc text per table), counters and settings as /proc text, and the owners.
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <thread>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "sockhist/capture.hpp"
+#include "sockhist/error.hpp"
+#include "sockhist/timeutil.hpp"
+
+namespace sockhist::capture {
+
+namespace {
+
+using proc::Loader;
+
+std::int64_t elapsed_ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since).count();
+}
+
+// What is the same for every namespace of the live host: identity, boot, kernel, clock.
+void read_host_facts(model::Capture& cap, const ProcRoot& root, const CaptureOptions& options) {
+  cap.time_ms = options.at_ms.value_or(model::now_ms());
+  proc::read_kernel_facts(cap, root);
+  timespec ts{};
+  if (::clock_gettime(CLOCK_BOOTTIME, &ts) == 0) {
+    cap.uptime_ms = static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+  }
+  std::array<char, 256> name{};
+  if (cap.hostname.empty() && ::gethostname(name.data(), name.size() - 1) == 0) {
+    cap.hostname = name.data();
+  }
+  if (auto id = proc::read_trimmed(ProcRoot("/etc"), "machine-id")) {
+    cap.machine_id = std::move(*id);
+  }
+  cap.host = options.host.value_or(cap.hostname.empty() ? std::string("unknown") : cap.hostname);
+}
+
+// A netlink socket for the calling thread's namespace, unless /proc is demanded or none can be had
+// (then a diagnostic, or an error when netlink was demanded).
+netlink::DiagSocket* open_diag(const CaptureOptions& options, std::optional<netlink::DiagSocket>& own, Loader& reader) {
+  if (options.source == Source::proc) {
+    return nullptr;
+  }
+  try {
+    return options.diag != nullptr ? options.diag : &own.emplace();
+  } catch (const netlink::Unavailable& e) {
+    if (options.source == Source::netlink) {
+      throw Error(Exit::failure, fmt::format("--source netlink: {}", e.what()));
+    }
+    reader.note("netlink", 0, fmt::format("{}; read /proc instead", e.what()));
+    return nullptr;
+  }
+}
+
+// One table through netlink; false when netlink cannot dump it (then /proc is read instead).
+bool dump_table(model::Capture& cap, Loader& reader, netlink::DiagSocket& diag, const proc::SocketTable& table,
+                const CaptureOptions& options) {
+  try {
+    const auto dump = table.proto == model::Proto::unix_domain ? diag.dump_unix(cap.sockets)
+                                                               : diag.dump_inet(table.family, table.proto, cap.sockets);
+    if (dump.malformed > 0) {
+      cap.skipped_lines += dump.malformed;
+      reader.note(fmt::format("netlink {}", table.file), 0,
+                  fmt::format("{} replies could not be decoded", dump.malformed));
+    }
+    if (dump.duplicates > 0) {
+      reader.note(fmt::format("netlink {}", table.file), 0, fmt::format("{} duplicate rows dropped", dump.duplicates));
+    }
+    return true;
+  } catch (const netlink::Unavailable& e) {
+    if (options.source == Source::netlink) {
+      throw Error(Exit::failure, fmt::format("--source netlink: {}", e.what()));
+    }
+    reader.note(fmt::format("netlink {}", table.file), 0, fmt::format("{}; read /proc instead", e.what()));
+    return false;
+  }
+}
+
+// The sockets, counters and settings of one network namespace: `net` is a root whose net/ files
+// show it, `sys` one whose sys/net files do (the calling thread's namespace for the live /proc).
+void read_namespace(model::Capture& cap, Loader& reader, const ProcRoot& net, const ProcRoot& sys,
+                    netlink::DiagSocket* diag, const CaptureOptions& options) {
+  const auto tables_started = std::chrono::steady_clock::now();
+  proc::reserve_sockets(cap, net);
+  bool any_table = false;
+  bool used_netlink = false;
+  bool used_proc = false;
+  for (const auto& table : proc::k_socket_tables) {
+    if (diag != nullptr && dump_table(cap, reader, *diag, table, options)) {
+      any_table = used_netlink = true;
+      continue;
+    }
+    const bool present = proc::read_socket_table(cap, reader, net, table);
+    any_table |= present;
+    used_proc |= present;
+  }
+  cap.source = used_netlink && used_proc ? "netlink+proc" : used_netlink ? "netlink" : "proc";
+  cap.sockets_ms = elapsed_ms(tables_started);
+  proc::require_a_table(any_table, net);
+  proc::read_counters(cap, reader, net);
+  proc::read_settings(cap, sys);
+}
+
+// Gives each socket its owner from one scan, and keeps the processes that own something.
+void attach_owners(model::Capture& cap, Loader& reader, const OwnerMap& owners, const std::string& root) {
+  cap.owners = owners.completeness;
+  std::unordered_set<std::int32_t> used;
+  for (auto& socket : cap.sockets) {
+    if (socket.inode == 0) {
+      continue;
+    }
+    if (const auto pid = owners.owner_of_inode.find(socket.inode)) {
+      socket.pid = *pid;
+      used.insert(*pid);
+    }
+  }
+  for (const auto& process : owners.processes) {
+    if (used.contains(process.pid)) {
+      cap.processes.push_back(process);
+    }
+  }
+  if (owners.unreadable_processes > 0) {
+    reader.note(root, 0,
+                fmt::format("{} processes' fds unreadable: their sockets have no owner (needs CAP_DAC_READ_SEARCH "
+                            "and CAP_SYS_PTRACE)",
+                            owners.unreadable_processes));
+  }
+}
+
+void attach_users(model::Capture& cap) {
+  std::unordered_set<std::uint32_t> uids;
+  for (const auto& socket : cap.sockets) {
+    uids.insert(socket.uid);
+  }
+  for (const auto uid : uids) {
+    if (auto user = user_name(uid)) {
+      cap.users.emplace_back(uid, std::move(*user));
+    }
+  }
+  std::sort(cap.users.begin(), cap.users.end());
+}
+
+std::uint64_t namespace_inode(const std::filesystem::path& file) {
+  struct stat st {};
+  return ::stat(file.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
+}
+
+// The host's own namespace is PID 1's. Where PID 1 hides it (a hardened init, a sandbox), the
+// collector's own namespace stands in.
+std::uint64_t initial_namespace_inode(const std::filesystem::path& proc) {
+  const auto inode = namespace_inode(proc / "1/ns/net");
+  return inode != 0 ? inode : namespace_inode(proc / "self/ns/net");
+}
+
+// The owners of one capture's sockets (a copied tree's or the live host's).
+void scan_and_attach(model::Capture& cap, const ProcRoot& root, const CaptureOptions& options) {
+  const auto owners_started = std::chrono::steady_clock::now();
+  const auto owners = options.owner_tracker != nullptr ? options.owner_tracker->scan(root, {&cap.sockets})
+                                                       : scan_owners(root, options.cmdlines, options.live);
+  Loader reader(cap);
+  attach_owners(cap, reader, owners, root.path().string());
+  cap.owners_ms = elapsed_ms(owners_started);
+  cap.links_resolved = owners.links_resolved;
+}
+
+}  // namespace
+
+model::Capture take(const CaptureOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  if (!options.live) {
+    auto cap = proc::read_tree({options.proc_root, options.host, options.at_ms});
+    if (options.owners) {
+      scan_and_attach(cap, ProcRoot(options.proc_root), options);
+    }
+    cap.capture_ms = elapsed_ms(started);
+    return cap;
+  }
+  proc::require_directory(options.proc_root);
+  const ProcRoot root(options.proc_root);
+  model::Capture cap;
+  Loader reader(cap);
+  read_host_facts(cap, root, options);
+  std::optional<netlink::DiagSocket> own_diag;
+  read_namespace(cap, reader, root, root, open_diag(options, own_diag, reader), options);
+  cap.netns_inode = proc::netns_inode_of(root);
+  cap.netns_initial = cap.netns_inode == initial_namespace_inode(root.path());
+  if (options.owners) {
+    scan_and_attach(cap, root, options);
+  }
+  attach_users(cap);
+  cap.capture_ms = elapsed_ms(started);
+  return cap;
+}
+
+std::vector<NamespaceTarget> discover_namespaces(const std::filesystem::path& proc,
+                                                 const std::filesystem::path& run_netns) {
+  std::map<std::uint64_t, NamespaceTarget> by_inode;
+  const std::uint64_t initial = initial_namespace_inode(proc);
+  std::error_code ignored;
+  for (const auto& entry : std::filesystem::directory_iterator(run_netns, ignored)) {
+    const auto inode = namespace_inode(entry.path());
+    if (inode != 0) {
+      auto& target = by_inode[inode];
+      target.path = entry.path();
+      target.inode = inode;
+      target.name = entry.path().filename().string();
+    }
+  }
+  for (const auto& entry : std::filesystem::directory_iterator(proc, ignored)) {
+    const std::string name = entry.path().filename().string();
+    std::int32_t pid = 0;
+    const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
+    if (ec != std::errc{} || ptr != name.data() + name.size()) {
+      continue;
+    }
+    const auto file = entry.path() / "ns/net";
+    const auto inode = namespace_inode(file);
+    if (inode == 0) {
+      continue;  // a kernel thread, an exited process, or one we may not look into
+    }
+    auto& target = by_inode[inode];
+    if (target.inode == 0) {
+      target.path = file;
+      target.inode = inode;
+    }
+    if (!target.pid || pid < *target.pid) {
+      target.pid = pid;
+    }
+  }
+  std::vector<NamespaceTarget> targets;
+  for (auto& [inode, target] : by_inode) {
+    target.initial = inode == initial;
+    targets.push_back(std::move(target));
+  }
+  std::stable_partition(targets.begin(), targets.end(), [](const auto& t) { return t.initial; });
+  return targets;
+}
+
+NamespaceTarget resolve_namespace(std::string_view spec, const std::filesystem::path& proc,
+                                  const std::filesystem::path& run_netns) {
+  return resolve_namespace(spec, discover_namespaces(proc, run_netns), proc, run_netns);
+}
+
+NamespaceTarget resolve_namespace(std::string_view spec, const std::vector<NamespaceTarget>& known,
+                                  const std::filesystem::path& proc, const std::filesystem::path& run_netns) {
+  std::filesystem::path file;
+  std::int32_t pid = 0;
+  const auto [ptr, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), pid);
+  if (!spec.empty() && ec == std::errc{} && ptr == spec.data() + spec.size()) {
+    file = proc / std::to_string(pid) / "ns/net";
+  } else if (spec.find('/') != std::string_view::npos) {
+    file = std::string(spec);
+  } else {
+    file = run_netns / std::string(spec);
+  }
+  const auto inode = namespace_inode(file);
+  if (inode == 0) {
+    throw Error(Exit::usage, fmt::format("--netns {}: no network namespace at {}", spec, file.string()));
+  }
+  for (const auto& candidate : known) {
+    if (candidate.inode == inode) {
+      NamespaceTarget target = candidate;
+      target.path = file;
+      return target;
+    }
+  }
+  NamespaceTarget target;
+  target.path = file;
+  target.inode = inode;
+  return target;
+}
+
+std::vector<model::Capture> take_namespaces(const CaptureOptions& options,
+                                            const std::vector<NamespaceTarget>& targets) {
+  const auto started = std::chrono::steady_clock::now();
+  const ProcRoot root("/proc");
+  model::Capture host;
+  read_host_facts(host, root, options);
+  const auto shared_ms = elapsed_ms(started);
+  std::vector<model::Capture> captures;
+  for (const auto& target : targets) {
+    const auto namespace_started = std::chrono::steady_clock::now();
+    model::Capture cap = host;
+    Loader reader(cap);
+    cap.netns_inode = target.inode;
+    cap.netns_name = target.name;
+    cap.netns_pid = target.pid;
+    cap.netns_initial = target.initial;
+    // setns() moves only the calling thread, so a helper thread enters the namespace, reads it
+    // (net/ through /proc/thread-self, sys/net through /proc, both then show its namespace), ends.
+    std::exception_ptr failure;
+    std::thread worker([&] {
+      try {
+        const int fd = ::open(target.path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+          throw Error(Exit::failure,
+                      fmt::format("{}: cannot open network namespace: {}", target.path.string(), std::strerror(errno)));
+        }
+        const int entered = ::setns(fd, CLONE_NEWNET);
+        const int err = errno;
+        ::close(fd);
+        if (entered != 0) {
+          throw Error(Exit::failure, fmt::format("{}: cannot enter network namespace: {} (needs CAP_SYS_ADMIN)",
+                                                 target.path.string(), std::strerror(err)));
+        }
+        CaptureOptions inside = options;
+        inside.diag = nullptr;  // a netlink socket belongs to the namespace it was opened in
+        std::optional<netlink::DiagSocket> diag;
+        read_namespace(cap, reader, ProcRoot("/proc/thread-self"), root, open_diag(inside, diag, reader), inside);
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    });
+    worker.join();
+    if (failure) {
+      std::rethrow_exception(failure);
+    }
+    cap.capture_ms = shared_ms + elapsed_ms(namespace_started);
+    captures.push_back(std::move(cap));
+  }
+  // Socket inodes are unique across namespaces: one scan of the fd tables serves them all.
+  if (options.owners) {
+    const auto owners_started = std::chrono::steady_clock::now();
+    std::vector<const std::vector<model::Socket>*> lists;
+    for (const auto& cap : captures) {
+      lists.push_back(&cap.sockets);
+    }
+    const auto owners = options.owner_tracker != nullptr ? options.owner_tracker->scan(root, lists)
+                                                         : scan_owners(root, options.cmdlines, true);
+    const auto owners_ms = elapsed_ms(owners_started);
+    for (auto& cap : captures) {
+      Loader reader(cap);
+      attach_owners(cap, reader, owners, "/proc");
+      cap.capture_ms += owners_ms;
+      cap.owners_ms = owners_ms;
+      cap.links_resolved = owners.links_resolved;
+    }
+  }
+  for (auto& cap : captures) {
+    attach_users(cap);
+  }
+  return captures;
+}
+
+}  // namespace sockhist::capture
