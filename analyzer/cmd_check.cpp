@@ -51,10 +51,10 @@ std::string limit_text(const Outcome& x) {
 
 // A state's count: the newest snapshot's, or the highest of the window's.
 void check_count(std::vector<Outcome>& out, const std::vector<query::SnapshotSummary>& snapshots, bool window,
-                 const char* check, const char* state, std::int64_t limit, const render::Options& options) {
+                 const char* check, model::SockState state, std::int64_t limit, const render::Options& options) {
   std::int64_t worst = -1, at = 0;
   for (const auto& s : snapshots) {
-    const auto n = s.count("tcp", state);
+    const auto n = s.count(model::Proto::tcp, state);
     if (n > worst) {
       worst = n;
       at = s.time_ms;
@@ -205,10 +205,10 @@ Result run_check(const CheckOptions& o) {
     }
   }
   if (o.time_wait_max) {
-    check_count(outcomes, snapshots, window, "time-wait-max", "TIME_WAIT", *o.time_wait_max, options);
+    check_count(outcomes, snapshots, window, "time-wait-max", model::SockState::time_wait, *o.time_wait_max, options);
   }
   if (o.syn_recv_max) {
-    check_count(outcomes, snapshots, window, "syn-recv-max", "SYN_RECV", *o.syn_recv_max, options);
+    check_count(outcomes, snapshots, window, "syn-recv-max", model::SockState::syn_recv, *o.syn_recv_max, options);
   }
   if (o.port_pressure_max) {
     const auto limit = *o.port_pressure_max;

@@ -35,8 +35,8 @@ std::string owner_name(const query::SocketRow& r) {
   return r.comm ? *r.comm : std::string("(unknown owner)");
 }
 
-std::string endpoint(const std::string& proto, const std::string& addr, std::int64_t port) {
-  if (proto == "unix") {
+std::string endpoint(model::Proto proto, const std::string& addr, std::int64_t port) {
+  if (proto == model::Proto::unix_domain) {
     return addr.empty() ? std::string("(unnamed)") : addr;
   }
   return query::endpoint(addr, port);
@@ -118,8 +118,9 @@ Result run_diff(const DiffOptions& o) {
   const auto listeners = [](const Side& s) {
     std::map<std::string, std::string> out;
     for (const auto& r : s.sockets) {
-      const bool listening = r.state == "LISTEN" || (r.proto == "udp" && r.state == "CLOSE");
-      if (listening && !(r.proto == "unix" && r.local_addr.empty())) {
+      const bool listening = r.state == model::SockState::listen ||
+                             (r.proto == model::Proto::udp && r.state == model::SockState::close);
+      if (listening && !(r.proto == model::Proto::unix_domain && r.local_addr.empty())) {
         out[fmt::format("{} {}", r.proto, endpoint(r.proto, r.local_addr, r.local_port))] = owner_name(r);
       }
     }
@@ -158,18 +159,20 @@ Result run_diff(const DiffOptions& o) {
       rows.push_back({"process only on one side", k, 0, static_cast<double>(n), "sockets", true});
     }
   }
-  compare_counts(rows, "state", per(a, [](const query::SocketRow& r) { return r.proto + " " + r.state; }),
-                 per(b, [](const query::SocketRow& r) { return r.proto + " " + r.state; }));
+  const auto proto_state = [](const query::SocketRow& r) {
+    return fmt::format("{} {}", model::name(r.proto), model::name(r.state));
+  };
+  compare_counts(rows, "state", per(a, proto_state), per(b, proto_state));
   // Connections by remote endpoint: a server's peers by address (their ports are their own).
   const auto remote_key = [](const Side& s) {
     std::set<std::int64_t> listening;
     for (const auto& r : s.sockets) {
-      if (r.proto == "tcp" && r.state == "LISTEN") {
+      if (r.proto == model::Proto::tcp && r.state == model::SockState::listen) {
         listening.insert(r.local_port);
       }
     }
     return [listening](const query::SocketRow& r) {
-      if (r.proto != "tcp" || r.state == "LISTEN") {
+      if (r.proto != model::Proto::tcp || r.state == model::SockState::listen) {
         return std::string();
       }
       if (!listening.count(r.local_port)) {

@@ -112,7 +112,7 @@ std::string who(const Common& common, const std::string& state) {
   std::map<std::string, std::pair<std::int64_t, std::int64_t>> owners;  // owner -> count, oldest first_time
   std::int64_t total = 0;
   for (const auto& r : rows) {
-    if (r.proto != "tcp" || r.state != state) {
+    if (r.proto != model::Proto::tcp || model::name(r.state) != state) {
       continue;
     }
     ++total;

@@ -87,17 +87,18 @@ std::string program(const query::SocketRow& r) {
 
 std::string timer_text(const query::SocketRow& r) {
   const double seconds = static_cast<double>(r.timer_ms) / 1000.0;
-  if (r.proto == "udp") {
+  const int timer = static_cast<int>(r.timer);
+  if (r.proto == model::Proto::udp) {
     // netstat -o on UDP: the retransmit count is always shown as 0.
-    if (r.timer == 0) {
+    if (timer == 0) {
       return fmt::format("off (0.00/0/{})", r.probes);
     }
-    if (r.timer <= 2) {
-      return fmt::format("on{} ({:2.2f}/0/{})", r.timer, seconds, r.probes);
+    if (timer <= 2) {
+      return fmt::format("on{} ({:2.2f}/0/{})", timer, seconds, r.probes);
     }
-    return fmt::format("unkn-{} ({:2.2f}/0/{})", r.timer, seconds, r.probes);
+    return fmt::format("unkn-{} ({:2.2f}/0/{})", timer, seconds, r.probes);
   }
-  switch (r.timer) {
+  switch (timer) {
     case 0:
       return fmt::format("off (0.00/{}/{})", r.retransmits, r.probes);
     case 1:
@@ -107,7 +108,7 @@ std::string timer_text(const query::SocketRow& r) {
     case 3:
       return fmt::format("timewait ({:2.2f}/{}/{})", seconds, r.retransmits, r.probes);
     default:
-      return fmt::format("unkn-{} ({:2.2f}/{}/{})", r.timer, seconds, r.retransmits, r.probes);
+      return fmt::format("unkn-{} ({:2.2f}/{}/{})", timer, seconds, r.retransmits, r.probes);
   }
 }
 
@@ -120,13 +121,13 @@ bool selected(const query::SocketRow& r, const ShowOptions& o) {
   if (o.all) {
     return true;
   }
-  if (r.proto == "tcp") {
+  if (r.proto == model::Proto::tcp) {
     return o.listening == (r.remote_port == 0);
   }
-  if (r.proto == "udp") {
+  if (r.proto == model::Proto::udp) {
     return o.listening == all_zero(r.remote_addr);
   }
-  return o.listening == (r.state == "LISTENING");
+  return o.listening == (r.state == model::SockState::unix_listening);
 }
 
 std::string section_title(const char* what, const ShowOptions& o) {
@@ -151,12 +152,15 @@ std::string inet_text(const std::vector<const query::SocketRow*>& rows, const Sh
   }
   out += "\n";
   for (const auto* r : rows) {
-    const std::string proto = r->family == 6 ? r->proto + "6" : r->proto;
-    const std::string local = endpoint(r->local_addr, r->local_port, r->proto, o, names);
-    const std::string remote = endpoint(r->remote_addr, r->remote_port, r->proto, o, names);
-    std::string state = r->state;
-    if (r->proto == "udp") {
-      state = r->state == "ESTABLISHED" ? "ESTABLISHED" : r->state == "CLOSE" ? "" : "UNKNOWN";
+    const std::string proto_name(model::name(r->proto));
+    const std::string proto = r->family == 6 ? proto_name + "6" : proto_name;
+    const std::string local = endpoint(r->local_addr, r->local_port, proto_name, o, names);
+    const std::string remote = endpoint(r->remote_addr, r->remote_port, proto_name, o, names);
+    std::string state(model::name(r->state));
+    if (r->proto == model::Proto::udp) {
+      state = r->state == model::SockState::established ? "ESTABLISHED"
+              : r->state == model::SockState::close     ? ""
+                                                        : "UNKNOWN";
     }
     std::string line =
         fmt::format("{:<4}  {:>6} {:>6} {:<{}} {:<{}} {:<11}", proto, r->rx_queue, r->tx_queue, local,
@@ -186,7 +190,7 @@ std::string unix_text(const std::vector<const query::SocketRow*>& rows, const Sh
   out += " Path\n";
   for (const auto* r : rows) {
     std::string flags = "[ ";
-    if (r->state == "LISTENING" || (r->unix_flags & 0x10000) != 0) {
+    if (r->state == model::SockState::unix_listening || (r->unix_flags & 0x10000) != 0) {
       flags += "ACC ";
     }
     if ((r->unix_flags & 0x20000) != 0) {
@@ -198,7 +202,7 @@ std::string unix_text(const std::vector<const query::SocketRow*>& rows, const Sh
     flags += "]";
     std::string type = r->sock_type.value_or("unknown");
     std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::toupper(c); });
-    const std::string state = r->state == "UNCONNECTED" ? "" : r->state;
+    const std::string state(r->state == model::SockState::unix_unconnected ? "" : model::name(r->state));
     // The reference count is not recorded (sock_diag does not report it): "-" keeps the columns.
     std::string line = fmt::format("{:<5} {:<6} {:<11} {:<10} {:<13} {:<8}", "unix", "-", flags, type, state, r->inode);
     if (o.programs) {
@@ -250,10 +254,10 @@ render::Table socket_table(const std::vector<const query::SocketRow*>& rows, std
     }
   };
   for (const auto* r : rows) {
-    const bool unix_socket = r->proto == "unix";
-    t.rows.push_back({r->proto,
+    const bool unix_socket = r->proto == model::Proto::unix_domain;
+    t.rows.push_back({std::string(model::name(r->proto)),
                       unix_socket ? render::Value{} : render::Value{std::int64_t{r->family}},
-                      r->state,
+                      std::string(model::name(r->state)),
                       r->local_addr,
                       unix_socket ? render::Value{} : render::Value{r->local_port},
                       unix_socket ? render::Value{} : render::Value{r->remote_addr},
@@ -267,7 +271,9 @@ render::Table socket_table(const std::vector<const query::SocketRow*>& rows, std
                       r->uid,
                       opt(r->user),
                       static_cast<std::int64_t>(r->inode),
-                      std::string(r->timer >= 0 && r->timer < 6 ? k_timers[static_cast<std::size_t>(r->timer)] : "?"),
+                      std::string(static_cast<std::size_t>(r->timer) < k_timers.size()
+                                      ? k_timers[static_cast<std::size_t>(r->timer)]
+                                      : "?"),
                       r->timer_ms,
                       r->retransmits,
                       r->probes,
@@ -303,15 +309,15 @@ Result run_show(ShowOptions& o) {
     if (!selected(r, o)) {
       continue;
     }
-    if ((r.proto == "tcp" && o.tcp) || (r.proto == "udp" && o.udp)) {
+    if ((r.proto == model::Proto::tcp && o.tcp) || (r.proto == model::Proto::udp && o.udp)) {
       inet.push_back(&r);
-    } else if (r.proto == "unix" && o.unix_sockets) {
+    } else if (r.proto == model::Proto::unix_domain && o.unix_sockets) {
       unix_rows.push_back(&r);
     }
   }
   // netstat's order: tcp, tcp6, udp, udp6 (each in the kernel's order, which the spans keep).
   std::stable_sort(inet.begin(), inet.end(), [](const auto* a, const auto* b) {
-    return std::pair(a->proto != "tcp", a->family) < std::pair(b->proto != "tcp", b->family);
+    return std::pair(a->proto != model::Proto::tcp, a->family) < std::pair(b->proto != model::Proto::tcp, b->family);
   });
   const auto options = render_options(o.common);
   if (options.format != render::Format::table) {

@@ -42,19 +42,21 @@ Result run_snapshots(const SnapshotsOptions& o) {
                {"boot_id", "", Kind::text, "", 2, false, true}};
   std::string previous_boot;
   for (const auto& s : snapshots) {
-    const auto tcp = s.proto_total("tcp");
-    const auto est = s.count("tcp", "ESTABLISHED");
-    const auto listen = s.count("tcp", "LISTEN");
-    const auto tw = s.count("tcp", "TIME_WAIT");
-    const auto cw = s.count("tcp", "CLOSE_WAIT");
-    const auto sr = s.count("tcp", "SYN_RECV");
+    using model::Proto;
+    using model::SockState;
+    const auto tcp = s.proto_total(Proto::tcp);
+    const auto est = s.count(Proto::tcp, SockState::established);
+    const auto listen = s.count(Proto::tcp, SockState::listen);
+    const auto tw = s.count(Proto::tcp, SockState::time_wait);
+    const auto cw = s.count(Proto::tcp, SockState::close_wait);
+    const auto sr = s.count(Proto::tcp, SockState::syn_recv);
     std::string boot = s.boot_id.substr(0, 8);
     if (!previous_boot.empty() && s.boot_id != previous_boot) {
       boot += " (reboot)";
     }
     previous_boot = s.boot_id;
     t.rows.push_back({s.id, s.time_ms, boot, s.socket_count, est, listen, tw, cw, sr, tcp - est - listen - tw - cw - sr,
-                      s.proto_total("udp"), s.proto_total("unix"), s.source, s.owners, s.boot_id});
+                      s.proto_total(Proto::udp), s.proto_total(Proto::unix_domain), s.source, s.owners, s.boot_id});
   }
   const auto options = render_options(o.common);
   if (options.format == render::Format::json) {

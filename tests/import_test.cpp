@@ -45,9 +45,10 @@ std::map<Key, query::SocketRow> rows_of(const std::string& db, std::int64_t snap
   std::map<Key, query::SocketRow> out;
   for (auto& r : query::snapshot_sockets(conn, snapshot != 0 ? snapshot : q.getColumn(0).getInt64())) {
     // A UNIX socket is known by its inode; an Internet one by its endpoints.
-    Key key{r.proto,       r.proto == "unix" ? std::to_string(r.inode) : r.local_addr,
+    const std::string proto(model::name(r.proto));
+    Key key{proto,         r.proto == model::Proto::unix_domain ? std::to_string(r.inode) : r.local_addr,
             r.local_port,  r.remote_addr,
-            r.remote_port, r.state};
+            r.remote_port, std::string(model::name(r.state))};
     out.emplace(std::move(key), std::move(r));
   }
   return out;
@@ -72,12 +73,12 @@ void expect_same_sockets(const std::map<Key, query::SocketRow>& expected,
     }
     const auto it = got.find(key);
     ASSERT_NE(it, got.end()) << name << ": no " << proto << " " << want.local_addr << ":" << want.local_port << " "
-                             << want.remote_addr << ":" << want.remote_port << " " << want.state;
+                             << want.remote_addr << ":" << want.remote_port << " " << model::name(want.state);
     const auto& g = it->second;
     const auto what = fmt::format("{}: {} {}:{} {}", name, proto, want.local_addr, want.local_port, want.state);
     EXPECT_EQ(g.family, want.family) << what;
     EXPECT_EQ(g.rx_queue, want.rx_queue) << what;
-    if (want.state != "LISTEN" || f.tool != std::string("ss")) {
+    if (want.state != model::SockState::listen || f.tool != std::string("ss")) {
       EXPECT_EQ(g.tx_queue, want.tx_queue) << what;
     } else {
       EXPECT_EQ(g.backlog, want.backlog) << what;  // ss prints a listener's backlog as Send-Q

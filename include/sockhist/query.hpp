@@ -13,6 +13,7 @@
 #include <SQLiteCpp/Database.h>
 
 #include "sockhist/counters.hpp"
+#include "sockhist/model.hpp"
 
 namespace sockhist::query {
 
@@ -65,7 +66,8 @@ struct SnapshotSummary {
   std::optional<std::int64_t> port_range_low, port_range_high;
   std::map<std::string, std::int64_t> counts;  // "tcp ESTABLISHED" -> n, "udp CLOSE" -> n, ...
 
-  std::int64_t count(const std::string& proto, const std::string& state) const;
+  std::int64_t count(model::Proto proto, model::SockState state) const;
+  std::int64_t proto_total(model::Proto proto) const;
   std::int64_t proto_total(const std::string& proto) const;
 };
 
@@ -74,6 +76,7 @@ std::string endpoint(const std::string& addr, std::int64_t port);
 
 // The socket_states id of (proto, state), e.g. ("tcp", "CLOSE_WAIT"); nullopt when never stored.
 std::optional<std::int64_t> state_id(SQLite::Database& db, const std::string& proto, const std::string& state);
+std::optional<std::int64_t> state_id(SQLite::Database& db, model::Proto proto, model::SockState state);
 
 // Snapshots of a scope with since_ms <= time <= until_ms, oldest first.
 std::vector<SnapshotSummary> list_snapshots(SQLite::Database& db, const Scope& scope, std::int64_t since_ms,
@@ -86,16 +89,16 @@ SnapshotSummary snapshot_by_id(SQLite::Database& db, std::int64_t id);
 
 // One socket as a snapshot recorded it (a row of v_snapshot_sockets).
 struct SocketRow {
-  std::string proto;  // tcp, udp, unix
-  int family = 0;     // 4, 6; 0 for unix
-  std::string state;  // netstat's names
+  model::Proto proto = model::Proto::tcp;
+  int family = 0;  // 4, 6; 0 for unix
+  model::SockState state = model::SockState::close;
   std::string local_addr;
   std::int64_t local_port = 0;
   std::string remote_addr;
   std::int64_t remote_port = 0;
   std::int64_t tx_queue = 0;
   std::int64_t rx_queue = 0;
-  int timer = 0;  // kernel timer kind
+  model::TimerKind timer = model::TimerKind::off;  // as stored: a code past `delack` keeps its number
   std::int64_t timer_ms = 0;
   std::int64_t retransmits = 0;
   std::int64_t probes = 0;

@@ -1,5 +1,4 @@
-#include "sockhist/lifecycle.hpp"
-
+// TIME_WAIT: entries, expiries and anomalies against the kernel's 60 s, who closed first, groups.
 #include <algorithm>
 #include <map>
 #include <set>
@@ -9,294 +8,18 @@
 #include <SQLiteCpp/Statement.h>
 #include <fmt/format.h>
 
-namespace sockhist::query {
-
-namespace {
-
-std::optional<std::string> optional_text(const SQLite::Column& c) {
-  return c.isNull() ? std::nullopt : std::optional(c.getString());
-}
-
-// The position in `ids` of the newest snapshot at or before `id`; -1 when none.
-std::ptrdiff_t at_or_before(const std::vector<std::int64_t>& ids, std::int64_t id) {
-  return std::upper_bound(ids.begin(), ids.end(), id) - ids.begin() - 1;
-}
-
-}  // namespace
-
-std::vector<CloseWaitSocket> close_wait_sockets(SQLite::Database& db, const Scope& scope,
-                                                const std::vector<SnapshotSummary>& snapshots) {
-  const auto close_wait = state_id(db, "tcp", "CLOSE_WAIT");
-  if (snapshots.empty() || !close_wait) {
-    return {};
-  }
-  std::vector<std::int64_t> ids;
-  for (const auto& s : snapshots) {
-    ids.push_back(s.id);
-  }
-  // Ports that listened during the range: a CLOSE_WAIT on one of them is a server's connection.
-  std::set<std::int64_t> listening;
-  if (const auto listen = state_id(db, "tcp", "LISTEN")) {
-    SQLite::Statement q(db,
-                        "SELECT DISTINCT local_port FROM socket_spans WHERE netns_id = ? AND first_snapshot_id <= ? "
-                        "AND last_snapshot_id >= ? AND state_id = ?");
-    q.bind(1, scope.netns_id);
-    q.bind(2, ids.back());
-    q.bind(3, ids.front());
-    q.bind(4, *listen);
-    while (q.executeStep()) {
-      listening.insert(q.getColumn(0).getInt64());
-    }
-  }
-  SQLite::Statement q(db,
-                      "SELECT sp.span_id, sp.first_snapshot_id, sp.last_snapshot_id, "
-                      "coalesce(sp.first_time_ms, f.time_ms), sp.prev_span_id, pst.state, sp.process_id, p.pid, "
-                      "p.comm, p.cmdline, coalesce(p.user, u.name), coalesce(sp.family, 4), a.addr, sp.local_port, "
-                      "sp.remote_addr, sp.remote_port, sp.rx_queue "
-                      "FROM socket_spans sp "
-                      "JOIN addresses a ON a.addr_id = sp.local_addr_id "
-                      "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
-                      "LEFT JOIN socket_spans pv ON pv.span_id = sp.prev_span_id "
-                      "LEFT JOIN socket_states pst ON pst.state_id = pv.state_id "
-                      "LEFT JOIN processes p ON p.process_id = sp.process_id "
-                      "LEFT JOIN users u ON u.host_id = ? AND u.uid = sp.uid "
-                      "WHERE sp.netns_id = ? AND sp.first_snapshot_id <= ? AND sp.last_snapshot_id >= ? "
-                      "AND sp.state_id = ? ORDER BY sp.span_id");
-  q.bind(1, scope.host_id);
-  q.bind(2, scope.netns_id);
-  q.bind(3, ids.back());
-  q.bind(4, ids.front());
-  q.bind(5, *close_wait);
-  // Where the previous state of a socket was CLOSE_WAIT too (its owner changed), its stay began
-  // with that span: a chain is one socket.
-  SQLite::Statement chain(db,
-                          "SELECT sp.prev_span_id, pst.state, sp.first_snapshot_id, "
-                          "coalesce(sp.first_time_ms, f.time_ms) FROM socket_spans sp "
-                          "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
-                          "LEFT JOIN socket_spans pv ON pv.span_id = sp.prev_span_id "
-                          "LEFT JOIN socket_states pst ON pst.state_id = pv.state_id WHERE sp.span_id = ?");
-  SQLite::Statement before(db,
-                           "SELECT time_ms FROM snapshots WHERE netns_id = ? AND snapshot_id < ? "
-                           "ORDER BY snapshot_id DESC LIMIT 1");
-  std::vector<CloseWaitSocket> out;
-  std::unordered_map<std::int64_t, std::size_t> by_span;  // the last span of each entry -> its index
-  while (q.executeStep()) {
-    const std::int64_t span_id = q.getColumn(0).getInt64();
-    std::int64_t first_id = q.getColumn(1).getInt64();
-    const std::int64_t last_id = q.getColumn(2).getInt64();
-    std::int64_t first_ms = q.getColumn(3).getInt64();
-    const auto prev = q.getColumn(4).isNull() ? std::nullopt : std::optional(q.getColumn(4).getInt64());
-    std::string came_from = q.getColumn(5).isNull() ? "" : q.getColumn(5).getString();
-    CloseWaitSocket* entry = nullptr;
-    if (came_from == "CLOSE_WAIT" && prev) {
-      if (auto it = by_span.find(*prev); it != by_span.end()) {
-        entry = &out[it->second];
-        by_span.erase(it);
-      } else {
-        // The chain began before the range: walk back to its first CLOSE_WAIT span.
-        std::optional<std::int64_t> at = prev;
-        while (at && came_from == "CLOSE_WAIT") {
-          chain.reset();
-          chain.bind(1, *at);
-          if (!chain.executeStep()) {
-            came_from = "";  // removed by retention: where it came from is lost
-            break;
-          }
-          first_id = chain.getColumn(2).getInt64();
-          first_ms = chain.getColumn(3).getInt64();
-          came_from = chain.getColumn(1).isNull() ? "" : chain.getColumn(1).getString();
-          at = chain.getColumn(0).isNull() ? std::nullopt : std::optional(chain.getColumn(0).getInt64());
-        }
-      }
-    }
-    if (entry == nullptr) {
-      out.emplace_back();
-      entry = &out.back();
-      entry->span_id = span_id;
-      entry->came_from = came_from;
-      entry->entered_by_ms = first_ms;
-      before.reset();
-      before.bind(1, scope.netns_id);
-      before.bind(2, first_id);
-      if (before.executeStep()) {
-        entry->entered_after_ms = before.getColumn(0).getInt64();
-      }
-      entry->family = q.getColumn(11).getInt();
-      entry->local_addr = q.getColumn(12).getString();
-      entry->local_port = q.getColumn(13).getInt64();
-      entry->remote_addr = q.getColumn(14).getString();
-      entry->remote_port = q.getColumn(15).getInt64();
-      entry->rx_queue = q.getColumn(16).getInt64();
-      entry->serves_listener = listening.count(entry->local_port) > 0;
-    }
-    // The owner is the newest span's.
-    entry->process_id = q.getColumn(6).isNull() ? std::nullopt : std::optional(q.getColumn(6).getInt64());
-    entry->pid = q.getColumn(7).isNull() ? 0 : q.getColumn(7).getInt();
-    entry->comm = q.getColumn(8).isNull() ? "" : q.getColumn(8).getString();
-    entry->cmdline = optional_text(q.getColumn(9));
-    entry->user = optional_text(q.getColumn(10));
-    const auto last_pos = at_or_before(ids, last_id);
-    entry->last_seen_ms = snapshots[static_cast<std::size_t>(std::max<std::ptrdiff_t>(last_pos, 0))].time_ms;
-    entry->still_there = last_id >= ids.back();
-    entry->gone_by_ms =
-        entry->still_there ? std::nullopt : std::optional(snapshots[static_cast<std::size_t>(last_pos + 1)].time_ms);
-    by_span[span_id] = static_cast<std::size_t>(entry - out.data());
-  }
-  std::stable_sort(out.begin(), out.end(), [](const CloseWaitSocket& a, const CloseWaitSocket& b) {
-    if (a.still_there != b.still_there) {
-      return a.still_there;
-    }
-    return a.min_age_ms() > b.min_age_ms();
-  });
-  return out;
-}
-
-std::vector<CloseWaitByProcess> close_wait_by_process(const std::vector<SnapshotSummary>& snapshots,
-                                                      const std::vector<CloseWaitSocket>& sockets) {
-  if (snapshots.empty()) {
-    return {};
-  }
-  std::vector<std::int64_t> times;
-  for (const auto& s : snapshots) {
-    times.push_back(s.time_ms);
-  }
-  const std::size_t n = snapshots.size();
-  std::map<std::int64_t, std::size_t> group_of;  // process_id (0: unknown owner) -> index
-  std::vector<CloseWaitByProcess> groups;
-  std::vector<std::vector<std::int64_t>> delta;
-  std::vector<std::map<std::string, std::int64_t>> places;
-  std::vector<std::pair<std::size_t, std::size_t>> lifetime;  // the snapshots from its first socket to its last
-  for (const auto& s : sockets) {
-    const std::int64_t key = s.process_id.value_or(0);
-    auto [it, added] = group_of.try_emplace(key, groups.size());
-    if (added) {
-      CloseWaitByProcess g;
-      g.process_id = s.process_id;
-      g.pid = s.pid;
-      g.comm = s.comm;
-      g.cmdline = s.cmdline;
-      groups.push_back(std::move(g));
-      delta.emplace_back(n + 1, 0);
-      places.emplace_back();
-      lifetime.emplace_back(n, 0);
-    }
-    auto& g = groups[it->second];
-    ++g.seen;
-    g.oldest_min_ms = std::max(g.oldest_min_ms, s.min_age_ms());
-    ++places[it->second][s.serves_listener ? fmt::format("serves :{}", s.local_port)
-                                           : fmt::format("peer {}", endpoint(s.remote_addr, s.remote_port))];
-    // Counted from the first snapshot of the range that saw it in CLOSE_WAIT to the last.
-    const auto first = std::lower_bound(times.begin(), times.end(), s.entered_by_ms) - times.begin();
-    const auto last = std::upper_bound(times.begin(), times.end(), s.last_seen_ms) - times.begin() - 1;
-    if (first <= last) {
-      ++delta[it->second][static_cast<std::size_t>(first)];
-      --delta[it->second][static_cast<std::size_t>(last) + 1];
-      auto& [from, to] = lifetime[it->second];
-      from = std::min(from, static_cast<std::size_t>(first));
-      to = std::max(to, static_cast<std::size_t>(last));
-    }
-  }
-  for (std::size_t k = 0; k < groups.size(); ++k) {
-    auto& g = groups[k];
-    // Least squares of count against hours, over the snapshots from the group's first CLOSE_WAIT
-    // to its last (a process that lived in part of the range is not diluted by the rest).
-    const auto [from, to] = lifetime[k];
-    double sum_t = 0, sum_c = 0, sum_tt = 0, sum_tc = 0, points = 0;
-    std::int64_t count = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      count += delta[k][i];
-      g.peak = std::max(g.peak, count);
-      if (i < from || i > to) {
-        continue;
-      }
-      const double t = static_cast<double>(times[i] - times.front()) / 3'600'000.0;
-      sum_t += t;
-      sum_c += static_cast<double>(count);
-      sum_tt += t * t;
-      sum_tc += t * static_cast<double>(count);
-      points += 1;
-    }
-    g.now = count;
-    const double denominator = points * sum_tt - sum_t * sum_t;
-    if (points >= 2 && denominator > 1e-12) {
-      g.per_hour = (points * sum_tc - sum_t * sum_c) / denominator;
-    }
-    const auto most = std::max_element(places[k].begin(), places[k].end(),
-                                       [](const auto& a, const auto& b) { return a.second < b.second; });
-    g.involved = most->first;
-    if (places[k].size() > 1) {
-      g.involved += fmt::format(" (+{} more)", places[k].size() - 1);
-    }
-  }
-  std::stable_sort(groups.begin(), groups.end(), [](const CloseWaitByProcess& a, const CloseWaitByProcess& b) {
-    if ((a.now > 0) != (b.now > 0)) {
-      return a.now > 0;  // still holding some: fix these first
-    }
-    const double sa = a.per_hour.value_or(0), sb = b.per_hour.value_or(0);
-    if (sa != sb) {
-      return sa > sb;
-    }
-    if (a.now != b.now) {
-      return a.now > b.now;
-    }
-    return a.seen > b.seen;
-  });
-  return groups;
-}
-
-}  // namespace sockhist::query
+#include "read.hpp"
+#include "sockhist/lifecycle.hpp"
 
 namespace sockhist::query {
+
+using namespace detail;
 
 namespace {
 
 // The endpoints of a span, for grouping sockets by 4-tuple.
 std::string tuple_key(const TimeWaitSocket& s) {
   return fmt::format("{} {} {} {}", s.local_addr, s.local_port, s.remote_addr, s.remote_port);
-}
-
-// Listening ports of the range, each with its listeners' spans and owners, oldest first.
-struct Listener {
-  std::int64_t first_id = 0;
-  std::int32_t pid = 0;
-  std::string comm;
-  std::optional<std::string> cmdline;
-};
-using Listeners = std::map<std::int64_t, std::vector<Listener>>;
-Listeners listeners(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id) {
-  Listeners out;
-  const auto listen = state_id(db, "tcp", "LISTEN");
-  if (!listen) {
-    return out;
-  }
-  SQLite::Statement q(db,
-                      "SELECT sp.local_port, sp.first_snapshot_id, p.pid, p.comm, p.cmdline FROM socket_spans sp "
-                      "LEFT JOIN processes p ON p.process_id = sp.process_id "
-                      "WHERE sp.netns_id = ? AND sp.first_snapshot_id <= ? AND sp.last_snapshot_id >= ? "
-                      "AND sp.state_id = ? ORDER BY sp.first_snapshot_id");
-  q.bind(1, scope.netns_id);
-  q.bind(2, last_id);
-  q.bind(3, first_id);
-  q.bind(4, *listen);
-  while (q.executeStep()) {
-    auto& list = out[q.getColumn(0).getInt64()];
-    if (!q.getColumn(2).isNull()) {
-      list.push_back({q.getColumn(1).getInt64(), q.getColumn(2).getInt(), q.getColumn(3).getString(),
-                      optional_text(q.getColumn(4))});
-    }
-  }
-  return out;
-}
-
-// The owner of the listener that was there when snapshot `id` was taken (else the first one).
-const Listener* listener_at(const std::vector<Listener>& list, std::int64_t id) {
-  const Listener* found = list.empty() ? nullptr : &list.front();
-  for (const auto& l : list) {
-    if (l.first_id <= id) {
-      found = &l;
-    }
-  }
-  return found;
 }
 
 std::size_t position_of(const std::vector<std::int64_t>& times, std::int64_t time_ms) {
@@ -347,8 +70,8 @@ TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::i
     }
   }
   const Listeners listening = listeners(db, scope, ids.front(), ids.back());
-  const auto time_wait = state_id(db, "tcp", "TIME_WAIT");
-  const auto fin_wait2 = state_id(db, "tcp", "FIN_WAIT2");
+  const auto time_wait = state_id(db, model::Proto::tcp, model::SockState::time_wait);
+  const auto fin_wait2 = state_id(db, model::Proto::tcp, model::SockState::fin_wait2);
   std::set<std::int64_t> span_ids;
   // The snapshot before the range: the lower bound of entry for sockets first seen in its first.
   std::optional<std::optional<std::int64_t>> before_range_ms;
@@ -404,7 +127,7 @@ TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::i
       }
       s.pid = q.getColumn(9).isNull() ? 0 : q.getColumn(9).getInt();
       s.comm = q.getColumn(10).isNull() ? "" : q.getColumn(10).getString();
-      s.cmdline = optional_text(q.getColumn(11));
+      s.cmdline = opt_text(q.getColumn(11));
       s.family = q.getColumn(12).getInt();
       s.local_addr = q.getColumn(13).getString();
       s.local_port = q.getColumn(14).getInt64();
@@ -545,7 +268,7 @@ TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::i
   }
   double sum = 0;
   for (std::size_t i = 0; i < snapshots.size(); ++i) {
-    const auto n = snapshots[i].count("tcp", "TIME_WAIT");
+    const auto n = snapshots[i].count(model::Proto::tcp, model::SockState::time_wait);
     sum += static_cast<double>(n);
     if (n > r.peak_population || i == 0) {
       r.peak_population = n;
@@ -697,91 +420,5 @@ std::vector<TimeWaitGroup> time_wait_groups(const TimeWaitReport& report, TimeWa
   return groups;
 }
 
-std::vector<PortPressure> port_pressure(SQLite::Database& db, const Scope& scope,
-                                        const std::vector<SnapshotSummary>& snapshots) {
-  std::vector<PortPressure> out;
-  if (snapshots.empty()) {
-    return out;
-  }
-  const auto& newest = snapshots.back();
-  const bool assumed = !newest.port_range_low || !newest.port_range_high;
-  const std::int64_t low = newest.port_range_low.value_or(32768);
-  const std::int64_t high = newest.port_range_high.value_or(60999);
-  std::vector<std::int64_t> ids, times;
-  for (const auto& s : snapshots) {
-    ids.push_back(s.id);
-    times.push_back(s.time_ms);
-  }
-  const auto listening = listeners(db, scope, ids.front(), ids.back());
-  const auto time_wait = state_id(db, "tcp", "TIME_WAIT").value_or(-1);
-  SQLite::Statement q(db,
-                      "SELECT sp.first_snapshot_id, sp.last_snapshot_id, sp.state_id, coalesce(sp.family, 4), "
-                      "a.addr, sp.local_port, sp.remote_addr, sp.remote_port FROM socket_spans sp "
-                      "JOIN socket_states st ON st.state_id = sp.state_id "
-                      "JOIN addresses a ON a.addr_id = sp.local_addr_id "
-                      "WHERE sp.netns_id = ? AND sp.first_snapshot_id <= ? AND sp.last_snapshot_id >= ? "
-                      "AND st.proto = 'tcp' AND st.state NOT IN ('LISTEN', 'CLOSE') "
-                      "AND sp.local_port BETWEEN ? AND ? AND sp.remote_port > 0");
-  q.bind(1, scope.netns_id);
-  q.bind(2, ids.back());
-  q.bind(3, ids.front());
-  q.bind(4, low);
-  q.bind(5, high);
-  std::map<std::tuple<std::string, std::string, std::int64_t>, std::size_t> index;
-  // (position, +1/-1, destination, is TIME_WAIT)
-  std::vector<std::tuple<std::size_t, int, std::size_t, bool>> events;
-  while (q.executeStep()) {
-    const auto local_port = q.getColumn(5).getInt64();
-    if (listening.count(local_port) > 0) {
-      continue;  // the server side of a connection: the port is the listener's, not ephemeral
-    }
-    auto key = std::make_tuple(q.getColumn(4).getString(), q.getColumn(6).getString(), q.getColumn(7).getInt64());
-    auto [it, added] = index.try_emplace(key, out.size());
-    if (added) {
-      PortPressure p;
-      p.local_addr = std::get<0>(key);
-      p.remote_addr = std::get<1>(key);
-      p.remote_port = std::get<2>(key);
-      p.family = q.getColumn(3).getInt();
-      p.range_size = high - low + 1;
-      p.range_assumed = assumed;
-      out.push_back(std::move(p));
-    }
-    const auto first = at_or_before(ids, q.getColumn(0).getInt64());
-    const auto last = at_or_before(ids, q.getColumn(1).getInt64());
-    const bool tw = q.getColumn(2).getInt64() == time_wait;
-    events.emplace_back(static_cast<std::size_t>(std::max<std::ptrdiff_t>(first, 0)), 1, it->second, tw);
-    events.emplace_back(static_cast<std::size_t>(last + 1), -1, it->second, tw);
-  }
-  std::sort(events.begin(), events.end());
-  std::vector<std::pair<std::int64_t, std::int64_t>> now(out.size(), {0, 0});  // TIME_WAIT, open
-  for (std::size_t e = 0; e < events.size();) {
-    const auto pos = std::get<0>(events[e]);
-    std::vector<std::size_t> touched;
-    for (; e < events.size() && std::get<0>(events[e]) == pos; ++e) {
-      const auto [p, delta, d, tw] = events[e];
-      (tw ? now[d].first : now[d].second) += delta;
-      touched.push_back(d);
-    }
-    if (pos >= times.size()) {
-      continue;
-    }
-    for (const auto d : touched) {
-      auto& p = out[d];
-      if (now[d].first + now[d].second > p.time_wait + p.open) {
-        p.time_wait = now[d].first;
-        p.open = now[d].second;
-        p.at_ms = times[pos];
-      }
-    }
-  }
-  std::stable_sort(out.begin(), out.end(), [](const PortPressure& a, const PortPressure& b) {
-    if (a.time_wait + a.open != b.time_wait + b.open) {
-      return a.time_wait + a.open > b.time_wait + b.open;
-    }
-    return std::tie(a.remote_addr, a.remote_port, a.local_addr) < std::tie(b.remote_addr, b.remote_port, b.local_addr);
-  });
-  return out;
-}
 
 }  // namespace sockhist::query

@@ -1,0 +1,389 @@
+// Trends: socket counts per state, counter rates, and one state grouped by owner, port or peer,
+// per time bucket, with gaps and reboots marked.
+#include <algorithm>
+#include <array>
+#include <set>
+#include <unordered_map>
+
+#include <SQLiteCpp/Statement.h>
+#include <fmt/format.h>
+
+#include "read.hpp"
+#include "sockhist/error.hpp"
+
+namespace sockhist::query {
+
+using namespace detail;
+
+namespace {
+
+std::int64_t bucket_start(std::int64_t time_ms, std::int64_t bucket_ms) {
+  std::int64_t b = time_ms / bucket_ms;
+  if (time_ms % bucket_ms < 0) {
+    --b;
+  }
+  return b * bucket_ms;
+}
+
+// Empty buckets from since to until, each marked as a gap until a snapshot lands in it.
+Trend empty_trend(std::int64_t since_ms, std::int64_t until_ms, std::int64_t bucket_ms) {
+  Trend t;
+  t.bucket_ms = bucket_ms;
+  for (std::int64_t start = bucket_start(since_ms, bucket_ms); start <= until_ms; start += bucket_ms) {
+    TrendBucket b;
+    b.start_ms = start;
+    b.gap = true;
+    t.buckets.push_back(std::move(b));
+  }
+  return t;
+}
+
+std::size_t bucket_index(const Trend& t, std::int64_t time_ms) {
+  return static_cast<std::size_t>((bucket_start(time_ms, t.bucket_ms) - t.buckets.front().start_ms) / t.bucket_ms);
+}
+
+// Marks buckets holding snapshots, and reboots, and sizes each bucket's values.
+void place_snapshots(Trend& t, const std::vector<SnapshotSummary>& snapshots) {
+  for (auto& b : t.buckets) {
+    b.values.assign(t.series.size(), std::nullopt);
+  }
+  for (std::size_t i = 0; i < snapshots.size(); ++i) {
+    const auto idx = bucket_index(t, snapshots[i].time_ms);
+    if (idx >= t.buckets.size()) {
+      continue;
+    }
+    auto& b = t.buckets[idx];
+    b.gap = false;
+    ++b.snapshots;
+    if (i > 0 && !snapshots[i].boot_id.empty() && !snapshots[i - 1].boot_id.empty() &&
+        snapshots[i].boot_id != snapshots[i - 1].boot_id) {
+      b.reboot = true;
+    }
+  }
+}
+
+void raise(std::optional<double>& slot, double value) {
+  slot = slot ? std::max(*slot, value) : value;
+}
+
+}  // namespace
+
+std::int64_t choose_bucket_ms(std::int64_t range_ms) {
+  static constexpr std::array<std::int64_t, 14> k_ladder = {10'000,     30'000,     60'000,     300'000,    600'000,
+                                                            900'000,    1'800'000,  3'600'000,  7'200'000,  10'800'000,
+                                                            21'600'000, 43'200'000, 86'400'000, 604'800'000};
+  for (const auto b : k_ladder) {
+    if (range_ms / b <= 60) {
+      return b;
+    }
+  }
+  return k_ladder.back();
+}
+
+Trend trend_states(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
+                   std::int64_t bucket_ms, const std::vector<std::string>& states) {
+  const auto snapshots = list_snapshots(db, scope, since_ms, until_ms);
+  Trend t = empty_trend(since_ms, until_ms, bucket_ms);
+  // Series keys are "proto STATE" as state_counts stores them; names are what a person reads.
+  std::vector<std::string> keys;
+  if (states.empty()) {
+    static constexpr std::array<const char*, 11> k_order = {"ESTABLISHED", "SYN_SENT",  "SYN_RECV", "FIN_WAIT1",
+                                                            "FIN_WAIT2",   "TIME_WAIT", "CLOSE",    "CLOSE_WAIT",
+                                                            "LAST_ACK",    "LISTEN",    "CLOSING"};
+    std::set<std::string> seen;
+    for (const auto& s : snapshots) {
+      for (const auto& [key, n] : s.counts) {
+        seen.insert(key);
+      }
+    }
+    for (const char* state : k_order) {
+      if (seen.contains(std::string("tcp ") + state)) {
+        keys.push_back(std::string("tcp ") + state);
+      }
+    }
+    t.series = {};
+    for (const auto& k : keys) {
+      t.series.push_back(k.substr(4));
+    }
+    // UDP and UNIX as totals: their states matter less than how many there are.
+    t.series.push_back("UDP");
+    t.series.push_back("UNIX");
+    keys.push_back("udp");
+    keys.push_back("unix");
+  } else {
+    for (const auto& spec : states) {
+      const auto colon = spec.find(':');
+      const std::string proto = colon == std::string::npos ? "tcp" : spec.substr(0, colon);
+      const std::string state = colon == std::string::npos ? spec : spec.substr(colon + 1);
+      keys.push_back(proto + " " + state);
+      t.series.push_back(colon == std::string::npos ? state : spec);
+    }
+  }
+  t.units.assign(t.series.size(), "sockets");
+  place_snapshots(t, snapshots);
+  for (const auto& s : snapshots) {
+    const auto idx = bucket_index(t, s.time_ms);
+    if (idx >= t.buckets.size()) {
+      continue;
+    }
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+      const bool total = keys[k].find(' ') == std::string::npos;
+      const auto it = total ? s.counts.end() : s.counts.find(keys[k]);  // keys are "proto STATE"
+      const auto n = total ? s.proto_total(keys[k]) : it == s.counts.end() ? 0 : it->second;
+      raise(t.buckets[idx].values[k], static_cast<double>(n));
+    }
+  }
+  return t;
+}
+
+Trend trend_counters(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
+                     std::int64_t bucket_ms, const std::vector<std::string>& counters) {
+  const auto names = counter_names(db);
+  std::vector<std::int64_t> ids;
+  std::vector<bool> gauge;
+  Trend t = empty_trend(since_ms, until_ms, bucket_ms);
+  for (const auto& spec : counters) {
+    const auto dot = spec.find('.');
+    const auto it = std::find_if(names.begin(), names.end(), [&](const auto& n) {
+      return dot != std::string::npos && n.second.section == spec.substr(0, dot) &&
+             n.second.name == spec.substr(dot + 1);
+    });
+    if (it == names.end()) {
+      throw Error(Exit::usage, fmt::format("--counters {}: no such counter in {} (give Section.Name as nstat and "
+                                           "/proc/net/netstat name them, for example Tcp.RetransSegs)",
+                                           spec, db.getFilename()));
+    }
+    ids.push_back(it->first);
+    gauge.push_back(it->second.is_gauge);
+    t.series.push_back(spec);
+    t.units.push_back(it->second.is_gauge ? "value" : "per_s");
+  }
+  const auto snapshots = list_snapshots(db, scope, since_ms, until_ms);
+  place_snapshots(t, snapshots);
+  if (snapshots.empty()) {
+    return t;
+  }
+  // A pair of snapshots further apart than four times the usual interval spans a time the
+  // collector did not run: no rate is drawn through it.
+  std::vector<std::int64_t> intervals;
+  for (std::size_t i = 1; i < snapshots.size(); ++i) {
+    if (const auto d = monotonic_interval_ms(snapshots[i - 1], snapshots[i])) {
+      intervals.push_back(*d);
+    }
+  }
+  std::int64_t limit = 0;
+  if (!intervals.empty()) {
+    std::nth_element(intervals.begin(), intervals.begin() + static_cast<std::ptrdiff_t>(intervals.size() / 2),
+                     intervals.end());
+    limit = std::max<std::int64_t>(intervals[intervals.size() / 2] * 4, bucket_ms);
+  }
+  std::vector<std::vector<double>> delta(t.buckets.size(), std::vector<double>(ids.size(), 0));
+  std::vector<std::vector<std::int64_t>> covered(t.buckets.size(), std::vector<std::int64_t>(ids.size(), 0));
+  std::vector<std::optional<std::int64_t>> previous(ids.size());
+  replay_counters(db, scope.netns_id, ids_of(snapshots), [&](std::size_t i, const auto& values) {
+    const auto idx = bucket_index(t, snapshots[i].time_ms);
+    std::optional<std::int64_t> interval;
+    if (i > 0) {
+      interval = monotonic_interval_ms(snapshots[i - 1], snapshots[i]);
+    }
+    const std::int64_t interval_ms = interval.value_or(0);
+    for (std::size_t k = 0; k < ids.size(); ++k) {
+      const auto v = values.find(ids[k]);
+      const std::optional<std::int64_t> value =
+          v == values.end() ? std::nullopt : std::optional<std::int64_t>(v->second);
+      if (idx < t.buckets.size() && value) {
+        if (gauge[k]) {
+          raise(t.buckets[idx].values[k], static_cast<double>(*value));
+        } else if (interval_ms > 0 && interval_ms <= limit && previous[k] && *value >= *previous[k]) {
+          delta[idx][k] += static_cast<double>(*value - *previous[k]);
+          covered[idx][k] += interval_ms;
+        }
+      }
+      previous[k] = value;
+    }
+  });
+  for (std::size_t b = 0; b < t.buckets.size(); ++b) {
+    for (std::size_t k = 0; k < ids.size(); ++k) {
+      if (!gauge[k] && covered[b][k] > 0) {
+        t.buckets[b].values[k] = delta[b][k] * 1000.0 / static_cast<double>(covered[b][k]);
+      }
+    }
+  }
+  return t;
+}
+
+namespace {
+
+// Interns the group keys of a grouped trend: a week of TIME_WAIT on a busy host is a million
+// spans with half a million peers, so one probe of a flat table per span, no allocation per key.
+class KeyTable {
+ public:
+  std::uint32_t intern(std::string_view key) {
+    if ((m_count + 1) * 2 > m_slots.size()) {
+      grow();
+    }
+    const std::uint64_t hash = std::hash<std::string_view>{}(key);
+    for (std::size_t i = hash & (m_slots.size() - 1);; i = (i + 1) & (m_slots.size() - 1)) {
+      Slot& slot = m_slots[i];
+      if (slot.index == k_empty) {
+        slot = {hash, m_count};
+        m_offsets.push_back(m_arena.size());
+        m_arena.append(key);
+        return m_count++;
+      }
+      if (slot.hash == hash && text(slot.index) == key) {
+        return slot.index;
+      }
+    }
+  }
+  std::string_view text(std::uint32_t index) const {
+    const std::size_t end = index + 1 < m_offsets.size() ? m_offsets[index + 1] : m_arena.size();
+    return std::string_view(m_arena).substr(m_offsets[index], end - m_offsets[index]);
+  }
+  std::uint32_t size() const { return m_count; }
+
+ private:
+  static constexpr std::uint32_t k_empty = UINT32_MAX;
+  struct Slot {
+    std::uint64_t hash = 0;
+    std::uint32_t index = k_empty;
+  };
+  void grow() {
+    std::vector<Slot> old = std::move(m_slots);
+    m_slots.assign(std::max<std::size_t>(1024, old.size() * 2), Slot{});
+    for (const Slot& slot : old) {
+      if (slot.index == k_empty) {
+        continue;
+      }
+      std::size_t i = slot.hash & (m_slots.size() - 1);
+      while (m_slots[i].index != k_empty) {
+        i = (i + 1) & (m_slots.size() - 1);
+      }
+      m_slots[i] = slot;
+    }
+  }
+  std::vector<Slot> m_slots;
+  std::vector<std::size_t> m_offsets;
+  std::string m_arena;
+  std::uint32_t m_count = 0;
+};
+
+}  // namespace
+
+Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
+                    std::int64_t bucket_ms, const std::string& state_spec, GroupBy by, std::size_t top) {
+  const auto snapshots = list_snapshots(db, scope, since_ms, until_ms);
+  Trend t = empty_trend(since_ms, until_ms, bucket_ms);
+  const auto colon = state_spec.find(':');
+  const std::string proto = colon == std::string::npos ? "tcp" : state_spec.substr(0, colon);
+  const std::string state = colon == std::string::npos ? state_spec : state_spec.substr(colon + 1);
+  // A span as the positions (in `snapshots`) of the first and last snapshot of the range it is in.
+  struct Span {
+    std::uint32_t first, last;
+    std::uint32_t key;  // index into `keys`
+  };
+  std::vector<Span> spans;
+  KeyTable keys;
+  const auto intern = [&](std::string_view key) { return keys.intern(key); };
+  const auto wanted = state_id(db, proto, state);
+  if (!snapshots.empty() && wanted) {
+    // Labels of the few processes and local addresses involved, looked up once each.
+    std::unordered_map<std::int64_t, std::uint32_t> key_of_process, key_of_address;
+    SQLite::Statement process_label(db, "SELECT pid || '/' || comm FROM processes WHERE process_id = ?");
+    SQLite::Statement address_label(db, "SELECT addr FROM addresses WHERE addr_id = ?");
+    const auto label_of = [&](std::unordered_map<std::int64_t, std::uint32_t>& cache, SQLite::Statement& lookup,
+                              std::int64_t id) {
+      if (auto it = cache.find(id); it != cache.end()) {
+        return it->second;
+      }
+      lookup.reset();
+      lookup.bind(1, id);
+      const std::uint32_t key = intern(lookup.executeStep() ? lookup.getColumn(0).getText() : "-");
+      cache.emplace(id, key);
+      return key;
+    };
+    // socket_spans_by_first holds state_id: only the state's own rows are read from the table.
+    SQLite::Statement q(db,
+                        "SELECT first_snapshot_id, last_snapshot_id, process_id, local_port, local_addr_id, "
+                        "remote_addr FROM socket_spans "
+                        "WHERE netns_id = ? AND first_snapshot_id <= ? AND last_snapshot_id >= ? AND state_id = ?");
+    q.bind(1, scope.netns_id);
+    q.bind(2, snapshots.back().id);
+    q.bind(3, snapshots.front().id);
+    q.bind(4, *wanted);
+    const std::uint32_t none = intern("-");
+    std::vector<std::int64_t> ids;
+    ids.reserve(snapshots.size());
+    for (const auto& snap : snapshots) {
+      ids.push_back(snap.id);
+    }
+    while (q.executeStep()) {
+      const auto first = std::lower_bound(ids.begin(), ids.end(), q.getColumn(0).getInt64()) - ids.begin();
+      const auto last = std::upper_bound(ids.begin(), ids.end(), q.getColumn(1).getInt64()) - ids.begin() - 1;
+      if (first > last) {
+        continue;  // between two snapshots of the range (a namespace's spans, another host's ids)
+      }
+      std::uint32_t key = none;
+      if (by == GroupBy::process) {
+        if (!q.getColumn(2).isNull()) {
+          key = label_of(key_of_process, process_label, q.getColumn(2).getInt64());
+        }
+      } else if (by == GroupBy::local_port) {
+        key = q.getColumn(3).isNull() ? label_of(key_of_address, address_label, q.getColumn(4).getInt64())
+                                      : intern(std::to_string(q.getColumn(3).getInt64()));
+      } else if (!q.getColumn(5).isNull()) {
+        const auto column = q.getColumn(5);
+        key = intern(std::string_view(column.getText(), static_cast<std::size_t>(column.getBytes())));
+      }
+      spans.push_back({static_cast<std::uint32_t>(first), static_cast<std::uint32_t>(last), key});
+    }
+  }
+  // The series: the keys with the most sockets in the range, the rest summed as "other".
+  std::vector<std::size_t> per_key(keys.size(), 0);
+  for (const auto& s : spans) {
+    ++per_key[s.key];
+  }
+  std::vector<std::pair<std::size_t, std::string>> ranked;
+  for (std::uint32_t k = 0; k < keys.size(); ++k) {
+    if (per_key[k] > 0) {
+      ranked.emplace_back(per_key[k], std::string(keys.text(k)));
+    }
+  }
+  std::sort(ranked.begin(), ranked.end(),
+            [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+  const bool has_other = ranked.size() > top;
+  const std::size_t shown = std::min(ranked.size(), top);
+  std::vector<std::size_t> series_of_key(keys.size(), shown);  // `shown` is "other"
+  for (std::size_t i = 0; i < shown; ++i) {
+    series_of_key[keys.intern(ranked[i].second)] = i;
+    t.series.push_back(ranked[i].second);
+  }
+  if (has_other) {
+    t.series.push_back("other");
+  }
+  t.units.assign(t.series.size(), "sockets");
+  place_snapshots(t, snapshots);
+  // Sweep: a span counts in every snapshot from its first to its last; each series keeps the
+  // changes of its count per snapshot.
+  const std::size_t n = snapshots.size();
+  std::vector<std::int64_t> delta(t.series.size() * (n + 1), 0);
+  for (const auto& span : spans) {
+    const std::size_t series = series_of_key[span.key];
+    ++delta[series * (n + 1) + span.first];
+    --delta[series * (n + 1) + span.last + 1];
+  }
+  std::vector<std::int64_t> alive(t.series.size(), 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto idx = bucket_index(t, snapshots[i].time_ms);
+    for (std::size_t k = 0; k < alive.size(); ++k) {
+      alive[k] += delta[k * (n + 1) + i];
+      if (idx < t.buckets.size()) {
+        raise(t.buckets[idx].values[k], static_cast<double>(alive[k]));
+      }
+    }
+  }
+  return t;
+}
+
+
+}  // namespace sockhist::query
