@@ -10,6 +10,7 @@
 
 #include "common.hpp"
 #include "sockhist/error.hpp"
+#include "sockhist/query/diff.hpp"
 
 namespace sockhist::analyzer {
 
@@ -24,24 +25,6 @@ struct DiffOptions {
   std::size_t top = 20;
 };
 
-struct Side {
-  query::Scope scope;
-  query::SnapshotSummary snapshot;
-  std::vector<query::SocketRow> sockets;
-  std::vector<query::CounterValue> counters;
-};
-
-std::string owner_name(const query::SocketRow& r) {
-  return r.comm ? *r.comm : std::string("(unknown owner)");
-}
-
-std::string endpoint(model::Proto proto, const std::string& addr, std::int64_t port) {
-  if (proto == model::Proto::unix_domain) {
-    return addr.empty() ? std::string("(unnamed)") : addr;
-  }
-  return query::endpoint(addr, port);
-}
-
 // Counts print as integers, rates with their fraction.
 render::Value number(double v) {
   if (std::abs(v) < 1e15 && v == std::floor(v)) {
@@ -50,49 +33,18 @@ render::Value number(double v) {
   return v;
 }
 
-// One difference: a section, what it is about, the two values.
-struct Row {
-  std::string section;
-  std::string key;
-  double a = 0, b = 0;
-  std::string detail;
-  bool counts = true;  // a difference for the exit code (the moments' counter changes are not)
-};
-
-Side side_of(SQLite::Database& db, const DiffOptions& o, std::size_t i) {
-  Side s;
+// The side `i` (0 or 1) the options name.
+query::DiffSide side_of(SQLite::Database& db, const DiffOptions& o, std::size_t i) {
   if (!o.snapshots.empty()) {
-    s.snapshot = query::snapshot_by_id(db, o.snapshots[i]);
-    s.scope = query::scope_of_snapshot(db, o.snapshots[i]);
-  } else {
-    const std::optional<std::string> host =
-        o.hosts.empty() ? std::nullopt : std::optional(o.hosts[std::min(i, o.hosts.size() - 1)]);
-    s.scope = query::resolve_scope(db, host, std::nullopt);
-    const std::optional<std::string> at =
-        o.ats.empty() ? std::nullopt : std::optional(o.ats[std::min(i, o.ats.size() - 1)]);
-    s.snapshot = snapshot_for(db, s.scope, at, o.common.now_ms);
+    const auto snapshot = query::snapshot_by_id(db, o.snapshots[i]);
+    return query::load_side(db, query::scope_of_snapshot(db, o.snapshots[i]), snapshot);
   }
-  s.sockets = query::snapshot_sockets(db, s.snapshot.id);
-  s.counters = query::snapshot_counters(db, s.snapshot.id);
-  return s;
-}
-
-// Counts per key on each side; the keys that differ become rows.
-void compare_counts(std::vector<Row>& rows, const char* section, const std::map<std::string, std::int64_t>& a,
-                    const std::map<std::string, std::int64_t>& b) {
-  std::set<std::string> keys;
-  for (const auto& [k, v] : a) {
-    keys.insert(k);
-  }
-  for (const auto& [k, v] : b) {
-    keys.insert(k);
-  }
-  for (const auto& k : keys) {
-    const auto va = a.count(k) ? a.at(k) : 0, vb = b.count(k) ? b.at(k) : 0;
-    if (va != vb) {
-      rows.push_back({section, k, static_cast<double>(va), static_cast<double>(vb), {}, true});
-    }
-  }
+  const std::optional<std::string> host =
+      o.hosts.empty() ? std::nullopt : std::optional(o.hosts[std::min(i, o.hosts.size() - 1)]);
+  const auto scope = query::resolve_scope(db, host, std::nullopt);
+  const std::optional<std::string> at =
+      o.ats.empty() ? std::nullopt : std::optional(o.ats[std::min(i, o.ats.size() - 1)]);
+  return query::load_side(db, scope, snapshot_for(db, scope, at, o.common.now_ms));
 }
 
 Result run_diff(const DiffOptions& o) {
@@ -110,145 +62,14 @@ Result run_diff(const DiffOptions& o) {
                 "diff needs two sides: two --snapshot, two --host (at the same --at or the newest), or two --at");
   }
   auto db = open_db(o.common);
-  const Side a = side_of(db, o, 0), b = side_of(db, o, 1);
+  const query::DiffSide a = side_of(db, o, 0), b = side_of(db, o, 1);
   const bool two_hosts = a.scope.host_id != b.scope.host_id;
-  std::vector<Row> rows;
-
-  // Listeners on one side only (by protocol, address and port).
-  const auto listeners = [](const Side& s) {
-    std::map<std::string, std::string> out;
-    for (const auto& r : s.sockets) {
-      const bool listening = r.state == model::SockState::listen ||
-                             (r.proto == model::Proto::udp && r.state == model::SockState::close);
-      if (listening && !(r.proto == model::Proto::unix_domain && r.local_addr.empty())) {
-        out[fmt::format("{} {}", r.proto, endpoint(r.proto, r.local_addr, r.local_port))] = owner_name(r);
-      }
-    }
-    return out;
-  };
-  const auto la = listeners(a), lb = listeners(b);
-  for (const auto& [k, owner] : la) {
-    if (!lb.count(k)) {
-      rows.push_back({"listening", k, 1, 0, owner, true});
-    }
-  }
-  for (const auto& [k, owner] : lb) {
-    if (!la.count(k)) {
-      rows.push_back({"listening", k, 0, 1, owner, true});
-    }
-  }
-  // Processes owning sockets on one side only, then socket counts that differ.
-  const auto per = [](const Side& s, auto key_of) {
-    std::map<std::string, std::int64_t> out;
-    for (const auto& r : s.sockets) {
-      if (const auto k = key_of(r); !k.empty()) {
-        ++out[k];
-      }
-    }
-    return out;
-  };
-  const auto by_process = [](const query::SocketRow& r) { return r.comm ? *r.comm : std::string(); };
-  const auto pa = per(a, by_process), pb = per(b, by_process);
-  for (const auto& [k, n] : pa) {
-    if (!pb.count(k)) {
-      rows.push_back({"process only on one side", k, static_cast<double>(n), 0, "sockets", true});
-    }
-  }
-  for (const auto& [k, n] : pb) {
-    if (!pa.count(k)) {
-      rows.push_back({"process only on one side", k, 0, static_cast<double>(n), "sockets", true});
-    }
-  }
-  const auto proto_state = [](const query::SocketRow& r) {
-    return fmt::format("{} {}", model::name(r.proto), model::name(r.state));
-  };
-  compare_counts(rows, "state", per(a, proto_state), per(b, proto_state));
-  // Connections by remote endpoint: a server's peers by address (their ports are their own).
-  const auto remote_key = [](const Side& s) {
-    std::set<std::int64_t> listening;
-    for (const auto& r : s.sockets) {
-      if (r.proto == model::Proto::tcp && r.state == model::SockState::listen) {
-        listening.insert(r.local_port);
-      }
-    }
-    return [listening](const query::SocketRow& r) {
-      if (r.proto != model::Proto::tcp || r.state == model::SockState::listen) {
-        return std::string();
-      }
-      if (!listening.count(r.local_port)) {
-        return endpoint(r.proto, r.remote_addr, r.remote_port);
-      }
-      if (r.remote_addr.find(':') != std::string::npos) {
-        return fmt::format("[{}]:* to :{}", r.remote_addr, r.local_port);
-      }
-      return fmt::format("{}:* to :{}", r.remote_addr, r.local_port);
-    };
-  };
-  compare_counts(rows, "remote", per(a, remote_key(a)), per(b, remote_key(b)));
-  {
-    std::vector<Row> both;
-    compare_counts(both, "process", pa, pb);
-    for (auto& r : both) {
-      if (r.a != 0 && r.b != 0) {  // one side only is listed above
-        rows.push_back(std::move(r));
-      }
-    }
-  }
-  // Counters. Two hosts: each counter per second of its host's uptime, a difference when they
-  // differ by more than --counter-threshold percent. One host: what each changed by between the
-  // two moments (information, not a difference).
-  std::map<std::string, std::pair<std::optional<std::int64_t>, std::optional<std::int64_t>>> values;
-  std::map<std::string, bool> gauges;
-  for (const auto& c : a.counters) {
-    values[c.section + "." + c.name].first = c.value;
-    gauges[c.section + "." + c.name] = c.is_gauge;
-  }
-  for (const auto& c : b.counters) {
-    values[c.section + "." + c.name].second = c.value;
-    gauges[c.section + "." + c.name] = c.is_gauge;
-  }
-  if (two_hosts) {
-    for (const auto& [name, v] : values) {
-      if (!v.first || !v.second || gauges[name] || !a.snapshot.uptime_ms || !b.snapshot.uptime_ms) {
-        continue;
-      }
-      const double ra = static_cast<double>(*v.first) * 1000.0 / static_cast<double>(*a.snapshot.uptime_ms);
-      const double rb = static_cast<double>(*v.second) * 1000.0 / static_cast<double>(*b.snapshot.uptime_ms);
-      const double larger = std::max(std::abs(ra), std::abs(rb));
-      if (larger > 0 && 100.0 * std::abs(ra - rb) / larger > o.counter_threshold) {
-        rows.push_back({"counter per second of uptime", name, ra, rb, {}, true});
-      }
-    }
-  } else {
-    const auto interval = query::monotonic_interval_ms(a.snapshot, b.snapshot);
-    for (const auto& [name, v] : values) {
-      if (v.first && v.second && *v.first != *v.second) {
-        rows.push_back({gauges[name] ? "gauge" : "counter change", name, static_cast<double>(*v.first),
-                        static_cast<double>(*v.second),
-                        !gauges[name] && interval && *v.second >= *v.first
-                            ? fmt::format("{:.2f}/s", static_cast<double>(*v.second - *v.first) * 1000.0 /
-                                                          static_cast<double>(*interval))
-                            : std::string(),
-                        false});
-      }
-    }
-  }
-  // The differences first, the largest first within each section.
-  const std::vector<std::string> order = {"listening", "process only on one side",     "state", "remote",
-                                          "process",   "counter per second of uptime", "gauge", "counter change"};
-  std::stable_sort(rows.begin(), rows.end(), [&](const Row& x, const Row& y) {
-    const auto sx = std::find(order.begin(), order.end(), x.section) - order.begin();
-    const auto sy = std::find(order.begin(), order.end(), y.section) - order.begin();
-    if (sx != sy) {
-      return sx < sy;
-    }
-    return std::abs(x.b - x.a) > std::abs(y.b - y.a);
-  });
-  const auto differences = std::count_if(rows.begin(), rows.end(), [](const Row& r) { return r.counts; });
+  const auto rows = query::diff_sides(a, b, o.counter_threshold);
+  const auto differences = std::count_if(rows.begin(), rows.end(), [](const auto& r) { return r.counts; });
   const int code = differences > 0 ? 1 : 0;
 
   using render::Kind;
-  const auto label = [&](const Side& s) { return two_hosts ? s.scope.host : fmt::format("#{}", s.snapshot.id); };
+  const auto label = [&](const query::DiffSide& s) { return two_hosts ? s.scope.host : fmt::format("#{}", s.snapshot.id); };
   render::Table t;
   t.columns = {
       {"section", "SECTION"},
@@ -272,7 +93,7 @@ Result run_diff(const DiffOptions& o) {
     t.notes.push_back(fmt::format("({} more rows; --top 0 lists them all)", hidden));
   }
   const auto options = render_options(o.common);
-  const auto describe = [&](const Side& s) {
+  const auto describe = [&](const query::DiffSide& s) {
     return fmt::format("{} snapshot {} at {}", s.scope.host, s.snapshot.id,
                        model::format_human(s.snapshot.time_ms, options.zone));
   };

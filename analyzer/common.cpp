@@ -123,10 +123,6 @@ nlohmann::ordered_json json_head(const std::string& command, const Common& commo
   return doc;
 }
 
-std::string program(std::int32_t pid, const std::string& comm, const char* unknown) {
-  return pid == 0 ? std::string(unknown) : fmt::format("{}/{}", pid, comm);
-}
-
 std::string scope_line(const query::Scope& scope) {
   std::string ns =
       scope.netns_initial ? "its own network namespace" : fmt::format("network namespace {}", scope.netns_inode);

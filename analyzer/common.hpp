@@ -72,8 +72,7 @@ query::SnapshotSummary snapshot_for(SQLite::Database& db, const query::Scope& sc
 // A JSON document's common head: the command, the database, the host and namespace.
 nlohmann::ordered_json json_head(const std::string& command, const Common& common, const query::Scope* scope);
 
-// "1234/nginx" as netstat -p prints an owner, or `unknown` without one.
-std::string program(std::int32_t pid, const std::string& comm, const char* unknown = "-");
+using query::program;
 
 // One line naming the host and namespace for a table's heading.
 std::string scope_line(const query::Scope& scope);

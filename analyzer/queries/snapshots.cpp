@@ -115,6 +115,10 @@ std::string endpoint(const std::string& addr, std::int64_t port) {
   return addr.find(':') != std::string::npos ? fmt::format("[{}]:{}", addr, port) : fmt::format("{}:{}", addr, port);
 }
 
+std::string program(std::int32_t pid, const std::string& comm, const char* unknown) {
+  return pid == 0 ? std::string(unknown) : fmt::format("{}/{}", pid, comm);
+}
+
 std::optional<std::int64_t> state_id(SQLite::Database& db, const std::string& proto, const std::string& state) {
   SQLite::Statement q(db, "SELECT state_id FROM socket_states WHERE proto = ? AND state = ?");
   q.bind(1, proto);

@@ -74,6 +74,9 @@ struct SnapshotSummary {
 // "10.0.0.1:8080" or "[::1]:8080".
 std::string endpoint(const std::string& addr, std::int64_t port);
 
+// "1234/nginx" as netstat -p prints an owner, or `unknown` without one (pid 0).
+std::string program(std::int32_t pid, const std::string& comm, const char* unknown = "-");
+
 // The socket_states id of (proto, state), e.g. ("tcp", "CLOSE_WAIT"); nullopt when never stored.
 std::optional<std::int64_t> state_id(SQLite::Database& db, const std::string& proto, const std::string& state);
 std::optional<std::int64_t> state_id(SQLite::Database& db, model::Proto proto, model::SockState state);
