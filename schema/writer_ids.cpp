@@ -1,0 +1,188 @@
+// The writer's row ids: hosts, namespaces, processes, counter names, states and addresses, each
+// looked up or created once and cached across the snapshots of a looping collector.
+#include <fmt/format.h>
+
+#include "sockhist/error.hpp"
+#include "writer_impl.hpp"
+
+namespace sockhist::store {
+
+using model::SockState;
+using writer::bind_optional;
+using writer::bind_optional_text;
+
+std::int64_t SnapshotWriter::Impl::ensure_host(const Capture& cap) {
+  // Known with this machine-id (or none to record): no query.
+  if (auto it = host_ids.find(cap.host);
+      it != host_ids.end() && (!cap.machine_id || it->second.second == *cap.machine_id)) {
+    return it->second.first;
+  }
+  SQLite::Statement select(db, "SELECT host_id, machine_id FROM hosts WHERE name = ?");
+  select.bind(1, cap.host);
+  std::int64_t id = 0;
+  if (select.executeStep()) {
+    id = select.getColumn(0).getInt64();
+    const auto stored = select.getColumn(1);
+    if (cap.machine_id && (stored.isNull() || stored.getString() != *cap.machine_id)) {
+      SQLite::Statement update(db, "UPDATE hosts SET machine_id = ? WHERE host_id = ?");
+      update.bind(1, *cap.machine_id);
+      update.bind(2, id);
+      update.exec();
+      ++stats.rows_written;
+    }
+  } else {
+    SQLite::Statement insert(db, "INSERT INTO hosts(name, machine_id) VALUES (?, ?)");
+    insert.bind(1, cap.host);
+    bind_optional_text(insert, 2, cap.machine_id);
+    insert.exec();
+    id = db.getLastInsertRowid();
+    ++stats.rows_written;
+  }
+  host_ids[cap.host] = {id, cap.machine_id.value_or("")};
+  return id;
+}
+
+std::int64_t SnapshotWriter::Impl::ensure_netns(std::int64_t host_id, const Capture& cap) {
+  const auto key = std::make_pair(host_id, cap.netns_inode);
+  if (auto it = netns_ids.find(key); it != netns_ids.end()) {
+    return it->second;
+  }
+  SQLite::Statement select(db, "SELECT netns_id FROM netns WHERE host_id = ? AND inode = ?");
+  select.bind(1, host_id);
+  select.bind(2, static_cast<std::int64_t>(cap.netns_inode));
+  std::int64_t id = 0;
+  if (select.executeStep()) {
+    id = select.getColumn(0).getInt64();
+    // A name learnt later (ip netns add after the first snapshot) is kept.
+    SQLite::Statement update(db,
+                             "UPDATE netns SET name = coalesce(?, name), is_initial = ? WHERE netns_id = ? AND "
+                             "(name IS NOT coalesce(?, name) OR is_initial != ?)");
+    bind_optional_text(update, 1, cap.netns_name);
+    update.bind(2, cap.netns_initial ? 1 : 0);
+    update.bind(3, id);
+    bind_optional_text(update, 4, cap.netns_name);
+    update.bind(5, cap.netns_initial ? 1 : 0);
+    stats.rows_written += static_cast<std::size_t>(update.exec());
+  } else {
+    SQLite::Statement insert(db, "INSERT INTO netns(host_id, inode, name, is_initial) VALUES (?, ?, ?, ?)");
+    insert.bind(1, host_id);
+    insert.bind(2, static_cast<std::int64_t>(cap.netns_inode));
+    bind_optional_text(insert, 3, cap.netns_name);
+    insert.bind(4, cap.netns_initial ? 1 : 0);
+    insert.exec();
+    id = db.getLastInsertRowid();
+    ++stats.rows_written;
+  }
+  netns_ids[key] = id;
+  return id;
+}
+
+std::int64_t SnapshotWriter::Impl::ensure_process(std::int64_t host_id, const std::string& boot_id, const model::Process& p) {
+  const auto key = std::make_tuple(host_id, boot_id, p.pid, p.start_ticks);
+  if (auto it = process_ids.find(key); it != process_ids.end()) {
+    return it->second;
+  }
+  SQLite::Statement select(db,
+                           "SELECT process_id FROM processes WHERE host_id = ? AND boot_id = ? AND pid = ? AND "
+                           "start_ticks = ?");
+  select.bind(1, host_id);
+  select.bind(2, boot_id);
+  select.bind(3, p.pid);
+  select.bind(4, static_cast<std::int64_t>(p.start_ticks));
+  std::int64_t id = 0;
+  if (select.executeStep()) {
+    id = select.getColumn(0).getInt64();
+  } else {
+    SQLite::Statement insert(db,
+                             "INSERT INTO processes(host_id, boot_id, pid, start_ticks, comm, cmdline, uid, user) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    insert.bind(1, host_id);
+    insert.bind(2, boot_id);
+    insert.bind(3, p.pid);
+    insert.bind(4, static_cast<std::int64_t>(p.start_ticks));
+    insert.bind(5, p.comm);
+    bind_optional_text(insert, 6, p.cmdline);
+    insert.bind(7, static_cast<std::int64_t>(p.uid));
+    bind_optional_text(insert, 8, p.user);
+    insert.exec();
+    id = db.getLastInsertRowid();
+    ++stats.rows_written;
+  }
+  process_ids[key] = id;
+  return id;
+}
+
+std::int64_t SnapshotWriter::Impl::ensure_counter(const model::Counter& c) {
+  const std::string key = fmt::format("{}\n{}", c.section, c.name);
+  if (auto it = counter_ids.find(key); it != counter_ids.end()) {
+    return it->second;
+  }
+  SQLite::Statement select(db, "SELECT counter_id FROM counter_names WHERE section = ? AND name = ?");
+  select.bind(1, c.section);
+  select.bind(2, c.name);
+  std::int64_t id = 0;
+  if (select.executeStep()) {
+    id = select.getColumn(0).getInt64();
+  } else {
+    SQLite::Statement insert(db, "INSERT INTO counter_names(section, name, is_gauge) VALUES (?, ?, ?)");
+    insert.bind(1, c.section);
+    insert.bind(2, c.name);
+    insert.bind(3, c.is_gauge ? 1 : 0);
+    insert.exec();
+    id = db.getLastInsertRowid();
+    ++stats.rows_written;
+  }
+  counter_ids[key] = id;
+  return id;
+}
+
+// The socket_states row of a (proto, state) pair, made on first use.
+std::int64_t SnapshotWriter::Impl::ensure_state(model::Proto proto, SockState state) {
+  const auto key = std::make_pair(proto, model::name(state));
+  if (auto it = state_ids.find(key); it != state_ids.end()) {
+    return it->second;
+  }
+  SQLite::Statement insert(db,
+                           "INSERT INTO socket_states(proto, state) VALUES (?1, ?2) ON CONFLICT(proto, state) "
+                           "DO UPDATE SET proto = proto RETURNING state_id");
+  insert.bindNoCopy(1, model::name(proto).data());
+  insert.bindNoCopy(2, key.second.data());
+  insert.executeStep();
+  const std::int64_t id = insert.getColumn(0).getInt64();
+  state_ids.emplace(key, id);
+  return id;
+}
+
+// The addresses row of a local address or UNIX path, made on first use.
+std::int64_t SnapshotWriter::Impl::ensure_address(const std::string& addr) {
+  if (auto it = address_ids.find(addr); it != address_ids.end()) {
+    return it->second;
+  }
+  SQLite::Statement select(db, "SELECT addr_id FROM addresses WHERE addr = ?");
+  select.bindNoCopy(1, addr);
+  std::int64_t id = 0;
+  if (select.executeStep()) {
+    id = select.getColumn(0).getInt64();
+  } else {
+    SQLite::Statement insert(db, "INSERT INTO addresses(addr) VALUES (?)");
+    insert.bindNoCopy(1, addr);
+    insert.exec();
+    id = db.getLastInsertRowid();
+    ++stats.rows_written;
+  }
+  address_ids.emplace(addr, id);
+  return id;
+}
+
+
+const SnapshotWriter::Impl::CounterCache& SnapshotWriter::Impl::counters_before(std::int64_t netns_id, std::int64_t snapshot_id) {
+  auto& cache = counter_cache[netns_id];
+  if (cache.snapshot_id != snapshot_id) {
+    cache.values = counters_as_of(db, netns_id, snapshot_id);
+    cache.snapshot_id = snapshot_id;
+  }
+  return cache;
+}
+
+
+}  // namespace sockhist::store

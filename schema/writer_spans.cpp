@@ -1,0 +1,292 @@
+// The writer's span phases: the spans a namespace left open, each socket of a capture matched
+// against them (an unchanged socket costs no write), TCP connections linked across the inode
+// changes of their last states, and the spans that end or begin.
+#include <fmt/format.h>
+
+#include "sockhist/store.hpp"
+#include "writer_impl.hpp"
+
+namespace sockhist::store {
+
+using model::SockState;
+using writer::bind_optional;
+using writer::identity_of;
+using writer::k_timewait_slack_ms;
+
+std::vector<SnapshotWriter::Impl::OpenSpan> SnapshotWriter::Impl::open_spans_before(std::int64_t netns_id,
+                                                                                  const Previous& prev,
+                                                                                  bool same_boot) {
+  std::vector<OpenSpan> open;
+  if (!same_boot) {
+    // A reboot (or a new boot_id) ends every socket of the previous boot.
+    SQLite::Statement close_all(
+        db, fmt::format("UPDATE socket_spans SET last_snapshot_id = ? WHERE netns_id = ? AND last_snapshot_id = {}",
+                        k_span_open));
+    close_all.bind(1, prev.id);
+    close_all.bind(2, netns_id);
+    const int closed = close_all.exec();
+    stats.spans_closed += static_cast<std::size_t>(closed);
+    stats.rows_written += static_cast<std::size_t>(closed);
+    return open;
+  }
+  if (auto cached = open_cache.find(netns_id); cached != open_cache.end() && cached->second.snapshot_id == prev.id) {
+    // What this writer left open last time is what the database holds: no need to read it back.
+    open = std::move(cached->second.spans);
+    for (auto& span : open) {
+      span.matched = false;
+      span.linked = false;
+    }
+    return open;
+  }
+  SQLite::Statement select(
+      db, fmt::format("SELECT sp.span_id, st.proto, coalesce(sp.family, 0), a.addr, coalesce(sp.local_port, 0), "
+                      "coalesce(sp.remote_addr, ''), coalesce(sp.remote_port, 0), sp.inode, st.state, "
+                      "sp.process_id, sp.owner_carried, sp.timer, sp.timer_ms, "
+                      "coalesce(sp.first_time_ms, f.time_ms, 0), sp.cookie "
+                      "FROM socket_spans sp JOIN socket_states st ON st.state_id = sp.state_id "
+                      "JOIN addresses a ON a.addr_id = sp.local_addr_id "
+                      "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
+                      "WHERE sp.netns_id = ? AND sp.last_snapshot_id = {}",
+                      k_span_open));
+  select.bind(1, netns_id);
+  open.reserve(static_cast<std::size_t>(prev.socket_count));
+  while (select.executeStep()) {
+    OpenSpan span;
+    span.span_id = select.getColumn(0).getInt64();
+    const std::string proto = select.getColumn(1).getString();
+    const int family = select.getColumn(2).getInt();
+    const std::string local_addr = select.getColumn(3).getString();
+    const int local_port = select.getColumn(4).getInt();
+    const std::string remote_addr = select.getColumn(5).getString();
+    const int remote_port = select.getColumn(6).getInt();
+    const auto inode = static_cast<std::uint64_t>(select.getColumn(7).getInt64());
+    span.id = model::identity(proto, family, local_addr, local_port, remote_addr, remote_port, inode);
+    span.connection = model::identity(proto, family, local_addr, local_port, remote_addr, remote_port, 0);
+    span.proto = model::proto_from_name(proto).value_or(model::Proto::tcp);
+    // A state this build does not know cannot match any socket it reads: the span closes.
+    span.state = model::sock_state_from_name(select.getColumn(8).getString()).value_or(SockState::bound_inactive);
+    span.process_id = select.getColumn(9).isNull() ? 0 : select.getColumn(9).getInt64();
+    span.carried = select.getColumn(10).getInt() != 0;
+    span.timer = static_cast<std::uint8_t>(select.getColumn(11).getInt());
+    span.timer_ms = select.getColumn(12).getInt64();
+    span.first_time_ms = select.getColumn(13).getInt64();
+    span.has_cookie = !select.getColumn(14).isNull();
+    span.cookie = span.has_cookie ? select.getColumn(14).getInt64() : 0;
+    open.push_back(std::move(span));
+  }
+  return open;
+}
+
+bool SnapshotWriter::Impl::same_socket(const OpenSpan& open, const Socket& s, const std::optional<std::int64_t>& owner,
+                                       std::int64_t time_ms) const {
+  if (open.state != s.state) {
+    return false;
+  }
+  if (open.has_cookie && s.cookie && open.cookie != static_cast<std::int64_t>(*s.cookie)) {
+    return false;
+  }
+  // A socket without an inode has no observable owner; its span keeps the carried one.
+  if (s.inode != 0 && owner != open.owner()) {
+    return false;
+  }
+  if (s.state == SockState::time_wait && open.timer == static_cast<int>(model::TimerKind::timewait)) {
+    const std::int64_t expected = open.timer_ms - (time_ms - open.first_time_ms);
+    if (static_cast<std::int64_t>(s.timer_ms) > expected + k_timewait_slack_ms) {
+      return false;
+    }
+  }
+  return true;
+}
+
+
+SnapshotWriter::Impl::Matching SnapshotWriter::Impl::match_sockets(
+    const Capture& cap, std::vector<OpenSpan>& open,
+    const std::unordered_map<std::int32_t, std::int64_t>& process_of_pid) const {
+  const auto owner_of = [&](const Socket& s) -> std::optional<std::int64_t> {
+    if (s.pid == 0) {
+      return std::nullopt;
+    }
+    const auto it = process_of_pid.find(s.pid);
+    return it == process_of_pid.end() ? std::nullopt : std::optional(it->second);
+  };
+  std::unordered_map<std::uint64_t, std::size_t> open_by_key;
+  open_by_key.reserve(open.size());
+  for (std::size_t i = 0; i < open.size(); ++i) {
+    open_by_key.emplace(open[i].id.hash, i);
+  }
+  Matching out;
+  for (const Socket& s : cap.sockets) {
+    const auto owner = owner_of(s);
+    const auto id = identity_of(s, s.inode);
+    const auto it = open_by_key.find(id.hash);
+    if (it != open_by_key.end() && open[it->second].id == id && !open[it->second].matched && !open[it->second].linked) {
+      OpenSpan& span = open[it->second];
+      if (same_socket(span, s, owner, cap.time_ms)) {
+        span.matched = true;
+        continue;
+      }
+      NewSpan next{&s, owner, std::nullopt, false};
+      const bool reused_tuple = span.state == s.state;  // same state, so TIME_WAIT reuse or a new owner
+      if (!(reused_tuple && s.state == SockState::time_wait)) {
+        next.prev_span_id = span.span_id;
+        span.linked = true;
+        if (s.inode == 0 && !owner && span.owner()) {
+          next.process_id = span.owner();
+          next.carried = true;
+        }
+      }
+      out.fresh.push_back(next);
+      continue;
+    }
+    out.fresh.push_back(NewSpan{&s, owner, std::nullopt, false});
+    if (s.proto == model::Proto::tcp && s.state != SockState::listen) {
+      out.unlinked.push_back(out.fresh.size() - 1);
+    }
+  }
+  return out;
+}
+
+// A TCP connection changes inode when it is orphaned or becomes a TIME_WAIT minisocket: link it
+// to its previous state by endpoints, and carry the owner forward (no other tool can).
+void SnapshotWriter::Impl::link_by_connection(std::vector<OpenSpan>& open, Matching& matching) const {
+  if (matching.unlinked.empty()) {
+    return;
+  }
+  std::unordered_map<std::uint64_t, std::size_t> ending_by_connection;
+  for (std::size_t i = 0; i < open.size(); ++i) {
+    const OpenSpan& span = open[i];
+    if (!span.matched && !span.linked && span.links_connections()) {
+      ending_by_connection.emplace(span.connection.hash, i);
+    }
+  }
+  for (const std::size_t index : matching.unlinked) {
+    NewSpan& next = matching.fresh[index];
+    const auto connection = identity_of(*next.socket, 0);
+    const auto it = ending_by_connection.find(connection.hash);
+    if (it == ending_by_connection.end() || open[it->second].linked || open[it->second].connection != connection) {
+      continue;
+    }
+    OpenSpan& span = open[it->second];
+    span.linked = true;
+    next.prev_span_id = span.span_id;
+    if (next.socket->inode == 0 && !next.process_id && span.owner()) {
+      next.process_id = span.owner();
+      next.carried = true;
+    }
+  }
+}
+
+// Spans whose socket is gone (or changed) end at the previous snapshot.
+void SnapshotWriter::Impl::close_ended(const std::vector<OpenSpan>& open, const Previous& prev) {
+  for (const OpenSpan& span : open) {
+    if (span.matched) {
+      continue;
+    }
+    close_span.reset();
+    close_span.bind(1, prev.id);
+    close_span.bind(2, span.span_id);
+    close_span.exec();
+    ++stats.spans_closed;
+    ++stats.rows_written;
+  }
+}
+
+// Binds and inserts one new span; returns whether its owner is a carried one. Values are bound
+// without copying: the names are string literals and the addresses live in the capture until the
+// row is written.
+bool SnapshotWriter::Impl::bind_span(const Capture& cap, const NewSpan& next, std::int64_t netns_id,
+                                     std::int64_t snapshot_id) {
+  const Socket& s = *next.socket;
+  const bool is_unix = s.proto == model::Proto::unix_domain;
+  auto& q = insert_span;
+  q.reset();
+  q.bind(1, netns_id);
+  q.bind(2, snapshot_id);
+  bind_optional(q, 3, next.prev_span_id);
+  q.bind(4, ensure_state(s.proto, s.state));
+  if (is_unix) {
+    q.bind(5);
+  } else {
+    q.bind(5, s.family);
+  }
+  q.bind(6, ensure_address(s.local_addr));
+  if (is_unix) {
+    q.bind(7);
+    q.bind(8);
+    q.bind(9);
+  } else {
+    q.bind(7, s.local_port);
+    q.bindNoCopy(8, s.remote_addr);
+    q.bind(9, s.remote_port);
+  }
+  q.bind(10, static_cast<std::int64_t>(s.tx_queue));
+  q.bind(11, static_cast<std::int64_t>(s.rx_queue));
+  q.bind(12, static_cast<int>(s.timer));
+  q.bind(13, static_cast<std::int64_t>(s.timer_ms));
+  q.bind(14, static_cast<std::int64_t>(s.retransmits));
+  q.bind(15, static_cast<std::int64_t>(s.probes));
+  q.bind(16, static_cast<std::int64_t>(s.uid));
+  q.bind(17, static_cast<std::int64_t>(s.inode));
+  bind_optional(q, 18, s.cookie);
+  bind_optional(q, 19, s.backlog);
+  bind_optional(q, 20, s.peer_inode);
+  if (is_unix) {
+    q.bindNoCopy(21, model::name(s.unix_type).data());
+    q.bind(22, static_cast<std::int64_t>(s.unix_flags));
+  } else {
+    q.bind(21);
+    q.bind(22);
+  }
+  bind_optional(q, 23, next.process_id);
+  // A merge names owners the input had carried forward: they stay marked as carried.
+  const auto index = static_cast<std::size_t>(next.socket - cap.sockets.data());
+  const bool carried = next.carried || (index < cap.owner_carried.size() && cap.owner_carried[index] != 0);
+  q.bind(24, carried ? 1 : 0);
+  q.exec();
+  ++stats.spans_opened;
+  ++stats.rows_written;
+  return carried;
+}
+
+// Opens the new spans, and remembers (a looping collector) every span open after this snapshot:
+// those that continued and those it opened.
+void SnapshotWriter::Impl::write_spans(const Capture& cap, std::int64_t netns_id, std::int64_t snapshot_id,
+                                       std::vector<OpenSpan> open, const std::vector<NewSpan>& fresh) {
+  const bool remember = open_spans == OpenSpans::remember;
+  std::vector<OpenSpan> still_open;
+  if (remember) {
+    still_open.reserve(open.size() + fresh.size());
+    for (auto& span : open) {
+      if (span.matched) {
+        still_open.push_back(std::move(span));
+      }
+    }
+  }
+  open = {};  // what matching needed is done: give the memory back before the inserts
+  for (const NewSpan& next : fresh) {
+    const bool carried = bind_span(cap, next, netns_id, snapshot_id);
+    if (!remember) {
+      continue;
+    }
+    const Socket& s = *next.socket;
+    OpenSpan opened;
+    opened.span_id = db.getLastInsertRowid();
+    opened.id = identity_of(s, s.inode);
+    opened.connection = identity_of(s, 0);
+    opened.proto = s.proto;
+    opened.state = s.state;
+    opened.process_id = next.process_id.value_or(0);
+    opened.carried = carried;
+    opened.timer = static_cast<std::uint8_t>(s.timer);
+    opened.timer_ms = s.timer_ms;
+    opened.first_time_ms = cap.time_ms;
+    opened.has_cookie = s.cookie.has_value();
+    opened.cookie = static_cast<std::int64_t>(s.cookie.value_or(0));
+    still_open.push_back(std::move(opened));
+  }
+  if (remember) {
+    open_cache[netns_id] = OpenCache{snapshot_id, std::move(still_open)};
+  }
+}
+
+}  // namespace sockhist::store
