@@ -9,6 +9,17 @@
 
 namespace sockhist::import::text {
 
+// The text without leading blanks and trailing blanks or line ends.
+inline std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
 // The whitespace-separated words of a line.
 inline std::vector<std::string_view> words(std::string_view line) {
   std::vector<std::string_view> out;

@@ -1,0 +1,208 @@
+// iproute2 ss listings (-tanp, -tanpo, -peaonmi, ...).
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "listing.hpp"
+#include "sockhist/error.hpp"
+#include "text_lines.hpp"
+
+namespace sockhist::import {
+
+using model::SockState;
+using text::Lines;
+using text::number;
+using text::words;
+using namespace listing;
+
+Listing parse_ss(std::string_view text, const std::string& file) {
+  Listing l;
+  l.tool = "ss";
+  bool saw_header = false, netid = false;
+  model::Socket* last = nullptr;  // a -i line continues the socket before it
+  for (const auto& [n, line] : Lines(text).lines) {
+    if (!saw_header) {
+      const auto w = words(line);
+      if (w.empty()) {
+        continue;
+      }
+      if ((w[0] == "State" || (w[0] == "Netid" && w.size() > 1 && w[1] == "State")) &&
+          line.find("Recv-Q") != std::string_view::npos) {
+        saw_header = true;
+        netid = w[0] == "Netid";
+        continue;
+      }
+      throw Error(Exit::bad_input,
+                  fmt::format("{}:{}: not an ss listing (expected the 'State Recv-Q Send-Q' header)", file, n));
+    }
+    if (line.empty()) {
+      continue;
+    }
+    if (line.front() == '\t' || line.front() == ' ') {
+      if (last == nullptr && words(line).empty()) {
+        continue;
+      }
+      // ss -i's second line (tcp_info, skmem): nothing the model keeps.
+      continue;
+    }
+    const auto w = words(line);
+    std::size_t i = 0;
+    model::Socket s;
+    last = nullptr;
+    if (netid) {
+      const auto id = w[i++];
+      if (id == "tcp") {
+        s.proto = model::Proto::tcp;
+      } else if (id == "udp") {
+        s.proto = model::Proto::udp;
+      } else if (id == "u_str" || id == "u_dgr" || id == "u_seq") {
+        s.proto = model::Proto::unix_domain;
+        s.unix_type = id == "u_str"   ? model::UnixType::stream
+                      : id == "u_dgr" ? model::UnixType::dgram
+                                      : model::UnixType::seqpacket;
+      } else {
+        ++l.other_families;  // nl, raw, p_raw, p_dgr, mptcp, sctp, ...: not recorded
+        continue;
+      }
+    } else {
+      s.proto = model::Proto::tcp;  // ss -t without -u/-x prints no Netid column
+    }
+    if (w.size() < i + 5) {
+      skip(l, file, n, "fewer fields than State Recv-Q Send-Q Local Peer");
+      continue;
+    }
+    const auto state_name = w[i++];
+    const auto rx = number<std::uint32_t>(w[i]), tx = number<std::uint32_t>(w[i + 1]);
+    i += 2;
+    if (!rx || !tx) {
+      skip(l, file, n, "Recv-Q or Send-Q is not a number");
+      continue;
+    }
+    if (s.proto == model::Proto::unix_domain) {
+      // u_str LISTEN 0 128 /tmp/x.sock 4407341 * 0 users:(...)
+      s.state = state_name == "LISTEN"  ? SockState::unix_listening
+                : state_name == "ESTAB" ? SockState::unix_connected
+                                        : SockState::unix_unconnected;
+      if (state_name == "LISTEN") {
+        s.unix_flags = 0x10000;
+        s.backlog = *tx;
+      }
+      s.rx_queue = *rx;
+      s.tx_queue = state_name == "LISTEN" ? 0 : *tx;
+      const auto path = w[i++];
+      s.local_addr = path == "*" ? std::string() : std::string(path);
+      const auto inode = number<std::uint64_t>(w[i++]);
+      if (!inode || i + 1 >= w.size() + 1) {
+        skip(l, file, n, "no inode after the UNIX path");
+        continue;
+      }
+      s.inode = *inode;
+      i += 2;  // the peer's path and inode
+      if (i <= w.size()) {
+        if (const auto peer = number<std::uint64_t>(w[i - 1]); peer && *peer != 0) {
+          s.peer_inode = *peer;
+        }
+      }
+    } else {
+      const auto state = state_of(state_name);
+      if (!state) {
+        skip(l, file, n, fmt::format("unknown state {}", state_name));
+        continue;
+      }
+      s.state = *state;
+      const auto local = endpoint(w[i]), peer = endpoint(w[i + 1]);
+      if (!local || !peer) {
+        skip(l, file, n, "an address is not numeric (ss -n)");
+        continue;
+      }
+      i += 2;
+      s.local_addr = local->addr;
+      s.local_port = local->port;
+      s.remote_addr = peer->addr;
+      s.remote_port = peer->port;
+      s.family = local->family == 6 || peer->family == 6 ? 6 : 4;
+      s.rx_queue = *rx;
+      if (s.state == SockState::listen) {
+        s.backlog = *tx;  // ss prints a listener's backlog limit as Send-Q
+      } else {
+        s.tx_queue = *tx;
+      }
+    }
+    // The rest: users:((...)), timer:(...), uid:N, ino:N, sk:..., cookie:..., skmem:(...), ...
+    const auto rest_at = i < w.size() ? static_cast<std::size_t>(w[i].data() - line.data()) : line.size();
+    const std::string_view rest = line.substr(rest_at);
+    if (const auto users = rest.find("users:(("); users != std::string_view::npos) {
+      l.owners = true;
+      // users:(("name",pid=1,fd=3),("name",pid=2,fd=4)): the first owner.
+      const auto q1 = rest.find('"', users), q2 = rest.find("\",pid=", users);
+      if (q1 != std::string_view::npos && q2 != std::string_view::npos) {
+        const auto pid_end = rest.find_first_of(",)", q2 + 6);
+        if (const auto pid = number<std::int32_t>(rest.substr(q2 + 6, pid_end - q2 - 6))) {
+          add_owner(l, s, *pid, rest.substr(q1 + 1, q2 - q1 - 1));
+        }
+      }
+    }
+    bool bad = false;
+    for (const auto word : words(rest)) {
+      if (word.starts_with("timer:(") && word.ends_with(")")) {
+        l.timers = true;
+        const auto inner = word.substr(7, word.size() - 8);
+        const auto a = inner.find(','), b = inner.rfind(',');
+        if (a == std::string_view::npos || a == b) {
+          bad = true;
+          break;
+        }
+        s.timer = timer_kind(inner.substr(0, a));
+        const auto ms = ss_duration_ms(inner.substr(a + 1, b - a - 1));
+        const auto count = number<std::uint32_t>(inner.substr(b + 1));
+        if (!ms || !count) {
+          bad = true;
+          break;
+        }
+        s.timer_ms = *ms;
+        (s.timer == model::TimerKind::keepalive || s.timer == model::TimerKind::probe ? s.probes : s.retransmits) =
+            *count;
+      } else if (word.starts_with("ino:") && s.proto != model::Proto::unix_domain) {
+        // (for a UNIX socket, ino: is the inode of its file on disk, not of the socket)
+        l.inodes = true;
+        if (const auto inode = number<std::uint64_t>(word.substr(4))) {
+          s.inode = *inode;
+        }
+      } else if (word.starts_with("uid:")) {
+        if (const auto uid = number<std::uint32_t>(word.substr(4))) {
+          s.uid = *uid;
+        }
+      } else if (word.starts_with("cookie:")) {
+        // hex (ss prints it as sk:HEX on older versions, cookie:HEX on some)
+        std::uint64_t cookie = 0;
+        const auto hex = word.substr(7);
+        if (std::from_chars(hex.data(), hex.data() + hex.size(), cookie, 16).ec == std::errc()) {
+          s.cookie = cookie;
+        }
+      } else if (word.starts_with("sk:")) {
+        std::uint64_t cookie = 0;
+        const auto hex = word.substr(3);
+        if (std::from_chars(hex.data(), hex.data() + hex.size(), cookie, 16).ec == std::errc()) {
+          s.cookie = cookie;
+        }
+      }
+    }
+    if (bad) {
+      skip(l, file, n, "a timer that does not read");
+      continue;
+    }
+    l.sockets.push_back(std::move(s));
+    last = &l.sockets.back();
+  }
+  if (!saw_header) {
+    throw Error(Exit::bad_input, fmt::format("{}: empty: not an ss listing", file));
+  }
+  std::string letters = std::string(l.owners ? "p" : "") + (l.timers ? "o" : "") + (l.inodes ? "e" : "");
+  l.format = netid ? fmt::format("ss -an{} (all families)", letters) : fmt::format("ss -tan{}", letters);
+  return l;
+}
+
+}  // namespace sockhist::import
