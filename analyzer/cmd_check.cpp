@@ -12,7 +12,7 @@ namespace {
 
 struct CheckOptions {
   Common common;
-  std::optional<std::string> since, until;
+  Window window;
   std::optional<std::string> close_wait_max_age;
   std::optional<std::int64_t> close_wait_max_per_process;
   std::optional<std::int64_t> time_wait_max;
@@ -22,6 +22,9 @@ struct CheckOptions {
   std::optional<std::int64_t> syn_recv_max;
   bool verbose = false;
 };
+
+// What --since and --until mean when not given.
+const WindowDefaults k_window{std::nullopt, true, "only the newest snapshot"};
 
 using query::Check;
 using query::CheckOutcome;
@@ -100,7 +103,7 @@ Result run_check(const CheckOptions& o) {
                 "check: give at least one threshold (--close-wait-max-age, --close-wait-max-per-process, "
                 "--time-wait-max, --port-pressure-max, --listen-overflows, --time-wait-overflows, --syn-recv-max)");
   }
-  if (o.until && !o.since) {
+  if (o.window.until && !o.window.since) {
     throw Error(Exit::usage, "--until needs --since (without them check looks at the newest snapshot)");
   }
   if (o.close_wait_max_age) {
@@ -109,9 +112,9 @@ Result run_check(const CheckOptions& o) {
   auto db = open_db(o.common);
   const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
   query::CheckRange range;
-  if (o.since) {
-    const auto [since, until] = resolve_window(Window{*o.since, o.until}, o.common.now_ms);
-    range = query::window_range(db, scope, since, until, *o.since);
+  if (o.window.since) {
+    const auto [since, until] = resolve_window(o.window, k_window, o.common.now_ms);
+    range = query::window_range(db, scope, since, until, *o.window.since);
   } else {
     range = query::newest_range(db, scope);
   }
@@ -173,8 +176,7 @@ void setup_check(CLI::App& app, Runner& selected) {
                           "finding, silent when healthy; exit 0 healthy, 1 findings, 2 error",
                           selected, [o] { return run_check(*o); });
   add_common(*sub, o->common);
-  sub->add_option("--since", o->since, "Look at every snapshot from then (default: only the newest)");
-  sub->add_option("--until", o->until, "With --since: the end of the range (default: now)");
+  add_window(*sub, o->window, k_window, "Look at every snapshot from then");
   sub->add_option("--close-wait-max-age", o->close_wait_max_age,
                   "A CLOSE_WAIT socket staying this long (for example 10m) is a finding, one line per owner");
   sub->add_option("--close-wait-max-per-process", o->close_wait_max_per_process,

@@ -17,6 +17,9 @@ struct CloseWaitOptions {
   std::optional<std::string> by;
 };
 
+// What --since and --until mean when not given.
+const WindowDefaults k_window{"24h", true, {}};
+
 std::string address(const std::string& addr, std::int64_t port) {
   return fmt::format("{}:{}", addr, port);
 }
@@ -126,7 +129,7 @@ render::Table process_table(const std::vector<query::CloseWaitByProcess>& groups
 Result run_close_wait(const CloseWaitOptions& o) {
   auto db = open_db(o.common);
   const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
-  const auto [since, until] = resolve_window(o.window, o.common.now_ms);
+  const auto [since, until] = resolve_window(o.window, k_window, o.common.now_ms);
   const auto min_age = parse_duration(o.min_age, "--min-age", true);
   const auto snapshots = query::list_snapshots(db, scope, since, until);
   auto sockets = query::close_wait_sockets(db, scope, snapshots);
@@ -165,7 +168,7 @@ void setup_close_wait(CLI::App& app, Runner& selected) {
                           "and each owner's growth per hour. Exit 1 when any is listed",
                           selected, [o] { return run_close_wait(*o); });
   add_common(*sub, o->common);
-  add_window(*sub, o->window);
+  add_window(*sub, o->window, k_window);
   sub->add_option("--min-age", o->min_age, "Only sockets seen in CLOSE_WAIT for at least this long (0: all)")
       ->capture_default_str();
   sub->add_option("--by", o->by, "Aggregate: per owning process, with the count's growth per hour")

@@ -21,20 +21,24 @@ struct CopyOptions {
   std::string output;
   std::vector<std::string> inputs;
   std::optional<std::string> db;  // export's source
-  std::optional<std::string> host, since, until;
+  std::optional<std::string> host;
+  Window window;
   std::string lock_wait = "30s";
   bool quiet = false;
 };
 
+// What --since and --until mean when not given.
+const WindowDefaults k_window{std::nullopt, false, "every snapshot"};
+
 store::CopyFilter filter_of(const CopyOptions& o) {
   store::CopyFilter f;
   f.host = o.host;
-  const auto now = command_now_ms();
-  if (o.since) {
-    f.since_ms = parse_moment(*o.since, "--since", now);
+  const auto [since, until] = resolve_window(o.window, k_window, command_now_ms());
+  if (o.window.since) {
+    f.since_ms = since;
   }
-  if (o.until) {
-    f.until_ms = parse_moment(*o.until, "--until", now);
+  if (o.window.until) {
+    f.until_ms = until;
   }
   return f;
 }
@@ -117,7 +121,7 @@ Result run_export(const CopyOptions& o) {
     }
   } cleanup{tmp};
   std::string text;
-  if (!o.host && !o.since && !o.until) {
+  if (!o.host && !o.window.since && !o.window.until) {
     // The whole database: VACUUM INTO reads one consistent state (a read transaction, whatever a
     // collector commits meanwhile) and writes a compact copy; never a cp that can miss the WAL.
     auto db = store::open_input(source);
@@ -152,8 +156,7 @@ Result run_export(const CopyOptions& o) {
 
 void add_filters(CLI::App& sub, CopyOptions& o) {
   sub.add_option("--host", o.host, "Only this host");
-  sub.add_option("--since", o.since, "Only snapshots from then (ISO-8601, 'YYYY-MM-DD HH:MM', HH:MM, or 24h ago)");
-  sub.add_option("--until", o.until, "Only snapshots until then");
+  add_window(sub, o.window, k_window, "Only snapshots from then");
   sub.add_flag("-q,--quiet", o.quiet, "Print nothing on success");
 }
 

@@ -10,18 +10,15 @@ namespace {
 
 struct SnapshotsOptions {
   Common common;
-  std::optional<std::string> since;
-  std::optional<std::string> until;
+  Window window;
 };
+
+const WindowDefaults k_window{std::nullopt, false, {}};
 
 Result run_snapshots(const SnapshotsOptions& o) {
   auto db = open_db(o.common);
   const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
-  const auto since = o.since ? parse_moment(*o.since, "--since", o.common.now_ms) : INT64_MIN;
-  const auto until = o.until ? parse_moment(*o.until, "--until", o.common.now_ms) : INT64_MAX;
-  if (since > until) {
-    throw Error(Exit::usage, "--since is after --until");
-  }
+  const auto [since, until] = resolve_window(o.window, k_window, o.common.now_ms);
   const auto snapshots = query::list_snapshots(db, scope, since, until);
   using render::Kind;
   render::Table t;
@@ -72,8 +69,7 @@ void setup_snapshots(CLI::App& app, Runner& selected) {
   auto* sub = add_command(app, "snapshots", "The snapshot list: time, boot, sockets, states at a glance", selected,
                           [o] { return run_snapshots(*o); });
   add_common(*sub, o->common);
-  sub->add_option("--since", o->since, "From this moment (ISO-8601, 'YYYY-MM-DD HH:MM', HH:MM, or 2h ago)");
-  sub->add_option("--until", o->until, "Up to this moment");
+  add_window(*sub, o->window, k_window, "From this moment");
 }
 
 }  // namespace sockhist::analyzer

@@ -15,10 +15,12 @@ namespace {
 struct StatsOptions {
   Common common;
   std::optional<std::string> at;
-  std::optional<std::string> since;
-  std::optional<std::string> until;
+  Window window;
   bool all = false;  // also counters that are zero (or did not move over a range)
 };
+
+// What --since and --until mean when not given.
+const WindowDefaults k_window{std::nullopt, true, "one moment, --at"};
 
 struct Label {
   const char* section;
@@ -159,10 +161,10 @@ Result run_stats(const StatsOptions& o) {
   const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
   const auto options = render_options(o.common);
   using render::Kind;
-  if (o.at && (o.since || o.until)) {
+  if (o.at && (o.window.since || o.window.until)) {
     throw Error(Exit::usage, "--at shows one moment; --since/--until a range: give one or the other");
   }
-  if (!o.since && !o.until) {
+  if (!o.window.since && !o.window.until) {
     // One moment: netstat -s as it would have printed then.
     const auto snap = snapshot_for(db, scope, o.at, o.common.now_ms);
     const auto counters = query::snapshot_counters(db, snap.id);
@@ -186,16 +188,12 @@ Result run_stats(const StatsOptions& o) {
                        {"boot_id", snap.boot_id}};
     return {render::render(t, options, doc), 0};
   }
-  const auto since = o.since ? parse_moment(*o.since, "--since", o.common.now_ms) : INT64_MIN;
-  const auto until = o.until ? parse_moment(*o.until, "--until", o.common.now_ms) : o.common.now_ms;
-  if (since > until) {
-    throw Error(Exit::usage, "--since is after --until");
-  }
+  const auto [since, until] = resolve_window(o.window, k_window, o.common.now_ms);
   const auto range = query::counter_range(db, scope, since, until);
   if (range.snapshots.size() < 2) {
     throw Error(Exit::usage,
                 fmt::format("{} snapshot(s) of {} between {} and {}: a range needs two", range.snapshots.size(),
-                            scope.host, o.since ? *o.since : "the start", o.until ? *o.until : "now"));
+                            scope.host, o.window.since.value_or("the start"), o.window.until.value_or("now")));
   }
   render::Table t;
   t.columns = {{"section"},
@@ -251,8 +249,7 @@ void setup_stats(CLI::App& app, Runner& selected) {
                           selected, [o] { return run_stats(*o); });
   add_common(*sub, o->common);
   sub->add_option("--at", o->at, "The moment (default: the newest snapshot)");
-  sub->add_option("--since", o->since, "Start of a range (ISO-8601, 'YYYY-MM-DD HH:MM', HH:MM, or 2h ago)");
-  sub->add_option("--until", o->until, "End of a range (default: now)");
+  add_window(*sub, o->window, k_window, "Start of a range");
   sub->add_flag("-a,--all", o->all, "Also counters that are zero (at a moment) or did not move (over a range)");
 }
 

@@ -18,13 +18,16 @@ using render::Kind;
 
 struct TimeWaitOptions {
   Common common;
-  Window window{"1h", std::nullopt};
+  Window window;
   std::optional<std::string> by;
   bool ports = false;
   bool anomalies = false;
   std::optional<std::string> bucket;
   std::size_t top = 20;
 };
+
+// What --since and --until mean when not given.
+const WindowDefaults k_window{"1h", true, {}};
 
 render::Value maybe(const std::optional<std::int64_t>& v) {
   return v ? render::Value(*v) : render::Value();
@@ -350,7 +353,7 @@ Result run_time_wait(const TimeWaitOptions& o) {
   }
   auto db = open_db(o.common);
   const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
-  const auto [since, until] = resolve_window(o.window, o.common.now_ms);
+  const auto [since, until] = resolve_window(o.window, k_window, o.common.now_ms);
   const std::int64_t bucket = o.bucket ? parse_duration(*o.bucket, "--bucket") : 0;
   if (o.bucket && (until - since) / bucket > 100'000) {
     throw Error(Exit::usage,
@@ -458,7 +461,7 @@ void setup_time_wait(CLI::App& app, Runner& selected) {
                           "closes first, peers, anomalies, ephemeral-port pressure. Exit 1 when it finds an anomaly",
                           selected, [o] { return run_time_wait(*o); });
   add_common(*sub, o->common);
-  add_window(*sub, o->window);
+  add_window(*sub, o->window, k_window);
   sub->add_option("--by", o->by,
                   "remote: per peer; local: per local address; socket: every socket; time: the series per bucket")
       ->check(CLI::IsMember({"remote", "local", "socket", "time"}));

@@ -19,6 +19,9 @@ struct TrendOptions {
   std::size_t top = 8;
 };
 
+// What --since and --until mean when not given.
+const WindowDefaults k_window{"24h", true, {}};
+
 Result run_trend(const TrendOptions& o) {
   if (o.by && o.states.size() != 1) {
     throw Error(Exit::usage, "--by needs exactly one --state (for example --state CLOSE_WAIT --by process)");
@@ -28,7 +31,7 @@ Result run_trend(const TrendOptions& o) {
   }
   auto db = open_db(o.common);
   const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
-  const auto [since, until] = resolve_window(o.window, o.common.now_ms);
+  const auto [since, until] = resolve_window(o.window, k_window, o.common.now_ms);
   const auto bucket = o.bucket ? parse_duration(*o.bucket, "--bucket") : query::choose_bucket_ms(until - since);
   if ((until - since) / bucket > 100'000) {
     throw Error(Exit::usage,
@@ -93,7 +96,7 @@ void setup_trend(CLI::App& app, Runner& selected) {
   auto* sub = add_command(app, "trend", "Socket counts per state, or counter rates, over time, one row per bucket",
                           selected, [o] { return run_trend(*o); });
   add_common(*sub, o->common);
-  add_window(*sub, o->window);
+  add_window(*sub, o->window, k_window);
   sub->add_option("--bucket", o->bucket, "Bucket size (default: chosen for 24 to 60 buckets)");
   sub->add_option("--counters", o->counters, "Counters as Section.Name (Tcp.RetransSegs,TcpExt.ListenOverflows)")
       ->delimiter(',');

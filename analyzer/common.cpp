@@ -35,15 +35,24 @@ void add_common(CLI::App& sub, Common& common, bool with_scope) {
   sub.add_flag("--utc", common.utc, "Print times in UTC instead of local time (json and csv are always UTC)");
 }
 
-void add_window(CLI::App& sub, Window& window) {
-  sub.add_option("--since", window.since, "Start (ISO-8601, 'YYYY-MM-DD HH:MM', HH:MM, or 24h ago)")
-      ->capture_default_str();
-  sub.add_option("--until", window.until, "End (default: now)");
+void add_window(CLI::App& sub, Window& window, const WindowDefaults& defaults, const std::string& what) {
+  sub.add_option("--since", window.since,
+                 fmt::format("{} (ISO-8601, 'YYYY-MM-DD HH:MM', HH:MM, or a duration ago such as 24h; default: {})",
+                             what,
+                             !defaults.without.empty() ? defaults.without
+                             : defaults.since          ? *defaults.since + " ago"
+                                                       : std::string("the first snapshot")));
+  sub.add_option("--until", window.until,
+                 fmt::format("End (the same forms; default: {})", defaults.until_now ? "now" : "the newest snapshot"));
 }
 
-std::pair<std::int64_t, std::int64_t> resolve_window(const Window& window, std::int64_t now_ms) {
-  const auto since = parse_moment(window.since, "--since", now_ms);
-  const auto until = window.until ? parse_moment(*window.until, "--until", now_ms) : now_ms;
+std::pair<std::int64_t, std::int64_t> resolve_window(const Window& window, const WindowDefaults& defaults,
+                                                     std::int64_t now_ms) {
+  const auto since_text = window.since ? window.since : defaults.since;
+  const auto since = since_text ? parse_moment(*since_text, "--since", now_ms) : INT64_MIN;
+  const auto until = window.until ? parse_moment(*window.until, "--until", now_ms)
+                     : defaults.until_now ? now_ms
+                                          : INT64_MAX;
   if (since > until) {
     throw Error(Exit::usage, "--since is after --until");
   }

@@ -37,14 +37,23 @@ struct Common {
   std::int64_t now_ms = command_now_ms();  // relative times count back from it
 };
 
-// --since and --until of a command that looks at a range (default: the last 24 hours).
+// --since and --until as given, and what a command takes when they are not: every command that
+// looks at a range declares and resolves them through add_window and resolve_window, so that they
+// parse alike and each --help states its own defaults.
 struct Window {
-  std::string since = "24h";
+  std::optional<std::string> since;
   std::optional<std::string> until;
 };
-void add_window(CLI::App& sub, Window& window);
-// The range as epoch ms [since, until]; throws Error(usage) naming the option.
-std::pair<std::int64_t, std::int64_t> resolve_window(const Window& window, std::int64_t now_ms);
+struct WindowDefaults {
+  std::optional<std::string> since;  // a moment ("24h": that long ago); none: from the first snapshot
+  bool until_now = true;             // false: up to the newest snapshot, even one dated after now
+  std::string without;               // for --help: what the command looks at without --since, if not a range
+};
+// Declares --since and --until on `sub`, their help saying what `defaults` means.
+void add_window(CLI::App& sub, Window& window, const WindowDefaults& defaults, const std::string& what = "Start");
+// The range as epoch ms [since, until]; throws Error(usage) naming the option at fault.
+std::pair<std::int64_t, std::int64_t> resolve_window(const Window& window, const WindowDefaults& defaults,
+                                                     std::int64_t now_ms);
 
 // Adds --db, --host, --netns, --format and --utc to a subcommand (without --host and --netns for
 // commands whose arguments name their hosts themselves: diff, sql).

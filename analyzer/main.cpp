@@ -2,7 +2,6 @@
 // and turns every error into one line and exit code 2.
 #include <algorithm>
 #include <cstdio>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,34 +25,41 @@ std::string relevant_help(CLI::App& app) {
   return app.help();
 }
 
-// The arguments in the order the subcommands parse them: common options written before the
-// subcommand (`sockhist --db x.db show`, as with git -C) are moved after its name, since each
-// subcommand declares them. Returned in reverse, as CLI::App::parse(std::vector&) takes them.
-std::vector<std::string> hoist_common_options(int argc, char** argv) {
-  static const std::set<std::string, std::less<>> with_value = {"--db", "--host", "--netns", "--format"};
-  std::vector<std::string> early, rest;
-  int i = 1;
-  for (; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    const auto eq = arg.find('=');
-    const auto name = arg.substr(0, eq);
-    if (arg == "--utc" || (eq != std::string_view::npos && with_value.count(name))) {
-      early.emplace_back(arg);
-    } else if (with_value.count(arg) && i + 1 < argc) {
-      early.emplace_back(arg);
-      early.emplace_back(argv[++i]);
-    } else {
-      break;
+// Options that may stand before the subcommand, as with git -C (`sockhist --db x.db show`). A
+// CLI11 prefix command reads them up to the subcommand's name; each is then given to the
+// subcommand's own option of that name, which decides what it means there (a side for diff, the
+// host to record for import) and validates it; a subcommand without it refuses it.
+struct Leading {
+  CLI::App app{"", "sockhist"};
+  std::vector<std::pair<std::string, std::string>> given;  // option name -> value, in order
+
+  Leading() {
+    app.prefix_command();
+    app.set_help_flag();
+    for (const char* name : {"--db", "--host", "--netns", "--format"}) {
+      app.add_option_function<std::string>(name, [this, name](const std::string& v) { given.emplace_back(name, v); });
+    }
+    app.add_flag_callback("--utc", [this] { given.emplace_back("--utc", "true"); });
+  }
+
+  // Gives the leading options to the subcommand that was parsed; throws CLI::ParseError.
+  void apply(CLI::App& top) const {
+    for (auto* sub : top.get_subcommands()) {
+      for (const auto& [name, value] : given) {
+        auto* option = sub->get_option_no_throw(name);
+        if (option == nullptr) {
+          throw CLI::ArgumentMismatch(fmt::format("{} before {}: {} takes no {}", name, sub->get_name(),
+                                                  sub->get_name(), name));
+        }
+        if (option->count() > 0 && option->get_expected_max() <= 1) {
+          throw CLI::ArgumentMismatch(fmt::format("{} given both before and after {}", name, sub->get_name()));
+        }
+        option->add_result(value);
+        option->run_callback();
+      }
     }
   }
-  if (i < argc)
-    rest.emplace_back(argv[i++]);  // the subcommand (or whatever CLI11 will complain of)
-  rest.insert(rest.end(), early.begin(), early.end());
-  for (; i < argc; ++i)
-    rest.emplace_back(argv[i]);
-  std::reverse(rest.begin(), rest.end());
-  return rest;
-}
+};
 
 }  // namespace
 
@@ -86,8 +92,12 @@ int main(int argc, char** argv) {
     return k_error;
   }
   try {
-    auto args = hoist_common_options(argc, argv);
+    Leading leading;
+    leading.app.parse(argc, argv);
+    auto args = leading.app.remaining();
+    std::reverse(args.begin(), args.end());  // CLI::App::parse(std::vector&) takes them last first
     app.parse(args);
+    leading.apply(app);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
