@@ -85,4 +85,14 @@ pid_t spawn(const std::string& program, const std::vector<std::string>& args) {
   return pid;
 }
 
+std::string find_tool(const std::string& name) {
+  for (const char* dir : {"/usr/bin/", "/bin/", "/usr/sbin/", "/sbin/"}) {
+    const std::string path = dir + name;
+    if (::access(path.c_str(), X_OK) == 0) {
+      return path;
+    }
+  }
+  return {};
+}
+
 }  // namespace sockhist::test

@@ -23,4 +23,7 @@ pid_t spawn(const std::string& program, const std::vector<std::string>& args);
 // Waits for a child; returns its exit code (128 + signal when killed).
 int wait_child(pid_t pid);
 
+// The path of an installed tool (/usr/bin, /bin, /usr/sbin, /sbin); "" when it is not installed.
+std::string find_tool(const std::string& name);
+
 }  // namespace sockhist::test

@@ -27,15 +27,6 @@ namespace {
 
 const std::string k_collect = SOCKHIST_COLLECT_BIN;
 
-std::string ip_binary() {
-  for (const char* path : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}) {
-    if (::access(path, X_OK) == 0) {
-      return path;
-    }
-  }
-  return {};
-}
-
 std::uint64_t inode_of_path(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
@@ -44,7 +35,7 @@ std::uint64_t inode_of_path(const std::string& path) {
 class Namespaces : public testing::Test {
  protected:
   void SetUp() override {
-    const auto ip = ip_binary();
+    const auto ip = find_tool("ip");
     if (ip.empty()) {
       GTEST_SKIP() << "no ip(8) binary to create network namespaces";
     }
@@ -84,7 +75,7 @@ class Namespaces : public testing::Test {
     m_pair_a.server.reset();
     m_udp_b.reset();
     for (const auto& name : m_created) {
-      run(ip_binary(), {"netns", "del", name});
+      run(find_tool("ip"), {"netns", "del", name});
     }
   }
 
