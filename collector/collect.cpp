@@ -68,21 +68,34 @@ void setup_collect(CLI::App& app, CollectOptions& o) {
   app.set_version_flag("--version", std::string("sockhist-collect ") + SOCKHIST_VERSION);
 }
 
-int run_collect(const CollectOptions& o) {
-  capture::CaptureOptions capture_options;
-  capture_options.proc_root = o.proc_root;
+namespace {
+
+// The options checked and turned into what a run needs.
+struct RunSettings {
+  capture::CaptureOptions capture;
+  std::int64_t interval_ms = 0;  // 0: one snapshot
+  std::int64_t retain_ms = 0;
+  std::int64_t lock_wait_ms = 0;
+  bool namespaces = false;  // --all-netns or --netns
+  bool report = false;      // a line per snapshot on stderr
+};
+
+RunSettings settings_of(const CollectOptions& o) {
+  RunSettings r;
+  auto& c = r.capture;
+  c.proc_root = o.proc_root;
   std::error_code ignored;
-  capture_options.live = std::filesystem::weakly_canonical(o.proc_root, ignored) == "/proc";
-  capture_options.host = o.host;
-  capture_options.owners = !o.no_owners;
-  capture_options.cmdlines = o.no_cmdline ? capture::Cmdlines::omit : capture::Cmdlines::store;
-  capture_options.source = o.source == "netlink" ? capture::Source::netlink
-                           : o.source == "proc"  ? capture::Source::proc
-                                                 : capture::Source::automatic;
-  if (!capture_options.live && capture_options.source == capture::Source::netlink) {
+  c.live = std::filesystem::weakly_canonical(o.proc_root, ignored) == "/proc";
+  c.host = o.host;
+  c.owners = !o.no_owners;
+  c.cmdlines = o.no_cmdline ? capture::Cmdlines::omit : capture::Cmdlines::store;
+  c.source = o.source == "netlink" ? capture::Source::netlink
+             : o.source == "proc"  ? capture::Source::proc
+                                   : capture::Source::automatic;
+  if (!c.live && c.source == capture::Source::netlink) {
     throw Error(Exit::usage, "--source netlink reads the live kernel; it cannot be combined with --proc-root");
   }
-  if ((o.all_netns || !o.netns.empty()) && !capture_options.live) {
+  if ((o.all_netns || !o.netns.empty()) && !c.live) {
     throw Error(Exit::usage, "--all-netns and --netns read the live kernel; they cannot be combined with --proc-root");
   }
   if (o.all_netns && !o.netns.empty()) {
@@ -92,134 +105,161 @@ int run_collect(const CollectOptions& o) {
     throw Error(Exit::usage, "--host: the name must not be empty");
   }
   if (o.at) {
-    capture_options.at_ms = model::parse_time_ms(*o.at);
-    if (!capture_options.at_ms) {
+    c.at_ms = model::parse_time_ms(*o.at);
+    if (!c.at_ms) {
       throw Error(Exit::usage,
                   fmt::format("--at {}: not a time (examples: 2026-11-20T03:12:00Z, '2026-11-20 03:12')", *o.at));
     }
   }
-  const std::int64_t interval_ms = o.interval ? duration_option(*o.interval, "--interval") : 0;
-  if (o.interval && interval_ms <= 0) {
+  r.interval_ms = o.interval ? duration_option(*o.interval, "--interval") : 0;
+  if (o.interval && r.interval_ms <= 0) {
     throw Error(Exit::usage, "--interval: must be greater than zero");
   }
   if (o.interval && o.at) {
     throw Error(Exit::usage, "--interval cannot be combined with --at: a copied tree is one moment");
   }
-  const std::int64_t retain_ms = duration_option(o.retain, "--retain");
-  const std::int64_t lock_wait_ms = duration_option(o.lock_wait, "--lock-wait");
-  const bool report = o.verbose || (!o.quiet && ::isatty(STDERR_FILENO) != 0);
+  r.retain_ms = duration_option(o.retain, "--retain");
+  r.lock_wait_ms = duration_option(o.lock_wait, "--lock-wait");
+  r.namespaces = o.all_netns || !o.netns.empty();
+  r.report = o.verbose || (!o.quiet && ::isatty(STDERR_FILENO) != 0);
+  return r;
+}
 
+// One capture per namespace asked for (namespaces come and go: looked up again every time), or
+// one of the collector's own namespace.
+std::vector<model::Capture> take_snapshot(const CollectOptions& o, const RunSettings& r) {
+  if (!r.namespaces) {
+    return {capture::take(r.capture)};
+  }
+  if (o.all_netns) {
+    return capture::take_namespaces(r.capture, capture::discover_namespaces());
+  }
+  const auto known = capture::discover_namespaces();  // one walk of /proc for every spec
+  std::vector<capture::NamespaceTarget> targets;
+  for (const auto& spec : o.netns) {
+    targets.push_back(capture::resolve_namespace(spec, known));
+  }
+  return capture::take_namespaces(r.capture, targets);
+}
+
+// Removes what --retain lets go; after a long outage this can be many batches, shown on a terminal.
+std::size_t expire(SQLite::Database& db, store::SnapshotWriter& writer, const RunSettings& r) {
+  if (!r.capture.live || r.retain_ms <= 0) {
+    return 0;
+  }
+  const bool terminal = r.report && ::isatty(STDERR_FILENO) != 0;
+  const auto expired = store::apply_retention(db, model::now_ms() - r.retain_ms, 500, [terminal](std::size_t so_far) {
+    if (terminal && so_far >= 2000) {
+      fmt::print(stderr, "\rsockhist-collect: removing old snapshots: {} so far", so_far);
+    }
+  });
+  if (terminal && expired >= 2000) {
+    fmt::print(stderr, "\n");
+  }
+  if (expired > 0) {
+    writer.forget_removable_ids();
+  }
+  return expired;
+}
+
+// What one snapshot did, a line per namespace and one for the whole, where the time went.
+struct SnapshotTimes {
+  std::int64_t took_ms = 0, cpu_ms = 0, write_ms = 0;
+};
+void report_snapshot(const std::vector<model::Capture>& captures, const std::vector<store::WriteStats>& written,
+                     std::size_t expired, const SnapshotTimes& times, bool namespaces) {
+  for (std::size_t i = 0; i < captures.size(); ++i) {
+    const auto& capture = captures[i];
+    const auto& stats = written[i];
+    const std::string where =
+        namespaces ? fmt::format(" netns {}", capture.netns_name.value_or(std::to_string(capture.netns_inode))) : "";
+    fmt::print(stderr,
+               "sockhist-collect: snapshot {} of {}{} at {}: {} sockets, {} spans opened, {} closed, {} counter "
+               "rows, {} rows written, capture {} ms{}\n",
+               stats.snapshot_id, capture.host, where, model::format_iso_utc(capture.time_ms), stats.sockets,
+               stats.spans_opened, stats.spans_closed, stats.counter_rows, stats.rows_written, capture.capture_ms,
+               capture.skipped_lines > 0 ? fmt::format(", {} malformed lines skipped", capture.skipped_lines) : "");
+  }
+  std::int64_t sockets_ms = 0;
+  for (const auto& capture : captures) {
+    sockets_ms += capture.sockets_ms;
+  }
+  fmt::print(stderr,
+             "sockhist-collect: {} KiB written, database +{} KiB{}, took {} ms (CPU {} ms): sockets {} ms, "
+             "owners {} ms ({} fd links read), write {} ms\n",
+             written.front().bytes_written / 1024, written.front().db_growth / 1024,
+             expired > 0 ? fmt::format(", {} old snapshots removed", expired) : "", times.took_ms, times.cpu_ms,
+             sockets_ms, captures.front().owners_ms, captures.front().links_resolved, times.write_ms);
+}
+
+// Waits until `next` (moved on by the interval); false when SIGINT or SIGTERM came first.
+bool wait_for_next(std::chrono::steady_clock::time_point& next, std::int64_t interval_ms,
+                   const sigset_t& stop_signals) {
+  next += std::chrono::milliseconds(interval_ms);
+  const auto now = std::chrono::steady_clock::now();
+  if (next < now) {
+    next = now;  // a snapshot took longer than the interval: start the next one at once
+  }
+  const auto wait_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(next - now).count();
+  timespec timeout{static_cast<time_t>(wait_ns / 1'000'000'000), static_cast<long>(wait_ns % 1'000'000'000)};
+  return ::sigtimedwait(&stop_signals, nullptr, &timeout) <= 0;
+}
+
+}  // namespace
+
+int run_collect(const CollectOptions& o) {
+  auto r = settings_of(o);
   // Signals end a loop only between snapshots: the one in flight is finished and committed.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
-  if (interval_ms > 0) {
+  if (r.interval_ms > 0) {
     sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
   }
 
   ::umask(027);
   const auto db_path = store::resolve_db_path(o.db);
-  store::WriterLock lock(db_path, std::chrono::milliseconds(lock_wait_ms));
+  store::WriterLock lock(db_path, std::chrono::milliseconds(r.lock_wait_ms));
   auto db = store::open_for_write(db_path);
   // Only a loop has a next snapshot to keep the open spans in memory for.
-  store::SnapshotWriter writer(db, interval_ms > 0 ? store::OpenSpans::remember : store::OpenSpans::forget);
+  store::SnapshotWriter writer(db, r.interval_ms > 0 ? store::OpenSpans::remember : store::OpenSpans::forget);
   // What a loop learns of the processes' fd tables spares most of the owner scan next time.
-  capture::OwnerTracker owner_tracker(capture_options.cmdlines, capture_options.live);
-  if (capture_options.live) {
-    capture_options.owner_tracker = &owner_tracker;
+  capture::OwnerTracker owner_tracker(r.capture.cmdlines, r.capture.live);
+  if (r.capture.live) {
+    r.capture.owner_tracker = &owner_tracker;
   }
-  // One netlink socket for the whole run; a failure to open it is handled by capture() itself.
+  // One netlink socket for the whole run; a failure to open it is handled by the capture itself.
   std::optional<netlink::DiagSocket> diag;
-  if (capture_options.live && capture_options.source != capture::Source::proc) {
+  if (r.capture.live && r.capture.source != capture::Source::proc) {
     try {
-      capture_options.diag = &diag.emplace();
+      r.capture.diag = &diag.emplace();
     } catch (const netlink::Unavailable&) {
-      capture_options.diag = nullptr;
+      r.capture.diag = nullptr;
     }
   }
-
-  const bool namespaces = o.all_netns || !o.netns.empty();
-  const auto resolve = [&o] {
-    const auto known = capture::discover_namespaces();  // one walk of /proc for every spec
-    std::vector<capture::NamespaceTarget> targets;
-    for (const auto& spec : o.netns) {
-      targets.push_back(capture::resolve_namespace(spec, known));
-    }
-    return targets;
-  };
 
   using clock = std::chrono::steady_clock;
   auto next = clock::now();
   for (std::int64_t taken = 0; !o.count || taken < *o.count; ++taken) {
     const auto snapshot_started = clock::now();
     const auto cpu_started = cpu_ms();
-    std::vector<model::Capture> captures;
-    if (namespaces) {
-      // Namespaces come and go (containers): look again at every snapshot.
-      captures = capture::take_namespaces(capture_options, o.all_netns ? capture::discover_namespaces() : resolve());
-    } else {
-      captures.push_back(capture::take(capture_options));
-    }
+    const auto captures = take_snapshot(o, r);
     const auto write_started = clock::now();
     const auto written = writer.write_all(captures);
-    const auto write_ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - write_started).count();
-    std::size_t expired = 0;
-    if (capture_options.live && retain_ms > 0) {
-      // After a long outage this can be many batches: say how it goes on a terminal.
-      const bool terminal = report && ::isatty(STDERR_FILENO) != 0;
-      expired = store::apply_retention(db, model::now_ms() - retain_ms, 500, [terminal](std::size_t so_far) {
-        if (terminal && so_far >= 2000) {
-          fmt::print(stderr, "\rsockhist-collect: removing old snapshots: {} so far", so_far);
-        }
-      });
-      if (terminal && expired >= 2000) {
-        fmt::print(stderr, "\n");
-      }
-      if (expired > 0) {
-        writer.forget_removable_ids();
-      }
+    SnapshotTimes times;
+    times.write_ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - write_started).count();
+    const auto expired = expire(db, writer, r);
+    if (r.report) {
+      times.took_ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - snapshot_started).count();
+      times.cpu_ms = cpu_ms() - cpu_started;
+      report_snapshot(captures, written, expired, times, r.namespaces);
     }
-    for (std::size_t i = 0; report && i < captures.size(); ++i) {
-      const auto& capture = captures[i];
-      const auto& stats = written[i];
-      const std::string where =
-          namespaces ? fmt::format(" netns {}", capture.netns_name.value_or(std::to_string(capture.netns_inode))) : "";
-      fmt::print(stderr,
-                 "sockhist-collect: snapshot {} of {}{} at {}: {} sockets, {} spans opened, {} closed, {} counter "
-                 "rows, {} rows written, capture {} ms{}\n",
-                 stats.snapshot_id, capture.host, where, model::format_iso_utc(capture.time_ms), stats.sockets,
-                 stats.spans_opened, stats.spans_closed, stats.counter_rows, stats.rows_written, capture.capture_ms,
-                 capture.skipped_lines > 0 ? fmt::format(", {} malformed lines skipped", capture.skipped_lines) : "");
-    }
-    if (report) {
-      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - snapshot_started).count();
-      std::int64_t sockets_ms = 0;
-      for (const auto& capture : captures) {
-        sockets_ms += capture.sockets_ms;
-      }
-      fmt::print(stderr,
-                 "sockhist-collect: {} KiB written, database +{} KiB{}, took {} ms (CPU {} ms): sockets {} ms, "
-                 "owners {} ms ({} fd links read), write {} ms\n",
-                 written.front().bytes_written / 1024, written.front().db_growth / 1024,
-                 expired > 0 ? fmt::format(", {} old snapshots removed", expired) : "", took, cpu_ms() - cpu_started,
-                 sockets_ms, captures.front().owners_ms, captures.front().links_resolved, write_ms);
-    }
-    if (interval_ms == 0) {
+    if (r.interval_ms == 0 || (o.count && taken + 1 >= *o.count)) {
       break;
     }
-    if (o.count && taken + 1 >= *o.count) {
-      break;
-    }
-    next += std::chrono::milliseconds(interval_ms);
-    const auto now = clock::now();
-    if (next < now) {
-      next = now;  // a snapshot took longer than the interval: start the next one at once
-    }
-    const auto wait_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(next - now).count();
-    timespec timeout{static_cast<time_t>(wait_ns / 1'000'000'000), static_cast<long>(wait_ns % 1'000'000'000)};
-    if (::sigtimedwait(&stop_signals, nullptr, &timeout) > 0) {
-      if (report) {
+    if (!wait_for_next(next, r.interval_ms, stop_signals)) {
+      if (r.report) {
         fmt::print(stderr, "sockhist-collect: stopping on signal after {} snapshots\n", taken + 1);
       }
       break;

@@ -130,6 +130,118 @@ OwnerMap OwnerTracker::scan(const ProcRoot& root, const std::vector<const std::v
   return result;
 }
 
+namespace {
+
+// One process's fd table: the one known from the last scan when its fd numbers are unchanged
+// (and so is its start time: not a reused pid), else every link read; appended to `out`.
+void scan_process(const ProcRoot& root, std::int32_t pid, bool full,
+                  const std::unordered_map<std::int32_t, OwnerTracker::ProcessFds>& known, ScanSlice& out) {
+  using ProcessFds = OwnerTracker::ProcessFds;
+  std::array<char, 64> target{};
+  const int dir_fd =
+      ::open(fmt::format("{}/{}/fd", root.path().string(), pid).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) {
+    // EACCES: another user's process and no CAP_DAC_READ_SEARCH; ENOENT: it exited, or a
+    // copied tree without fd links. Only the former makes the picture partial.
+    if (errno == EACCES || errno == EPERM) {
+      ++out.unreadable;
+    }
+    return;
+  }
+  DIR* dir = ::fdopendir(dir_fd);
+  if (dir == nullptr) {
+    ::close(dir_fd);
+    return;
+  }
+  ProcessFds now;
+  while (const dirent* entry = ::readdir(dir)) {
+    std::uint32_t fd = 0;
+    const std::string_view name(entry->d_name);
+    const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), fd);
+    if (ec == std::errc{} && ptr == name.data() + name.size()) {
+      now.fds.push_back(fd);
+    }
+  }
+  std::sort(now.fds.begin(), now.fds.end());
+  const auto it = known.find(pid);
+  bool reuse = false;
+  if (!full && it != known.end() && it->second.fds == now.fds) {
+    // The same fd numbers: the same process (not a reused pid) keeps its fd table.
+    reuse = identify(root, pid, now) && now.start_ticks == it->second.start_ticks;
+  }
+  if (reuse) {
+    now.sockets = it->second.sockets;
+    now.description = it->second.description;
+  } else if (!now.fds.empty()) {
+    // Its start time lets the next scan recognise this very process behind the same pid.
+    if (!now.identified) {
+      identify(root, pid, now);
+    }
+    bool denied = false;
+    for (const std::uint32_t fd : now.fds) {
+      const std::string name = std::to_string(fd);
+      const ssize_t n = ::readlinkat(dir_fd, name.c_str(), target.data(), target.size());
+      ++out.resolved;
+      if (n <= 0 || static_cast<std::size_t>(n) >= target.size()) {
+        if (n < 0 && (errno == EACCES || errno == EPERM)) {
+          denied = true;
+          break;
+        }
+        continue;
+      }
+      if (const auto inode = socket_inode_of_link(std::string_view(target.data(), static_cast<std::size_t>(n)))) {
+        now.sockets.push_back(*inode);
+      }
+    }
+    if (denied) {
+      ++out.unreadable;
+      ::closedir(dir);
+      return;
+    }
+  }
+  ::closedir(dir);
+  out.processes.emplace_back(pid, std::move(now));
+}
+
+// Describes the processes that own some socket (name, uid, command line, user), reading what
+// cannot change for a process only once; a process that exited meanwhile loses its sockets.
+void describe_owners(const ProcRoot& root, std::unordered_map<std::int32_t, OwnerTracker::ProcessFds>& current,
+                     OwnerMap& result, Cmdlines cmdlines, bool resolve_users) {
+  std::unordered_set<std::int32_t> owners;
+  for (const auto& [inode, pid] : result.owner_of_inode.pairs()) {
+    owners.insert(pid);
+  }
+  for (const std::int32_t pid : owners) {
+    auto& fds = current.at(pid);
+    if (!fds.description) {
+      // The fd scan usually read its stat already; read it only if not.
+      if (!fds.identified && !identify(root, pid, fds)) {
+        fds.sockets.clear();  // it exited meanwhile: its sockets lose their owner
+        continue;
+      }
+      model::Process process;
+      process.pid = pid;
+      process.comm = fds.comm;
+      process.start_ticks = fds.start_ticks;
+      if (const auto status = root.try_read(fmt::format("{}/status", pid))) {
+        process.uid = parse_status_euid(*status).value_or(0);
+      }
+      if (cmdlines == Cmdlines::store) {
+        if (const auto raw = root.try_read(fmt::format("{}/cmdline", pid))) {
+          process.cmdline = format_cmdline(*raw);
+        }
+      }
+      if (resolve_users) {
+        process.user = user_name(process.uid);
+      }
+      fds.description = std::move(process);
+    }
+    result.processes.push_back(*fds.description);
+  }
+}
+
+}  // namespace
+
 OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
   OwnerMap result;
   if (!std::filesystem::is_directory(root.path())) {
@@ -141,72 +253,8 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
   const std::size_t workers = pids.size() < 64 ? 1 : std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 4);
   std::vector<ScanSlice> slices(workers);
   const auto work = [&](std::size_t first, ScanSlice& out) {
-    std::array<char, 64> target{};
     for (std::size_t i = first; i < pids.size(); i += workers) {
-      const std::int32_t pid = pids[i];
-      const int dir_fd =
-          ::open(fmt::format("{}/{}/fd", root.path().string(), pid).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (dir_fd < 0) {
-        // EACCES: another user's process and no CAP_DAC_READ_SEARCH; ENOENT: it exited, or a
-        // copied tree without fd links. Only the former makes the picture partial.
-        if (errno == EACCES || errno == EPERM) {
-          ++out.unreadable;
-        }
-        continue;
-      }
-      DIR* dir = ::fdopendir(dir_fd);
-      if (dir == nullptr) {
-        ::close(dir_fd);
-        continue;
-      }
-      ProcessFds now;
-      while (const dirent* entry = ::readdir(dir)) {
-        std::uint32_t fd = 0;
-        const std::string_view name(entry->d_name);
-        const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), fd);
-        if (ec == std::errc{} && ptr == name.data() + name.size()) {
-          now.fds.push_back(fd);
-        }
-      }
-      std::sort(now.fds.begin(), now.fds.end());
-      const auto known = m_known.find(pid);
-      bool reuse = false;
-      if (!full && known != m_known.end() && known->second.fds == now.fds) {
-        // The same fd numbers: the same process (not a reused pid) keeps its fd table.
-        reuse = identify(root, pid, now) && now.start_ticks == known->second.start_ticks;
-      }
-      if (reuse) {
-        now.sockets = known->second.sockets;
-        now.description = known->second.description;
-      } else if (!now.fds.empty()) {
-        // Its start time lets the next scan recognise this very process behind the same pid.
-        if (!now.identified) {
-          identify(root, pid, now);
-        }
-        bool denied = false;
-        for (const std::uint32_t fd : now.fds) {
-          const std::string name = std::to_string(fd);
-          const ssize_t n = ::readlinkat(dir_fd, name.c_str(), target.data(), target.size());
-          ++out.resolved;
-          if (n <= 0 || static_cast<std::size_t>(n) >= target.size()) {
-            if (n < 0 && (errno == EACCES || errno == EPERM)) {
-              denied = true;
-              break;
-            }
-            continue;
-          }
-          if (const auto inode = socket_inode_of_link(std::string_view(target.data(), static_cast<std::size_t>(n)))) {
-            now.sockets.push_back(*inode);
-          }
-        }
-        if (denied) {
-          ++out.unreadable;
-          ::closedir(dir);
-          continue;
-        }
-      }
-      ::closedir(dir);
-      out.processes.emplace_back(pid, std::move(now));
+      scan_process(root, pids[i], full, m_known, out);
     }
   };
   std::vector<std::thread> threads;
@@ -235,40 +283,7 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
     }
   }
   result.owner_of_inode = InodeOwners(std::move(pairs));
-
-  // Only processes that are some socket's owner are described; what cannot change for a process
-  // (its name, command line, user) is read once.
-  std::unordered_set<std::int32_t> owners;
-  for (const auto& [inode, pid] : result.owner_of_inode.pairs()) {
-    owners.insert(pid);
-  }
-  for (const std::int32_t pid : owners) {
-    auto& fds = current.at(pid);
-    if (!fds.description) {
-      // The fd scan usually read its stat already; read it only if not.
-      if (!fds.identified && !identify(root, pid, fds)) {
-        fds.sockets.clear();  // it exited meanwhile: its sockets lose their owner
-        continue;
-      }
-      model::Process process;
-      process.pid = pid;
-      process.comm = fds.comm;
-      process.start_ticks = fds.start_ticks;
-      if (const auto status = root.try_read(fmt::format("{}/status", pid))) {
-        process.uid = parse_status_euid(*status).value_or(0);
-      }
-      if (m_cmdlines == Cmdlines::store) {
-        if (const auto raw = root.try_read(fmt::format("{}/cmdline", pid))) {
-          process.cmdline = format_cmdline(*raw);
-        }
-      }
-      if (m_resolve_users) {
-        process.user = user_name(process.uid);
-      }
-      fds.description = std::move(process);
-    }
-    result.processes.push_back(*fds.description);
-  }
+  describe_owners(root, current, result, m_cmdlines, m_resolve_users);
   result.owner_of_inode.erase_pids([&current](std::int32_t pid) { return current.at(pid).sockets.empty(); });
   std::sort(result.processes.begin(), result.processes.end(),
             [](const model::Process& a, const model::Process& b) { return a.pid < b.pid; });
