@@ -40,42 +40,19 @@ std::string_view name(Closer closer) {
   return "other";
 }
 
-TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
-                                std::int64_t bucket_ms) {
-  TimeWaitReport r;
-  r.since_ms = since_ms;
-  r.until_ms = until_ms;
-  r.snapshot_list = list_snapshots(db, scope, since_ms, until_ms);
-  const auto& snapshots = r.snapshot_list;
-  r.snapshots = static_cast<std::int64_t>(snapshots.size());
-  r.bucket_ms = bucket_ms > 0 ? bucket_ms : choose_bucket_ms(until_ms - since_ms);
-  if (snapshots.empty()) {
-    return r;
-  }
-  r.first_ms = snapshots.front().time_ms;
-  r.last_ms = snapshots.back().time_ms;
+namespace {
+
+// What every step of a TIME_WAIT report reads: the range's snapshots, their ids and times, the
+// listening ports, and (read once, when needed) the time of the snapshot before the range.
+struct TimeWaitRange {
+  SQLite::Database& db;
+  const Scope& scope;
+  const std::vector<SnapshotSummary>& snapshots;
   std::vector<std::int64_t> ids, times;
-  for (const auto& s : snapshots) {
-    ids.push_back(s.id);
-    times.push_back(s.time_ms);
-  }
-  {
-    SQLite::Statement q(
-        db, "SELECT tcp_tw_reuse, tcp_max_tw_buckets, tcp_fin_timeout FROM snapshots WHERE snapshot_id = ?");
-    q.bind(1, ids.back());
-    if (q.executeStep()) {
-      r.tcp_tw_reuse = q.getColumn(0).isNull() ? std::nullopt : std::optional(q.getColumn(0).getInt64());
-      r.tcp_max_tw_buckets = q.getColumn(1).isNull() ? std::nullopt : std::optional(q.getColumn(1).getInt64());
-      r.tcp_fin_timeout = q.getColumn(2).isNull() ? std::nullopt : std::optional(q.getColumn(2).getInt64());
-    }
-  }
-  const Listeners listening = listeners(db, scope, ids.front(), ids.back());
-  const auto time_wait = state_id(db, model::Proto::tcp, model::SockState::time_wait);
-  const auto fin_wait2 = state_id(db, model::Proto::tcp, model::SockState::fin_wait2);
-  std::set<std::int64_t> span_ids;
-  // The snapshot before the range: the lower bound of entry for sockets first seen in its first.
+  Listeners listening;
   std::optional<std::optional<std::int64_t>> before_range_ms;
-  const auto before_range = [&]() -> std::optional<std::int64_t> {
+
+  std::optional<std::int64_t> before_range() {
     if (!before_range_ms) {
       SQLite::Statement before(db,
                                "SELECT time_ms FROM snapshots WHERE netns_id = ? AND snapshot_id < ? "
@@ -85,166 +62,209 @@ TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::i
       before_range_ms = before.executeStep() ? std::optional(before.getColumn(0).getInt64()) : std::nullopt;
     }
     return *before_range_ms;
-  };
-  if (time_wait || fin_wait2) {
-    SQLite::Statement q(
-        db,
-        "SELECT sp.span_id, sp.first_snapshot_id, sp.last_snapshot_id, coalesce(sp.first_time_ms, f.time_ms), "
-        "st.state, sp.timer, sp.timer_ms, pst.state, pv.timer, p.pid, p.comm, p.cmdline, coalesce(sp.family, 4), "
-        "a.addr, sp.local_port, sp.remote_addr, sp.remote_port, f.port_range_low, f.port_range_high "
-        "FROM socket_spans sp "
-        "JOIN socket_states st ON st.state_id = sp.state_id "
-        "JOIN addresses a ON a.addr_id = sp.local_addr_id "
-        "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
-        "LEFT JOIN socket_spans pv ON pv.span_id = sp.prev_span_id "
-        "LEFT JOIN socket_states pst ON pst.state_id = pv.state_id "
-        "LEFT JOIN processes p ON p.process_id = coalesce(sp.process_id, pv.process_id) "
-        "WHERE sp.netns_id = ? AND sp.first_snapshot_id <= ? AND sp.last_snapshot_id >= ? "
-        "AND sp.state_id IN (?, ?) ORDER BY sp.first_snapshot_id, sp.span_id");
-    q.bind(1, scope.netns_id);
-    q.bind(2, ids.back());
-    q.bind(3, ids.front());
-    q.bind(4, time_wait.value_or(-1));
-    q.bind(5, fin_wait2.value_or(-1));
-    while (q.executeStep()) {
-      const bool fw2 = q.getColumn(4).getString() == "FIN_WAIT2";
-      const int timer = q.getColumn(5).getInt();
-      if (fw2 && timer != 3) {
-        continue;  // a full socket in FIN_WAIT2: its owner still holds it, not a minisocket
-      }
-      TimeWaitSocket s;
-      s.span_id = q.getColumn(0).getInt64();
-      s.fin_wait2 = fw2;
-      const std::int64_t first_id = q.getColumn(1).getInt64();
-      const std::int64_t last_id = q.getColumn(2).getInt64();
-      s.first_seen_ms = q.getColumn(3).getInt64();
-      if (timer == 3) {
-        s.remaining_ms = q.getColumn(6).getInt64();
-      }
-      s.came_from = q.getColumn(7).isNull() ? "" : q.getColumn(7).getString();
-      if (s.came_from == "FIN_WAIT2" && !q.getColumn(8).isNull() && q.getColumn(8).getInt() == 3) {
-        s.came_from = "FIN_WAIT2 minisocket";
-      }
-      s.pid = q.getColumn(9).isNull() ? 0 : q.getColumn(9).getInt();
-      s.comm = q.getColumn(10).isNull() ? "" : q.getColumn(10).getString();
-      s.cmdline = opt_text(q.getColumn(11));
-      s.family = q.getColumn(12).getInt();
-      s.local_addr = q.getColumn(13).getString();
-      s.local_port = q.getColumn(14).getInt64();
-      s.remote_addr = q.getColumn(15).getString();
-      s.remote_port = q.getColumn(16).getInt64();
-      const std::int64_t low = q.getColumn(17).isNull() ? 32768 : q.getColumn(17).getInt64();
-      const std::int64_t high = q.getColumn(18).isNull() ? 60999 : q.getColumn(18).getInt64();
-      if (const auto l = listening.find(s.local_port); l != listening.end()) {
-        s.closer = Closer::server;
-        if (const auto* owner = listener_at(l->second, first_id); s.pid == 0 && owner != nullptr) {
-          s.pid = owner->pid;
-          s.comm = owner->comm;
-          s.cmdline = owner->cmdline;
-        }
-      } else if (s.local_port >= low && s.local_port <= high) {
-        s.closer = Closer::client;
-      }
-      // Where in the range it was first and last seen.
-      const auto first_pos = at_or_before(ids, first_id);
-      // A socket first seen before the range keeps its own first sighting (and timer) for the
-      // estimate, and no lower bound from the range.
-      if (first_pos > 0) {
-        s.entered_after_ms = times[static_cast<std::size_t>(first_pos - 1)];
-      } else if (first_pos == 0) {
-        s.entered_after_ms = before_range();
-      }
-      const auto last_pos = at_or_before(ids, last_id);
-      s.last_seen_ms = times[static_cast<std::size_t>(std::max<std::ptrdiff_t>(last_pos, 0))];
-      bool rebooted = false;  // gone because the host rebooted: not an anomaly
-      if (last_id < ids.back()) {
-        const auto& gone = snapshots[static_cast<std::size_t>(last_pos + 1)];
-        s.gone_by_ms = gone.time_ms;
-        rebooted = last_pos >= 0 && gone.boot_id != snapshots[static_cast<std::size_t>(last_pos)].boot_id;
-        if (rebooted) {
-          s.next_state = "(reboot)";
-        }
-      }
-      if (!fw2 && s.remaining_ms) {
-        if (*s.remaining_ms > k_time_wait_ms + k_time_wait_timer_slack_ms) {
-          s.long_timer = true;  // no estimate: the kernel's TIME_WAIT length is unknown
-        } else {
-          s.entered_ms = s.first_seen_ms - (k_time_wait_ms - *s.remaining_ms);
-          const auto expires = *s.expires_ms();
-          s.vanished_early = s.gone_by_ms && !rebooted && *s.gone_by_ms < expires - k_time_wait_early_ms;
-          s.overstayed = s.last_seen_ms > expires + 2'000;
-        }
-      }
-      span_ids.insert(s.span_id);
-      r.sockets.push_back(std::move(s));
-    }
   }
-  // What followed each socket on its 4-tuple: a new connection linked to it, or (for TIME_WAIT)
-  // a TIME_WAIT with a fresh timer in the next snapshot: the tuple was reused.
-  if (!r.sockets.empty()) {
-    SQLite::Statement q(db,
-                        "SELECT sp.prev_span_id, st.state FROM socket_spans sp "
-                        "JOIN socket_states st ON st.state_id = sp.state_id "
-                        "WHERE sp.netns_id = ? AND sp.first_snapshot_id > ? AND sp.first_snapshot_id <= ? "
-                        "AND sp.prev_span_id IS NOT NULL");
-    q.bind(1, scope.netns_id);
-    q.bind(2, ids.front());
-    q.bind(3, ids.back());
-    std::unordered_map<std::int64_t, std::string> next;
-    while (q.executeStep()) {
-      const auto prev = q.getColumn(0).getInt64();
-      if (span_ids.count(prev) > 0) {
-        next[prev] = q.getColumn(1).getString();
-      }
-    }
-    std::unordered_map<std::string, std::size_t> last_time_wait;  // 4-tuple -> the latest TIME_WAIT seen
-    std::vector<bool> merged(r.sockets.size(), false);
-    for (std::size_t i = 0; i < r.sockets.size(); ++i) {
-      auto& s = r.sockets[i];
-      if (auto it = next.find(s.span_id); it != next.end() && s.next_state.empty()) {
-        s.next_state = it->second;
-      }
-      if (s.fin_wait2) {
-        continue;
-      }
-      const auto key = tuple_key(s);
-      const auto it = last_time_wait.find(key);
-      if (it != last_time_wait.end()) {
-        auto& earlier = r.sockets[it->second];
-        const auto gap = position_of(times, s.first_seen_ms) - position_of(times, earlier.last_seen_ms);
-        if (gap <= 1 && s.first_seen_ms > earlier.last_seen_ms && s.entered_ms && earlier.entered_ms) {
-          if (*s.entered_ms > *earlier.entered_ms + k_time_wait_reentry_ms) {
-            // A fresh timer on a tuple still in TIME_WAIT: a new connection reused it.
-            s.reused_tuple = true;
-            earlier.next_state = "TIME_WAIT";
-            earlier.vanished_early = false;
-          } else {
-            // The same socket, its span split by a reboot record or an owner change: one socket.
-            earlier.last_seen_ms = s.last_seen_ms;
-            earlier.gone_by_ms = s.gone_by_ms;
-            earlier.next_state = s.next_state;
-            earlier.vanished_early = s.vanished_early;
-            earlier.overstayed = s.overstayed;
-            merged[i] = true;
-            continue;
-          }
-        }
-      }
-      last_time_wait[key] = i;
-    }
-    std::size_t kept = 0;
-    for (std::size_t i = 0; i < r.sockets.size(); ++i) {
-      if (!merged[i]) {
-        if (kept != i) {
-          r.sockets[kept] = std::move(r.sockets[i]);
-        }
-        ++kept;
-      }
-    }
-    r.sockets.resize(kept);
-  }
+};
 
-  // Entries, the population and the kernel's counter over the same snapshots.
+// The sysctls of the range's newest snapshot that explain TIME_WAIT behaviour.
+void read_settings(TimeWaitReport& r, SQLite::Database& db, std::int64_t newest_id) {
+  SQLite::Statement q(db, "SELECT tcp_tw_reuse, tcp_max_tw_buckets, tcp_fin_timeout FROM snapshots WHERE snapshot_id = ?");
+  q.bind(1, newest_id);
+  if (q.executeStep()) {
+    r.tcp_tw_reuse = opt_int(q.getColumn(0));
+    r.tcp_max_tw_buckets = opt_int(q.getColumn(1));
+    r.tcp_fin_timeout = opt_int(q.getColumn(2));
+  }
+}
+
+// One span row (the query in read_sockets) as a socket of the report, with its closer, owner,
+// bounds and anomalies; nullopt for a full FIN_WAIT2 socket (not a minisocket).
+std::optional<TimeWaitSocket> socket_of(SQLite::Statement& q, TimeWaitRange& range) {
+  const bool fw2 = q.getColumn(4).getString() == "FIN_WAIT2";
+  const int timer = q.getColumn(5).getInt();
+  if (fw2 && timer != 3) {
+    return std::nullopt;  // a full socket in FIN_WAIT2: its owner still holds it, not a minisocket
+  }
+  TimeWaitSocket s;
+  s.span_id = q.getColumn(0).getInt64();
+  s.fin_wait2 = fw2;
+  const std::int64_t first_id = q.getColumn(1).getInt64();
+  const std::int64_t last_id = q.getColumn(2).getInt64();
+  s.first_seen_ms = q.getColumn(3).getInt64();
+  if (timer == 3) {
+    s.remaining_ms = q.getColumn(6).getInt64();
+  }
+  s.came_from = q.getColumn(7).isNull() ? "" : q.getColumn(7).getString();
+  if (s.came_from == "FIN_WAIT2" && !q.getColumn(8).isNull() && q.getColumn(8).getInt() == 3) {
+    s.came_from = "FIN_WAIT2 minisocket";
+  }
+  s.pid = q.getColumn(9).isNull() ? 0 : q.getColumn(9).getInt();
+  s.comm = q.getColumn(10).isNull() ? "" : q.getColumn(10).getString();
+  s.cmdline = opt_text(q.getColumn(11));
+  s.family = q.getColumn(12).getInt();
+  s.local_addr = q.getColumn(13).getString();
+  s.local_port = q.getColumn(14).getInt64();
+  s.remote_addr = q.getColumn(15).getString();
+  s.remote_port = q.getColumn(16).getInt64();
+  const std::int64_t low = q.getColumn(17).isNull() ? 32768 : q.getColumn(17).getInt64();
+  const std::int64_t high = q.getColumn(18).isNull() ? 60999 : q.getColumn(18).getInt64();
+  if (const auto l = range.listening.find(s.local_port); l != range.listening.end()) {
+    s.closer = Closer::server;
+    if (const auto* owner = listener_at(l->second, first_id); s.pid == 0 && owner != nullptr) {
+      s.pid = owner->pid;
+      s.comm = owner->comm;
+      s.cmdline = owner->cmdline;
+    }
+  } else if (s.local_port >= low && s.local_port <= high) {
+    s.closer = Closer::client;
+  }
+  // Where in the range it was first and last seen.
+  const auto first_pos = at_or_before(range.ids, first_id);
+  // A socket first seen before the range keeps its own first sighting (and timer) for the
+  // estimate, and no lower bound from the range.
+  if (first_pos > 0) {
+    s.entered_after_ms = range.times[static_cast<std::size_t>(first_pos - 1)];
+  } else if (first_pos == 0) {
+    s.entered_after_ms = range.before_range();
+  }
+  const auto last_pos = at_or_before(range.ids, last_id);
+  s.last_seen_ms = range.times[static_cast<std::size_t>(std::max<std::ptrdiff_t>(last_pos, 0))];
+  bool rebooted = false;  // gone because the host rebooted: not an anomaly
+  if (last_id < range.ids.back()) {
+    const auto& gone = range.snapshots[static_cast<std::size_t>(last_pos + 1)];
+    s.gone_by_ms = gone.time_ms;
+    rebooted = last_pos >= 0 && gone.boot_id != range.snapshots[static_cast<std::size_t>(last_pos)].boot_id;
+    if (rebooted) {
+      s.next_state = "(reboot)";
+    }
+  }
+  if (!fw2 && s.remaining_ms) {
+    if (*s.remaining_ms > k_time_wait_ms + k_time_wait_timer_slack_ms) {
+      s.long_timer = true;  // no estimate: the kernel's TIME_WAIT length is unknown
+    } else {
+      s.entered_ms = s.first_seen_ms - (k_time_wait_ms - *s.remaining_ms);
+      const auto expires = *s.expires_ms();
+      s.vanished_early = s.gone_by_ms && !rebooted && *s.gone_by_ms < expires - k_time_wait_early_ms;
+      s.overstayed = s.last_seen_ms > expires + 2'000;
+    }
+  }
+  return s;
+}
+
+// Every TIME_WAIT socket and FIN_WAIT2 minisocket the range's snapshots saw, oldest first.
+void read_sockets(TimeWaitReport& r, TimeWaitRange& range) {
+  const auto time_wait = state_id(range.db, model::Proto::tcp, model::SockState::time_wait);
+  const auto fin_wait2 = state_id(range.db, model::Proto::tcp, model::SockState::fin_wait2);
+  if (!time_wait && !fin_wait2) {
+    return;
+  }
+  SQLite::Statement q(
+      range.db,
+      "SELECT sp.span_id, sp.first_snapshot_id, sp.last_snapshot_id, coalesce(sp.first_time_ms, f.time_ms), "
+      "st.state, sp.timer, sp.timer_ms, pst.state, pv.timer, p.pid, p.comm, p.cmdline, coalesce(sp.family, 4), "
+      "a.addr, sp.local_port, sp.remote_addr, sp.remote_port, f.port_range_low, f.port_range_high "
+      "FROM socket_spans sp "
+      "JOIN socket_states st ON st.state_id = sp.state_id "
+      "JOIN addresses a ON a.addr_id = sp.local_addr_id "
+      "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
+      "LEFT JOIN socket_spans pv ON pv.span_id = sp.prev_span_id "
+      "LEFT JOIN socket_states pst ON pst.state_id = pv.state_id "
+      "LEFT JOIN processes p ON p.process_id = coalesce(sp.process_id, pv.process_id) "
+      "WHERE sp.netns_id = ? AND sp.first_snapshot_id <= ? AND sp.last_snapshot_id >= ? "
+      "AND sp.state_id IN (?, ?) ORDER BY sp.first_snapshot_id, sp.span_id");
+  q.bind(1, range.scope.netns_id);
+  q.bind(2, range.ids.back());
+  q.bind(3, range.ids.front());
+  q.bind(4, time_wait.value_or(-1));
+  q.bind(5, fin_wait2.value_or(-1));
+  while (q.executeStep()) {
+    if (auto s = socket_of(q, range)) {
+      r.sockets.push_back(std::move(*s));
+    }
+  }
+}
+
+// What followed each socket on its 4-tuple: a new connection linked to it, or (for TIME_WAIT)
+// a TIME_WAIT with a fresh timer in the next snapshot: the tuple was reused. A span split by a
+// reboot record or an owner change is merged back into one socket.
+void link_followers(TimeWaitReport& r, TimeWaitRange& range) {
+  if (r.sockets.empty()) {
+    return;
+  }
+  std::set<std::int64_t> span_ids;
+  for (const auto& s : r.sockets) {
+    span_ids.insert(s.span_id);
+  }
+  const auto& ids = range.ids;
+  const auto& times = range.times;
+  auto& db = range.db;
+  const auto& scope = range.scope;
+  SQLite::Statement q(db,
+                      "SELECT sp.prev_span_id, st.state FROM socket_spans sp "
+                      "JOIN socket_states st ON st.state_id = sp.state_id "
+                      "WHERE sp.netns_id = ? AND sp.first_snapshot_id > ? AND sp.first_snapshot_id <= ? "
+                      "AND sp.prev_span_id IS NOT NULL");
+  q.bind(1, scope.netns_id);
+  q.bind(2, ids.front());
+  q.bind(3, ids.back());
+  std::unordered_map<std::int64_t, std::string> next;
+  while (q.executeStep()) {
+    const auto prev = q.getColumn(0).getInt64();
+    if (span_ids.count(prev) > 0) {
+      next[prev] = q.getColumn(1).getString();
+    }
+  }
+  std::unordered_map<std::string, std::size_t> last_time_wait;  // 4-tuple -> the latest TIME_WAIT seen
+  std::vector<bool> merged(r.sockets.size(), false);
+  for (std::size_t i = 0; i < r.sockets.size(); ++i) {
+    auto& s = r.sockets[i];
+    if (auto it = next.find(s.span_id); it != next.end() && s.next_state.empty()) {
+      s.next_state = it->second;
+    }
+    if (s.fin_wait2) {
+      continue;
+    }
+    const auto key = tuple_key(s);
+    const auto it = last_time_wait.find(key);
+    if (it != last_time_wait.end()) {
+      auto& earlier = r.sockets[it->second];
+      const auto gap = position_of(times, s.first_seen_ms) - position_of(times, earlier.last_seen_ms);
+      if (gap <= 1 && s.first_seen_ms > earlier.last_seen_ms && s.entered_ms && earlier.entered_ms) {
+        if (*s.entered_ms > *earlier.entered_ms + k_time_wait_reentry_ms) {
+          // A fresh timer on a tuple still in TIME_WAIT: a new connection reused it.
+          s.reused_tuple = true;
+          earlier.next_state = "TIME_WAIT";
+          earlier.vanished_early = false;
+        } else {
+          // The same socket, its span split by a reboot record or an owner change: one socket.
+          earlier.last_seen_ms = s.last_seen_ms;
+          earlier.gone_by_ms = s.gone_by_ms;
+          earlier.next_state = s.next_state;
+          earlier.vanished_early = s.vanished_early;
+          earlier.overstayed = s.overstayed;
+          merged[i] = true;
+          continue;
+        }
+      }
+    }
+    last_time_wait[key] = i;
+  }
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < r.sockets.size(); ++i) {
+    if (!merged[i]) {
+      if (kept != i) {
+        r.sockets[kept] = std::move(r.sockets[i]);
+      }
+      ++kept;
+    }
+  }
+  r.sockets.resize(kept);
+}
+
+// Entries, the population and the kernel's counters over the same snapshots, in total and per bucket.
+void count_entries(TimeWaitReport& r, TimeWaitRange& range) {
+  const auto& snapshots = range.snapshots;
+  const auto& times = range.times;
+  const std::int64_t since_ms = r.since_ms, until_ms = r.until_ms;
   std::int64_t from_minisocket = 0, minisockets_entered = 0;
   const std::int64_t first_ms = *r.first_ms, last_ms = *r.last_ms;
   const auto bucket_of = [&](std::int64_t t) { return static_cast<std::size_t>((t - since_ms) / r.bucket_ms); };
@@ -293,7 +313,7 @@ TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::i
   std::vector<std::pair<std::int64_t, std::int64_t>> bucket_counter(bucket_count);  // increase, interval
   std::set<std::int64_t> counted_intervals;
   for (const auto& step : counter_steps(
-           db, scope, snapshots, {"TcpExt.TW", "TcpExt.TWKilled", "TcpExt.TWRecycled", "TcpExt.TCPTimeWaitOverflow"})) {
+           range.db, range.scope, snapshots, {"TcpExt.TW", "TcpExt.TWKilled", "TcpExt.TWRecycled", "TcpExt.TCPTimeWaitOverflow"})) {
     const auto short_name = step.counter.substr(step.counter.find('.') + 1);
     if (short_name == "TW") {
       r.counter_delta = r.counter_delta.value_or(0) + step.increase;
@@ -317,6 +337,32 @@ TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::i
           static_cast<double>(bucket_counter[b].first) * 1000.0 / static_cast<double>(bucket_counter[b].second);
     }
   }
+}
+
+}  // namespace
+
+TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
+                                std::int64_t bucket_ms) {
+  TimeWaitReport r;
+  r.since_ms = since_ms;
+  r.until_ms = until_ms;
+  r.snapshot_list = list_snapshots(db, scope, since_ms, until_ms);
+  r.snapshots = static_cast<std::int64_t>(r.snapshot_list.size());
+  r.bucket_ms = bucket_ms > 0 ? bucket_ms : choose_bucket_ms(until_ms - since_ms);
+  if (r.snapshot_list.empty()) {
+    return r;
+  }
+  r.first_ms = r.snapshot_list.front().time_ms;
+  r.last_ms = r.snapshot_list.back().time_ms;
+  TimeWaitRange range{db, scope, r.snapshot_list, ids_of(r.snapshot_list), {}, {}, std::nullopt};
+  for (const auto& s : r.snapshot_list) {
+    range.times.push_back(s.time_ms);
+  }
+  range.listening = listeners(db, scope, range.ids.front(), range.ids.back());
+  read_settings(r, db, range.ids.back());
+  read_sockets(r, range);
+  link_followers(r, range);
+  count_entries(r, range);
   return r;
 }
 
