@@ -27,45 +27,13 @@ std::vector<CloseWaitSocket> close_wait_sockets(SQLite::Database& db, const Scop
   }
   // Ports that listened during the range: a CLOSE_WAIT on one of them is a server's connection.
   std::set<std::int64_t> listening;
-  if (const auto listen = state_id(db, model::Proto::tcp, model::SockState::listen)) {
-    SQLite::Statement q(db,
-                        "SELECT DISTINCT local_port FROM socket_spans WHERE netns_id = ? AND first_snapshot_id <= ? "
-                        "AND last_snapshot_id >= ? AND state_id = ?");
-    q.bind(1, scope.netns_id);
-    q.bind(2, ids.back());
-    q.bind(3, ids.front());
-    q.bind(4, *listen);
-    while (q.executeStep()) {
-      listening.insert(q.getColumn(0).getInt64());
-    }
+  for (const auto& [port, owners] : listeners(db, scope, ids.front(), ids.back())) {
+    listening.insert(port);
   }
-  SQLite::Statement q(db,
-                      "SELECT sp.span_id, sp.first_snapshot_id, sp.last_snapshot_id, "
-                      "coalesce(sp.first_time_ms, f.time_ms), sp.prev_span_id, pst.state, sp.process_id, p.pid, "
-                      "p.comm, p.cmdline, coalesce(p.user, u.name), coalesce(sp.family, 4), a.addr, sp.local_port, "
-                      "sp.remote_addr, sp.remote_port, sp.rx_queue "
-                      "FROM socket_spans sp "
-                      "JOIN addresses a ON a.addr_id = sp.local_addr_id "
-                      "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
-                      "LEFT JOIN socket_spans pv ON pv.span_id = sp.prev_span_id "
-                      "LEFT JOIN socket_states pst ON pst.state_id = pv.state_id "
-                      "LEFT JOIN processes p ON p.process_id = sp.process_id "
-                      "LEFT JOIN users u ON u.host_id = ? AND u.uid = sp.uid "
-                      "WHERE sp.netns_id = ? AND sp.first_snapshot_id <= ? AND sp.last_snapshot_id >= ? "
-                      "AND sp.state_id = ? ORDER BY sp.span_id");
-  q.bind(1, scope.host_id);
-  q.bind(2, scope.netns_id);
-  q.bind(3, ids.back());
-  q.bind(4, ids.front());
-  q.bind(5, *close_wait);
+  auto q = spans_in_state(db, scope, ids.front(), ids.back(), *close_wait);
   // Where the previous state of a socket was CLOSE_WAIT too (its owner changed), its stay began
   // with that span: a chain is one socket.
-  SQLite::Statement chain(db,
-                          "SELECT sp.prev_span_id, pst.state, sp.first_snapshot_id, "
-                          "coalesce(sp.first_time_ms, f.time_ms) FROM socket_spans sp "
-                          "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
-                          "LEFT JOIN socket_spans pv ON pv.span_id = sp.prev_span_id "
-                          "LEFT JOIN socket_states pst ON pst.state_id = pv.state_id WHERE sp.span_id = ?");
+  auto chain = span_by_id(db);
   SQLite::Statement before(db,
                            "SELECT time_ms FROM snapshots WHERE netns_id = ? AND snapshot_id < ? "
                            "ORDER BY snapshot_id DESC LIMIT 1");

@@ -32,19 +32,7 @@ std::vector<PortPressure> port_pressure(SQLite::Database& db, const Scope& scope
   }
   const auto listening = listeners(db, scope, ids.front(), ids.back());
   const auto time_wait = state_id(db, model::Proto::tcp, model::SockState::time_wait).value_or(-1);
-  SQLite::Statement q(db,
-                      "SELECT sp.first_snapshot_id, sp.last_snapshot_id, sp.state_id, coalesce(sp.family, 4), "
-                      "a.addr, sp.local_port, sp.remote_addr, sp.remote_port FROM socket_spans sp "
-                      "JOIN socket_states st ON st.state_id = sp.state_id "
-                      "JOIN addresses a ON a.addr_id = sp.local_addr_id "
-                      "WHERE sp.netns_id = ? AND sp.first_snapshot_id <= ? AND sp.last_snapshot_id >= ? "
-                      "AND st.proto = 'tcp' AND st.state NOT IN ('LISTEN', 'CLOSE') "
-                      "AND sp.local_port BETWEEN ? AND ? AND sp.remote_port > 0");
-  q.bind(1, scope.netns_id);
-  q.bind(2, ids.back());
-  q.bind(3, ids.front());
-  q.bind(4, low);
-  q.bind(5, high);
+  auto q = connections_from_ports(db, scope, ids.front(), ids.back(), low, high);
   std::map<std::tuple<std::string, std::string, std::int64_t>, std::size_t> index;
   // (position, +1/-1, destination, is TIME_WAIT)
   std::vector<std::tuple<std::size_t, int, std::size_t, bool>> events;

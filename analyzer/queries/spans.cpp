@@ -1,25 +1,142 @@
-// The read layer's span readers shared by several questions.
+// The read layer's span readers: every query of the physical span tables (socket_spans,
+// addresses, socket_states, processes, users) the questions need beyond the public views, each
+// prepared and bound here so that the joins live in one place. read.hpp lists their columns.
 #include <SQLiteCpp/Statement.h>
 
 #include "read.hpp"
 
 namespace sockhist::query::detail {
 
-// Listening ports of the range, each with its listeners' spans and owners, oldest first.
+namespace {
+
+// Spans of a namespace alive at some snapshot of [first_id, last_id]: the condition every range
+// reader shares, bound as ?1 netns, ?2 last_id, ?3 first_id.
+constexpr const char* k_alive_in_range =
+    "sp.netns_id = ?1 AND sp.first_snapshot_id <= ?2 AND sp.last_snapshot_id >= ?3";
+
+SQLite::Statement in_range(SQLite::Database& db, const std::string& sql, const Scope& scope, std::int64_t first_id,
+                           std::int64_t last_id) {
+  SQLite::Statement q(db, sql);
+  q.bind(1, scope.netns_id);
+  q.bind(2, last_id);
+  q.bind(3, first_id);
+  return q;
+}
+
+}  // namespace
+
+SQLite::Statement spans_in_state(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
+                                 std::int64_t last_id, std::int64_t state_id) {
+  auto q = in_range(db,
+                    std::string("SELECT sp.span_id, sp.first_snapshot_id, sp.last_snapshot_id, "
+                                "coalesce(sp.first_time_ms, f.time_ms), sp.prev_span_id, pst.state, sp.process_id, "
+                                "p.pid, p.comm, p.cmdline, coalesce(p.user, u.name), coalesce(sp.family, 4), a.addr, "
+                                "sp.local_port, sp.remote_addr, sp.remote_port, sp.rx_queue "
+                                "FROM socket_spans sp "
+                                "JOIN addresses a ON a.addr_id = sp.local_addr_id "
+                                "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
+                                "LEFT JOIN socket_spans pv ON pv.span_id = sp.prev_span_id "
+                                "LEFT JOIN socket_states pst ON pst.state_id = pv.state_id "
+                                "LEFT JOIN processes p ON p.process_id = sp.process_id "
+                                "LEFT JOIN users u ON u.host_id = ?4 AND u.uid = sp.uid WHERE ") +
+                        k_alive_in_range + " AND sp.state_id = ?5 ORDER BY sp.span_id",
+                    scope, first_id, last_id);
+  q.bind(4, scope.host_id);
+  q.bind(5, state_id);
+  return q;
+}
+
+SQLite::Statement span_by_id(SQLite::Database& db) {
+  return SQLite::Statement(db,
+                           "SELECT sp.prev_span_id, pst.state, sp.first_snapshot_id, "
+                           "coalesce(sp.first_time_ms, f.time_ms) FROM socket_spans sp "
+                           "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
+                           "LEFT JOIN socket_spans pv ON pv.span_id = sp.prev_span_id "
+                           "LEFT JOIN socket_states pst ON pst.state_id = pv.state_id WHERE sp.span_id = ?");
+}
+
+SQLite::Statement time_wait_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
+                                  std::int64_t last_id, std::int64_t time_wait_id, std::int64_t fin_wait2_id) {
+  auto q = in_range(db,
+                    std::string("SELECT sp.span_id, sp.first_snapshot_id, sp.last_snapshot_id, "
+                                "coalesce(sp.first_time_ms, f.time_ms), st.state, sp.timer, sp.timer_ms, pst.state, "
+                                "pv.timer, p.pid, p.comm, p.cmdline, coalesce(sp.family, 4), a.addr, sp.local_port, "
+                                "sp.remote_addr, sp.remote_port, f.port_range_low, f.port_range_high "
+                                "FROM socket_spans sp "
+                                "JOIN socket_states st ON st.state_id = sp.state_id "
+                                "JOIN addresses a ON a.addr_id = sp.local_addr_id "
+                                "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
+                                "LEFT JOIN socket_spans pv ON pv.span_id = sp.prev_span_id "
+                                "LEFT JOIN socket_states pst ON pst.state_id = pv.state_id "
+                                "LEFT JOIN processes p ON p.process_id = coalesce(sp.process_id, pv.process_id) "
+                                "WHERE ") +
+                        k_alive_in_range + " AND sp.state_id IN (?4, ?5) ORDER BY sp.first_snapshot_id, sp.span_id",
+                    scope, first_id, last_id);
+  q.bind(4, time_wait_id);
+  q.bind(5, fin_wait2_id);
+  return q;
+}
+
+SQLite::Statement successors(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id) {
+  SQLite::Statement q(db,
+                      "SELECT sp.prev_span_id, st.state FROM socket_spans sp "
+                      "JOIN socket_states st ON st.state_id = sp.state_id "
+                      "WHERE sp.netns_id = ? AND sp.first_snapshot_id > ? AND sp.first_snapshot_id <= ? "
+                      "AND sp.prev_span_id IS NOT NULL");
+  q.bind(1, scope.netns_id);
+  q.bind(2, first_id);
+  q.bind(3, last_id);
+  return q;
+}
+
+SQLite::Statement connections_from_ports(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
+                                         std::int64_t last_id, std::int64_t low, std::int64_t high) {
+  auto q = in_range(db,
+                    std::string("SELECT sp.first_snapshot_id, sp.last_snapshot_id, sp.state_id, "
+                                "coalesce(sp.family, 4), a.addr, sp.local_port, sp.remote_addr, sp.remote_port "
+                                "FROM socket_spans sp "
+                                "JOIN socket_states st ON st.state_id = sp.state_id "
+                                "JOIN addresses a ON a.addr_id = sp.local_addr_id WHERE ") +
+                        k_alive_in_range +
+                        " AND st.proto = 'tcp' AND st.state NOT IN ('LISTEN', 'CLOSE') "
+                        "AND sp.local_port BETWEEN ?4 AND ?5 AND sp.remote_port > 0",
+                    scope, first_id, last_id);
+  q.bind(4, low);
+  q.bind(5, high);
+  return q;
+}
+
+SQLite::Statement grouping_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
+                                 std::int64_t last_id, std::int64_t state_id) {
+  // socket_spans_by_first holds state_id: only the state's own rows are read from the table.
+  auto q = in_range(db,
+                    std::string("SELECT sp.first_snapshot_id, sp.last_snapshot_id, sp.process_id, sp.local_port, "
+                                "sp.local_addr_id, sp.remote_addr FROM socket_spans sp WHERE ") +
+                        k_alive_in_range + " AND sp.state_id = ?4",
+                    scope, first_id, last_id);
+  q.bind(4, state_id);
+  return q;
+}
+
+SQLite::Statement process_label_by_id(SQLite::Database& db) {
+  return SQLite::Statement(db, "SELECT pid || '/' || comm FROM processes WHERE process_id = ?");
+}
+
+SQLite::Statement address_by_id(SQLite::Database& db) {
+  return SQLite::Statement(db, "SELECT addr FROM addresses WHERE addr_id = ?");
+}
+
 Listeners listeners(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id) {
   Listeners out;
   const auto listen = state_id(db, model::Proto::tcp, model::SockState::listen);
   if (!listen) {
     return out;
   }
-  SQLite::Statement q(db,
-                      "SELECT sp.local_port, sp.first_snapshot_id, p.pid, p.comm, p.cmdline FROM socket_spans sp "
-                      "LEFT JOIN processes p ON p.process_id = sp.process_id "
-                      "WHERE sp.netns_id = ? AND sp.first_snapshot_id <= ? AND sp.last_snapshot_id >= ? "
-                      "AND sp.state_id = ? ORDER BY sp.first_snapshot_id");
-  q.bind(1, scope.netns_id);
-  q.bind(2, last_id);
-  q.bind(3, first_id);
+  auto q = in_range(db,
+                    std::string("SELECT sp.local_port, sp.first_snapshot_id, p.pid, p.comm, p.cmdline "
+                                "FROM socket_spans sp LEFT JOIN processes p ON p.process_id = sp.process_id WHERE ") +
+                        k_alive_in_range + " AND sp.state_id = ?4 ORDER BY sp.first_snapshot_id",
+                    scope, first_id, last_id);
   q.bind(4, *listen);
   while (q.executeStep()) {
     auto& list = out[q.getColumn(0).getInt64()];
@@ -31,7 +148,6 @@ Listeners listeners(SQLite::Database& db, const Scope& scope, std::int64_t first
   return out;
 }
 
-// The owner of the listener that was there when snapshot `id` was taken (else the first one).
 const Listener* listener_at(const std::vector<Listener>& list, std::int64_t id) {
   const Listener* found = list.empty() ? nullptr : &list.front();
   for (const auto& l : list) {

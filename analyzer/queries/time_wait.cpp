@@ -157,25 +157,8 @@ void read_sockets(TimeWaitReport& r, TimeWaitRange& range) {
   if (!time_wait && !fin_wait2) {
     return;
   }
-  SQLite::Statement q(
-      range.db,
-      "SELECT sp.span_id, sp.first_snapshot_id, sp.last_snapshot_id, coalesce(sp.first_time_ms, f.time_ms), "
-      "st.state, sp.timer, sp.timer_ms, pst.state, pv.timer, p.pid, p.comm, p.cmdline, coalesce(sp.family, 4), "
-      "a.addr, sp.local_port, sp.remote_addr, sp.remote_port, f.port_range_low, f.port_range_high "
-      "FROM socket_spans sp "
-      "JOIN socket_states st ON st.state_id = sp.state_id "
-      "JOIN addresses a ON a.addr_id = sp.local_addr_id "
-      "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
-      "LEFT JOIN socket_spans pv ON pv.span_id = sp.prev_span_id "
-      "LEFT JOIN socket_states pst ON pst.state_id = pv.state_id "
-      "LEFT JOIN processes p ON p.process_id = coalesce(sp.process_id, pv.process_id) "
-      "WHERE sp.netns_id = ? AND sp.first_snapshot_id <= ? AND sp.last_snapshot_id >= ? "
-      "AND sp.state_id IN (?, ?) ORDER BY sp.first_snapshot_id, sp.span_id");
-  q.bind(1, range.scope.netns_id);
-  q.bind(2, range.ids.back());
-  q.bind(3, range.ids.front());
-  q.bind(4, time_wait.value_or(-1));
-  q.bind(5, fin_wait2.value_or(-1));
+  auto q = time_wait_spans(range.db, range.scope, range.ids.front(), range.ids.back(), time_wait.value_or(-1),
+                           fin_wait2.value_or(-1));
   while (q.executeStep()) {
     if (auto s = socket_of(q, range)) {
       r.sockets.push_back(std::move(*s));
@@ -198,14 +181,7 @@ void link_followers(TimeWaitReport& r, TimeWaitRange& range) {
   const auto& times = range.times;
   auto& db = range.db;
   const auto& scope = range.scope;
-  SQLite::Statement q(db,
-                      "SELECT sp.prev_span_id, st.state FROM socket_spans sp "
-                      "JOIN socket_states st ON st.state_id = sp.state_id "
-                      "WHERE sp.netns_id = ? AND sp.first_snapshot_id > ? AND sp.first_snapshot_id <= ? "
-                      "AND sp.prev_span_id IS NOT NULL");
-  q.bind(1, scope.netns_id);
-  q.bind(2, ids.front());
-  q.bind(3, ids.back());
+  auto q = successors(db, scope, ids.front(), ids.back());
   std::unordered_map<std::int64_t, std::string> next;
   while (q.executeStep()) {
     const auto prev = q.getColumn(0).getInt64();

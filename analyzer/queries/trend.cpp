@@ -289,8 +289,8 @@ Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since
   if (!snapshots.empty() && wanted) {
     // Labels of the few processes and local addresses involved, looked up once each.
     std::unordered_map<std::int64_t, std::uint32_t> key_of_process, key_of_address;
-    SQLite::Statement process_label(db, "SELECT pid || '/' || comm FROM processes WHERE process_id = ?");
-    SQLite::Statement address_label(db, "SELECT addr FROM addresses WHERE addr_id = ?");
+    auto process_label = process_label_by_id(db);
+    auto address_label = address_by_id(db);
     const auto label_of = [&](std::unordered_map<std::int64_t, std::uint32_t>& cache, SQLite::Statement& lookup,
                               std::int64_t id) {
       if (auto it = cache.find(id); it != cache.end()) {
@@ -302,15 +302,7 @@ Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since
       cache.emplace(id, key);
       return key;
     };
-    // socket_spans_by_first holds state_id: only the state's own rows are read from the table.
-    SQLite::Statement q(db,
-                        "SELECT first_snapshot_id, last_snapshot_id, process_id, local_port, local_addr_id, "
-                        "remote_addr FROM socket_spans "
-                        "WHERE netns_id = ? AND first_snapshot_id <= ? AND last_snapshot_id >= ? AND state_id = ?");
-    q.bind(1, scope.netns_id);
-    q.bind(2, snapshots.back().id);
-    q.bind(3, snapshots.front().id);
-    q.bind(4, *wanted);
+    auto q = grouping_spans(db, scope, snapshots.front().id, snapshots.back().id, *wanted);
     const std::uint32_t none = intern("-");
     std::vector<std::int64_t> ids;
     ids.reserve(snapshots.size());
