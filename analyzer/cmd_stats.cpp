@@ -28,7 +28,7 @@ struct Label {
   const char* text;  // printed after the value, as netstat -s prints it
 };
 
-// netstat -s's wording where it is right, and correct wording where it is not (DOMAIN.md: its TW
+// netstat -s's wording where it is right, and correct wording where it is not (docs/kernel.md: its TW
 // labels speak of fast and slow timers, which have nothing to do with these counters). TcpExt
 // counters that sar and node_exporter leave out are labelled too. Counters without a label print
 // as "Name: value", as netstat -s prints them.

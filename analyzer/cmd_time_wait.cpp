@@ -6,7 +6,7 @@
 
 #include "common.hpp"
 #include "sockhist/error.hpp"
-#include "sockhist/lifecycle.hpp"
+#include "sockhist/query/lifecycle.hpp"
 
 namespace sockhist::analyzer {
 

@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 
 #include "read.hpp"
-#include "sockhist/lifecycle.hpp"
+#include "sockhist/query/lifecycle.hpp"
 
 namespace sockhist::query {
 

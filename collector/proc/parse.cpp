@@ -1,4 +1,4 @@
-// Pure parsers of /proc text formats. Formats and their quirks: ../shared/DOMAIN.md and the kernel's
+// Pure parsers of /proc text formats. Formats and their quirks: docs/kernel.md and the kernel's
 // net/ipv4/tcp_ipv4.c, net/ipv4/udp.c, net/unix/af_unix.c, net/ipv4/proc.c.
 #include <arpa/inet.h>
 

@@ -23,7 +23,7 @@
 #include "process.hpp"
 #include "sockets.hpp"
 #include "sockhist/query.hpp"
-#include "sockhist/lifecycle.hpp"
+#include "sockhist/query/lifecycle.hpp"
 #include "sockhist/snapshot_writer.hpp"
 #include "sockhist/store.hpp"
 #include "sockhist/timeutil.hpp"

@@ -10,7 +10,7 @@
 
 #include <SQLiteCpp/Database.h>
 
-#include "sockhist/lifecycle.hpp"
+#include "sockhist/query/lifecycle.hpp"
 #include "sockhist/query.hpp"
 
 namespace sockhist::query {

@@ -74,7 +74,7 @@ struct CloseWaitByProcess {
 std::vector<CloseWaitByProcess> close_wait_by_process(const std::vector<SnapshotSummary>& snapshots,
                                                       const std::vector<CloseWaitSocket>& sockets);
 
-// TIME_WAIT lasts TCP_TIMEWAIT_LEN, 60 s, on Linux whatever the sysctls say (DOMAIN.md).
+// TIME_WAIT lasts TCP_TIMEWAIT_LEN, 60 s, on Linux whatever the sysctls say (docs/kernel.md).
 constexpr std::int64_t k_time_wait_ms = 60'000;
 // A TIME_WAIT socket gone this long before its expected expiry vanished early (reused or killed);
 // one whose timer read more than 60 s plus this came from a non-standard kernel.
