@@ -129,7 +129,9 @@ RunSettings settings_of(const CollectOptions& o) {
 // one of the collector's own namespace.
 std::vector<model::Capture> take_snapshot(const CollectOptions& o, const RunSettings& r) {
   if (!r.namespaces) {
-    return {capture::take(r.capture)};
+    std::vector<model::Capture> one;  // not {take()}: an initializer list would copy every socket
+    one.push_back(capture::take(r.capture));
+    return one;
   }
   if (o.all_netns) {
     return capture::take_namespaces(r.capture, capture::discover_namespaces());
