@@ -69,7 +69,7 @@ render::Table sockets_table(const std::vector<query::CloseWaitSocket>& sockets) 
         address(s.local_addr, s.local_port),
         address(s.remote_addr, s.remote_port),
         s.rx_queue,
-        s.came_from.empty() ? std::string("-") : s.came_from,
+        s.came_from == query::Neighbour{} ? std::string("-") : query::describe(s.came_from),
         stay(s),
         std::string(s.still_there ? "there" : "gone"),
         s.pid == 0 ? render::Value() : render::Value(static_cast<std::int64_t>(s.pid)),

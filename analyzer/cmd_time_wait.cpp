@@ -76,8 +76,8 @@ std::string example(const TimeWaitSocket& s, const render::Options& options) {
     text += fmt::format(", gone by {} ({} early)", model::format_human(*s.gone_by_ms, options.zone),
                         model::format_duration(*s.expires_ms() - *s.gone_by_ms));
   }
-  if (!s.next_state.empty()) {
-    text += fmt::format(", then {}", s.next_state);
+  if (!(s.next_state == query::Neighbour{})) {
+    text += fmt::format(", then {}", query::describe(s.next_state));
   }
   return text;
 }
@@ -276,8 +276,8 @@ render::Table sockets_table(const query::TimeWaitReport& r, bool anomalies_only)
         s.first_seen_ms,
         maybe(s.remaining_ms),
         s.last_seen_ms,
-        s.came_from.empty() ? std::string("-") : s.came_from,
-        s.next_state.empty() ? std::string("-") : s.next_state,
+        s.came_from == query::Neighbour{} ? std::string("-") : query::describe(s.came_from),
+        s.next_state == query::Neighbour{} ? std::string("-") : query::describe(s.next_state),
         anomalies.empty() ? std::string("-") : anomalies,
         s.pid == 0 ? render::Value() : render::Value(static_cast<std::int64_t>(s.pid)),
         s.comm.empty() ? render::Value() : render::Value(s.comm),

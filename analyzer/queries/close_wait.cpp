@@ -15,6 +15,25 @@ namespace sockhist::query {
 
 using namespace detail;
 
+std::string describe(const Neighbour& n) {
+  if (n.reboot) {
+    return "(reboot)";
+  }
+  if (!n.state) {
+    return {};
+  }
+  return n.minisocket ? "FIN_WAIT2 minisocket" : std::string(model::name(*n.state));
+}
+
+Neighbour neighbour_of(const std::optional<std::string>& state, std::optional<int> timer) {
+  Neighbour n;
+  if (state) {
+    n.state = model::sock_state_from_name(*state);
+    n.minisocket = n.state == model::SockState::fin_wait2 && timer == static_cast<int>(model::TimerKind::timewait);
+  }
+  return n;
+}
+
 std::vector<CloseWaitSocket> close_wait_sockets(SQLite::Database& db, const Scope& scope,
                                                 const std::vector<SnapshotSummary>& snapshots) {
   const auto close_wait = state_id(db, model::Proto::tcp, model::SockState::close_wait);
@@ -45,25 +64,26 @@ std::vector<CloseWaitSocket> close_wait_sockets(SQLite::Database& db, const Scop
     const std::int64_t last_id = q.getColumn(2).getInt64();
     std::int64_t first_ms = q.getColumn(3).getInt64();
     const auto prev = q.getColumn(4).isNull() ? std::nullopt : std::optional(q.getColumn(4).getInt64());
-    std::string came_from = q.getColumn(5).isNull() ? "" : q.getColumn(5).getString();
+    auto came_from = neighbour_of(opt_text(q.getColumn(5)));
     CloseWaitSocket* entry = nullptr;
-    if (came_from == "CLOSE_WAIT" && prev) {
+    const auto in_close_wait = [&] { return came_from.state == model::SockState::close_wait; };
+    if (in_close_wait() && prev) {
       if (auto it = by_span.find(*prev); it != by_span.end()) {
         entry = &out[it->second];
         by_span.erase(it);
       } else {
         // The chain began before the range: walk back to its first CLOSE_WAIT span.
         std::optional<std::int64_t> at = prev;
-        while (at && came_from == "CLOSE_WAIT") {
+        while (at && in_close_wait()) {
           chain.reset();
           chain.bind(1, *at);
           if (!chain.executeStep()) {
-            came_from = "";  // removed by retention: where it came from is lost
+            came_from = {};  // removed by retention: where it came from is lost
             break;
           }
           first_id = chain.getColumn(2).getInt64();
           first_ms = chain.getColumn(3).getInt64();
-          came_from = chain.getColumn(1).isNull() ? "" : chain.getColumn(1).getString();
+          came_from = neighbour_of(opt_text(chain.getColumn(1)));
           at = chain.getColumn(0).isNull() ? std::nullopt : std::optional(chain.getColumn(0).getInt64());
         }
       }

@@ -79,7 +79,7 @@ void read_settings(TimeWaitReport& r, SQLite::Database& db, std::int64_t newest_
 // One span row (the query in read_sockets) as a socket of the report, with its closer, owner,
 // bounds and anomalies; nullopt for a full FIN_WAIT2 socket (not a minisocket).
 std::optional<TimeWaitSocket> socket_of(SQLite::Statement& q, TimeWaitRange& range) {
-  const bool fw2 = q.getColumn(4).getString() == "FIN_WAIT2";
+  const bool fw2 = model::sock_state_from_name(q.getColumn(4).getString()) == model::SockState::fin_wait2;
   const int timer = q.getColumn(5).getInt();
   if (fw2 && timer != 3) {
     return std::nullopt;  // a full socket in FIN_WAIT2: its owner still holds it, not a minisocket
@@ -93,10 +93,8 @@ std::optional<TimeWaitSocket> socket_of(SQLite::Statement& q, TimeWaitRange& ran
   if (timer == 3) {
     s.remaining_ms = q.getColumn(6).getInt64();
   }
-  s.came_from = q.getColumn(7).isNull() ? "" : q.getColumn(7).getString();
-  if (s.came_from == "FIN_WAIT2" && !q.getColumn(8).isNull() && q.getColumn(8).getInt() == 3) {
-    s.came_from = "FIN_WAIT2 minisocket";
-  }
+  s.came_from = neighbour_of(opt_text(q.getColumn(7)),
+                             q.getColumn(8).isNull() ? std::nullopt : std::optional(q.getColumn(8).getInt()));
   s.pid = q.getColumn(9).isNull() ? 0 : q.getColumn(9).getInt();
   s.comm = q.getColumn(10).isNull() ? "" : q.getColumn(10).getString();
   s.cmdline = opt_text(q.getColumn(11));
@@ -134,7 +132,7 @@ std::optional<TimeWaitSocket> socket_of(SQLite::Statement& q, TimeWaitRange& ran
     s.gone_by_ms = gone.time_ms;
     rebooted = last_pos >= 0 && gone.boot_id != range.snapshots[static_cast<std::size_t>(last_pos)].boot_id;
     if (rebooted) {
-      s.next_state = "(reboot)";
+      s.next_state.reboot = true;
     }
   }
   if (!fw2 && s.remaining_ms) {
@@ -182,18 +180,18 @@ void link_followers(TimeWaitReport& r, TimeWaitRange& range) {
   auto& db = range.db;
   const auto& scope = range.scope;
   auto q = successors(db, scope, ids.front(), ids.back());
-  std::unordered_map<std::int64_t, std::string> next;
+  std::unordered_map<std::int64_t, Neighbour> next;
   while (q.executeStep()) {
     const auto prev = q.getColumn(0).getInt64();
     if (span_ids.count(prev) > 0) {
-      next[prev] = q.getColumn(1).getString();
+      next[prev] = neighbour_of(q.getColumn(1).getString());
     }
   }
   std::unordered_map<std::string, std::size_t> last_time_wait;  // 4-tuple -> the latest TIME_WAIT seen
   std::vector<bool> merged(r.sockets.size(), false);
   for (std::size_t i = 0; i < r.sockets.size(); ++i) {
     auto& s = r.sockets[i];
-    if (auto it = next.find(s.span_id); it != next.end() && s.next_state.empty()) {
+    if (auto it = next.find(s.span_id); it != next.end() && s.next_state == Neighbour{}) {
       s.next_state = it->second;
     }
     if (s.fin_wait2) {
@@ -208,7 +206,7 @@ void link_followers(TimeWaitReport& r, TimeWaitRange& range) {
         if (*s.entered_ms > *earlier.entered_ms + k_time_wait_reentry_ms) {
           // A fresh timer on a tuple still in TIME_WAIT: a new connection reused it.
           s.reused_tuple = true;
-          earlier.next_state = "TIME_WAIT";
+          earlier.next_state = Neighbour{model::SockState::time_wait};
           earlier.vanished_early = false;
         } else {
           // The same socket, its span split by a reboot record or an owner change: one socket.
@@ -256,7 +254,7 @@ void count_entries(TimeWaitReport& r, TimeWaitRange& range) {
     }
     if (s.entered_ms && *s.entered_ms > first_ms && *s.entered_ms <= last_ms) {
       ++r.entries;
-      from_minisocket += s.came_from == "FIN_WAIT2 minisocket" ? 1 : 0;
+      from_minisocket += s.came_from.minisocket ? 1 : 0;
       if (*s.entered_ms >= since_ms && *s.entered_ms <= until_ms) {
         ++r.buckets[bucket_of(*s.entered_ms)].entries;
       }

@@ -211,7 +211,7 @@ TEST(Analyzer, CloseWaitBoundsEntryFollowsOwnerChangesAndFitsTheLeak) {
   ASSERT_EQ(sockets.size(), 6U);  // the server's connection (one socket, two owners) and five leaks
   const auto served = std::find_if(sockets.begin(), sockets.end(), [](const auto& s) { return s.local_port == 8080; });
   ASSERT_NE(served, sockets.end());
-  EXPECT_EQ(served->came_from, "ESTABLISHED");
+  EXPECT_EQ(query::describe(served->came_from), "ESTABLISHED");
   EXPECT_EQ(served->entered_after_ms, t0 + 1 * minute);  // last seen ESTABLISHED
   EXPECT_EQ(served->entered_by_ms, t0 + 2 * minute);     // first seen in CLOSE_WAIT
   EXPECT_EQ(served->last_seen_ms, t0 + 5 * minute);

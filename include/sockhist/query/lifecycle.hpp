@@ -16,6 +16,19 @@
 
 namespace sockhist::query {
 
+// The state a socket's connection was seen in just before (or after) the span a report is about.
+struct Neighbour {
+  std::optional<model::SockState> state;  // none: not seen (before), or nothing followed (after)
+  bool minisocket = false;                // FIN_WAIT2 with the TIME_WAIT timer: an orphaned minisocket
+  bool reboot = false;                    // after only: the host rebooted first
+  bool operator==(const Neighbour&) const = default;
+};
+// "ESTABLISHED", "FIN_WAIT2 minisocket", "(reboot)", or "" when there is none.
+std::string describe(const Neighbour& n);
+// The neighbour a stored state name and timer kind describe; a name this build does not know
+// reads as none.
+Neighbour neighbour_of(const std::optional<std::string>& state, std::optional<int> timer = std::nullopt);
+
 // One socket's stay in CLOSE_WAIT as the snapshots bound it. The peer closed; the owner has not.
 struct CloseWaitSocket {
   std::int64_t span_id = 0;  // the span of its first snapshot in CLOSE_WAIT
@@ -31,7 +44,7 @@ struct CloseWaitSocket {
   std::int64_t remote_port = 0;
   bool serves_listener = false;  // its local port was listening: the server side of a connection
   std::int64_t rx_queue = 0;     // unread bytes when first seen in CLOSE_WAIT
-  std::string came_from;         // the state it was seen in before ("" when not seen before)
+  Neighbour came_from;           // the state it was seen in before
   // It entered CLOSE_WAIT after `entered_after_ms` (the last snapshot that did not see it in
   // CLOSE_WAIT; nullopt when the kept history begins with it in CLOSE_WAIT) and no later than
   // `entered_by_ms` (the first snapshot that did).
@@ -106,14 +119,14 @@ struct TimeWaitSocket {
   std::int32_t pid = 0;
   std::string comm;
   std::optional<std::string> cmdline;
-  std::string came_from;  // the state seen before ("" when not seen before)
+  Neighbour came_from;  // the state seen before
   std::int64_t first_seen_ms = 0;
   std::int64_t last_seen_ms = 0;
   std::optional<std::int64_t> gone_by_ms;        // the first snapshot of the range that no longer saw it
   std::optional<std::int64_t> remaining_ms;      // the timer at the first sighting (nullopt: not recorded)
   std::optional<std::int64_t> entered_ms;        // first sighting - (60 s - remaining); TIME_WAIT only
   std::optional<std::int64_t> entered_after_ms;  // the snapshot before the first sighting (a bound)
-  std::string next_state;                        // the state of the same 4-tuple's next span, if any
+  Neighbour next_state;                          // the state of the same 4-tuple's next span, if any
   // Anomalies.
   bool reused_tuple = false;    // the 4-tuple was already in TIME_WAIT in the snapshot before
   bool vanished_early = false;  // gone at least k_time_wait_early_ms before its expected expiry
