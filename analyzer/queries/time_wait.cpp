@@ -204,10 +204,14 @@ void link_followers(TimeWaitReport& r, TimeWaitRange& range) {
       const auto gap = position_of(times, s.first_seen_ms) - position_of(times, earlier.last_seen_ms);
       if (gap <= 1 && s.first_seen_ms > earlier.last_seen_ms && s.entered_ms && earlier.entered_ms) {
         if (*s.entered_ms > *earlier.entered_ms + k_time_wait_reentry_ms) {
-          // A fresh timer on a tuple still in TIME_WAIT: a new connection reused it.
-          s.reused_tuple = true;
+          // A fresh timer on the tuple: a new connection. It took the tuple over (tcp_tw_reuse,
+          // TWRecycled) only if it entered while the earlier entry still had its 60 s to run; one
+          // that entered after the earlier one expired is ordinary port reuse, not an anomaly.
           earlier.next_state = Neighbour{model::SockState::time_wait};
-          earlier.vanished_early = false;
+          if (*s.entered_ms < *earlier.expires_ms() - k_time_wait_reentry_ms) {
+            s.reused_tuple = true;
+            earlier.vanished_early = false;
+          }
         } else {
           // The same socket, its span split by a reboot record or an owner change: one socket.
           earlier.last_seen_ms = s.last_seen_ms;

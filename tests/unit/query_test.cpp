@@ -7,6 +7,7 @@
 #include "sockhist/error.hpp"
 #include "sockhist/query/check.hpp"
 #include "sockhist/query/diff.hpp"
+#include "sockhist/query/lifecycle.hpp"
 #include "store_history.hpp"
 
 using namespace sockhist;
@@ -142,6 +143,44 @@ TEST_F(Queries, CounterIncreasesNeedTwoSnapshotsOfOneBoot) {
 TEST_F(Queries, AnEmptyWindowIsAUsageError) {
   EXPECT_THROW(query::window_range(db, scope, 0, 1, "1970"), Error);
   EXPECT_FALSE(query::Thresholds{}.any());
+}
+
+// One 4-tuple in TIME_WAIT in two snapshots 10 s apart, the second time with a fresh timer: a
+// takeover (an anomaly) only when the second entry came while the first still had time to run.
+std::vector<query::TimeWaitSocket> tuple_seen_twice(std::uint32_t first_left_ms, std::uint32_t second_left_ms) {
+  SQLite::Database db(":memory:", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+  store::initialize(db);
+  store::SnapshotWriter writer(db);
+  constexpr std::int64_t t0 = 1'795'000'000'000;
+  auto first = tcp(SockState::time_wait, 40090, 443, 0);
+  first.timer_ms = first_left_ms;
+  auto second = first;
+  second.timer_ms = second_left_ms;
+  writer.write(capture_at(t0, {first}));
+  writer.write(capture_at(t0 + 10'000, {second}));
+  const auto scope = query::resolve_scope(db, std::nullopt, std::nullopt);
+  return query::time_wait_report(db, scope, t0 - 1000, t0 + 20'000, 0).sockets;
+}
+
+TEST(TimeWaitReuse, ATupleReusedAfterItsTimeWaitExpiredIsNoAnomaly) {
+  // Entered 55 s before the first snapshot: it expired 5 s later. The second entered 2 s before the
+  // second snapshot, 3 s after that expiry: a client reusing its port, as it may.
+  const auto sockets = tuple_seen_twice(5'000, 58'000);
+  ASSERT_EQ(sockets.size(), 2U);
+  EXPECT_FALSE(sockets[0].reused_tuple);
+  EXPECT_FALSE(sockets[1].reused_tuple);
+  EXPECT_FALSE(sockets[0].vanished_early);
+  EXPECT_EQ(query::describe(sockets[0].next_state), "TIME_WAIT");
+}
+
+TEST(TimeWaitReuse, ATupleTakenOverWhileStillInTimeWaitIsOne) {
+  // Entered 5 s before the first snapshot, so due to expire 55 s after it; the second entered
+  // 0.5 s before the second snapshot, 45 s early: the tuple was taken over (tcp_tw_reuse).
+  const auto sockets = tuple_seen_twice(55'000, 59'500);
+  ASSERT_EQ(sockets.size(), 2U);
+  EXPECT_FALSE(sockets[0].reused_tuple);
+  EXPECT_TRUE(sockets[1].reused_tuple);
+  EXPECT_FALSE(sockets[0].vanished_early) << "taken over is not the same as vanished";
 }
 
 }  // namespace

@@ -128,7 +128,7 @@ struct TimeWaitSocket {
   std::optional<std::int64_t> entered_after_ms;  // the snapshot before the first sighting (a bound)
   Neighbour next_state;                          // the state of the same 4-tuple's next span, if any
   // Anomalies.
-  bool reused_tuple = false;    // the 4-tuple was already in TIME_WAIT in the snapshot before
+  bool reused_tuple = false;    // it took over a 4-tuple whose earlier TIME_WAIT had not yet expired
   bool vanished_early = false;  // gone at least k_time_wait_early_ms before its expected expiry
   bool long_timer = false;      // remaining above 60 s (+ slack): a non-standard kernel
   bool overstayed = false;      // seen after its expected expiry (+ slack)
