@@ -14,6 +14,7 @@ struct CheckOptions {
   Common common;
   Window window;
   std::optional<std::string> close_wait_max_age;
+  std::optional<std::string> max_age;
   std::optional<std::int64_t> close_wait_max_per_process;
   std::optional<std::int64_t> time_wait_max;
   std::optional<double> port_pressure_max;
@@ -29,6 +30,11 @@ const WindowDefaults k_window{std::nullopt, true, "only the newest snapshot"};
 using query::Check;
 using query::CheckOutcome;
 
+// The default --max-age: this many usual intervals between snapshots, and never less than the floor
+// (a minute's cron may run late; a few missed runs are not yet an outage).
+constexpr std::int64_t k_stale_intervals = 3;
+constexpr std::int64_t k_stale_floor_ms = 5 * 60'000;
+
 std::string number(double v) {
   return v == static_cast<double>(static_cast<std::int64_t>(v)) ? fmt::format("{}", static_cast<std::int64_t>(v))
                                                                 : fmt::format("{:.1f}", v);
@@ -36,7 +42,7 @@ std::string number(double v) {
 
 // The limit as the user gave it: a duration for ages, a percentage, or a count.
 std::string limit_text(const CheckOutcome& x) {
-  if (x.check == Check::close_wait_max_age) {
+  if (x.check == Check::close_wait_max_age || x.check == Check::max_age) {
     return model::format_duration(x.limit_ms);
   }
   return x.check == Check::port_pressure_max ? number(x.limit) + " %" : number(x.limit);
@@ -45,6 +51,17 @@ std::string limit_text(const CheckOutcome& x) {
 // What an outcome says, in one line.
 std::string message(const CheckOutcome& x, bool window, const render::Options& options) {
   switch (x.check) {
+    case Check::max_age: {
+      const std::string usual =
+          x.usual_interval_ms ? fmt::format("the usual interval is {}", model::format_duration(*x.usual_interval_ms))
+                              : std::string("a single snapshot");
+      if (!x.found) {
+        return fmt::format("newest snapshot {} old ({})", model::format_duration(x.age_ms), usual);
+      }
+      return fmt::format("newest snapshot is {} old, taken at {}: is the collector running? ({})",
+                         model::format_duration(x.age_ms), model::format_human(x.at_ms.value_or(0), options.zone),
+                         usual);
+    }
     case Check::close_wait_max_age:
       if (!x.found) {
         return fmt::format("oldest CLOSE_WAIT {}", x.none_seen ? std::string("none") : model::format_duration(x.longest_ms));
@@ -98,10 +115,11 @@ Result run_check(const CheckOptions& o) {
   if (o.close_wait_max_age) {
     limits.close_wait_max_age_ms = 0;  // parsed below, after the usage checks, as before
   }
-  if (!limits.any()) {
+  if (!limits.any() && !o.max_age) {
     throw Error(Exit::usage,
                 "check: give at least one threshold (--close-wait-max-age, --close-wait-max-per-process, "
-                "--time-wait-max, --port-pressure-max, --listen-overflows, --time-wait-overflows, --syn-recv-max)");
+                "--time-wait-max, --port-pressure-max, --listen-overflows, --time-wait-overflows, --syn-recv-max, "
+                "--max-age)");
   }
   if (o.window.until && !o.window.since) {
     throw Error(Exit::usage, "--until needs --since (without them check looks at the newest snapshot)");
@@ -117,6 +135,17 @@ Result run_check(const CheckOptions& o) {
     range = query::window_range(db, scope, since, until, *o.window.since);
   } else {
     range = query::newest_range(db, scope);
+  }
+  // Staleness, whenever the range reaches now: a collector that stopped must not look healthy.
+  if (!o.window.until) {
+    const auto given = o.max_age ? std::optional(parse_duration(*o.max_age, "--max-age", true)) : std::nullopt;
+    if (!given) {
+      const auto usual = query::usual_interval_ms(db, scope).value_or(k_stale_floor_ms);
+      limits.max_age_ms = std::max(k_stale_intervals * usual, k_stale_floor_ms);
+    } else if (*given > 0) {
+      limits.max_age_ms = given;
+    }
+    limits.now_ms = o.common.now_ms;
   }
   const auto outcomes = query::evaluate_checks(db, scope, range, limits);
   const auto options = render_options(o.common);
@@ -177,6 +206,9 @@ void setup_check(CLI::App& app, Runner& selected) {
                           selected, [o] { return run_check(*o); });
   add_common(*sub, o->common);
   add_window(*sub, o->window, k_window, "Look at every snapshot from then");
+  sub->add_option("--max-age", o->max_age,
+                  "The newest snapshot older than this is a finding: the collector stopped (default: 3 times the "
+                  "usual interval between snapshots, at least 5m; 0: off; not with --until)");
   sub->add_option("--close-wait-max-age", o->close_wait_max_age,
                   "A CLOSE_WAIT socket staying this long (for example 10m) is a finding, one line per owner");
   sub->add_option("--close-wait-max-per-process", o->close_wait_max_per_process,

@@ -114,6 +114,15 @@ query::SnapshotSummary snapshot_for(SQLite::Database& db, const query::Scope& sc
     throw Error(Exit::usage, fmt::format("--at {}: no snapshot of {} at or before {}", *at, scope.host,
                                          model::format_iso_utc(when)));
   }
+  // A moment the history does not cover (the collector was not running then, or has stopped) is
+  // answered from the snapshot before it: say so, on a terminal or not.
+  const auto usual = query::usual_interval_ms(db, scope, found->id);
+  const auto gap = when - found->time_ms;
+  if (gap > std::max<std::int64_t>(usual.value_or(60'000), 1'000)) {
+    fmt::print(stderr, "sockhist: note: --at {}: showing snapshot {} taken {} earlier, at {} (snapshots are usually {} apart)\n",
+               *at, found->id, model::format_duration(gap), model::format_iso_utc(found->time_ms),
+               usual ? model::format_duration(*usual) : std::string("more than a minute"));
+  }
   return *found;
 }
 

@@ -149,6 +149,8 @@ bool Thresholds::any() const {
 
 std::string_view name(Check check) {
   switch (check) {
+    case Check::max_age:
+      return "max-age";
     case Check::close_wait_max_age:
       return "close-wait-max-age";
     case Check::close_wait_max_per_process:
@@ -196,6 +198,16 @@ CheckRange window_range(SQLite::Database& db, const Scope& scope, std::int64_t s
 std::vector<CheckOutcome> evaluate_checks(SQLite::Database& db, const Scope& scope, const CheckRange& range,
                                           const Thresholds& limits) {
   std::vector<CheckOutcome> out;
+  if (limits.max_age_ms) {
+    const auto newest = range.snapshots.back().time_ms;
+    const auto age = std::max<std::int64_t>(0, limits.now_ms - newest);
+    auto o = outcome(Check::max_age, "host", static_cast<double>(age) / 1000.0,
+                     static_cast<double>(*limits.max_age_ms) / 1000.0, newest, age > *limits.max_age_ms);
+    o.age_ms = age;
+    o.limit_ms = *limits.max_age_ms;
+    o.usual_interval_ms = usual_interval_ms(db, scope);
+    out.push_back(std::move(o));
+  }
   if (limits.close_wait_max_age_ms || limits.close_wait_max_per_process) {
     const auto sockets = close_wait_sockets(db, scope, range.snapshots);
     if (limits.close_wait_max_age_ms) {

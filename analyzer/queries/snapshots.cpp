@@ -159,6 +159,31 @@ std::optional<SnapshotSummary> snapshot_at(SQLite::Database& db, const Scope& sc
   return summary_with_counts(db, q);
 }
 
+std::optional<std::int64_t> usual_interval_ms(SQLite::Database& db, const Scope& scope,
+                                              std::optional<std::int64_t> up_to_id) {
+  SQLite::Statement q(db,
+                      "SELECT time_ms FROM snapshots WHERE netns_id = ? AND snapshot_id <= ? "
+                      "ORDER BY snapshot_id DESC LIMIT 21");
+  q.bind(1, scope.netns_id);
+  q.bind(2, up_to_id.value_or(INT64_MAX));
+  std::vector<std::int64_t> times;
+  while (q.executeStep()) {
+    times.push_back(q.getColumn(0).getInt64());
+  }
+  std::vector<std::int64_t> intervals;
+  for (std::size_t i = 1; i < times.size(); ++i) {
+    if (times[i - 1] > times[i]) {
+      intervals.push_back(times[i - 1] - times[i]);
+    }
+  }
+  if (intervals.empty()) {
+    return std::nullopt;
+  }
+  std::nth_element(intervals.begin(), intervals.begin() + static_cast<std::ptrdiff_t>(intervals.size() / 2),
+                   intervals.end());
+  return intervals[intervals.size() / 2];
+}
+
 std::optional<SnapshotSummary> latest_snapshot(SQLite::Database& db, const Scope& scope) {
   SQLite::Statement q(db, std::string(k_snapshot_columns) + "WHERE netns_id = ? ORDER BY snapshot_id DESC LIMIT 1");
   q.bind(1, scope.netns_id);

@@ -86,6 +86,10 @@ std::vector<SnapshotSummary> list_snapshots(SQLite::Database& db, const Scope& s
                                             std::int64_t until_ms);
 // The newest snapshot taken at or before at_ms; nullopt when none is that old.
 std::optional<SnapshotSummary> snapshot_at(SQLite::Database& db, const Scope& scope, std::int64_t at_ms);
+// The usual time between the scope's snapshots: the median of the last 20 intervals up to snapshot
+// `up_to_id` (default: the newest); nullopt with fewer than two snapshots.
+std::optional<std::int64_t> usual_interval_ms(SQLite::Database& db, const Scope& scope,
+                                              std::optional<std::int64_t> up_to_id = std::nullopt);
 // The newest snapshot of the scope; nullopt when there is none.
 std::optional<SnapshotSummary> latest_snapshot(SQLite::Database& db, const Scope& scope);
 SnapshotSummary snapshot_by_id(SQLite::Database& db, std::int64_t id);

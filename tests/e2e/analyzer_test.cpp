@@ -311,6 +311,44 @@ TEST(Analyzer, CheckExitsZeroHealthyOneForEachFindingTwoOnErrors) {
   }
 }
 
+// A collector that stopped must not look healthy: check finds the newest snapshot too old
+// (default three usual intervals, at least 5 minutes), --max-age sets or disables it, and show
+// --at past the history says which snapshot it answers from.
+TEST(Analyzer, StaleIsNotHealthy) {
+  ::setenv("TZ", "UTC", 1);
+  const auto check = [](const char* now, std::vector<std::string> args) {
+    ::setenv("SOCKHIST_NOW", now, 1);
+    args.insert(args.begin(), {"check", "--db", lifecycle_db()});
+    return run(SOCKHIST_ANALYZER_BIN, args);
+  };
+  // The newest snapshot is 2026-11-24 02:02:45, the usual interval 15 s.
+  const auto fresh = check("2026-11-24T02:06:00Z", {"--time-wait-max", "100"});
+  EXPECT_EQ(fresh.exit_code, 0) << fresh.out << fresh.err;
+  EXPECT_EQ(fresh.out, "");
+  const auto stale = check("2026-11-24T05:00:00Z", {"--time-wait-max", "100"});
+  EXPECT_EQ(stale.exit_code, 1) << stale.err;
+  EXPECT_EQ(stale.out,
+            "api1: max-age: newest snapshot is 2h57m old, taken at 2026-11-24 02:02:45: is the collector running? "
+            "(the usual interval is 15s) (limit 5m00s)\n");
+  const auto json = check("2026-11-24T05:00:00Z", {"--time-wait-max", "100", "--format", "json"});
+  EXPECT_EQ(nlohmann::json::parse(json.out)["healthy"], false);
+  EXPECT_EQ(check("2026-11-24T02:20:00Z", {"--max-age", "30m"}).exit_code, 0);  // the only threshold given
+  EXPECT_EQ(check("2026-11-24T02:20:00Z", {"--max-age", "10m"}).exit_code, 1);
+  EXPECT_EQ(check("2026-11-24T05:00:00Z", {"--time-wait-max", "100", "--max-age", "0"}).exit_code, 0);
+  // A range that ends in the past is history, not now: no staleness.
+  EXPECT_EQ(check("2026-11-24T05:00:00Z", {"--time-wait-max", "100", "--since", "02:00", "--until", "02:03"}).exit_code,
+            0);
+
+  ::setenv("SOCKHIST_NOW", "2026-11-24T05:00:00Z", 1);
+  const auto late = run(SOCKHIST_ANALYZER_BIN, {"show", "--db", lifecycle_db(), "--at", "04:00", "-tn"});
+  EXPECT_EQ(late.exit_code, 0) << late.err;
+  EXPECT_EQ(late.err,
+            "sockhist: note: --at 04:00: showing snapshot 12 taken 1h57m earlier, at 2026-11-24T02:02:45.000Z "
+            "(snapshots are usually 15s apart)\n");
+  const auto within = run(SOCKHIST_ANALYZER_BIN, {"show", "--db", lifecycle_db(), "--at", "02:02:50", "-tn"});
+  EXPECT_EQ(within.err, "");  // 5 s after a snapshot taken every 15 s: nothing to say
+}
+
 TEST(Analyzer, DiffNeedsTwoSidesAndSaysSo) {
   for (const auto& args : std::vector<std::vector<std::string>>{
            {"diff", "--db", fleet_db(), "--host", "web1"},

@@ -24,11 +24,16 @@ struct Thresholds {
   std::optional<double> port_pressure_max;                 // percent of the ephemeral ports to one destination
   std::optional<std::int64_t> listen_overflows;            // TcpExt.ListenOverflows growing by more
   std::optional<std::int64_t> time_wait_overflows;         // TcpExt.TCPTimeWaitOverflow growing by more
+  // Staleness: the newest snapshot older than this at `now_ms` (a collector that stopped) is a
+  // finding. Not counted by any(): the command sets it for every check that looks at now.
+  std::optional<std::int64_t> max_age_ms;
+  std::int64_t now_ms = 0;
 
   bool any() const;
 };
 
 enum class Check {
+  max_age,
   close_wait_max_age,
   close_wait_max_per_process,
   time_wait_max,
@@ -75,10 +80,13 @@ struct CheckOutcome {
   std::string counter;               // increases: "TcpExt.ListenOverflows"
   std::int64_t covered_ms = 0;       // increases: monotonic time compared (0: nothing to compare)
   std::int64_t worst_step = 0;       // increases: the largest increase between two snapshots
+  std::int64_t age_ms = 0;           // max-age: how old the newest snapshot is
+  std::optional<std::int64_t> usual_interval_ms;  // max-age: the usual time between snapshots
 };
 
-// Every threshold set in `limits`, in a fixed order: one outcome per owner or destination over
-// its limit, or one "host" outcome (not found) saying how far from it the range stayed.
+// Every threshold set in `limits`, in a fixed order (staleness first): one outcome per owner or
+// destination over its limit, or one "host" outcome (not found) saying how far from it the range
+// stayed.
 std::vector<CheckOutcome> evaluate_checks(SQLite::Database& db, const Scope& scope, const CheckRange& range,
                                           const Thresholds& limits);
 
