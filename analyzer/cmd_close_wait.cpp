@@ -133,14 +133,25 @@ Result run_close_wait(const CloseWaitOptions& o) {
   const auto min_age = parse_duration(o.min_age, "--min-age", true);
   const auto snapshots = query::list_snapshots(db, scope, since, until);
   auto sockets = query::close_wait_sockets(db, scope, snapshots);
-  std::erase_if(sockets, [&](const auto& s) { return s.min_age_ms() < min_age; });
   const bool by_process = o.by.has_value();
-  render::Table t =
-      by_process ? process_table(query::close_wait_by_process(snapshots, sockets)) : sockets_table(sockets);
+  render::Table t;
+  if (by_process) {
+    // --min-age chooses which owners are listed, never what is counted: an owner's counts and growth
+    // are those of every CLOSE_WAIT socket it held, as check counts them.
+    auto groups = query::close_wait_by_process(snapshots, sockets);
+    std::erase_if(groups, [&](const auto& g) { return g.oldest_min_ms < min_age; });
+    t = process_table(groups);
+  } else {
+    std::erase_if(sockets, [&](const auto& s) { return s.min_age_ms() < min_age; });
+    t = sockets_table(sockets);
+  }
   const int code = t.rows.empty() ? 0 : 1;
   const auto options = render_options(o.common);
-  const std::string what = fmt::format("CLOSE_WAIT sockets seen for at least {}{}", model::format_duration(min_age),
-                                       by_process ? ", per owning process" : "");
+  const std::string what =
+      by_process ? fmt::format("owners of CLOSE_WAIT sockets seen for at least {} (counting all their CLOSE_WAIT "
+                               "sockets)",
+                               model::format_duration(min_age))
+                 : fmt::format("CLOSE_WAIT sockets seen for at least {}", model::format_duration(min_age));
   if (options.format == render::Format::json) {
     auto doc = json_head("close-wait", o.common, &scope);
     doc["what"] = what;

@@ -120,6 +120,14 @@ render::Table summary_table(const query::TimeWaitReport& r, const render::Option
       r.complete
           ? fmt::format("every one seen: no two snapshots over 60 s apart, over {}", span_text)
           : fmt::format("a lower bound: snapshots up to {} apart miss some", model::format_duration(r.longest_gap_ms)));
+  if (r.peak_entries_per_s) {
+    add("entries", "TIME_WAIT entered at the busiest", whole(r.peak_entries), render::Value(*r.peak_entries_per_s),
+        fmt::format("in the {} from {}{}; PER S above is the mean over the range", model::format_duration(r.bucket_ms),
+                    model::format_human(r.peak_entries_ms, options.zone),
+                    r.peak_observed_ms < r.bucket_ms
+                        ? fmt::format(" (the {} of it between snapshots)", model::format_duration(r.peak_observed_ms))
+                        : std::string()));
+  }
   add("entries", "TcpExt.TW (the kernel's count)", r.counter_delta ? whole(*r.counter_delta) : render::Value(),
       maybe(r.counter_per_s),
       r.counter_delta ? fmt::format("over {} within one boot", model::format_duration(r.covered_ms))
@@ -395,6 +403,14 @@ Result run_time_wait(const TimeWaitOptions& o) {
       s["entries"] = report.entries;
       s["entries_per_s"] = report.entries_per_s ? nlohmann::ordered_json(*report.entries_per_s) : nullptr;
       s["entries_complete"] = report.complete;
+      s["peak_entries"] = report.peak_entries;
+      s["peak_entries_per_s"] =
+          report.peak_entries_per_s ? nlohmann::ordered_json(*report.peak_entries_per_s) : nullptr;
+      s["peak_observed_seconds"] = static_cast<double>(report.peak_observed_ms) / 1000.0;
+      s["peak_entries_time"] = report.peak_entries_per_s
+                                   ? nlohmann::ordered_json(model::format_iso_utc(report.peak_entries_ms))
+                                   : nullptr;
+      s["bucket_seconds"] = static_cast<double>(report.bucket_ms) / 1000.0;
       s["longest_gap_seconds"] = static_cast<double>(report.longest_gap_ms) / 1000.0;
       s["table_entries"] = report.table_entries;
       s["table_entries_per_s"] =

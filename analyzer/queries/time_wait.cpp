@@ -284,6 +284,26 @@ void count_entries(TimeWaitReport& r, TimeWaitRange& range) {
   if (last_ms > first_ms) {
     r.entries_per_s = static_cast<double>(r.entries) * 1000.0 / static_cast<double>(last_ms - first_ms);
   }
+  // Entries are counted between the first and the last snapshot: a bucket's rate is over the part of
+  // it they cover, and a bucket less than half covered competes only when none is more.
+  const auto observed = [&](const TimeWaitBucket& b) {
+    return std::max<std::int64_t>(0, std::min(b.start_ms + r.bucket_ms, last_ms) - std::max(b.start_ms, first_ms));
+  };
+  const bool any_half = std::any_of(r.buckets.begin(), r.buckets.end(),
+                                    [&](const auto& b) { return b.entries > 0 && 2 * observed(b) >= r.bucket_ms; });
+  for (const auto& b : r.buckets) {
+    const auto covered = observed(b);
+    if (b.entries == 0 || covered == 0 || (any_half && 2 * covered < r.bucket_ms)) {
+      continue;
+    }
+    const double rate = static_cast<double>(b.entries) * 1000.0 / static_cast<double>(covered);
+    if (!r.peak_entries_per_s || rate > *r.peak_entries_per_s) {
+      r.peak_entries = b.entries;
+      r.peak_entries_per_s = rate;
+      r.peak_entries_ms = b.start_ms;
+      r.peak_observed_ms = covered;
+    }
+  }
   r.table_entries = r.entries - from_minisocket + minisockets_entered;
   if (last_ms > first_ms) {
     r.table_entries_per_s = static_cast<double>(r.table_entries) * 1000.0 / static_cast<double>(last_ms - first_ms);

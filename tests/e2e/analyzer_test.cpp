@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -347,6 +348,41 @@ TEST(Analyzer, StaleIsNotHealthy) {
             "(snapshots are usually 15s apart)\n");
   const auto within = run(SOCKHIST_ANALYZER_BIN, {"show", "--db", lifecycle_db(), "--at", "02:02:50", "-tn"});
   EXPECT_EQ(within.err, "");  // 5 s after a snapshot taken every 15 s: nothing to say
+}
+
+// --min-age chooses which owners close-wait --by process lists; it never changes an owner's count
+// now, its peak or its growth, which are those of all its CLOSE_WAIT sockets (as check counts them).
+TEST(Analyzer, MinAgeFiltersOwnersNotTheirCounts) {
+  ::setenv("SOCKHIST_NOW", "2026-11-24T02:05:00Z", 1);
+  const auto by_process = [](const std::string& min_age) {
+    const auto r = run(SOCKHIST_ANALYZER_BIN, {"close-wait", "--db", lifecycle_db(), "--by", "process", "--min-age",
+                                               min_age, "--format", "json"});
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    std::map<std::string, nlohmann::json> rows;
+    const auto doc = nlohmann::json::parse(r.out);  // kept: a range-for over a temporary's member dangles
+    for (const auto& row : doc["rows"]) {
+      rows[row["program"].get<std::string>() + " " + row["pid"].dump()] = row;
+    }
+    return rows;
+  };
+  const auto all = by_process("0"), old_only = by_process("60s");
+  ASSERT_FALSE(old_only.empty());
+  EXPECT_LT(old_only.size(), all.size() + 1);
+  for (const auto& [owner, row] : old_only) {
+    ASSERT_TRUE(all.count(owner)) << owner;
+    const auto& same = all.at(owner);
+    EXPECT_EQ(row["now"], same["now"]) << owner;
+    EXPECT_EQ(row["peak"], same["peak"]) << owner;
+    EXPECT_EQ(row["seen"], same["seen"]) << owner;
+    EXPECT_EQ(row["per_hour"], same["per_hour"]) << owner;
+    EXPECT_GE(row["oldest"].get<double>(), 60.0) << owner;
+  }
+  // The leaking api held 8 at its peak, of which only some had stayed a minute.
+  const auto api = std::find_if(old_only.begin(), old_only.end(), [](const auto& item) {
+    return item.second["program"] == "2100/api";
+  });
+  ASSERT_NE(api, old_only.end());
+  EXPECT_EQ(api->second["peak"], 8);
 }
 
 TEST(Analyzer, DiffNeedsTwoSidesAndSaysSo) {

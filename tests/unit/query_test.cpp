@@ -183,4 +183,39 @@ TEST(TimeWaitReuse, ATupleTakenOverWhileStillInTimeWaitIsOne) {
   EXPECT_FALSE(sockets[0].vanished_early) << "taken over is not the same as vanished";
 }
 
+// A storm shows in the peak entry rate, not in the mean: ten entries in one 10 s bucket, two in
+// the next.
+TEST(TimeWaitPeak, TheBusiestBucketIsReportedBesideTheMean) {
+  SQLite::Database db(":memory:", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+  store::initialize(db);
+  store::SnapshotWriter writer(db);
+  constexpr std::int64_t t0 = 1'795'000'000'000;  // a multiple of 10 s: buckets start at t0
+  std::vector<Socket> storm, later;
+  for (std::uint16_t i = 0; i < 10; ++i) {
+    auto s = tcp(SockState::time_wait, static_cast<std::uint16_t>(41000 + i), 443, 0);
+    s.timer_ms = 59'000;  // entered 1 s before the snapshot at t0 + 10 s
+    storm.push_back(s);
+  }
+  later = storm;
+  for (auto& s : later) {
+    s.timer_ms -= 10'000;  // the same sockets, 10 s on
+  }
+  for (std::uint16_t i = 0; i < 2; ++i) {
+    auto s = tcp(SockState::time_wait, static_cast<std::uint16_t>(42000 + i), 443, 0);
+    s.timer_ms = 59'000;
+    later.push_back(s);
+  }
+  writer.write(capture_at(t0, {}));
+  writer.write(capture_at(t0 + 10'000, storm));
+  writer.write(capture_at(t0 + 20'000, later));
+  const auto scope = query::resolve_scope(db, std::nullopt, std::nullopt);
+  const auto r = query::time_wait_report(db, scope, t0, t0 + 20'000, 10'000);
+  EXPECT_EQ(r.entries, 12);
+  ASSERT_TRUE(r.entries_per_s);
+  EXPECT_DOUBLE_EQ(*r.entries_per_s, 0.6);
+  ASSERT_TRUE(r.peak_entries_per_s);
+  EXPECT_DOUBLE_EQ(*r.peak_entries_per_s, 1.0);
+  EXPECT_EQ(r.peak_entries_ms, t0);
+}
+
 }  // namespace

@@ -165,6 +165,12 @@ struct TimeWaitReport {
   std::int64_t entries = 0;
   std::optional<double> entries_per_s;
   bool complete = false;
+  // The busiest bucket: its entries, their rate over the part of the bucket the snapshots observe
+  // (so never below the mean), and its start. A storm shows here, not in the mean.
+  std::int64_t peak_entries = 0;
+  std::optional<double> peak_entries_per_s;
+  std::int64_t peak_entries_ms = 0;
+  std::int64_t peak_observed_ms = 0;  // how much of that bucket lies between the first and last snapshot
   // What TcpExt.TW counts of the same: TIME_WAIT entries, less those that were FIN_WAIT2
   // minisockets before (counted when they became one), plus the minisockets that appeared.
   std::int64_t table_entries = 0;
