@@ -22,6 +22,7 @@ struct CopyOptions {
   std::vector<std::string> inputs;
   std::optional<std::string> db;  // export's source
   std::optional<std::string> host;
+  std::vector<std::string> join;  // FROM=TO
   Window window;
   std::string lock_wait = "30s";
   bool quiet = false;
@@ -33,6 +34,13 @@ const WindowDefaults k_window{std::nullopt, false, "every snapshot"};
 store::CopyFilter filter_of(const CopyOptions& o) {
   store::CopyFilter f;
   f.host = o.host;
+  for (const auto& spec : o.join) {
+    const auto eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+      throw Error(Exit::usage, fmt::format("--join {}: give FROM=TO (an input host and the name to write it as)", spec));
+    }
+    f.join[spec.substr(0, eq)] = spec.substr(eq + 1);
+  }
   const auto [since, until] = resolve_window(o.window, k_window, command_now_ms());
   if (o.window.since) {
     f.since_ms = since;
@@ -85,6 +93,9 @@ Result run_merge(const CopyOptions& o) {
   std::string text;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const auto stats = store::merge_into(out, inputs[i], o.inputs[i], filter, progress_line(o.quiet, o.inputs[i]));
+    for (const auto& warning : stats.warnings) {
+      fmt::print(stderr, "sockhist: warning: {}\n", warning);  // even with -q: it is about the data
+    }
     if (!o.quiet) {
       text += fmt::format("{}: {}\n", o.inputs[i], describe(stats));
     }
@@ -171,6 +182,9 @@ void setup_merge(CLI::App& app, Runner& selected) {
   sub->add_option("output", o->output, "The database to merge into")->required();
   sub->add_option("inputs", o->inputs, "sockhist databases to copy from (read-only)")->required();
   sub->add_option("--lock-wait", o->lock_wait, "How long to wait for another writer of OUTPUT")->capture_default_str();
+  sub->add_option("--join", o->join,
+                  "Write input host FROM as host TO (repeatable): the one way two host names become one; hosts "
+                  "that merely share a machine-id stay apart, with a warning");
   add_filters(*sub, *o);
 }
 

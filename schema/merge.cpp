@@ -100,7 +100,7 @@ OutputHistory output_history(SQLite::Database& out, const std::string& host, std
 // Maps each input host to the output's (the same machine-id, else the same name), refusing two
 // machines with one name before anything is written.
 std::vector<InputHost> map_hosts(SQLite::Database& output, SQLite::Database& input, const std::string& input_name,
-                                 const CopyFilter& filter) {
+                                 const CopyFilter& filter, std::vector<std::string>& warnings) {
   std::vector<InputHost> hosts;
   SQLite::Statement q(input, "SELECT host_id, name, machine_id FROM hosts ORDER BY host_id");
   while (q.executeStep()) {
@@ -108,22 +108,27 @@ std::vector<InputHost> map_hosts(SQLite::Database& output, SQLite::Database& inp
     if (filter.host && *filter.host != h.name) {
       continue;
     }
-    h.target = h.name;
+    const auto joined = filter.join.find(h.name);
+    h.target = joined != filter.join.end() ? joined->second : h.name;
     if (h.machine_id) {
-      SQLite::Statement same(output, "SELECT name FROM hosts WHERE machine_id = ?");
+      SQLite::Statement named(output, "SELECT machine_id FROM hosts WHERE name = ?");
+      named.bind(1, h.target);
+      if (named.executeStep() && !named.getColumn(0).isNull() && named.getColumn(0).getString() != *h.machine_id) {
+        throw Error(Exit::db_refused,
+                    fmt::format("{}: host {} has machine-id {}, but the output's {} is machine {}: two machines "
+                                "with one name; nothing merged from {}",
+                                input_name, h.name, *h.machine_id, h.target, named.getColumn(0).getString(),
+                                input_name));
+      }
+      SQLite::Statement same(output, "SELECT name FROM hosts WHERE machine_id = ? AND name != ? ORDER BY name");
       same.bind(1, *h.machine_id);
-      if (same.executeStep()) {
-        h.target = same.getColumn(0).getString();  // the same machine, perhaps under another name
-      } else {
-        SQLite::Statement named(output, "SELECT machine_id FROM hosts WHERE name = ?");
-        named.bind(1, h.name);
-        if (named.executeStep() && !named.getColumn(0).isNull()) {
-          throw Error(Exit::db_refused,
-                      fmt::format("{}: host {} has machine-id {}, but the output's {} is machine {}: two machines "
-                                  "with one name; nothing merged from {}",
-                                  input_name, h.name, *h.machine_id, h.name, named.getColumn(0).getString(),
-                                  input_name));
-        }
+      same.bind(2, h.target);
+      while (same.executeStep()) {
+        warnings.push_back(fmt::format("{}: host {} has the machine-id of host {} already in the output (cloned "
+                                       "images and containers share them): kept as two hosts; merge --join {}={} "
+                                       "makes them one",
+                                       input_name, h.target, same.getColumn(0).getString(), h.name,
+                                       same.getColumn(0).getString()));
       }
     }
     hosts.push_back(std::move(h));
@@ -423,7 +428,7 @@ MergeStats merge_into(SQLite::Database& output, SQLite::Database& input, const s
                       const CopyFilter& filter, const std::function<void(std::int64_t, std::int64_t)>& progress,
                       bool plan_only) {
   MergeStats stats;
-  const auto hosts = map_hosts(output, input, input_name, filter);
+  const auto hosts = map_hosts(output, input, input_name, filter, stats.warnings);
   std::map<std::int64_t, const InputHost*> host_by_id;
   for (const auto& h : hosts) {
     host_by_id[h.id] = &h;

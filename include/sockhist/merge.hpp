@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <vector>
 #include <optional>
 #include <string>
 
@@ -21,6 +23,9 @@ SQLite::Database open_input(const std::filesystem::path& path);
 struct CopyFilter {
   std::optional<std::string> host;
   std::optional<std::int64_t> since_ms, until_ms;
+  // Input host name -> the output host it is written as (merge --join FROM=TO). Nothing else ever
+  // renames a host.
+  std::map<std::string, std::string> join;
 };
 
 struct MergeStats {
@@ -30,16 +35,18 @@ struct MergeStats {
   std::int64_t present = 0;     // snapshots the output already held (same host, namespace, time)
   std::int64_t too_old = 0;     // older than the output's newest of their namespace, not held: left out
   std::int64_t filtered = 0;    // outside the filter
+  std::vector<std::string> warnings;  // hosts kept apart that share a machine-id, one line each
 };
 
 // Copies into `output` (open for writing, its writer lock held) every snapshot of `input` that the
 // output does not hold, host by host and namespace by namespace, in time order: each snapshot is
 // rebuilt from the input's spans, processes and counters and written through SnapshotWriter, so
 // the output's spans, owners and counters are what a collector would have written (one
-// transaction per snapshot). A host is the output's host with the same machine-id, else the one
-// with the same name; a name whose machine-ids differ is refused (Error db_refused) before anything
-// is written, as is a filter naming a host the input does not hold. `progress(done, total)` is
-// called after each snapshot.
+// transaction per snapshot). A host keeps its name (or the one filter.join gives it): two names
+// are never joined because they share a machine-id (cloned images and containers share them),
+// which only adds a warning. One name with two different machine-ids is refused (Error
+// db_refused) before anything is written, as is a filter naming a host the input does not hold.
+// `progress(done, total)` is called after each snapshot.
 // With plan_only nothing is written: the checks run and `added` counts what would be.
 MergeStats merge_into(SQLite::Database& output, SQLite::Database& input, const std::string& input_name,
                       const CopyFilter& filter = {},

@@ -209,6 +209,38 @@ TEST(Merge, BrokenForeignAndNewerInputsAreRefusedAndTheOutputIsUntouched) {
   EXPECT_EQ(bytes_of(fleet), clash_before);
 }
 
+// Two databases of one machine collected under two names (or two clones of one image) share a
+// machine-id: merge keeps them two hosts and says so; only --join makes them one.
+TEST(Merge, ASharedMachineIdNeverJoinsTwoHosts) {
+  const auto dir = scratch_dir("merge-shared-id");
+  const std::string alpha = (dir / "alpha.db").string(), beta = (dir / "beta.db").string();
+  collect(alpha, "alpha", "history-busy", {"00", "01"});
+  collect(beta, "beta", "history-busy", {"02"});
+  for (const auto& db : {alpha, beta}) {
+    SQLite::Database conn(db, SQLite::OPEN_READWRITE);
+    conn.exec("UPDATE hosts SET machine_id = 'cccccccccccccccccccccccccccccccc'");
+  }
+  const std::string apart = (dir / "apart.db").string();
+  const auto r = sockhist({"merge", "-q", apart, alpha, beta});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("sockhist: warning: " + beta + ": host beta has the machine-id of host alpha"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(times_of(apart, "alpha").size(), 2U);
+  EXPECT_EQ(times_of(apart, "beta").size(), 1U);
+
+  const std::string joined = (dir / "joined.db").string();
+  const auto j = sockhist({"merge", joined, alpha, beta, "--join", "beta=alpha"});
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  EXPECT_EQ(j.err, "");
+  EXPECT_EQ(times_of(joined, "alpha").size(), 3U);
+  const auto hosts = sockhist({"hosts", "--db", joined, "--format", "json"});
+  EXPECT_EQ(nlohmann::json::parse(hosts.out)["rows"].size(), 1U) << hosts.out;
+  EXPECT_EQ(sockhist({"merge", joined, beta, "--join", "beta"}).exit_code, 2);  // FROM=TO or nothing
+}
+
 TEST(Export, ACopyTakenWhileACollectorWritesIsWholeAndPrivate) {
   const auto dir = scratch_dir("export-live");
   const std::string live = (dir / "live.db").string();
