@@ -21,6 +21,7 @@ struct DiffOptions {
   std::vector<std::string> hosts;
   std::vector<std::string> ats;
   std::vector<std::int64_t> snapshots;
+  std::optional<std::string> netns;  // the same namespace on both sides
   double counter_threshold = 25.0;
   std::size_t top = 20;
 };
@@ -41,7 +42,7 @@ query::DiffSide side_of(SQLite::Database& db, const DiffOptions& o, std::size_t 
   }
   const std::optional<std::string> host =
       o.hosts.empty() ? std::nullopt : std::optional(o.hosts[std::min(i, o.hosts.size() - 1)]);
-  const auto scope = query::resolve_scope(db, host, std::nullopt);
+  const auto scope = query::resolve_scope(db, host, o.netns);
   const std::optional<std::string> at =
       o.ats.empty() ? std::nullopt : std::optional(o.ats[std::min(i, o.ats.size() - 1)]);
   return query::load_side(db, scope, snapshot_for(db, scope, at, o.common.now_ms));
@@ -129,6 +130,10 @@ void setup_diff(CLI::App& app, Runner& selected) {
                           selected, [o] { return run_diff(*o); });
   add_common(*sub, o->common, false);  // --host names a side here
   sub->add_option("--host", o->hosts, "A side's host (twice for two hosts; once for one host at two --at)");
+  sub->add_option("--netns", o->netns,
+                  "The network namespace of both sides: a /run/netns name or an inode (default: $SOCKHIST_NETNS, "
+                  "else each host's own, else its only one)")
+      ->envname("SOCKHIST_NETNS");
   sub->add_option("--at", o->ats, "A side's moment (twice, or once for both hosts; default: each newest)");
   sub->add_option("--snapshot", o->snapshots, "A side's snapshot id (twice)");
   sub->add_option("--counter-threshold", o->counter_threshold,

@@ -34,6 +34,14 @@ Result run_hosts(const Common& common) {
     for (const auto ms : h.reboots_ms) {
       t.notes.push_back(fmt::format("{}: rebooted before {}", h.name, model::format_human(ms, options.zone)));
     }
+    if (h.namespace_labels.size() > 1 || !h.own_namespace) {
+      std::string list;
+      for (const auto& label : h.namespace_labels) {
+        list += (list.empty() ? "" : ", ") + label;
+      }
+      t.notes.push_back(fmt::format("{}: network namespaces {} (--netns chooses one; the figures above are {}'s)",
+                                    h.name, list, h.own_namespace ? std::string("its own") : h.namespace_labels.front()));
+    }
   }
   if (options.format == render::Format::json) {
     auto doc = json_head("hosts", common, nullptr);
@@ -44,6 +52,7 @@ Result run_hosts(const Common& common) {
         list.push_back(model::format_iso_utc(ms));
       }
       rows[i]["reboots"] = list;
+      rows[i]["namespace_list"] = hosts[i].namespace_labels;
     }
     doc["rows"] = rows;
     return {render::render(t, options, doc), 0};

@@ -27,7 +27,9 @@ void add_common(CLI::App& sub, Common& common, bool with_scope) {
   if (with_scope) {
     sub.add_option("--host", common.host, "Host to look at (required when the database holds several)");
     sub.add_option("--netns", common.netns,
-                   "Network namespace: a /run/netns name or an inode (default: the host's own namespace)");
+                   "Network namespace: a /run/netns name or an inode (default: $SOCKHIST_NETNS, else the host's own "
+                   "namespace, else its only one)")
+        ->envname("SOCKHIST_NETNS");
   }
   sub.add_option("--format", common.format, "Output: table (for people), json or csv (for programs)")
       ->check(CLI::IsMember({"table", "json", "csv"}))

@@ -1,6 +1,7 @@
 // sockhist: the analyzer. Parses the command line, runs one subcommand, prints what it returned,
 // and turns every error into one line and exit code 2.
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -50,6 +51,11 @@ struct Leading {
         if (option == nullptr) {
           throw CLI::ArgumentMismatch(fmt::format("{} before {}: {} takes no {}", name, sub->get_name(),
                                                   sub->get_name(), name));
+        }
+        // A value taken from the environment ($SOCKHIST_NETNS) gives way to one on the command line.
+        if (const auto env = option->get_envname(); !env.empty() && std::getenv(env.c_str()) != nullptr &&
+                                                    option->results() == std::vector<std::string>{std::getenv(env.c_str())}) {
+          option->clear();
         }
         if (option->count() > 0 && option->get_expected_max() <= 1) {
           throw CLI::ArgumentMismatch(fmt::format("{} given both before and after {}", name, sub->get_name()));

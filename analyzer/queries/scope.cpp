@@ -46,6 +46,37 @@ Scope scope_from_netns(SQLite::Database& db, std::int64_t netns_id) {
 
 }  // namespace detail
 
+namespace {
+
+// A host's namespaces that have snapshots: (netns_id, inode, name, initial), its own first, then
+// the one with the newest snapshot first.
+using Namespaces = std::vector<std::tuple<std::int64_t, std::string, std::string, bool>>;
+Namespaces host_namespaces(SQLite::Database& db, std::int64_t host_id) {
+  SQLite::Statement q(db,
+                      "SELECT n.netns_id, n.inode, coalesce(n.name, ''), n.is_initial FROM netns n WHERE n.host_id = ? "
+                      "AND EXISTS (SELECT 1 FROM snapshots s WHERE s.netns_id = n.netns_id) "
+                      "ORDER BY n.is_initial DESC, (SELECT max(snapshot_id) FROM snapshots s WHERE s.netns_id = "
+                      "n.netns_id) DESC");
+  q.bind(1, host_id);
+  Namespaces spaces;
+  while (q.executeStep()) {
+    spaces.emplace_back(q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getString(),
+                        q.getColumn(3).getInt() != 0);
+  }
+  return spaces;
+}
+
+// "its own", "shtest (4026532177)" or "4026532177", as --netns would name each.
+std::vector<std::string> namespace_labels(const Namespaces& spaces) {
+  std::vector<std::string> out;
+  for (const auto& [id, inode, name, initial] : spaces) {
+    out.push_back(initial ? std::string("its own") : name.empty() ? inode : fmt::format("{} ({})", name, inode));
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<HostSummary> list_hosts(SQLite::Database& db) {
   std::vector<HostSummary> hosts;
   std::vector<std::int64_t> ids;
@@ -67,7 +98,11 @@ std::vector<HostSummary> list_hosts(SQLite::Database& db) {
     hosts.push_back(std::move(h));
   }
   for (std::size_t i = 0; i < hosts.size(); ++i) {
-    const Scope scope = resolve_scope(db, hosts[i].name, std::nullopt);
+    // Its own namespace, or (never recorded) the one with the newest snapshot: no --netns needed.
+    const auto spaces = host_namespaces(db, ids[i]);
+    hosts[i].namespace_labels = namespace_labels(spaces);
+    hosts[i].own_namespace = std::get<3>(spaces.front());
+    const Scope scope = scope_from_netns(db, std::get<0>(spaces.front()));
     SQLite::Statement boots(db,
                             "SELECT time_ms FROM (SELECT time_ms, boot_id, lag(boot_id) OVER (ORDER BY snapshot_id) "
                             "AS prev FROM snapshots WHERE netns_id = ?) WHERE prev IS NOT NULL AND boot_id IS NOT NULL "
@@ -118,36 +153,21 @@ Scope resolve_scope(SQLite::Database& db, const std::optional<std::string>& host
     host_id = hosts.front().first;
     host_name = hosts.front().second;
   }
-  // Namespaces of the host that have snapshots, the initial one first, then the busiest.
-  SQLite::Statement q(db,
-                      "SELECT n.netns_id, n.inode, coalesce(n.name, ''), n.is_initial FROM netns n WHERE n.host_id = ? "
-                      "AND EXISTS (SELECT 1 FROM snapshots s WHERE s.netns_id = n.netns_id) "
-                      "ORDER BY n.is_initial DESC, (SELECT max(snapshot_id) FROM snapshots s WHERE s.netns_id = "
-                      "n.netns_id) DESC");
-  q.bind(1, host_id);
-  std::vector<std::tuple<std::int64_t, std::string, std::string, bool>> spaces;
-  while (q.executeStep()) {
-    spaces.emplace_back(q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getString(),
-                        q.getColumn(3).getInt() != 0);
-  }
+  const auto spaces = host_namespaces(db, host_id);
   if (netns) {
     for (const auto& [id, inode, name, initial] : spaces) {
       if (*netns == inode || (!name.empty() && *netns == name)) {
         return scope_from_netns(db, id);
       }
     }
-    std::vector<std::string> known;
-    for (const auto& [id, inode, name, initial] : spaces) {
-      known.push_back(name.empty() ? inode : fmt::format("{} ({})", name, inode));
-    }
     throw Error(Exit::usage, fmt::format("--netns {}: no such namespace of host {} (namespaces: {})", *netns, host_name,
-                                         join(known, ", ")));
+                                         join(namespace_labels(spaces), ", ")));
   }
   if (std::get<3>(spaces.front()) || spaces.size() == 1) {
     return scope_from_netns(db, std::get<0>(spaces.front()));
   }
-  throw Error(Exit::usage, fmt::format("--netns is required: the host's own namespace was not recorded, only {} others",
-                                       spaces.size()));
+  throw Error(Exit::usage, fmt::format("--netns is required: host {} recorded {} network namespaces, not its own: {}",
+                                       host_name, spaces.size(), join(namespace_labels(spaces), ", ")));
 }
 
 Scope scope_of_snapshot(SQLite::Database& db, std::int64_t snapshot_id) {

@@ -29,6 +29,10 @@ struct HostSummary {
   std::vector<std::int64_t> reboots_ms;  // time of the first snapshot of each boot after the first
   std::int64_t last_socket_count = 0;    // sockets in the newest snapshot of the initial namespace
   std::optional<std::string> kernel;     // of the newest snapshot
+  // Its namespaces as --netns names them ("its own", "blue (4026532177)"), the one the figures above
+  // describe first: its own when recorded, else the one with the newest snapshot.
+  std::vector<std::string> namespace_labels;
+  bool own_namespace = true;
 };
 std::vector<HostSummary> list_hosts(SQLite::Database& db);
 

@@ -191,3 +191,36 @@ TEST_F(Namespaces, NetnsByNamePidAndPath) {
   EXPECT_FALSE(q.executeStep());
   EXPECT_EQ(listeners(db).at(inode_b), (std::set<int>{m_port_b}));
 }
+
+// A database of two named namespaces and not the host's own: hosts lists them, a command without
+// --netns names them in its error, $SOCKHIST_NETNS and --netns choose one, diff takes --netns.
+TEST_F(Namespaces, NamespacesAtFirstContact) {
+  const auto dir = scratch_dir("first-contact");
+  const auto db = (dir / "n.db").string();
+  for (int i = 0; i < 2; ++i) {
+    const auto r = run(k_collect, {"--db", db, "--netns", m_a, "--netns", m_b});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const std::string analyzer = SOCKHIST_ANALYZER_BIN;
+  const auto hosts = run(analyzer, {"hosts", "--db", db});
+  EXPECT_EQ(hosts.exit_code, 0) << hosts.err;
+  EXPECT_NE(hosts.out.find(m_a + " ("), std::string::npos) << hosts.out;
+  EXPECT_NE(hosts.out.find(m_b + " ("), std::string::npos) << hosts.out;
+  const auto bare = run(analyzer, {"snapshots", "--db", db});
+  EXPECT_EQ(bare.exit_code, 2);
+  EXPECT_NE(bare.err.find("--netns is required"), std::string::npos) << bare.err;
+  EXPECT_NE(bare.err.find(m_a), std::string::npos) << bare.err;
+  EXPECT_NE(bare.err.find(m_b), std::string::npos) << bare.err;
+  ::setenv("SOCKHIST_NETNS", m_b.c_str(), 1);
+  const auto by_env = run(analyzer, {"snapshots", "--db", db});
+  const auto by_option = run(analyzer, {"--netns", m_a, "snapshots", "--db", db});  // the option wins
+  const auto diff = run(analyzer, {"diff", "--db", db, "--at", "0s", "--at", "0s"});
+  ::unsetenv("SOCKHIST_NETNS");
+  EXPECT_EQ(by_env.exit_code, 0) << by_env.err;
+  EXPECT_NE(by_env.out.find("(" + m_b + ")"), std::string::npos) << by_env.out;
+  EXPECT_EQ(by_option.exit_code, 0) << by_option.err;
+  EXPECT_NE(by_option.out.find("(" + m_a + ")"), std::string::npos) << by_option.out;
+  EXPECT_EQ(diff.exit_code, 0) << diff.err;
+  const auto diff_option = run(analyzer, {"diff", "--db", db, "--netns", m_a, "--at", "0s", "--at", "0s"});
+  EXPECT_EQ(diff_option.exit_code, 0) << diff_option.err;
+}
