@@ -112,10 +112,7 @@ Result run_check(const CheckOptions& o) {
   limits.port_pressure_max = o.port_pressure_max;
   limits.listen_overflows = o.listen_overflows;
   limits.time_wait_overflows = o.time_wait_overflows;
-  if (o.close_wait_max_age) {
-    limits.close_wait_max_age_ms = 0;  // parsed below, after the usage checks, as before
-  }
-  if (!limits.any() && !o.max_age) {
+  if (!limits.any() && !o.close_wait_max_age && !o.max_age) {
     throw Error(Exit::usage,
                 "check: give at least one threshold (--close-wait-max-age, --close-wait-max-per-process, "
                 "--time-wait-max, --port-pressure-max, --listen-overflows, --time-wait-overflows, --syn-recv-max, "
@@ -139,9 +136,10 @@ Result run_check(const CheckOptions& o) {
   // Staleness, whenever the range reaches now: a collector that stopped must not look healthy.
   if (!o.window.until) {
     const auto given = o.max_age ? std::optional(parse_duration(*o.max_age, "--max-age", true)) : std::nullopt;
+    limits.usual_interval_ms = query::usual_interval_ms(db, scope);
     if (!given) {
-      const auto usual = query::usual_interval_ms(db, scope).value_or(k_stale_floor_ms);
-      limits.max_age_ms = std::max(k_stale_intervals * usual, k_stale_floor_ms);
+      limits.max_age_ms =
+          std::max(k_stale_intervals * limits.usual_interval_ms.value_or(k_stale_floor_ms), k_stale_floor_ms);
     } else if (*given > 0) {
       limits.max_age_ms = given;
     }

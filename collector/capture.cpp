@@ -28,10 +28,6 @@ namespace {
 
 using proc::Loader;
 
-std::int64_t elapsed_ms(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since).count();
-}
-
 // What is the same for every namespace of the live host: identity, boot, kernel, clock.
 void read_host_facts(model::Capture& cap, const ProcRoot& root, const CaptureOptions& options) {
   cap.time_ms = options.at_ms.value_or(model::now_ms());
@@ -110,7 +106,7 @@ void read_namespace(model::Capture& cap, Loader& reader, const ProcRoot& net, co
     used_proc |= present;
   }
   cap.source = used_netlink && used_proc ? "netlink+proc" : used_netlink ? "netlink" : "proc";
-  cap.sockets_ms = elapsed_ms(tables_started);
+  cap.sockets_ms = model::ms_since(tables_started);
   proc::require_a_table(any_table, net);
   proc::read_counters(cap, reader, net);
   proc::read_settings(cap, sys);
@@ -174,7 +170,7 @@ void scan_and_attach(model::Capture& cap, const ProcRoot& root, const CaptureOpt
                                                        : scan_owners(root, options.cmdlines, options.live);
   Loader reader(cap);
   attach_owners(cap, reader, owners, root.path().string());
-  cap.owners_ms = elapsed_ms(owners_started);
+  cap.owners_ms = model::ms_since(owners_started);
   cap.links_resolved = owners.links_resolved;
 }
 
@@ -187,7 +183,7 @@ model::Capture take(const CaptureOptions& options) {
     if (options.owners) {
       scan_and_attach(cap, ProcRoot(options.proc_root), options);
     }
-    cap.capture_ms = elapsed_ms(started);
+    cap.capture_ms = model::ms_since(started);
     return cap;
   }
   proc::require_directory(options.proc_root);
@@ -203,7 +199,7 @@ model::Capture take(const CaptureOptions& options) {
     scan_and_attach(cap, root, options);
   }
   attach_users(cap);
-  cap.capture_ms = elapsed_ms(started);
+  cap.capture_ms = model::ms_since(started);
   return cap;
 }
 
@@ -291,7 +287,7 @@ std::vector<model::Capture> take_namespaces(const CaptureOptions& options,
   const ProcRoot root("/proc");
   model::Capture host;
   read_host_facts(host, root, options);
-  const auto shared_ms = elapsed_ms(started);
+  const auto shared_ms = model::ms_since(started);
   std::vector<model::Capture> captures;
   for (const auto& target : targets) {
     const auto namespace_started = std::chrono::steady_clock::now();
@@ -330,7 +326,7 @@ std::vector<model::Capture> take_namespaces(const CaptureOptions& options,
     if (failure) {
       std::rethrow_exception(failure);
     }
-    cap.capture_ms = shared_ms + elapsed_ms(namespace_started);
+    cap.capture_ms = shared_ms + model::ms_since(namespace_started);
     captures.push_back(std::move(cap));
   }
   // Socket inodes are unique across namespaces: one scan of the fd tables serves them all.
@@ -342,7 +338,7 @@ std::vector<model::Capture> take_namespaces(const CaptureOptions& options,
     }
     const auto owners = options.owner_tracker != nullptr ? options.owner_tracker->scan(root, lists)
                                                          : scan_owners(root, options.cmdlines, true);
-    const auto owners_ms = elapsed_ms(owners_started);
+    const auto owners_ms = model::ms_since(owners_started);
     for (auto& cap : captures) {
       Loader reader(cap);
       attach_owners(cap, reader, owners, "/proc");

@@ -237,4 +237,8 @@ std::int64_t now_ms() {
       .count();
 }
 
+std::int64_t ms_since(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since).count();
+}
+
 }  // namespace sockhist::model

@@ -205,7 +205,7 @@ std::vector<CheckOutcome> evaluate_checks(SQLite::Database& db, const Scope& sco
                      static_cast<double>(*limits.max_age_ms) / 1000.0, newest, age > *limits.max_age_ms);
     o.age_ms = age;
     o.limit_ms = *limits.max_age_ms;
-    o.usual_interval_ms = usual_interval_ms(db, scope);
+    o.usual_interval_ms = limits.usual_interval_ms;
     out.push_back(std::move(o));
   }
   if (limits.close_wait_max_age_ms || limits.close_wait_max_per_process) {

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "sockhist/import.hpp"
+#include "text_lines.hpp"
 
 namespace sockhist::import::listing {
 
@@ -37,5 +38,20 @@ void add_owner(Listing& l, model::Socket& s, std::int32_t pid, std::string_view 
 
 // netstat's PID/Program column: "1104/python3", or "-" when unknown.
 void netstat_owner(Listing& l, model::Socket& s, std::string_view word);
+
+// What the netstat and ss readers name without qualification.
+namespace names {
+using model::SockState;
+using text::Lines;
+using text::number;
+using text::words;
+using listing::add_owner;
+using listing::endpoint;
+using listing::netstat_owner;
+using listing::skip;
+using listing::ss_duration_ms;
+using listing::state_of;
+using listing::timer_kind;
+}  // namespace names
 
 }  // namespace sockhist::import::listing

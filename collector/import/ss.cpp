@@ -12,11 +12,7 @@
 
 namespace sockhist::import {
 
-using model::SockState;
-using text::Lines;
-using text::number;
-using text::words;
-using namespace listing;
+using namespace listing::names;
 
 Listing parse_ss(std::string_view text, const std::string& file) {
   Listing l;

@@ -14,14 +14,6 @@
 
 namespace sockhist::proc {
 
-using model::Counter;
-using model::LineIssue;
-using model::Parsed;
-using model::Proto;
-using model::Socket;
-using model::SockState;
-using namespace text;
-
 std::optional<std::string> decode_address(std::string_view hex) {
   if (hex.size() != 8 && hex.size() != 32) {
     return std::nullopt;

@@ -9,14 +9,6 @@
 
 namespace sockhist::proc {
 
-using model::Counter;
-using model::LineIssue;
-using model::Parsed;
-using model::Proto;
-using model::Socket;
-using model::SockState;
-using namespace text;
-
 namespace {
 
 bool parse_value(std::string_view text, std::int64_t& value) {

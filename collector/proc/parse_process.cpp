@@ -4,14 +4,6 @@
 
 namespace sockhist::proc {
 
-using model::Counter;
-using model::LineIssue;
-using model::Parsed;
-using model::Proto;
-using model::Socket;
-using model::SockState;
-using namespace text;
-
 std::optional<std::uint64_t> socket_inode_of_link(std::string_view target) {
   constexpr std::string_view k_prefix = "socket:[";
   if (!target.starts_with(k_prefix) || !target.ends_with(']')) {

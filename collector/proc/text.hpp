@@ -120,3 +120,16 @@ inline void parse_table(std::string_view text, Parsed<T>& result, std::size_t mi
 
 
 }  // namespace sockhist::proc::text
+
+namespace sockhist::proc {
+
+// The names every parser file uses.
+using model::Counter;
+using model::LineIssue;
+using model::Parsed;
+using model::Proto;
+using model::Socket;
+using model::SockState;
+using namespace text;
+
+}  // namespace sockhist::proc

@@ -28,10 +28,6 @@ std::string trim(std::string_view text) {
   return std::string(text.substr(start, end - start + 1));
 }
 
-std::int64_t elapsed_ms(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since).count();
-}
-
 }  // namespace
 
 std::optional<std::int64_t> parse_int(std::string_view text) {
@@ -173,13 +169,13 @@ model::Capture read_tree(const TreeOptions& options) {
     any_table |= read_socket_table(cap, loader, root, table);
   }
   cap.source = "proc";
-  cap.sockets_ms = elapsed_ms(tables_started);
+  cap.sockets_ms = model::ms_since(tables_started);
   require_a_table(any_table, root);
   read_counters(cap, loader, root);
   read_settings(cap, root);
   cap.netns_inode = netns_inode_of(root);
   cap.netns_initial = true;  // a copied tree is taken to be its host's own view
-  cap.capture_ms = elapsed_ms(started);
+  cap.capture_ms = model::ms_since(started);
   return cap;
 }
 

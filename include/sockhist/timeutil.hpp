@@ -37,4 +37,7 @@ std::string format_iso_utc(std::int64_t epoch_ms);
 // The current wall-clock time, epoch milliseconds.
 std::int64_t now_ms();
 
+// Milliseconds of the monotonic clock since `since` (how long a step of a capture took).
+std::int64_t ms_since(std::chrono::steady_clock::time_point since);
+
 }  // namespace sockhist::model

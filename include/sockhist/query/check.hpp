@@ -28,6 +28,7 @@ struct Thresholds {
   // finding. Not counted by any(): the command sets it for every check that looks at now.
   std::optional<std::int64_t> max_age_ms;
   std::int64_t now_ms = 0;
+  std::optional<std::int64_t> usual_interval_ms;  // the scope's (usual_interval_ms), for the message
 
   bool any() const;
 };
