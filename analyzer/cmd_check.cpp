@@ -64,7 +64,8 @@ std::string message(const CheckOutcome& x, bool window, const render::Options& o
     }
     case Check::close_wait_max_age:
       if (!x.found) {
-        return fmt::format("oldest CLOSE_WAIT {}", x.none_seen ? std::string("none") : model::format_duration(x.longest_ms));
+        return fmt::format("oldest CLOSE_WAIT {}",
+                           x.none_seen ? std::string("none") : model::format_duration(x.longest_ms));
       }
       return fmt::format("{} {} {} CLOSE_WAIT socket{} seen there for {} or more (oldest {}, {})", x.subject,
                          x.still_held ? "holds" : "held", x.sockets, x.sockets == 1 ? "" : "s",

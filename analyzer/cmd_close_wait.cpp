@@ -148,9 +148,10 @@ Result run_close_wait(const CloseWaitOptions& o) {
   const int code = t.rows.empty() ? 0 : 1;
   const auto options = render_options(o.common);
   const std::string what =
-      by_process ? fmt::format("owners of CLOSE_WAIT sockets seen for at least {} (counting all their CLOSE_WAIT "
-                               "sockets)",
-                               model::format_duration(min_age))
+      by_process ? fmt::format(
+                       "owners of CLOSE_WAIT sockets seen for at least {} (counting all their CLOSE_WAIT "
+                       "sockets)",
+                       model::format_duration(min_age))
                  : fmt::format("CLOSE_WAIT sockets seen for at least {}", model::format_duration(min_age));
   if (options.format == render::Format::json) {
     auto doc = json_head("close-wait", o.common, &scope);

@@ -70,7 +70,9 @@ Result run_diff(const DiffOptions& o) {
   const int code = differences > 0 ? 1 : 0;
 
   using render::Kind;
-  const auto label = [&](const query::DiffSide& s) { return two_hosts ? s.scope.host : fmt::format("#{}", s.snapshot.id); };
+  const auto label = [&](const query::DiffSide& s) {
+    return two_hosts ? s.scope.host : fmt::format("#{}", s.snapshot.id);
+  };
   render::Table t;
   t.columns = {
       {"section", "SECTION"},

@@ -40,7 +40,8 @@ Result run_hosts(const Common& common) {
         list += (list.empty() ? "" : ", ") + label;
       }
       t.notes.push_back(fmt::format("{}: network namespaces {} (--netns chooses one; the figures above are {}'s)",
-                                    h.name, list, h.own_namespace ? std::string("its own") : h.namespace_labels.front()));
+                                    h.name, list,
+                                    h.own_namespace ? std::string("its own") : h.namespace_labels.front()));
     }
   }
   if (options.format == render::Format::json) {

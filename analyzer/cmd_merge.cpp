@@ -37,7 +37,8 @@ store::CopyFilter filter_of(const CopyOptions& o) {
   for (const auto& spec : o.join) {
     const auto eq = spec.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
-      throw Error(Exit::usage, fmt::format("--join {}: give FROM=TO (an input host and the name to write it as)", spec));
+      throw Error(Exit::usage,
+                  fmt::format("--join {}: give FROM=TO (an input host and the name to write it as)", spec));
     }
     f.join[spec.substr(0, eq)] = spec.substr(eq + 1);
   }

@@ -255,32 +255,32 @@ render::Table socket_table(const std::vector<const query::SocketRow*>& rows, std
   };
   for (const auto* r : rows) {
     const bool unix_socket = r->proto == model::Proto::unix_domain;
-    t.rows.push_back({std::string(model::name(r->proto)),
-                      unix_socket ? render::Value{} : render::Value{std::int64_t{r->family}},
-                      std::string(model::name(r->state)),
-                      r->local_addr,
-                      unix_socket ? render::Value{} : render::Value{r->local_port},
-                      unix_socket ? render::Value{} : render::Value{r->remote_addr},
-                      unix_socket ? render::Value{} : render::Value{r->remote_port},
-                      r->rx_queue,
-                      r->tx_queue,
-                      opt(r->pid),
-                      opt(r->comm),
-                      std::int64_t{r->owner_carried ? 1 : 0},
-                      opt(r->cmdline),
-                      r->uid,
-                      opt(r->user),
-                      static_cast<std::int64_t>(r->inode),
-                      std::string(static_cast<std::size_t>(r->timer) < k_timers.size()
-                                      ? k_timers[static_cast<std::size_t>(r->timer)]
-                                      : "?"),
-                      r->timer_ms,
-                      r->retransmits,
-                      r->probes,
-                      opt(r->sock_type),
-                      opt(r->cookie),
-                      r->first_time_ms,
-                      std::max<std::int64_t>(0, snapshot_ms - r->first_time_ms)});
+    t.rows.push_back(
+        {std::string(model::name(r->proto)),
+         unix_socket ? render::Value{} : render::Value{std::int64_t{r->family}},
+         std::string(model::name(r->state)),
+         r->local_addr,
+         unix_socket ? render::Value{} : render::Value{r->local_port},
+         unix_socket ? render::Value{} : render::Value{r->remote_addr},
+         unix_socket ? render::Value{} : render::Value{r->remote_port},
+         r->rx_queue,
+         r->tx_queue,
+         opt(r->pid),
+         opt(r->comm),
+         std::int64_t{r->owner_carried ? 1 : 0},
+         opt(r->cmdline),
+         r->uid,
+         opt(r->user),
+         static_cast<std::int64_t>(r->inode),
+         std::string(static_cast<std::size_t>(r->timer) < k_timers.size() ? k_timers[static_cast<std::size_t>(r->timer)]
+                                                                          : "?"),
+         r->timer_ms,
+         r->retransmits,
+         r->probes,
+         opt(r->sock_type),
+         opt(r->cookie),
+         r->first_time_ms,
+         std::max<std::int64_t>(0, snapshot_ms - r->first_time_ms)});
   }
   return t;
 }

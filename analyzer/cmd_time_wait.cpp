@@ -172,7 +172,7 @@ render::Table summary_table(const query::TimeWaitReport& r, const render::Option
     }
     const char* what = closer == query::Closer::server   ? "this host's server closes first (listening port)"
                        : closer == query::Closer::client ? "this host's client closes first (ephemeral port)"
-                                                            : "closes first from a fixed port that does not listen";
+                                                         : "closes first from a fixed port that does not listen";
     std::vector<std::pair<std::string, std::int64_t>> ranked(who.begin(), who.end());
     std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
     std::string detail;
@@ -377,9 +377,8 @@ Result run_time_wait(const TimeWaitOptions& o) {
     what = "ephemeral-port use per destination at its worst moment";
   } else if (o.by == "remote" || o.by == "local") {
     const bool remote = *o.by == "remote";
-    t = groups_table(
-        query::time_wait_groups(report, remote ? query::TimeWaitBy::remote : query::TimeWaitBy::local),
-        remote ? "REMOTE ENDPOINT" : "LOCAL ADDRESS", o.top);
+    t = groups_table(query::time_wait_groups(report, remote ? query::TimeWaitBy::remote : query::TimeWaitBy::local),
+                     remote ? "REMOTE ENDPOINT" : "LOCAL ADDRESS", o.top);
     what = remote ? "TIME_WAIT per remote endpoint" : "TIME_WAIT per local address (listening ports apart)";
   } else if (o.by == "socket") {
     t = sockets_table(report, o.anomalies);
@@ -407,9 +406,8 @@ Result run_time_wait(const TimeWaitOptions& o) {
       s["peak_entries_per_s"] =
           report.peak_entries_per_s ? nlohmann::ordered_json(*report.peak_entries_per_s) : nullptr;
       s["peak_observed_seconds"] = static_cast<double>(report.peak_observed_ms) / 1000.0;
-      s["peak_entries_time"] = report.peak_entries_per_s
-                                   ? nlohmann::ordered_json(model::format_iso_utc(report.peak_entries_ms))
-                                   : nullptr;
+      s["peak_entries_time"] =
+          report.peak_entries_per_s ? nlohmann::ordered_json(model::format_iso_utc(report.peak_entries_ms)) : nullptr;
       s["bucket_seconds"] = static_cast<double>(report.bucket_ms) / 1000.0;
       s["longest_gap_seconds"] = static_cast<double>(report.longest_gap_ms) / 1000.0;
       s["table_entries"] = report.table_entries;

@@ -38,12 +38,12 @@ void add_common(CLI::App& sub, Common& common, bool with_scope) {
 }
 
 void add_window(CLI::App& sub, Window& window, const WindowDefaults& defaults, const std::string& what) {
-  sub.add_option("--since", window.since,
-                 fmt::format("{} (ISO-8601, 'YYYY-MM-DD HH:MM', HH:MM, or a duration ago such as 24h; default: {})",
-                             what,
-                             !defaults.without.empty() ? defaults.without
-                             : defaults.since          ? *defaults.since + " ago"
-                                                       : std::string("the first snapshot")));
+  sub.add_option(
+      "--since", window.since,
+      fmt::format("{} (ISO-8601, 'YYYY-MM-DD HH:MM', HH:MM, or a duration ago such as 24h; default: {})", what,
+                  !defaults.without.empty() ? defaults.without
+                  : defaults.since          ? *defaults.since + " ago"
+                                            : std::string("the first snapshot")));
   sub.add_option("--until", window.until,
                  fmt::format("End (the same forms; default: {})", defaults.until_now ? "now" : "the newest snapshot"));
 }
@@ -52,7 +52,7 @@ std::pair<std::int64_t, std::int64_t> resolve_window(const Window& window, const
                                                      std::int64_t now_ms) {
   const auto since_text = window.since ? window.since : defaults.since;
   const auto since = since_text ? parse_moment(*since_text, "--since", now_ms) : INT64_MIN;
-  const auto until = window.until ? parse_moment(*window.until, "--until", now_ms)
+  const auto until = window.until         ? parse_moment(*window.until, "--until", now_ms)
                      : defaults.until_now ? now_ms
                                           : INT64_MAX;
   if (since > until) {
@@ -106,7 +106,7 @@ std::int64_t parse_duration(const std::string& text, const char* option, bool al
 }
 
 query::SnapshotSummary snapshot_for(SQLite::Database& db, const query::Scope& scope,
-                                       const std::optional<std::string>& at, std::int64_t now_ms) {
+                                    const std::optional<std::string>& at, std::int64_t now_ms) {
   if (!at) {
     return *query::latest_snapshot(db, scope);
   }
@@ -121,9 +121,11 @@ query::SnapshotSummary snapshot_for(SQLite::Database& db, const query::Scope& sc
   const auto usual = query::usual_interval_ms(db, scope, found->id);
   const auto gap = when - found->time_ms;
   if (gap > std::max<std::int64_t>(usual.value_or(60'000), 1'000)) {
-    fmt::print(stderr, "sockhist: note: --at {}: showing snapshot {} taken {} earlier, at {} (snapshots are usually {} apart)\n",
-               *at, found->id, model::format_duration(gap), model::format_iso_utc(found->time_ms),
-               usual ? model::format_duration(*usual) : std::string("more than a minute"));
+    fmt::print(
+        stderr,
+        "sockhist: note: --at {}: showing snapshot {} taken {} earlier, at {} (snapshots are usually {} apart)\n", *at,
+        found->id, model::format_duration(gap), model::format_iso_utc(found->time_ms),
+        usual ? model::format_duration(*usual) : std::string("more than a minute"));
   }
   return *found;
 }

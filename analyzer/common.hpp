@@ -76,7 +76,7 @@ std::int64_t parse_duration(const std::string& text, const char* option, bool al
 // The snapshot --at names (the newest at or before it), or the newest without --at; throws
 // Error(usage) when none is that old.
 query::SnapshotSummary snapshot_for(SQLite::Database& db, const query::Scope& scope,
-                                       const std::optional<std::string>& at, std::int64_t now_ms);
+                                    const std::optional<std::string>& at, std::int64_t now_ms);
 
 // A JSON document's common head: the command, the database, the host and namespace.
 nlohmann::ordered_json json_head(const std::string& command, const Common& common, const query::Scope* scope);

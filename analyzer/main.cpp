@@ -1,8 +1,8 @@
 // sockhist: the analyzer. Parses the command line, runs one subcommand, prints what it returned,
 // and turns every error into one line and exit code 2.
 #include <algorithm>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,12 +49,13 @@ struct Leading {
       for (const auto& [name, value] : given) {
         auto* option = sub->get_option_no_throw(name);
         if (option == nullptr) {
-          throw CLI::ArgumentMismatch(fmt::format("{} before {}: {} takes no {}", name, sub->get_name(),
-                                                  sub->get_name(), name));
+          throw CLI::ArgumentMismatch(
+              fmt::format("{} before {}: {} takes no {}", name, sub->get_name(), sub->get_name(), name));
         }
         // A value taken from the environment ($SOCKHIST_NETNS) gives way to one on the command line.
-        if (const auto env = option->get_envname(); !env.empty() && std::getenv(env.c_str()) != nullptr &&
-                                                    option->results() == std::vector<std::string>{std::getenv(env.c_str())}) {
+        if (const auto env = option->get_envname();
+            !env.empty() && std::getenv(env.c_str()) != nullptr &&
+            option->results() == std::vector<std::string>{std::getenv(env.c_str())}) {
           option->clear();
         }
         if (option->count() > 0 && option->get_expected_max() <= 1) {

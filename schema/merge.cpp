@@ -114,21 +114,21 @@ std::vector<InputHost> map_hosts(SQLite::Database& output, SQLite::Database& inp
       SQLite::Statement named(output, "SELECT machine_id FROM hosts WHERE name = ?");
       named.bind(1, h.target);
       if (named.executeStep() && !named.getColumn(0).isNull() && named.getColumn(0).getString() != *h.machine_id) {
-        throw Error(Exit::db_refused,
-                    fmt::format("{}: host {} has machine-id {}, but the output's {} is machine {}: two machines "
-                                "with one name; nothing merged from {}",
-                                input_name, h.name, *h.machine_id, h.target, named.getColumn(0).getString(),
-                                input_name));
+        throw Error(
+            Exit::db_refused,
+            fmt::format("{}: host {} has machine-id {}, but the output's {} is machine {}: two machines "
+                        "with one name; nothing merged from {}",
+                        input_name, h.name, *h.machine_id, h.target, named.getColumn(0).getString(), input_name));
       }
       SQLite::Statement same(output, "SELECT name FROM hosts WHERE machine_id = ? AND name != ? ORDER BY name");
       same.bind(1, *h.machine_id);
       same.bind(2, h.target);
       while (same.executeStep()) {
-        warnings.push_back(fmt::format("{}: host {} has the machine-id of host {} already in the output (cloned "
-                                       "images and containers share them): kept as two hosts; merge --join {}={} "
-                                       "makes them one",
-                                       input_name, h.target, same.getColumn(0).getString(), h.name,
-                                       same.getColumn(0).getString()));
+        warnings.push_back(
+            fmt::format("{}: host {} has the machine-id of host {} already in the output (cloned "
+                        "images and containers share them): kept as two hosts; merge --join {}={} "
+                        "makes them one",
+                        input_name, h.target, same.getColumn(0).getString(), h.name, same.getColumn(0).getString()));
       }
     }
     hosts.push_back(std::move(h));
@@ -140,7 +140,8 @@ std::vector<InputHost> map_hosts(SQLite::Database& output, SQLite::Database& inp
 }
 
 // The input's namespaces of the hosts being copied.
-std::vector<InputNetns> input_namespaces(SQLite::Database& input, const std::map<std::int64_t, const InputHost*>& hosts) {
+std::vector<InputNetns> input_namespaces(SQLite::Database& input,
+                                         const std::map<std::int64_t, const InputHost*>& hosts) {
   std::vector<InputNetns> namespaces;
   SQLite::Statement q(input, "SELECT netns_id, host_id, inode, name, is_initial FROM netns ORDER BY netns_id");
   while (q.executeStep()) {

@@ -38,7 +38,8 @@ void rebase_namespace(SQLite::Database& db, std::int64_t netns_id, std::int64_t 
   next.executeStep();
   if (next.getColumn(0).isNull()) {
     // Nothing of this namespace remains: all its spans and counters go.
-    for (const char* sql : {"DELETE FROM counter_values WHERE netns_id = ?", "DELETE FROM socket_spans WHERE netns_id = ?"}) {
+    for (const char* sql :
+         {"DELETE FROM counter_values WHERE netns_id = ?", "DELETE FROM socket_spans WHERE netns_id = ?"}) {
       SQLite::Statement del(db, sql);
       del.bind(1, netns_id);
       del.exec();

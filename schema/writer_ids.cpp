@@ -77,7 +77,8 @@ std::int64_t SnapshotWriter::Impl::ensure_netns(std::int64_t host_id, const Capt
   return id;
 }
 
-std::int64_t SnapshotWriter::Impl::ensure_process(std::int64_t host_id, const std::string& boot_id, const model::Process& p) {
+std::int64_t SnapshotWriter::Impl::ensure_process(std::int64_t host_id, const std::string& boot_id,
+                                                  const model::Process& p) {
   const auto key = std::make_tuple(host_id, boot_id, p.pid, p.start_ticks);
   if (auto it = process_ids.find(key); it != process_ids.end()) {
     return it->second;
@@ -174,8 +175,8 @@ std::int64_t SnapshotWriter::Impl::ensure_address(const std::string& addr) {
   return id;
 }
 
-
-const SnapshotWriter::Impl::CounterCache& SnapshotWriter::Impl::counters_before(std::int64_t netns_id, std::int64_t snapshot_id) {
+const SnapshotWriter::Impl::CounterCache& SnapshotWriter::Impl::counters_before(std::int64_t netns_id,
+                                                                                std::int64_t snapshot_id) {
   auto& cache = counter_cache[netns_id];
   if (cache.snapshot_id != snapshot_id) {
     cache.values = counters_as_of(db, netns_id, snapshot_id);
@@ -183,6 +184,5 @@ const SnapshotWriter::Impl::CounterCache& SnapshotWriter::Impl::counters_before(
   }
   return cache;
 }
-
 
 }  // namespace sockhist::store

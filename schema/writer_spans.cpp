@@ -14,8 +14,8 @@ using writer::identity_of;
 using writer::k_timewait_slack_ms;
 
 std::vector<SnapshotWriter::Impl::OpenSpan> SnapshotWriter::Impl::open_spans_before(std::int64_t netns_id,
-                                                                                  const Previous& prev,
-                                                                                  bool same_boot) {
+                                                                                    const Previous& prev,
+                                                                                    bool same_boot) {
   std::vector<OpenSpan> open;
   if (!same_boot) {
     // A reboot (or a new boot_id) ends every socket of the previous boot.
@@ -97,7 +97,6 @@ bool SnapshotWriter::Impl::same_socket(const OpenSpan& open, const Socket& s, co
   }
   return true;
 }
-
 
 SnapshotWriter::Impl::Matching SnapshotWriter::Impl::match_sockets(
     const Capture& cap, std::vector<OpenSpan>& open,

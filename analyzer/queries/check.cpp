@@ -53,7 +53,7 @@ CheckOutcome increase_outcome(SQLite::Database& db, const Scope& scope, const Ch
     }
   }
   auto o = outcome(check, "host", static_cast<double>(total), static_cast<double>(limit), worst_at,
-                 covered > 0 && total > limit);
+                   covered > 0 && total > limit);
   o.counter = counter;
   o.covered_ms = covered;
   o.worst_step = worst;
@@ -88,8 +88,8 @@ void close_wait_age(std::vector<CheckOutcome>& out, const CheckRange& range,
     out.push_back(std::move(f));
   }
   if (old.empty()) {
-    auto ok = outcome(Check::close_wait_max_age, "host", static_cast<double>(oldest) / 1000.0, limit, std::nullopt,
-                    false);
+    auto ok =
+        outcome(Check::close_wait_max_age, "host", static_cast<double>(oldest) / 1000.0, limit, std::nullopt, false);
     ok.longest_ms = oldest;
     ok.limit_ms = max_age;
     ok.none_seen = sockets.empty();
@@ -105,9 +105,8 @@ void close_wait_per_process(std::vector<CheckOutcome>& out, const CheckRange& ra
     const auto n = range.window ? g.peak : g.now;
     most = std::max(most, n);
     if (n > limit) {
-      auto f = outcome(Check::close_wait_max_per_process,      program(g.pid, g.comm, "unknown owner"),
-                     static_cast<double>(n),                 static_cast<double>(limit),
-                     range.snapshots.back().time_ms,         true);
+      auto f = outcome(Check::close_wait_max_per_process, program(g.pid, g.comm, "unknown owner"),
+                       static_cast<double>(n), static_cast<double>(limit), range.snapshots.back().time_ms, true);
       f.sockets = n;
       f.involved = g.involved;
       f.per_hour = g.per_hour;
@@ -116,7 +115,7 @@ void close_wait_per_process(std::vector<CheckOutcome>& out, const CheckRange& ra
   }
   if (most <= limit) {
     auto ok = outcome(Check::close_wait_max_per_process, "host", static_cast<double>(most), static_cast<double>(limit),
-                    std::nullopt, false);
+                      std::nullopt, false);
     ok.sockets = most;
     out.push_back(std::move(ok));
   }
@@ -129,8 +128,8 @@ void port_pressure_check(std::vector<CheckOutcome>& out, SQLite::Database& db, c
   for (const auto& p : port_pressure(db, scope, range.snapshots)) {
     most = std::max(most, p.percent());
     if (p.percent() > limit) {
-      auto f = outcome(Check::port_pressure_max, endpoint(p.remote_addr, p.remote_port), p.percent(), limit, p.at_ms,
-                     true);
+      auto f =
+          outcome(Check::port_pressure_max, endpoint(p.remote_addr, p.remote_port), p.percent(), limit, p.at_ms, true);
       f.ports = p;
       out.push_back(std::move(f));
     }

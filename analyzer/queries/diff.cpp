@@ -56,8 +56,8 @@ std::vector<Difference> diff_sides(const DiffSide& a, const DiffSide& b, double 
   const auto listeners = [](const DiffSide& s) {
     std::map<std::string, std::string> out;
     for (const auto& r : s.sockets) {
-      const bool listening = r.state == model::SockState::listen ||
-                             (r.proto == model::Proto::udp && r.state == model::SockState::close);
+      const bool listening =
+          r.state == model::SockState::listen || (r.proto == model::Proto::udp && r.state == model::SockState::close);
       if (listening && !(r.proto == model::Proto::unix_domain && r.local_addr.empty())) {
         out[fmt::format("{} {}", r.proto, endpoint_of(r.proto, r.local_addr, r.local_port))] = owner_name(r);
       }

@@ -56,16 +56,16 @@ std::vector<std::int64_t> ids_of(const std::vector<SnapshotSummary>& snapshots);
 // Spans in one state alive in the range, by span_id: span_id, first_snapshot_id, last_snapshot_id,
 // first_time_ms, prev_span_id, the previous span's state, process_id, pid, comm, cmdline, user,
 // family, local_addr, local_port, remote_addr, remote_port, rx_queue.
-SQLite::Statement spans_in_state(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
-                                 std::int64_t last_id, std::int64_t state_id);
+SQLite::Statement spans_in_state(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
+                                 std::int64_t state_id);
 // One span by id (bind 1): prev_span_id, the previous span's state, first_snapshot_id, first_time_ms.
 SQLite::Statement span_by_id(SQLite::Database& db);
 // TIME_WAIT and FIN_WAIT2 spans alive in the range, oldest first: span_id, first_snapshot_id,
 // last_snapshot_id, first_time_ms, state, timer, timer_ms, the previous span's state and timer,
 // pid, comm, cmdline (of the span's owner, else its previous span's), family, local_addr,
 // local_port, remote_addr, remote_port, and the first snapshot's port_range_low and _high.
-SQLite::Statement time_wait_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
-                                  std::int64_t last_id, std::int64_t time_wait_id, std::int64_t fin_wait2_id);
+SQLite::Statement time_wait_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
+                                  std::int64_t time_wait_id, std::int64_t fin_wait2_id);
 // Spans that began after first_id (up to last_id) continuing an earlier span: prev_span_id, state.
 SQLite::Statement successors(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id);
 // TCP connections (not LISTEN or CLOSE) from local ports in [low, high] to a remote port, alive in
@@ -75,8 +75,8 @@ SQLite::Statement connections_from_ports(SQLite::Database& db, const Scope& scop
                                          std::int64_t last_id, std::int64_t low, std::int64_t high);
 // Spans in one state alive in the range, for grouping: first_snapshot_id, last_snapshot_id,
 // process_id, local_port, local_addr_id, remote_addr.
-SQLite::Statement grouping_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
-                                 std::int64_t last_id, std::int64_t state_id);
+SQLite::Statement grouping_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
+                                 std::int64_t state_id);
 // "pid/comm" of a process_id (bind 1); the text of an addr_id (bind 1).
 SQLite::Statement process_label_by_id(SQLite::Database& db);
 SQLite::Statement address_by_id(SQLite::Database& db);

@@ -25,8 +25,8 @@ SQLite::Statement in_range(SQLite::Database& db, const std::string& sql, const S
 
 }  // namespace
 
-SQLite::Statement spans_in_state(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
-                                 std::int64_t last_id, std::int64_t state_id) {
+SQLite::Statement spans_in_state(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
+                                 std::int64_t state_id) {
   auto q = in_range(db,
                     std::string("SELECT sp.span_id, sp.first_snapshot_id, sp.last_snapshot_id, "
                                 "coalesce(sp.first_time_ms, f.time_ms), sp.prev_span_id, pst.state, sp.process_id, "
@@ -55,8 +55,8 @@ SQLite::Statement span_by_id(SQLite::Database& db) {
                            "LEFT JOIN socket_states pst ON pst.state_id = pv.state_id WHERE sp.span_id = ?");
 }
 
-SQLite::Statement time_wait_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
-                                  std::int64_t last_id, std::int64_t time_wait_id, std::int64_t fin_wait2_id) {
+SQLite::Statement time_wait_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
+                                  std::int64_t time_wait_id, std::int64_t fin_wait2_id) {
   auto q = in_range(db,
                     std::string("SELECT sp.span_id, sp.first_snapshot_id, sp.last_snapshot_id, "
                                 "coalesce(sp.first_time_ms, f.time_ms), st.state, sp.timer, sp.timer_ms, pst.state, "
@@ -106,8 +106,8 @@ SQLite::Statement connections_from_ports(SQLite::Database& db, const Scope& scop
   return q;
 }
 
-SQLite::Statement grouping_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
-                                 std::int64_t last_id, std::int64_t state_id) {
+SQLite::Statement grouping_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
+                                 std::int64_t state_id) {
   // socket_spans_by_first holds state_id: only the state's own rows are read from the table.
   auto q = in_range(db,
                     std::string("SELECT sp.first_snapshot_id, sp.last_snapshot_id, sp.process_id, sp.local_port, "
@@ -141,8 +141,8 @@ Listeners listeners(SQLite::Database& db, const Scope& scope, std::int64_t first
   while (q.executeStep()) {
     auto& list = out[q.getColumn(0).getInt64()];
     if (!q.getColumn(2).isNull()) {
-      list.push_back({q.getColumn(1).getInt64(), q.getColumn(2).getInt(), q.getColumn(3).getString(),
-                      opt_text(q.getColumn(4))});
+      list.push_back(
+          {q.getColumn(1).getInt64(), q.getColumn(2).getInt(), q.getColumn(3).getString(), opt_text(q.getColumn(4))});
     }
   }
   return out;

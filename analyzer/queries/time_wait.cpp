@@ -67,7 +67,8 @@ struct TimeWaitRange {
 
 // The sysctls of the range's newest snapshot that explain TIME_WAIT behaviour.
 void read_settings(TimeWaitReport& r, SQLite::Database& db, std::int64_t newest_id) {
-  SQLite::Statement q(db, "SELECT tcp_tw_reuse, tcp_max_tw_buckets, tcp_fin_timeout FROM snapshots WHERE snapshot_id = ?");
+  SQLite::Statement q(db,
+                      "SELECT tcp_tw_reuse, tcp_max_tw_buckets, tcp_fin_timeout FROM snapshots WHERE snapshot_id = ?");
   q.bind(1, newest_id);
   if (q.executeStep()) {
     r.tcp_tw_reuse = opt_int(q.getColumn(0));
@@ -310,8 +311,9 @@ void count_entries(TimeWaitReport& r, TimeWaitRange& range) {
   }
   std::vector<std::pair<std::int64_t, std::int64_t>> bucket_counter(bucket_count);  // increase, interval
   std::set<std::int64_t> counted_intervals;
-  for (const auto& step : counter_steps(
-           range.db, range.scope, snapshots, {"TcpExt.TW", "TcpExt.TWKilled", "TcpExt.TWRecycled", "TcpExt.TCPTimeWaitOverflow"})) {
+  for (const auto& step :
+       counter_steps(range.db, range.scope, snapshots,
+                     {"TcpExt.TW", "TcpExt.TWKilled", "TcpExt.TWRecycled", "TcpExt.TCPTimeWaitOverflow"})) {
     const auto short_name = step.counter.substr(step.counter.find('.') + 1);
     if (short_name == "TW") {
       r.counter_delta = r.counter_delta.value_or(0) + step.increase;
@@ -463,6 +465,5 @@ std::vector<TimeWaitGroup> time_wait_groups(const TimeWaitReport& report, TimeWa
   });
   return groups;
 }
-
 
 }  // namespace sockhist::query

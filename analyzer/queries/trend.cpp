@@ -377,5 +377,4 @@ Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since
   return t;
 }
 
-
 }  // namespace sockhist::query

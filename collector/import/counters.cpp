@@ -79,7 +79,6 @@ std::optional<std::pair<std::string_view, std::int64_t>> name_value(std::string_
   return std::make_pair(name, *value);
 }
 
-
 }  // namespace
 
 model::Parsed<model::Counter> parse_nstat(std::string_view text) {

@@ -41,10 +41,6 @@ void netstat_owner(Listing& l, model::Socket& s, std::string_view word);
 
 // What the netstat and ss readers name without qualification.
 namespace names {
-using model::SockState;
-using text::Lines;
-using text::number;
-using text::words;
 using listing::add_owner;
 using listing::endpoint;
 using listing::netstat_owner;
@@ -52,6 +48,10 @@ using listing::skip;
 using listing::ss_duration_ms;
 using listing::state_of;
 using listing::timer_kind;
+using model::SockState;
+using text::Lines;
+using text::number;
+using text::words;
 }  // namespace names
 
 }  // namespace sockhist::import::listing

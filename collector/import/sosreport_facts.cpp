@@ -165,7 +165,6 @@ std::map<std::string, NamespaceFiles> find_namespaces(const std::filesystem::pat
   return out;
 }
 
-
 std::optional<std::string> hostnamectl_field(const Report& r, std::string_view field) {
   if (const auto text = r.read("sos_commands/host/hostnamectl_status")) {
     for (const auto& [n, line] : Lines(*text).lines) {

@@ -15,7 +15,6 @@ namespace sockhist::proc::text {
 using model::LineIssue;
 using model::Parsed;
 
-
 // Calls fn(line, line_number, complete) for each line; `complete` is false for a last line that
 // lacks its newline: /proc always ends lines, so such a line comes from a truncated copy.
 template <class Fn>
@@ -88,7 +87,7 @@ inline bool is_blank(std::string_view line) {
 // truncated lines, and hands every other line to row(line, fields, skip).
 template <class T, class HeaderOk, class RowFn>
 inline void parse_table(std::string_view text, Parsed<T>& result, std::size_t min_fields, const char* wrong_header,
-                 HeaderOk&& header_ok, RowFn&& row) {
+                        HeaderOk&& header_ok, RowFn&& row) {
   bool header_seen = false;
   for_each_line(text, [&](std::string_view line, std::size_t number, bool complete) {
     if (!header_seen) {
@@ -117,7 +116,6 @@ inline void parse_table(std::string_view text, Parsed<T>& result, std::size_t mi
     result.error = "empty file (no header line)";
   }
 }
-
 
 }  // namespace sockhist::proc::text
 

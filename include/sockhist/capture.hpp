@@ -149,7 +149,6 @@ NamespaceTarget resolve_namespace(std::string_view spec, const std::vector<Names
 // One capture per namespace, entering each with setns() in a helper thread (CAP_SYS_ADMIN). Host
 // facts and the owner scan are read once and shared. Throws Error(failure) for a namespace that
 // cannot be entered.
-std::vector<model::Capture> take_namespaces(const CaptureOptions& options,
-                                            const std::vector<NamespaceTarget>& targets);
+std::vector<model::Capture> take_namespaces(const CaptureOptions& options, const std::vector<NamespaceTarget>& targets);
 
 }  // namespace sockhist::capture

@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <functional>
 #include <map>
-#include <vector>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <SQLiteCpp/Database.h>
 
@@ -29,12 +29,12 @@ struct CopyFilter {
 };
 
 struct MergeStats {
-  std::int64_t hosts = 0;       // hosts of the input that had something to copy or already copied
-  std::int64_t namespaces = 0;  // network namespaces looked at
-  std::int64_t added = 0;       // snapshots written to the output
-  std::int64_t present = 0;     // snapshots the output already held (same host, namespace, time)
-  std::int64_t too_old = 0;     // older than the output's newest of their namespace, not held: left out
-  std::int64_t filtered = 0;    // outside the filter
+  std::int64_t hosts = 0;             // hosts of the input that had something to copy or already copied
+  std::int64_t namespaces = 0;        // network namespaces looked at
+  std::int64_t added = 0;             // snapshots written to the output
+  std::int64_t present = 0;           // snapshots the output already held (same host, namespace, time)
+  std::int64_t too_old = 0;           // older than the output's newest of their namespace, not held: left out
+  std::int64_t filtered = 0;          // outside the filter
   std::vector<std::string> warnings;  // hosts kept apart that share a machine-id, one line each
 };
 

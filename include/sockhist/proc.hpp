@@ -6,8 +6,8 @@
 
 #include <array>
 #include <cstdint>
-#include <iterator>
 #include <filesystem>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>

@@ -179,5 +179,4 @@ std::vector<GoldenCase> golden_cases() {
 INSTANTIATE_TEST_SUITE_P(Analyzer, Golden, ::testing::ValuesIn(golden_cases()),
                          [](const auto& param_info) { return param_info.param.name; });
 
-
 }  // namespace

@@ -378,9 +378,8 @@ TEST(Analyzer, MinAgeFiltersOwnersNotTheirCounts) {
     EXPECT_GE(row["oldest"].get<double>(), 60.0) << owner;
   }
   // The leaking api held 8 at its peak, of which only some had stayed a minute.
-  const auto api = std::find_if(old_only.begin(), old_only.end(), [](const auto& item) {
-    return item.second["program"] == "2100/api";
-  });
+  const auto api = std::find_if(old_only.begin(), old_only.end(),
+                                [](const auto& item) { return item.second["program"] == "2100/api"; });
   ASSERT_NE(api, old_only.end());
   EXPECT_EQ(api->second["peak"], 8);
 }
@@ -545,6 +544,5 @@ TEST(Analyzer, TrendMarksGapsWhereTheCollectorDidNotRun) {
   EXPECT_FALSE(trend.buckets[7].values[0]);
   EXPECT_EQ(trend.buckets[8].values[0], 10.0);
 }
-
 
 }  // namespace

@@ -13,8 +13,8 @@
 #include "netns.hpp"
 #include "process.hpp"
 #include "sockets.hpp"
-#include "sockhist/query.hpp"
 #include "sockhist/import.hpp"
+#include "sockhist/query.hpp"
 #include "sockhist/store.hpp"
 
 using namespace sockhist;

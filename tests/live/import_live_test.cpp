@@ -14,8 +14,8 @@
 #include "netns.hpp"
 #include "process.hpp"
 #include "sockets.hpp"
-#include "sockhist/query.hpp"
 #include "sockhist/import.hpp"
+#include "sockhist/query.hpp"
 #include "sockhist/store.hpp"
 
 using namespace sockhist;
@@ -52,8 +52,8 @@ struct Format {
 
 // Each socket of the collector's snapshot is in the imported one with every field the format
 // carries equal, and the import holds nothing more (of the families the format lists).
-void expect_same_sockets(const std::map<Key, query::SocketRow>& expected,
-                         const std::map<Key, query::SocketRow>& got, const Format& f, const std::string& name) {
+void expect_same_sockets(const std::map<Key, query::SocketRow>& expected, const std::map<Key, query::SocketRow>& got,
+                         const Format& f, const std::string& name) {
   std::size_t compared = 0;
   for (const auto& [key, want] : expected) {
     const auto& proto = std::get<0>(key);

@@ -16,8 +16,8 @@
 
 #include "files.hpp"
 #include "sockets.hpp"
-#include "sockhist/netlink.hpp"
 #include "sockhist/capture.hpp"
+#include "sockhist/netlink.hpp"
 
 using namespace sockhist;
 using model::Proto;

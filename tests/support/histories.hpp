@@ -24,7 +24,7 @@ inline std::filesystem::path g_sample_dir;
 
 // The samples, recorded by the collector into `db` under `host`.
 inline void collect_samples(const std::string& db, const std::string& host, const std::vector<std::string>& samples,
-                     const std::string& history = "history-busy") {
+                            const std::string& history = "history-busy") {
   for (const auto& sample : samples) {
     const auto root = samples_dir() / history / sample;
     const auto at = read_text(root / "captured_at").substr(0, 24);

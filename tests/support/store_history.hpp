@@ -26,7 +26,7 @@ using model::Socket;
 using model::SockState;
 
 inline Socket tcp(SockState state, std::uint16_t local_port, std::uint16_t remote_port, std::uint64_t inode,
-           std::int32_t pid = 0) {
+                  std::int32_t pid = 0) {
   Socket s;
   s.proto = Proto::tcp;
   s.family = 4;
@@ -134,8 +134,8 @@ inline std::int64_t scalar(SQLite::Database& db, const std::string& sql) {
 enum class Writers { one, one_per_snapshot };
 
 inline std::vector<std::pair<std::int64_t, Capture>> write_sample_history(SQLite::Database& db,
-                                                                   const std::vector<std::string>& names,
-                                                                   const std::string& host) {
+                                                                          const std::vector<std::string>& names,
+                                                                          const std::string& host) {
   store::SnapshotWriter writer(db);
   std::vector<std::pair<std::int64_t, Capture>> written;
   for (const auto& name : names) {

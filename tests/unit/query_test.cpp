@@ -30,8 +30,8 @@ class Queries : public Store {
 
 const query::Difference* find(const std::vector<query::Difference>& rows, const std::string& section,
                               const std::string& key) {
-  const auto it = std::find_if(rows.begin(), rows.end(),
-                               [&](const auto& r) { return r.section == section && r.key == key; });
+  const auto it =
+      std::find_if(rows.begin(), rows.end(), [&](const auto& r) { return r.section == section && r.key == key; });
   return it == rows.end() ? nullptr : &*it;
 }
 

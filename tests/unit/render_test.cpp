@@ -25,10 +25,10 @@ Table sample() {
                {"stay", "", Kind::duration_ms},
                {"people_only", "", Kind::text, "", 2, true, false},
                {"note", "", Kind::text, "", 2, false, true}};
-  t.rows.push_back({std::string("api"), std::int64_t{7}, 2.25, k_moment_ms, std::int64_t{725'000},
-                    std::string("x"), std::string("plain")});
-  t.rows.push_back({std::string("a much longer name"), std::int64_t{12345}, Value{}, Value{}, Value{},
-                    std::string("y"), std::string("say \"hi\", then\nleave")});
+  t.rows.push_back({std::string("api"), std::int64_t{7}, 2.25, k_moment_ms, std::int64_t{725'000}, std::string("x"),
+                    std::string("plain")});
+  t.rows.push_back({std::string("a much longer name"), std::int64_t{12345}, Value{}, Value{}, Value{}, std::string("y"),
+                    std::string("say \"hi\", then\nleave")});
   t.notes.push_back("(a note)");
   return t;
 }

@@ -12,8 +12,8 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include "files.hpp"
-#include "sockhist/error.hpp"
 #include "sockhist/capture.hpp"
+#include "sockhist/error.hpp"
 #include "sockhist/snapshot_writer.hpp"
 #include "sockhist/store.hpp"
 #include "sockhist/timeutil.hpp"
@@ -189,4 +189,3 @@ TEST(StoreHistory, ALoopingWriterAndSeparateRunsStoreTheSameSpans) {
   EXPECT_GT(a.size(), 200U);
   EXPECT_EQ(a, dump(separate));
 }
-

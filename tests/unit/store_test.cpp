@@ -11,8 +11,8 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include "files.hpp"
-#include "sockhist/error.hpp"
 #include "sockhist/capture.hpp"
+#include "sockhist/error.hpp"
 #include "sockhist/snapshot_writer.hpp"
 #include "sockhist/store.hpp"
 #include "sockhist/timeutil.hpp"
@@ -348,4 +348,3 @@ TEST_F(Store, RetentionRemovesUnreferencedProcessesOncePerHourOfHistory) {
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM v_spans WHERE pid = 9 AND local_addr = '10.9.9.9' AND inode = 13"), 1);
 }
-

@@ -10,8 +10,8 @@
 
 #include <SQLiteCpp/Database.h>
 
-#include "sockhist/query/lifecycle.hpp"
 #include "sockhist/query.hpp"
+#include "sockhist/query/lifecycle.hpp"
 
 namespace sockhist::query {
 
@@ -69,19 +69,19 @@ struct CheckOutcome {
   std::optional<std::int64_t> at_ms;
   bool found = false;
 
-  std::int64_t sockets = 0;          // sockets over the limit (age), held (per process) or counted (state)
-  bool still_held = false;           // close-wait-max-age: some are still there
-  std::int64_t limit_ms = 0;         // close-wait-max-age: the limit itself
-  std::int64_t longest_ms = 0;       // close-wait-max-age: the longest stay (at least)
-  std::string where;                 // close-wait-max-age: "serves :8080" or "peer 10.0.0.9:5432"
-  bool none_seen = false;            // close-wait-max-age: no CLOSE_WAIT socket at all
-  std::string involved;              // close-wait-max-per-process
-  std::optional<double> per_hour;    // close-wait-max-per-process: growth
-  std::optional<PortPressure> ports; // port-pressure-max: the destination's worst moment
-  std::string counter;               // increases: "TcpExt.ListenOverflows"
-  std::int64_t covered_ms = 0;       // increases: monotonic time compared (0: nothing to compare)
-  std::int64_t worst_step = 0;       // increases: the largest increase between two snapshots
-  std::int64_t age_ms = 0;           // max-age: how old the newest snapshot is
+  std::int64_t sockets = 0;                       // sockets over the limit (age), held (per process) or counted (state)
+  bool still_held = false;                        // close-wait-max-age: some are still there
+  std::int64_t limit_ms = 0;                      // close-wait-max-age: the limit itself
+  std::int64_t longest_ms = 0;                    // close-wait-max-age: the longest stay (at least)
+  std::string where;                              // close-wait-max-age: "serves :8080" or "peer 10.0.0.9:5432"
+  bool none_seen = false;                         // close-wait-max-age: no CLOSE_WAIT socket at all
+  std::string involved;                           // close-wait-max-per-process
+  std::optional<double> per_hour;                 // close-wait-max-per-process: growth
+  std::optional<PortPressure> ports;              // port-pressure-max: the destination's worst moment
+  std::string counter;                            // increases: "TcpExt.ListenOverflows"
+  std::int64_t covered_ms = 0;                    // increases: monotonic time compared (0: nothing to compare)
+  std::int64_t worst_step = 0;                    // increases: the largest increase between two snapshots
+  std::int64_t age_ms = 0;                        // max-age: how old the newest snapshot is
   std::optional<std::int64_t> usual_interval_ms;  // max-age: the usual time between snapshots
 };
 
