@@ -206,10 +206,12 @@ void link_followers(TimeWaitReport& r, TimeWaitRange& range) {
       if (gap <= 1 && s.first_seen_ms > earlier.last_seen_ms && s.entered_ms && earlier.entered_ms) {
         if (*s.entered_ms > *earlier.entered_ms + k_time_wait_reentry_ms) {
           // A fresh timer on the tuple: a new connection. It took the tuple over (tcp_tw_reuse,
-          // TWRecycled) only if it entered while the earlier entry still had its 60 s to run; one
-          // that entered after the earlier one expired is ordinary port reuse, not an anomaly.
+          // TWRecycled) only if it entered before the earlier entry's 60 s were over; one that
+          // entered after is ordinary port reuse, not an anomaly. No slack before the expiry: the
+          // kernel takes over mostly the oldest entries, in their last seconds (measured by
+          // lifecycle_live_test against TWRecycled).
           earlier.next_state = Neighbour{model::SockState::time_wait};
-          if (*s.entered_ms < *earlier.expires_ms() - k_time_wait_reentry_ms) {
+          if (*s.entered_ms < *earlier.expires_ms()) {
             s.reused_tuple = true;
             earlier.vanished_early = false;
           }
