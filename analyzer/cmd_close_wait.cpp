@@ -47,6 +47,7 @@ render::Table sockets_table(const std::vector<query::CloseWaitSocket>& sockets) 
       {"local", "LOCAL ADDRESS"},
       {"remote", "FOREIGN ADDRESS"},
       {"recv_q", "RECV-Q", Kind::integer, "bytes"},
+      {"recv_q_first", "", Kind::integer, "bytes", 2, false},
       {"came_from", "FROM"},
       {"stay", "IN CLOSE_WAIT", Kind::text, {}, 2, true, false},
       {"now", "NOW", Kind::text, {}, 2, true, false},
@@ -69,6 +70,7 @@ render::Table sockets_table(const std::vector<query::CloseWaitSocket>& sockets) 
         address(s.local_addr, s.local_port),
         address(s.remote_addr, s.remote_port),
         s.rx_queue,
+        s.rx_queue_first,
         s.came_from == query::Neighbour{} ? std::string("-") : query::describe(s.came_from),
         stay(s),
         std::string(s.still_there ? "there" : "gone"),
@@ -88,7 +90,8 @@ render::Table sockets_table(const std::vector<query::CloseWaitSocket>& sockets) 
   }
   t.notes.push_back("IN CLOSE_WAIT: since the first snapshot that saw it there (the shorter figure) or the one");
   t.notes.push_back(
-      "before it (the longer), to the last that saw it. FROM: the state seen before. RECV-Q: unread bytes.");
+      "before it (the longer), to the last that saw it. FROM: the state seen before. RECV-Q: unread bytes");
+  t.notes.push_back("in the last snapshot that saw it.");
   return t;
 }
 

@@ -85,6 +85,13 @@ std::string program(const query::SocketRow& r) {
   return r.owner_carried ? text + "*" : text;
 }
 
+// Send-Q as ss prints it: a listener's backlog limit where the capture knew it (sock_diag, an ss
+// listing), else the kernel's send queue (0 for a listener in /proc, as netstat prints it).
+std::int64_t send_q(const query::SocketRow& r) {
+  const bool listening = r.state == model::SockState::listen || r.state == model::SockState::unix_listening;
+  return listening && r.backlog ? *r.backlog : r.tx_queue;
+}
+
 std::string timer_text(const query::SocketRow& r) {
   const double seconds = static_cast<double>(r.timer_ms) / 1000.0;
   const int timer = static_cast<int>(r.timer);
@@ -163,7 +170,7 @@ std::string inet_text(const std::vector<const query::SocketRow*>& rows, const Sh
                                                         : "UNKNOWN";
     }
     std::string line =
-        fmt::format("{:<4}  {:>6} {:>6} {:<{}} {:<{}} {:<11}", proto, r->rx_queue, r->tx_queue, local,
+        fmt::format("{:<4}  {:>6} {:>6} {:<{}} {:<{}} {:<11}", proto, r->rx_queue, send_q(*r), local,
                     std::max<std::size_t>(23, local.size()), remote, std::max<std::size_t>(23, remote.size()), state);
     if (o.extend) {
       const std::string user = !o.numeric && r->user ? *r->user : std::to_string(r->uid);
@@ -226,6 +233,7 @@ render::Table socket_table(const std::vector<const query::SocketRow*>& rows, std
                {"remote_port", "", Kind::integer},
                {"recv_q", "", Kind::integer, "bytes"},
                {"send_q", "", Kind::integer, "bytes"},
+               {"backlog", "", Kind::integer, "connections"},
                {"pid", "", Kind::integer},
                {"program"},
                {"owner_carried", "", Kind::integer},
@@ -264,7 +272,8 @@ render::Table socket_table(const std::vector<const query::SocketRow*>& rows, std
          unix_socket ? render::Value{} : render::Value{r->remote_addr},
          unix_socket ? render::Value{} : render::Value{r->remote_port},
          r->rx_queue,
-         r->tx_queue,
+         send_q(*r),
+         opt(r->backlog),
          opt(r->pid),
          opt(r->comm),
          std::int64_t{r->owner_carried ? 1 : 0},

@@ -70,6 +70,12 @@ tell() {
   read -r reply <&"$out"
   [[ $reply == ok* ]] || { echo "$me: error: population $i: $*: $reply" >&2; exit 1; }
 }
+change_queues() {  # one more unread byte in 10 % of the TCP sockets
+  local size=$1
+  for ((i = 0; i < instances; i++)); do
+    tell "$i" queues $((size * 10 / 100 / instances))
+  done
+}
 churn() {  # close 5 % client-first (TIME_WAIT) and open as many new connections
   local size=$1
   local each=$((size * 5 / 100 / 4 / instances))  # each pair closed or opened changes two sockets

@@ -176,10 +176,11 @@ void report_snapshot(const std::vector<model::Capture>& captures, const std::vec
     const std::string where =
         namespaces ? fmt::format(" netns {}", capture.netns_name.value_or(std::to_string(capture.netns_inode))) : "";
     fmt::print(stderr,
-               "sockhist-collect: snapshot {} of {}{} at {}: {} sockets, {} spans opened, {} closed, {} counter "
-               "rows, {} rows written, capture {} ms{}\n",
+               "sockhist-collect: snapshot {} of {}{} at {}: {} sockets, {} spans opened, {} closed, {} with new "
+               "values, {} counter rows, {} rows written, capture {} ms{}\n",
                stats.snapshot_id, capture.host, where, model::format_iso_utc(capture.time_ms), stats.sockets,
-               stats.spans_opened, stats.spans_closed, stats.counter_rows, stats.rows_written, capture.capture_ms,
+               stats.spans_opened, stats.spans_closed, stats.value_rows, stats.counter_rows, stats.rows_written,
+               capture.capture_ms,
                capture.skipped_lines > 0 ? fmt::format(", {} malformed lines skipped", capture.skipped_lines) : "");
   }
   std::int64_t sockets_ms = 0;

@@ -10,6 +10,7 @@
 #include <SQLiteCpp/Statement.h>
 #include <fmt/format.h>
 
+#include "socket_values.hpp"
 #include "sockhist/counters.hpp"
 #include "sockhist/error.hpp"
 #include "sockhist/model.hpp"
@@ -63,10 +64,10 @@ struct InputNetns {
 // One span of the input as a socket of the snapshots it covers.
 struct LiveSpan {
   std::int64_t last_id = 0;
-  std::int64_t first_time_ms = 0;
   std::optional<std::int64_t> process_id;
   bool carried = false;
   model::Socket socket;
+  SocketValues values;  // as of the snapshot being rebuilt
 };
 
 // The process rows the spans of one namespace refer to.
@@ -228,7 +229,8 @@ NamespaceInputs read_inputs(SQLite::Database& input, std::int64_t host_id) {
 }
 
 // The spans of one namespace, read once in order and kept while they cover the snapshot being
-// rebuilt: those alive at the first snapshot to copy, then those that begin later.
+// rebuilt: those alive at the first snapshot to copy, then those that begin later; and the values
+// each of them changed to, applied as their snapshots come.
 class SpanReplay {
  public:
   SpanReplay(SQLite::Database& input, std::int64_t netns_id, const std::vector<std::int64_t>& ids,
@@ -238,45 +240,74 @@ class SpanReplay {
                 "sp.state_id, coalesce(sp.family, 0), a.addr, coalesce(sp.local_port, 0), "
                 "coalesce(sp.remote_addr, ''), coalesce(sp.remote_port, 0), sp.tx_queue, sp.rx_queue, sp.timer, "
                 "sp.timer_ms, sp.retransmits, sp.probes, sp.uid, sp.inode, sp.cookie, sp.backlog, sp.peer_inode, "
-                "sp.sock_type, coalesce(sp.unix_flags, 0), sp.process_id, sp.owner_carried "
+                "sp.sock_type, coalesce(sp.unix_flags, 0), sp.process_id, sp.owner_carried, sp.span_id "
                 "FROM socket_spans sp JOIN addresses a ON a.addr_id = sp.local_addr_id "
                 "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
                 "WHERE sp.netns_id = ? AND sp.first_snapshot_id <= ? AND sp.last_snapshot_id >= ? "
                 "ORDER BY sp.first_snapshot_id, sp.span_id"),
+        m_values(input,
+                 "SELECT v.snapshot_id, v.span_id, v.tx_queue, v.rx_queue, v.timer, v.timer_expires_ms, "
+                 "v.retransmits, v.probes, v.backlog FROM socket_values v "
+                 "JOIN socket_spans sp ON sp.span_id = v.span_id "
+                 "WHERE sp.netns_id = ?1 AND sp.first_snapshot_id <= ?2 AND sp.last_snapshot_id >= ?3 "
+                 "AND v.snapshot_id <= ?2 ORDER BY v.snapshot_id, v.span_id"),
         m_in(in) {
-    m_spans.bind(1, netns_id);
-    m_spans.bind(2, ids.back());
-    m_spans.bind(3, ids.front());
+    for (SQLite::Statement* q : {&m_spans, &m_values}) {
+      q->bind(1, netns_id);
+      q->bind(2, ids.back());
+      q->bind(3, ids.front());
+    }
     m_have = m_spans.executeStep();
+    m_have_values = m_values.executeStep();
   }
 
-  // Moves to snapshot `id` (taken at time_ms): drops the spans that ended, adds those that begin.
+  // Moves to snapshot `id` (taken at time_ms): drops the spans that ended, adds those that begin,
+  // and gives each the values it had there.
   void advance(std::int64_t id, std::int64_t time_ms) {
-    std::erase_if(m_live, [&](const LiveSpan& s) { return s.last_id < id; });
+    std::erase_if(m_live, [&](const auto& entry) { return entry.second.last_id < id; });
     for (; m_have && m_spans.getColumn(0).getInt64() <= id; m_have = m_spans.executeStep()) {
       LiveSpan s;
       s.last_id = m_spans.getColumn(1).getInt64();
-      s.first_time_ms = m_spans.getColumn(2).isNull() ? time_ms : m_spans.getColumn(2).getInt64();
+      const std::int64_t first_time_ms = m_spans.getColumn(2).isNull() ? time_ms : m_spans.getColumn(2).getInt64();
       const auto state = m_in.states.find(m_spans.getColumn(3).getInt64());
       if (s.last_id >= id && state != m_in.states.end()) {
         s.socket = socket_of(state->second);
+        s.values = SocketValues::of(s.socket, first_time_ms);
         s.process_id = opt_int(m_spans.getColumn(22));
         s.carried = m_spans.getColumn(23).getInt() != 0;
-        m_live.push_back(std::move(s));
+        m_live.emplace(m_spans.getColumn(24).getInt64(), std::move(s));
       }
+    }
+    for (; m_have_values && m_values.getColumn(0).getInt64() <= id; m_have_values = m_values.executeStep()) {
+      const auto live = m_live.find(m_values.getColumn(1).getInt64());
+      if (live == m_live.end()) {
+        continue;  // a span that ended before the first snapshot to copy
+      }
+      SocketValues& v = live->second.values;
+      v.tx_queue = m_values.getColumn(2).getInt64();
+      v.rx_queue = m_values.getColumn(3).getInt64();
+      v.timer = m_values.getColumn(4).getInt();
+      v.timer_expires_ms = m_values.getColumn(5).getInt64();
+      v.timer_off_ms = 0;
+      v.retransmits = m_values.getColumn(6).getInt64();
+      v.probes = m_values.getColumn(7).getInt64();
+      v.backlog = opt_int(m_values.getColumn(8));
     }
   }
 
-  // The sockets of the current snapshot, with their owners, into the capture.
+  // The sockets of the current snapshot, with their values and owners, into the capture.
   void add_sockets(model::Capture& c) const {
     std::map<std::int64_t, bool> referenced;  // process_id -> used
-    for (const auto& s : m_live) {
+    for (const auto& [span_id, s] : m_live) {
       model::Socket k = s.socket;
-      // A TIME_WAIT timer counts down as the kernel's did (the span holds its first value).
-      if (k.timer == model::TimerKind::timewait) {
-        const auto elapsed = c.time_ms - s.first_time_ms;
-        k.timer_ms = static_cast<std::uint32_t>(std::max<std::int64_t>(0, k.timer_ms - elapsed));
-      }
+      k.tx_queue = static_cast<std::uint32_t>(s.values.tx_queue);
+      k.rx_queue = static_cast<std::uint32_t>(s.values.rx_queue);
+      k.timer = static_cast<model::TimerKind>(s.values.timer);
+      // A running timer counts down as the kernel's did.
+      k.timer_ms = static_cast<std::uint32_t>(s.values.timer_ms_at(c.time_ms));
+      k.retransmits = static_cast<std::uint32_t>(s.values.retransmits);
+      k.probes = static_cast<std::uint32_t>(s.values.probes);
+      k.backlog = s.values.backlog ? std::optional(static_cast<std::uint32_t>(*s.values.backlog)) : std::nullopt;
       if (s.process_id) {
         if (const auto p = m_in.processes.find(*s.process_id); p != m_in.processes.end()) {
           k.pid = p->second.process.pid;
@@ -324,9 +355,11 @@ class SpanReplay {
   }
 
   SQLite::Statement m_spans;
+  SQLite::Statement m_values;
   const NamespaceInputs& m_in;
   bool m_have = false;
-  std::vector<LiveSpan> m_live;
+  bool m_have_values = false;
+  std::map<std::int64_t, LiveSpan> m_live;  // by span_id
 };
 
 // The snapshot row of an input snapshot as the head of a capture (no sockets or counters yet).

@@ -39,7 +39,9 @@ void rebase_namespace(SQLite::Database& db, std::int64_t netns_id, std::int64_t 
   if (next.getColumn(0).isNull()) {
     // Nothing of this namespace remains: all its spans and counters go.
     for (const char* sql :
-         {"DELETE FROM counter_values WHERE netns_id = ?", "DELETE FROM socket_spans WHERE netns_id = ?"}) {
+         {"DELETE FROM counter_values WHERE netns_id = ?",
+          "DELETE FROM socket_values WHERE span_id IN (SELECT span_id FROM socket_spans WHERE netns_id = ?)",
+          "DELETE FROM socket_spans WHERE netns_id = ?"}) {
       SQLite::Statement del(db, sql);
       del.bind(1, netns_id);
       del.exec();
@@ -62,6 +64,20 @@ void rebase_namespace(SQLite::Database& db, std::int64_t netns_id, std::int64_t 
   del_values.bind(1, netns_id);
   del_values.bind(2, newest);
   del_values.exec();
+  // Values no kept snapshot shows go: all of the spans that go, and of a span that stays, all but
+  // its newest at or before the oldest kept snapshot (it still holds there; its timer keeps its
+  // own time).
+  for (const char* sql :
+       {"DELETE FROM socket_values WHERE span_id IN (SELECT span_id FROM socket_spans WHERE netns_id = ?1 "
+        "AND first_snapshot_id <= ?2 AND last_snapshot_id <= ?2)",
+        "DELETE FROM socket_values WHERE span_id IN (SELECT span_id FROM socket_spans WHERE netns_id = ?1 "
+        "AND first_snapshot_id <= ?2 AND last_snapshot_id > ?2) AND snapshot_id < (SELECT max(y.snapshot_id) "
+        "FROM socket_values y WHERE y.span_id = socket_values.span_id AND y.snapshot_id <= ?2)"}) {
+    SQLite::Statement del(db, sql);
+    del.bind(1, netns_id);
+    del.bind(2, newest);
+    del.exec();
+  }
   // Spans that ended before the oldest kept snapshot go; spans of sockets alive at or after it
   // stay, and keep the time of the first snapshot that saw them, which goes now.
   SQLite::Statement del_spans(

@@ -75,6 +75,9 @@ LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id
 LEFT JOIN snapshots l ON l.snapshot_id = sp.last_snapshot_id
 LEFT JOIN processes p ON p.process_id = sp.process_id;
 
+-- Each snapshot's sockets with that snapshot's own values: a span's Recv-Q, Send-Q, timer,
+-- retransmits, probes and backlog are those of its newest socket_values row at or before the
+-- snapshot, else the span's first ones (schema/005_socket_values.sql).
 CREATE VIEW v_snapshot_sockets AS
 SELECT s.snapshot_id,
        h.name AS host,
@@ -87,14 +90,17 @@ SELECT s.snapshot_id,
        sp.local_port,
        sp.remote_addr,
        sp.remote_port,
-       sp.tx_queue,
-       sp.rx_queue,
-       CASE sp.timer WHEN 0 THEN 'off' WHEN 1 THEN 'on' WHEN 2 THEN 'keepalive'
+       coalesce(v.tx_queue, sp.tx_queue) AS tx_queue,
+       coalesce(v.rx_queue, sp.rx_queue) AS rx_queue,
+       CASE coalesce(v.timer, sp.timer) WHEN 0 THEN 'off' WHEN 1 THEN 'on' WHEN 2 THEN 'keepalive'
                      WHEN 3 THEN 'timewait' WHEN 4 THEN 'probe' WHEN 5 THEN 'delack' END AS timer,
-       -- TIME_WAIT counts down exactly, so later snapshots show the projected time remaining.
-       CASE WHEN sp.timer = 3 THEN max(0, sp.timer_ms - (s.time_ms - coalesce(sp.first_time_ms, f.time_ms)))
-            ELSE sp.timer_ms END AS timer_ms,
-       sp.retransmits,
+       -- A running timer counts down: later snapshots show the time remaining projected from the
+       -- last value stored, which the writer keeps within 250 ms of the kernel's.
+       CASE WHEN v.span_id IS NOT NULL THEN
+              CASE WHEN v.timer = 0 THEN 0 ELSE max(0, v.timer_expires_ms - s.time_ms) END
+            WHEN sp.timer = 0 THEN sp.timer_ms
+            ELSE max(0, sp.timer_ms - (s.time_ms - coalesce(sp.first_time_ms, f.time_ms))) END AS timer_ms,
+       coalesce(v.retransmits, sp.retransmits) AS retransmits,
        sp.uid,
        sp.inode,
        p.pid,
@@ -106,12 +112,13 @@ SELECT s.snapshot_id,
        sp.cookie,
        sp.sock_type,
        coalesce(sp.first_time_ms, f.time_ms) AS first_time_ms,
-       sp.probes,
+       coalesce(v.probes, sp.probes) AS probes,
        sp.unix_flags,
-       sp.backlog,
+       CASE WHEN v.span_id IS NOT NULL THEN v.backlog ELSE sp.backlog END AS backlog,
        sp.peer_inode,
-       sp.timer AS timer_code,
-       p.process_id
+       coalesce(v.timer, sp.timer) AS timer_code,
+       p.process_id,
+       coalesce(v.snapshot_id, sp.first_snapshot_id) AS values_snapshot_id
 FROM snapshots s
 JOIN netns n ON n.netns_id = s.netns_id
 JOIN hosts h ON h.host_id = n.host_id
@@ -121,6 +128,9 @@ JOIN socket_spans sp ON sp.netns_id = s.netns_id
 JOIN socket_states st ON st.state_id = sp.state_id
 JOIN addresses a ON a.addr_id = sp.local_addr_id
 LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id
+LEFT JOIN socket_values v ON v.span_id = sp.span_id
+                         AND v.snapshot_id = (SELECT max(x.snapshot_id) FROM socket_values x
+                                              WHERE x.span_id = sp.span_id AND x.snapshot_id <= s.snapshot_id)
 LEFT JOIN processes p ON p.process_id = sp.process_id
 LEFT JOIN users u ON u.host_id = n.host_id AND u.uid = sp.uid;
 

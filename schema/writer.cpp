@@ -39,11 +39,14 @@ SnapshotWriter::Impl::Impl(SQLite::Database& database, OpenSpans keep)
                   "local_addr_id, local_port, remote_addr, remote_port, tx_queue, rx_queue, timer, timer_ms, "
                   "retransmits, probes, uid, inode, cookie, backlog, peer_inode, sock_type, unix_flags, process_id, "
                   "owner_carried) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+      insert_values(db,
+                    "INSERT INTO socket_values(span_id, snapshot_id, tx_queue, rx_queue, timer, timer_expires_ms, "
+                    "retransmits, probes, backlog) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
       insert_count(db, "INSERT INTO state_counts(snapshot_id, proto, state, count) VALUES (?, ?, ?, ?)"),
       insert_value(db, "INSERT INTO counter_values(netns_id, counter_id, snapshot_id, value) VALUES (?, ?, ?, ?)"),
       finish_snapshot(db,
                       "UPDATE snapshots SET socket_count = ?, spans_opened = ?, spans_closed = ?, "
-                      "counter_rows = ? WHERE snapshot_id = ?") {}
+                      "counter_rows = ?, value_rows = ? WHERE snapshot_id = ?") {}
 
 void SnapshotWriter::Impl::forget() {
   host_ids.clear();
@@ -84,6 +87,7 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
   if (prev) {
     close_ended(open, *prev);
   }
+  write_values(cap, snapshot_id, open, matching);
   write_spans(cap, netns_id, snapshot_id, std::move(open), matching.fresh);
   write_state_counts(cap, snapshot_id);
   write_counters(cap, netns_id, snapshot_id, prev, same_boot);
@@ -231,7 +235,8 @@ void SnapshotWriter::Impl::finish(const Capture& cap, std::int64_t snapshot_id) 
   finish_snapshot.bind(2, static_cast<std::int64_t>(stats.spans_opened));
   finish_snapshot.bind(3, static_cast<std::int64_t>(stats.spans_closed));
   finish_snapshot.bind(4, static_cast<std::int64_t>(stats.counter_rows));
-  finish_snapshot.bind(5, snapshot_id);
+  finish_snapshot.bind(5, static_cast<std::int64_t>(stats.value_rows));
+  finish_snapshot.bind(6, snapshot_id);
   finish_snapshot.exec();
 }
 

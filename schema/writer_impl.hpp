@@ -14,6 +14,7 @@
 
 #include <SQLiteCpp/Statement.h>
 
+#include "socket_values.hpp"
 #include "sockhist/counters.hpp"
 #include "sockhist/snapshot_writer.hpp"
 
@@ -57,13 +58,11 @@ struct OpenSpan {
   model::Identity id;           // protocol, endpoints, inode
   model::Identity connection;   // protocol and endpoints: links a TCP connection's states
   std::int64_t process_id = 0;  // 0: no owner (process ids start at 1)
-  std::int64_t timer_ms = 0;
-  std::int64_t first_time_ms = 0;
+  SocketValues values;          // as last stored: the span's own, or its newest socket_values row
   std::int64_t cookie = 0;
   bool has_cookie = false;
   SockState state = SockState::close;
   model::Proto proto = model::Proto::tcp;
-  std::uint8_t timer = 0;
   bool carried = false;
   bool matched = false;  // seen again unchanged: stays open
   bool linked = false;   // a new span already continues it
@@ -95,7 +94,8 @@ struct Previous {
 
 // What matching a capture against the open spans decided.
 struct Matching {
-  std::vector<NewSpan> fresh;         // spans to open
+  std::vector<NewSpan> fresh;                                  // spans to open
+  std::vector<std::pair<std::size_t, const Socket*>> changed;  // open spans (by index) whose values changed
   std::vector<std::size_t> unlinked;  // indexes into `fresh` of TCP connections with no previous state yet
 };
 
@@ -140,6 +140,7 @@ struct SnapshotWriter::Impl {
   SQLite::Statement upsert_user;
   SQLite::Statement close_span;
   SQLite::Statement insert_span;
+  SQLite::Statement insert_values;
   SQLite::Statement insert_count;
   SQLite::Statement insert_value;
   SQLite::Statement finish_snapshot;
@@ -178,6 +179,8 @@ struct SnapshotWriter::Impl {
                          const std::unordered_map<std::int32_t, std::int64_t>& process_of_pid) const;
   void link_by_connection(std::vector<OpenSpan>& open, Matching& matching) const;
   void close_ended(const std::vector<OpenSpan>& open, const Previous& prev);
+  void write_values(const Capture& cap, std::int64_t snapshot_id, std::vector<OpenSpan>& open,
+                    const Matching& matching);
   void write_spans(const Capture& cap, std::int64_t netns_id, std::int64_t snapshot_id, std::vector<OpenSpan> open,
                    const std::vector<NewSpan>& fresh);
   bool bind_span(const Capture& cap, const NewSpan& next, std::int64_t netns_id, std::int64_t snapshot_id);

@@ -41,15 +41,22 @@ std::vector<SnapshotWriter::Impl::OpenSpan> SnapshotWriter::Impl::open_spans_bef
   SQLite::Statement select(
       db, fmt::format("SELECT sp.span_id, st.proto, coalesce(sp.family, 0), a.addr, coalesce(sp.local_port, 0), "
                       "coalesce(sp.remote_addr, ''), coalesce(sp.remote_port, 0), sp.inode, st.state, "
-                      "sp.process_id, sp.owner_carried, sp.timer, sp.timer_ms, "
-                      "coalesce(sp.first_time_ms, f.time_ms, 0), sp.cookie "
+                      "sp.process_id, sp.owner_carried, coalesce(sp.first_time_ms, f.time_ms, 0), sp.cookie, "
+                      "sp.tx_queue, sp.rx_queue, sp.timer, sp.timer_ms, sp.retransmits, sp.probes, sp.backlog, "
+                      "v.span_id IS NOT NULL, v.tx_queue, v.rx_queue, v.timer, v.timer_expires_ms, v.retransmits, "
+                      "v.probes, v.backlog "
                       "FROM socket_spans sp JOIN socket_states st ON st.state_id = sp.state_id "
                       "JOIN addresses a ON a.addr_id = sp.local_addr_id "
                       "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
+                      "LEFT JOIN socket_values v ON v.span_id = sp.span_id AND v.snapshot_id = "
+                      "(SELECT max(x.snapshot_id) FROM socket_values x WHERE x.span_id = sp.span_id) "
                       "WHERE sp.netns_id = ? AND sp.last_snapshot_id = {}",
                       k_span_open));
   select.bind(1, netns_id);
   open.reserve(static_cast<std::size_t>(prev.socket_count));
+  const auto optional_int = [&](int column) {
+    return select.getColumn(column).isNull() ? std::nullopt : std::optional(select.getColumn(column).getInt64());
+  };
   while (select.executeStep()) {
     OpenSpan span;
     span.span_id = select.getColumn(0).getInt64();
@@ -67,11 +74,31 @@ std::vector<SnapshotWriter::Impl::OpenSpan> SnapshotWriter::Impl::open_spans_bef
     span.state = model::sock_state_from_name(select.getColumn(8).getString()).value_or(SockState::bound_inactive);
     span.process_id = select.getColumn(9).isNull() ? 0 : select.getColumn(9).getInt64();
     span.carried = select.getColumn(10).getInt() != 0;
-    span.timer = static_cast<std::uint8_t>(select.getColumn(11).getInt());
-    span.timer_ms = select.getColumn(12).getInt64();
-    span.first_time_ms = select.getColumn(13).getInt64();
-    span.has_cookie = !select.getColumn(14).isNull();
-    span.cookie = span.has_cookie ? select.getColumn(14).getInt64() : 0;
+    const std::int64_t first_time_ms = select.getColumn(11).getInt64();
+    span.has_cookie = !select.getColumn(12).isNull();
+    span.cookie = span.has_cookie ? select.getColumn(12).getInt64() : 0;
+    // The values as last stored: the newest socket_values row, else the span's first ones.
+    SocketValues& v = span.values;
+    const int base = select.getColumn(20).getInt() != 0 ? 21 : 13;
+    v.tx_queue = select.getColumn(base).getInt64();
+    v.rx_queue = select.getColumn(base + 1).getInt64();
+    v.timer = select.getColumn(base + 2).getInt();
+    if (base == 21) {
+      v.timer_expires_ms = select.getColumn(24).getInt64();
+      v.retransmits = select.getColumn(25).getInt64();
+      v.probes = select.getColumn(26).getInt64();
+      v.backlog = optional_int(27);
+    } else {
+      const std::int64_t timer_ms = select.getColumn(16).getInt64();
+      if (v.timer == 0) {
+        v.timer_off_ms = timer_ms;
+      } else {
+        v.timer_expires_ms = first_time_ms + timer_ms;
+      }
+      v.retransmits = select.getColumn(17).getInt64();
+      v.probes = select.getColumn(18).getInt64();
+      v.backlog = optional_int(19);
+    }
     open.push_back(std::move(span));
   }
   return open;
@@ -89,8 +116,8 @@ bool SnapshotWriter::Impl::same_socket(const OpenSpan& open, const Socket& s, co
   if (s.inode != 0 && owner != open.owner()) {
     return false;
   }
-  if (s.state == SockState::time_wait && open.timer == static_cast<int>(model::TimerKind::timewait)) {
-    const std::int64_t expected = open.timer_ms - (time_ms - open.first_time_ms);
+  if (s.state == SockState::time_wait && open.values.timer == static_cast<int>(model::TimerKind::timewait)) {
+    const std::int64_t expected = open.values.timer_ms_at(time_ms);
     if (static_cast<std::int64_t>(s.timer_ms) > expected + k_timewait_slack_ms) {
       return false;
     }
@@ -122,6 +149,9 @@ SnapshotWriter::Impl::Matching SnapshotWriter::Impl::match_sockets(
       OpenSpan& span = open[it->second];
       if (same_socket(span, s, owner, cap.time_ms)) {
         span.matched = true;
+        if (span.values.differ(SocketValues::of(s, cap.time_ms), cap.time_ms)) {
+          out.changed.emplace_back(it->second, &s);
+        }
         continue;
       }
       NewSpan next{&s, owner, std::nullopt, false};
@@ -186,6 +216,31 @@ void SnapshotWriter::Impl::close_ended(const std::vector<OpenSpan>& open, const 
     close_span.bind(2, span.span_id);
     close_span.exec();
     ++stats.spans_closed;
+    ++stats.rows_written;
+  }
+}
+
+// A socket that kept its span but not its values (queues, timer, retransmits, probes, backlog)
+// gets a socket_values row for this snapshot; the span then continues from these values.
+void SnapshotWriter::Impl::write_values(const Capture& cap, std::int64_t snapshot_id, std::vector<OpenSpan>& open,
+                                        const Matching& matching) {
+  for (const auto& [index, socket] : matching.changed) {
+    OpenSpan& span = open[index];
+    span.values = SocketValues::of(*socket, cap.time_ms);
+    const SocketValues& v = span.values;
+    auto& q = insert_values;
+    q.reset();
+    q.bind(1, span.span_id);
+    q.bind(2, snapshot_id);
+    q.bind(3, v.tx_queue);
+    q.bind(4, v.rx_queue);
+    q.bind(5, v.timer);
+    q.bind(6, v.timer_expires_ms);
+    q.bind(7, v.retransmits);
+    q.bind(8, v.probes);
+    bind_optional(q, 9, v.backlog);
+    q.exec();
+    ++stats.value_rows;
     ++stats.rows_written;
   }
 }
@@ -276,9 +331,7 @@ void SnapshotWriter::Impl::write_spans(const Capture& cap, std::int64_t netns_id
     opened.state = s.state;
     opened.process_id = next.process_id.value_or(0);
     opened.carried = carried;
-    opened.timer = static_cast<std::uint8_t>(s.timer);
-    opened.timer_ms = s.timer_ms;
-    opened.first_time_ms = cap.time_ms;
+    opened.values = SocketValues::of(s, cap.time_ms);
     opened.has_cookie = s.cookie.has_value();
     opened.cookie = static_cast<std::int64_t>(s.cookie.value_or(0));
     still_open.push_back(std::move(opened));

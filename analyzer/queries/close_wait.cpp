@@ -105,10 +105,11 @@ std::vector<CloseWaitSocket> close_wait_sockets(SQLite::Database& db, const Scop
       entry->local_port = q.getColumn(13).getInt64();
       entry->remote_addr = q.getColumn(14).getString();
       entry->remote_port = q.getColumn(15).getInt64();
-      entry->rx_queue = q.getColumn(16).getInt64();
+      entry->rx_queue_first = q.getColumn(16).getInt64();
       entry->serves_listener = listening.count(entry->local_port) > 0;
     }
-    // The owner is the newest span's.
+    // The unread bytes and the owner are the newest span's.
+    entry->rx_queue = q.getColumn(17).getInt64();
     entry->process_id = q.getColumn(6).isNull() ? std::nullopt : std::optional(q.getColumn(6).getInt64());
     entry->pid = q.getColumn(7).isNull() ? 0 : q.getColumn(7).getInt();
     entry->comm = q.getColumn(8).isNull() ? "" : q.getColumn(8).getString();

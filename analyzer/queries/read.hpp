@@ -55,7 +55,8 @@ std::vector<std::int64_t> ids_of(const std::vector<SnapshotSummary>& snapshots);
 
 // Spans in one state alive in the range, by span_id: span_id, first_snapshot_id, last_snapshot_id,
 // first_time_ms, prev_span_id, the previous span's state, process_id, pid, comm, cmdline, user,
-// family, local_addr, local_port, remote_addr, remote_port, rx_queue.
+// family, local_addr, local_port, remote_addr, remote_port, rx_queue at the span's first snapshot,
+// rx_queue at its last snapshot in the range.
 SQLite::Statement spans_in_state(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
                                  std::int64_t state_id);
 // One span by id (bind 1): prev_span_id, the previous span's state, first_snapshot_id, first_time_ms.

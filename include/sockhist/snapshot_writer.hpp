@@ -20,6 +20,7 @@ struct WriteStats {
   std::size_t spans_opened = 0;    // sockets that appeared or changed state or owner
   std::size_t spans_closed = 0;    // sockets that disappeared or changed
   std::size_t counter_rows = 0;    // counters that changed (all of them on a first or post-reboot snapshot)
+  std::size_t value_rows = 0;      // sockets that kept their span but changed queues, timer or retransmits
   std::size_t rows_written = 0;    // every row inserted or updated, the snapshot's own included
   std::int64_t bytes_written = 0;  // database pages the transaction wrote (to the WAL), in bytes
   std::int64_t db_growth = 0;      // how much the database grew, in bytes

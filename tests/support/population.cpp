@@ -9,10 +9,15 @@
 //   udp N FAMILY                N bound UDP sockets
 //   unix N PATH                 a UNIX listener at PATH and N connected pairs
 //   drop N                      close N established pairs, server first (TIME_WAIT on the server side)
+//   queues N                    one more unread byte in the server ends of the next N established
+//                               pairs (round robin): N sockets change their Recv-Q
 //   quit
+#include <sys/socket.h>
+
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <vector>
 
 #include "sockets.hpp"
@@ -23,6 +28,7 @@ int main() {
   std::map<int, Fd> listeners;  // by port
   std::vector<Pair> established;
   std::vector<Fd> held;
+  std::size_t next_queue = 0;  // the pair `queues` writes to next
   std::string line;
   std::cout << "ready" << std::endl;
   while (std::getline(std::cin, line)) {
@@ -78,6 +84,16 @@ int main() {
           held.push_back(std::move(pair.server));
         }
         held.push_back(std::move(listener));
+        std::cout << "ok" << std::endl;
+      } else if (command == "queues") {
+        std::size_t n = 0;
+        in >> n;
+        for (std::size_t i = 0; i < n && !established.empty(); ++i, ++next_queue) {
+          const char byte = 'q';
+          if (::send(established[next_queue % established.size()].client.get(), &byte, 1, 0) != 1) {
+            throw std::runtime_error("send failed");
+          }
+        }
         std::cout << "ok" << std::endl;
       } else if (command == "quit") {
         return 0;

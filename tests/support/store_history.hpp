@@ -130,6 +130,20 @@ inline std::int64_t scalar(SQLite::Database& db, const std::string& sql) {
   return db.execAndGet(sql).getInt64();
 }
 
+// Every row a query returns, each as its columns' texts joined by '|', for comparing two databases.
+inline std::vector<std::string> dump_rows(SQLite::Database& db, const std::string& sql) {
+  std::vector<std::string> rows;
+  SQLite::Statement q(db, sql);
+  while (q.executeStep()) {
+    std::string row;
+    for (int i = 0; i < q.getColumnCount(); ++i) {
+      row += q.getColumn(i).getString() + "|";
+    }
+    rows.push_back(row);
+  }
+  return rows;
+}
+
 // Writes samples/history-busy/NAME for each name, as copied trees of `host` at their capture times.
 enum class Writers { one, one_per_snapshot };
 

@@ -145,20 +145,10 @@ TEST(StoreMigration, AVersionOneDatabaseIsMigratedWithItsData) {
 TEST(StoreHistory, ALoopingWriterAndSeparateRunsStoreTheSameSpans) {
   // A looping collector keeps its open spans in memory; separate runs read them back. Same result.
   const auto dump = [](SQLite::Database& db) {
-    std::vector<std::string> rows;
-    SQLite::Statement q(
-        db,
-        "SELECT span_id, first_snapshot_id, coalesce(last_snapshot_id, -1), coalesce(prev_span_id, -1), "
-        "state, local_addr, coalesce(local_port, -1), inode, coalesce(process_id, -1), owner_carried, "
-        "timer_ms, first_time_ms FROM v_spans ORDER BY span_id");
-    while (q.executeStep()) {
-      std::string row;
-      for (int i = 0; i < q.getColumnCount(); ++i) {
-        row += q.getColumn(i).getString() + "|";
-      }
-      rows.push_back(row);
-    }
-    return rows;
+    return dump_rows(db,
+                     "SELECT span_id, first_snapshot_id, coalesce(last_snapshot_id, -1), coalesce(prev_span_id, -1), "
+                     "state, local_addr, coalesce(local_port, -1), inode, coalesce(process_id, -1), owner_carried, "
+                     "timer_ms, first_time_ms FROM v_spans ORDER BY span_id");
   };
   SQLite::Database looping(":memory:", SQLite::OPEN_READWRITE);
   SQLite::Database separate(":memory:", SQLite::OPEN_READWRITE);

@@ -42,9 +42,10 @@ struct CloseWaitSocket {
   std::int64_t local_port = 0;
   std::string remote_addr;
   std::int64_t remote_port = 0;
-  bool serves_listener = false;  // its local port was listening: the server side of a connection
-  std::int64_t rx_queue = 0;     // unread bytes when first seen in CLOSE_WAIT
-  Neighbour came_from;           // the state it was seen in before
+  bool serves_listener = false;     // its local port was listening: the server side of a connection
+  std::int64_t rx_queue = 0;        // unread bytes in the last snapshot of the range that saw it
+  std::int64_t rx_queue_first = 0;  // unread bytes in the first snapshot that saw it in CLOSE_WAIT
+  Neighbour came_from;              // the state it was seen in before
   // It entered CLOSE_WAIT after `entered_after_ms` (the last snapshot that did not see it in
   // CLOSE_WAIT; nullopt when the kept history begins with it in CLOSE_WAIT) and no later than
   // `entered_by_ms` (the first snapshot that did).
