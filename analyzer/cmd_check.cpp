@@ -126,7 +126,7 @@ Result run_check(const CheckOptions& o) {
     limits.close_wait_max_age_ms = parse_duration(*o.close_wait_max_age, "--close-wait-max-age", true);
   }
   auto db = open_db(o.common);
-  const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
+  const auto scope = resolve_scope(db, o.common.host, o.common.netns);
   query::CheckRange range;
   if (o.window.since) {
     const auto [since, until] = resolve_window(o.window, k_window, o.common.now_ms);

@@ -131,7 +131,7 @@ render::Table process_table(const std::vector<query::CloseWaitByProcess>& groups
 
 Result run_close_wait(const CloseWaitOptions& o) {
   auto db = open_db(o.common);
-  const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
+  const auto scope = resolve_scope(db, o.common.host, o.common.netns);
   const auto [since, until] = resolve_window(o.window, k_window, o.common.now_ms);
   const auto min_age = parse_duration(o.min_age, "--min-age", true);
   const auto snapshots = query::list_snapshots(db, scope, since, until);

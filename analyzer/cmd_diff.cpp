@@ -42,7 +42,7 @@ query::DiffSide side_of(SQLite::Database& db, const DiffOptions& o, std::size_t 
   }
   const std::optional<std::string> host =
       o.hosts.empty() ? std::nullopt : std::optional(o.hosts[std::min(i, o.hosts.size() - 1)]);
-  const auto scope = query::resolve_scope(db, host, o.netns);
+  const auto scope = resolve_scope(db, host, o.netns);
   const std::optional<std::string> at =
       o.ats.empty() ? std::nullopt : std::optional(o.ats[std::min(i, o.ats.size() - 1)]);
   return query::load_side(db, scope, snapshot_for(db, scope, at, o.common.now_ms));

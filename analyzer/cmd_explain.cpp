@@ -106,7 +106,7 @@ std::string who(const Common& common, const std::string& state) {
     return fmt::format("Who is in it: no database at {} (--db names one).\n", path.string());
   }
   auto db = open_db(common);
-  const auto scope = query::resolve_scope(db, common.host, common.netns);
+  const auto scope = resolve_scope(db, common.host, common.netns);
   const auto snap = query::latest_snapshot(db, scope);
   const auto rows = query::snapshot_sockets(db, snap->id);
   std::map<std::string, std::pair<std::int64_t, std::int64_t>> owners;  // owner -> count, oldest first_time

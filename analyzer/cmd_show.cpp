@@ -305,7 +305,7 @@ Result run_show(ShowOptions& o) {
     scope = query::scope_of_snapshot(db, *o.snapshot);
     snap = query::snapshot_by_id(db, *o.snapshot);
   } else {
-    scope = query::resolve_scope(db, o.common.host, o.common.netns);
+    scope = resolve_scope(db, o.common.host, o.common.netns);
     snap = snapshot_for(db, scope, o.at, o.common.now_ms);
   }
   if (!o.tcp && !o.udp && !o.unix_sockets) {

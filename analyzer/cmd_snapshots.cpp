@@ -17,7 +17,7 @@ const WindowDefaults k_window{std::nullopt, false, {}};
 
 Result run_snapshots(const SnapshotsOptions& o) {
   auto db = open_db(o.common);
-  const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
+  const auto scope = resolve_scope(db, o.common.host, o.common.netns);
   const auto [since, until] = resolve_window(o.window, k_window, o.common.now_ms);
   const auto snapshots = query::list_snapshots(db, scope, since, until);
   using render::Kind;

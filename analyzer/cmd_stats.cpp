@@ -158,7 +158,7 @@ std::string at_text(const std::vector<query::CounterValue>& counters, bool all) 
 
 Result run_stats(const StatsOptions& o) {
   auto db = open_db(o.common);
-  const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
+  const auto scope = resolve_scope(db, o.common.host, o.common.netns);
   const auto options = render_options(o.common);
   using render::Kind;
   if (o.at && (o.window.since || o.window.until)) {

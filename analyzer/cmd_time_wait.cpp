@@ -360,7 +360,7 @@ Result run_time_wait(const TimeWaitOptions& o) {
     throw Error(Exit::usage, "--anomalies lists sockets: use it with --by socket");
   }
   auto db = open_db(o.common);
-  const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
+  const auto scope = resolve_scope(db, o.common.host, o.common.netns);
   const auto [since, until] = resolve_window(o.window, k_window, o.common.now_ms);
   const std::int64_t bucket = o.bucket ? parse_duration(*o.bucket, "--bucket") : 0;
   if (o.bucket && (until - since) / bucket > 100'000) {

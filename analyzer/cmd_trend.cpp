@@ -30,7 +30,7 @@ Result run_trend(const TrendOptions& o) {
     throw Error(Exit::usage, "--counters and --state draw different things: give one or the other");
   }
   auto db = open_db(o.common);
-  const auto scope = query::resolve_scope(db, o.common.host, o.common.netns);
+  const auto scope = resolve_scope(db, o.common.host, o.common.netns);
   const auto [since, until] = resolve_window(o.window, k_window, o.common.now_ms);
   const auto bucket = o.bucket ? parse_duration(*o.bucket, "--bucket") : query::choose_bucket_ms(until - since);
   if ((until - since) / bucket > 100'000) {

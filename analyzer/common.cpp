@@ -86,6 +86,15 @@ SQLite::Database open_db(const Common& common) {
   return store::open_read_only(path);
 }
 
+query::Scope resolve_scope(SQLite::Database& db, const std::optional<std::string>& host,
+                           const std::optional<std::string>& netns) {
+  auto scope = query::resolve_scope(db, host, netns);
+  if (scope.note) {
+    fmt::print(stderr, "sockhist: note: {}\n", *scope.note);
+  }
+  return scope;
+}
+
 std::int64_t parse_moment(const std::string& text, const char* option, std::int64_t now_ms) {
   const auto ms = model::parse_moment_ms(text, now_ms);
   if (!ms) {

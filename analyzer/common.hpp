@@ -68,6 +68,10 @@ render::Options render_options(const Common& common);
 // Opens the database read-only (store::open_read_only), after checking it exists.
 SQLite::Database open_db(const Common& common);
 
+// query::resolve_scope, with its note (a --netns that named several namespaces over time) on stderr.
+query::Scope resolve_scope(SQLite::Database& db, const std::optional<std::string>& host,
+                           const std::optional<std::string>& netns);
+
 // --at/--since/--until values as epoch ms; throws Error(usage) naming the option.
 std::int64_t parse_moment(const std::string& text, const char* option, std::int64_t now_ms);
 // --bucket and similar; throws Error(usage) naming the option.

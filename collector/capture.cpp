@@ -2,6 +2,7 @@
 // (falling back to /proc text per table), counters and settings as /proc text, and the owners.
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,8 +90,30 @@ bool dump_table(model::Capture& cap, Loader& reader, netlink::DiagSocket& diag, 
 
 // The sockets, counters and settings of one network namespace: `net` is a root whose net/ files
 // show it, `sys` one whose sys/net files do (the calling thread's namespace for the live /proc).
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71  // asm-generic/socket.h, Linux 5.14
+#endif
+
+// The kernel's cookie of the calling thread's network namespace: unique for the boot, never
+// reused, unlike the namespace's inode. None before Linux 5.14 (ENOPROTOOPT).
+std::optional<std::uint64_t> current_netns_cookie() {
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);  // created in the thread's namespace
+  if (fd < 0) {
+    return std::nullopt;
+  }
+  std::uint64_t cookie = 0;
+  socklen_t size = sizeof cookie;
+  const bool known = ::getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &size) == 0 && size == sizeof cookie;
+  ::close(fd);
+  return known ? std::optional(cookie) : std::nullopt;
+}
+
 void read_namespace(model::Capture& cap, Loader& reader, const ProcRoot& net, const ProcRoot& sys,
                     netlink::DiagSocket* diag, const CaptureOptions& options) {
+  // The cookie is the calling thread's namespace's: the one read only when reading the live /proc.
+  if (net.path() == "/proc" || net.path() == "/proc/thread-self") {
+    cap.netns_cookie = current_netns_cookie();
+  }
   const auto tables_started = std::chrono::steady_clock::now();
   proc::reserve_sockets(cap, net);
   bool any_table = false;

@@ -389,6 +389,9 @@ model::Capture snapshot_head(SQLite::Statement& snapshot, SQLite::Statement& dia
   if (!snapshot.getColumn(17).isNull()) {
     c.netns_pid = snapshot.getColumn(17).getInt();
   }
+  if (!snapshot.getColumn(18).isNull()) {
+    c.netns_cookie = static_cast<std::uint64_t>(snapshot.getColumn(18).getInt64());
+  }
   c.netns_inode = n.inode;
   c.netns_name = n.name;
   c.netns_initial = n.initial;
@@ -413,7 +416,7 @@ void copy_namespace(SnapshotWriter& writer, SQLite::Database& input, const std::
       input,
       "SELECT time_ms, boot_id, uptime_ms, hostname, kernel, user_hz, source, proc_root, capture_ms, "
       "tcp_fin_timeout, tcp_max_tw_buckets, port_range_low, port_range_high, tcp_tw_reuse, somaxconn, owners, "
-      "skipped_lines, netns_pid FROM snapshots WHERE snapshot_id = ?");
+      "skipped_lines, netns_pid, netns_cookie FROM snapshots WHERE snapshot_id = ?");
   SQLite::Statement diagnostics(input, "SELECT file, line, message FROM diagnostics WHERE snapshot_id = ?");
   replay_counters(input, n.id, ids, [&](std::size_t index, const CounterValues& counters) {
     const auto id = ids[index];

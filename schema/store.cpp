@@ -196,16 +196,34 @@ void initialize(SQLite::Database& db) {
   if (version == schema_version()) {
     return;
   }
-  SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
-  // Re-read under the write lock: another process may have migrated meanwhile.
-  version = pragma_int(db, "user_version");
-  for (auto step = static_cast<std::size_t>(version); step < sql::k_migrations.size(); ++step) {
-    db.exec(std::string(sql::k_migrations[step]));
+  // A migration may rebuild a table others refer to (SQLite's way to change a constraint): foreign
+  // keys are off while it runs (the pragma cannot change inside a transaction) and checked in full
+  // before the commit.
+  db.exec("PRAGMA foreign_keys = OFF");
+  try {
+    SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+    // Re-read under the write lock: another process may have migrated meanwhile.
+    version = pragma_int(db, "user_version");
+    for (auto step = static_cast<std::size_t>(version); step < sql::k_migrations.size(); ++step) {
+      db.exec(std::string(sql::k_migrations[step]));
+    }
+    db.exec(std::string(sql::k_views));
+    SQLite::Statement check(db, "PRAGMA foreign_key_check");
+    if (check.executeStep()) {
+      throw Error(Exit::db_refused, fmt::format("{}: migration to schema version {} left a row of {} without its "
+                                                "{} row; nothing was changed",
+                                                db.getFilename(), schema_version(), check.getColumn(0).getString(),
+                                                check.getColumn(2).getString()));
+    }
+    check.reset();
+    db.exec(fmt::format("PRAGMA application_id = {}", k_application_id));
+    db.exec(fmt::format("PRAGMA user_version = {}", schema_version()));
+    transaction.commit();
+  } catch (...) {
+    db.exec("PRAGMA foreign_keys = ON");
+    throw;
   }
-  db.exec(std::string(sql::k_views));
-  db.exec(fmt::format("PRAGMA application_id = {}", k_application_id));
-  db.exec(fmt::format("PRAGMA user_version = {}", schema_version()));
-  transaction.commit();
+  db.exec("PRAGMA foreign_keys = ON");
 }
 
 SQLite::Database open_for_write(const std::filesystem::path& path) {

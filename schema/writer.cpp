@@ -20,15 +20,15 @@ SnapshotWriter::Impl::Impl(SQLite::Database& database, OpenSpans keep)
     : db(database),
       open_spans(keep),
       select_previous(db,
-                      "SELECT snapshot_id, time_ms, coalesce(boot_id, ''), socket_count FROM snapshots "
+                      "SELECT snapshot_id, time_ms, coalesce(boot_id, ''), socket_count, netns_cookie FROM snapshots "
                       "WHERE netns_id = ? ORDER BY snapshot_id DESC LIMIT 1"),
       insert_snapshot_row(
           db,
           "INSERT INTO snapshots(netns_id, time_ms, boot_id, uptime_ms, hostname, kernel, user_hz, source, "
           "proc_root, capture_ms, tcp_fin_timeout, tcp_max_tw_buckets, port_range_low, port_range_high, "
           "tcp_tw_reuse, somaxconn, owners, socket_count, spans_opened, spans_closed, counter_rows, skipped_lines, "
-          "collector_version, netns_pid) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, ?, ?, ?)"),
+          "collector_version, netns_pid, netns_cookie) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, ?, ?, ?, ?)"),
       insert_diagnostic(db, "INSERT INTO diagnostics(snapshot_id, file, line, message) VALUES (?, ?, ?, ?)"),
       upsert_user(db,
                   "INSERT INTO users(host_id, uid, name) VALUES (?, ?, ?) ON CONFLICT(host_id, uid) "
@@ -100,8 +100,10 @@ std::optional<SnapshotWriter::Impl::Previous> SnapshotWriter::Impl::previous_sna
   select_previous.reset();
   select_previous.bind(1, netns_id);
   if (select_previous.executeStep()) {
-    prev = Previous{select_previous.getColumn(0).getInt64(), select_previous.getColumn(1).getInt64(),
-                    select_previous.getColumn(2).getString(), select_previous.getColumn(3).getInt64()};
+    prev = Previous{
+        select_previous.getColumn(0).getInt64(), select_previous.getColumn(1).getInt64(),
+        select_previous.getColumn(2).getString(), select_previous.getColumn(3).getInt64(),
+        select_previous.getColumn(4).isNull() ? std::nullopt : std::optional(select_previous.getColumn(4).getInt64())};
   }
   select_previous.reset();  // a statement left on a row would hold its read open
   return prev;
@@ -130,6 +132,7 @@ std::int64_t SnapshotWriter::Impl::insert_snapshot(const Capture& cap, std::int6
   q.bind(18, static_cast<std::int64_t>(cap.skipped_lines));
   q.bind(19, SOCKHIST_VERSION);
   bind_optional(q, 20, cap.netns_pid);
+  bind_optional(q, 21, cap.netns_cookie);
   q.exec();
   const std::int64_t snapshot_id = db.getLastInsertRowid();
   stats.snapshot_id = snapshot_id;

@@ -42,16 +42,54 @@ std::int64_t SnapshotWriter::Impl::ensure_host(const Capture& cap) {
   return id;
 }
 
+// A namespace row continues only with the same namespace. The kernel gives a new namespace the
+// inode of a deleted one, so the newest row of a (host, inode) is continued only when:
+//  - both its newest snapshot and the capture have the namespace cookie, and they are equal;
+//  - else (a kernel before 5.14 on one side) they are of one boot and no counter went back: a
+//    namespace's counters start at zero and only grow until it dies;
+//  - across a reboot, only the host's own namespace continues (it is the host); any other was
+//    made anew, whatever its inode.
+// The host's own namespace (PID 1's) lives as long as the kernel: it always continues. Anything
+// else starts a new row, and what is recorded stays where it is.
+bool SnapshotWriter::Impl::same_namespace(std::int64_t netns_id, bool initial, const Capture& cap) {
+  if (cap.netns_inode == 0 || (initial && cap.netns_initial)) {
+    return true;  // a copied tree (no namespace identity to tell apart), or the host's own
+  }
+  const auto prev = previous_snapshot(netns_id);
+  if (!prev) {
+    return true;
+  }
+  if (prev->boot_id != cap.boot_id.value_or("")) {
+    return false;
+  }
+  if (prev->netns_cookie && cap.netns_cookie) {
+    return static_cast<std::uint64_t>(*prev->netns_cookie) == *cap.netns_cookie;
+  }
+  const auto& before = counters_before(netns_id, prev->id).values;
+  for (const auto& c : cap.counters) {
+    if (c.is_gauge) {
+      continue;
+    }
+    const auto it = before.find(ensure_counter(c));
+    if (it != before.end() && c.value < it->second) {
+      return false;
+    }
+  }
+  return true;
+}
+
 std::int64_t SnapshotWriter::Impl::ensure_netns(std::int64_t host_id, const Capture& cap) {
-  const auto key = std::make_pair(host_id, cap.netns_inode);
-  if (auto it = netns_ids.find(key); it != netns_ids.end()) {
+  // A looping collector meets its namespaces again: with a cookie, the cache answers.
+  const auto key = std::make_tuple(host_id, cap.netns_inode, cap.netns_cookie.value_or(0));
+  if (auto it = netns_ids.find(key); cap.netns_cookie && it != netns_ids.end()) {
     return it->second;
   }
-  SQLite::Statement select(db, "SELECT netns_id FROM netns WHERE host_id = ? AND inode = ?");
+  SQLite::Statement select(
+      db, "SELECT netns_id, is_initial FROM netns WHERE host_id = ? AND inode = ? ORDER BY netns_id DESC LIMIT 1");
   select.bind(1, host_id);
   select.bind(2, static_cast<std::int64_t>(cap.netns_inode));
   std::int64_t id = 0;
-  if (select.executeStep()) {
+  if (select.executeStep() && same_namespace(select.getColumn(0).getInt64(), select.getColumn(1).getInt() != 0, cap)) {
     id = select.getColumn(0).getInt64();
     // A name learnt later (ip netns add after the first snapshot) is kept.
     SQLite::Statement update(db,
@@ -64,6 +102,7 @@ std::int64_t SnapshotWriter::Impl::ensure_netns(std::int64_t host_id, const Capt
     update.bind(5, cap.netns_initial ? 1 : 0);
     stats.rows_written += static_cast<std::size_t>(update.exec());
   } else {
+    select.reset();
     SQLite::Statement insert(db, "INSERT INTO netns(host_id, inode, name, is_initial) VALUES (?, ?, ?, ?)");
     insert.bind(1, host_id);
     insert.bind(2, static_cast<std::int64_t>(cap.netns_inode));

@@ -90,6 +90,7 @@ struct Previous {
   std::int64_t time_ms = 0;
   std::string boot_id;
   std::int64_t socket_count = 0;
+  std::optional<std::int64_t> netns_cookie;
 };
 
 // What matching a capture against the open spans decided.
@@ -117,8 +118,8 @@ struct SnapshotWriter::Impl {
 
   SQLite::Database& db;
   OpenSpans open_spans;
-  std::unordered_map<std::string, std::pair<std::int64_t, std::string>> host_ids;  // name -> id, machine-id
-  std::map<std::pair<std::int64_t, std::uint64_t>, std::int64_t> netns_ids;
+  std::unordered_map<std::string, std::pair<std::int64_t, std::string>> host_ids;            // name -> id, machine-id
+  std::map<std::tuple<std::int64_t, std::uint64_t, std::uint64_t>, std::int64_t> netns_ids;  // host, inode, cookie
   std::map<std::tuple<std::int64_t, std::string, std::int32_t, std::uint64_t>, std::int64_t> process_ids;
   std::unordered_map<std::string, std::int64_t> counter_ids;
   std::map<std::pair<model::Proto, std::string_view>, std::int64_t> state_ids;  // names are literals
@@ -151,6 +152,7 @@ struct SnapshotWriter::Impl {
   // Row ids, created when new (writer_ids.cpp).
   std::int64_t ensure_host(const Capture& cap);
   std::int64_t ensure_netns(std::int64_t host_id, const Capture& cap);
+  bool same_namespace(std::int64_t netns_id, bool initial, const Capture& cap);
   std::int64_t ensure_process(std::int64_t host_id, const std::string& boot_id, const model::Process& p);
   std::int64_t ensure_counter(const model::Counter& c);
   std::int64_t ensure_state(model::Proto proto, SockState state);

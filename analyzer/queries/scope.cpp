@@ -1,5 +1,6 @@
 // Which host and network namespace a command looks at, and the hosts a database holds.
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include <SQLiteCpp/Statement.h>
@@ -7,6 +8,7 @@
 
 #include "read.hpp"
 #include "sockhist/error.hpp"
+#include "sockhist/timeutil.hpp"
 
 namespace sockhist::query {
 
@@ -66,13 +68,35 @@ Namespaces host_namespaces(SQLite::Database& db, std::int64_t host_id) {
   return spaces;
 }
 
-// "its own", "shtest (4026532177)" or "4026532177", as --netns would name each.
+// "its own", "shtest (4026532177)" or "4026532177", as --netns would name each; "#ID" added where
+// a name or inode names more than one (the kernel reuses a deleted namespace's inode, and
+// `ip netns` names are reused).
 std::vector<std::string> namespace_labels(const Namespaces& spaces) {
+  std::map<std::string, int> uses;
+  for (const auto& [id, inode, name, initial] : spaces) {
+    ++uses[inode];
+    if (!name.empty() && name != inode) {
+      ++uses[name];
+    }
+  }
   std::vector<std::string> out;
   for (const auto& [id, inode, name, initial] : spaces) {
-    out.push_back(initial ? std::string("its own") : name.empty() ? inode : fmt::format("{} ({})", name, inode));
+    std::string label = initial ? std::string("its own") : name.empty() ? inode : fmt::format("{} ({})", name, inode);
+    if (!initial && (uses[inode] > 1 || (!name.empty() && uses[name] > 1))) {
+      label += fmt::format(" #{}", id);
+    }
+    out.push_back(std::move(label));
   }
   return out;
+}
+
+// "#7 (2026-11-24T00:55:57Z to 2026-11-24T01:02:03Z)": a namespace by id with the span of its snapshots.
+std::string namespace_with_times(SQLite::Database& db, std::int64_t netns_id) {
+  SQLite::Statement q(db, "SELECT min(time_ms), max(time_ms) FROM snapshots WHERE netns_id = ?");
+  q.bind(1, netns_id);
+  q.executeStep();
+  return fmt::format("#{} ({} to {})", netns_id, model::format_iso_utc(q.getColumn(0).getInt64()),
+                     model::format_iso_utc(q.getColumn(1).getInt64()));
 }
 
 }  // namespace
@@ -155,10 +179,25 @@ Scope resolve_scope(SQLite::Database& db, const std::optional<std::string>& host
   }
   const auto spaces = host_namespaces(db, host_id);
   if (netns) {
+    std::vector<std::int64_t> matches;  // newest first
     for (const auto& [id, inode, name, initial] : spaces) {
-      if (*netns == inode || (!name.empty() && *netns == name)) {
-        return scope_from_netns(db, id);
+      if (*netns == inode || (!name.empty() && *netns == name) || *netns == fmt::format("#{}", id)) {
+        matches.push_back(id);
       }
+    }
+    if (!matches.empty()) {
+      Scope scope = scope_from_netns(db, matches.front());
+      if (matches.size() > 1) {
+        std::vector<std::string> older;
+        for (std::size_t i = 1; i < matches.size(); ++i) {
+          older.push_back(namespace_with_times(db, matches[i]));
+        }
+        scope.note = fmt::format(
+            "--netns {} names {} namespaces of host {} over time (the kernel reuses a deleted "
+            "namespace's inode): using the newest, {}; --netns '#ID' names another: {}",
+            *netns, matches.size(), host_name, namespace_with_times(db, matches.front()), join(older, ", "));
+      }
+      return scope;
     }
     throw Error(Exit::usage, fmt::format("--netns {}: no such namespace of host {} (namespaces: {})", *netns, host_name,
                                          join(namespace_labels(spaces), ", ")));

@@ -195,6 +195,8 @@ struct Capture {
   std::optional<std::string> netns_name;
   std::optional<std::int32_t> netns_pid;  // a process living in the namespace, when one is known
   bool netns_initial = true;              // the host's own namespace (PID 1's)
+  std::optional<std::uint64_t>
+      netns_cookie;  // SO_NETNS_COOKIE (Linux 5.14+): tells a namespace from a later one on its inode
   Settings settings;
   OwnerScan owners = OwnerScan::skipped;
   std::vector<Socket> sockets;

@@ -45,11 +45,15 @@ struct Scope {
   std::uint64_t netns_inode = 0;
   std::optional<std::string> netns_name;
   bool netns_initial = true;
+  // Set when --netns named several namespaces over time and the newest was chosen: which, and how
+  // to name the others. For stderr.
+  std::optional<std::string> note;
 };
 
 // Resolves --host and --netns. Without --host the database must hold one host; without --netns
-// the host's initial namespace is chosen (else its only one). `netns` is a /run/netns name or an
-// inode number. Throws Error(usage) naming the option when the choice is missing or unknown.
+// the host's initial namespace is chosen (else its only one). `netns` is a /run/netns name, an
+// inode number, or "#ID" (a namespace's row, as `hosts` shows where a name or inode was reused). Throws Error(usage)
+// naming the option when the choice is missing or unknown.
 Scope resolve_scope(SQLite::Database& db, const std::optional<std::string>& host,
                     const std::optional<std::string>& netns);
 

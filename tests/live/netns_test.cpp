@@ -8,11 +8,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "files.hpp"
 #include "netns.hpp"
@@ -223,4 +225,146 @@ TEST_F(Namespaces, NamespacesAtFirstContact) {
   EXPECT_EQ(diff.exit_code, 0) << diff.err;
   const auto diff_option = run(analyzer, {"diff", "--db", db, "--netns", m_a, "--at", "0s", "--at", "0s"});
   EXPECT_EQ(diff_option.exit_code, 0) << diff_option.err;
+}
+
+namespace {
+
+// A namespace made with `ip netns add NAME` on the inode `want` once the kernel has freed it
+// (deletion completes in the background): retried for up to 30 s. 0 when the kernel gave another.
+std::uint64_t add_netns_on_inode(const std::string& name, std::uint64_t want) {
+  const auto ip = find_tool("ip");
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    if (run(ip, {"netns", "add", name}).exit_code != 0) {
+      return 0;
+    }
+    if (inode_of_path("/run/netns/" + name) == want) {
+      run_in_netns("/run/netns/" + name, [] {
+        std::string why;
+        if (!bring_up_loopback(why)) {
+          throw std::runtime_error(why);
+        }
+      });
+      return want;
+    }
+    run(ip, {"netns", "del", name});
+    ::usleep(300'000);
+  }
+  return 0;
+}
+
+// What `sockhist show --netns SPEC -tan --format json` listed: its local ports, and its stderr.
+std::pair<std::set<int>, std::string> shown_ports(const std::string& db, const std::string& spec) {
+  const auto r = run(SOCKHIST_ANALYZER_BIN, {"show", "--db", db, "--netns", spec, "-tan", "--format", "json"});
+  if (r.exit_code != 0) {
+    throw std::runtime_error("sockhist show --netns " + spec + ": " + r.err);
+  }
+  std::set<int> ports;
+  const auto shown = nlohmann::json::parse(r.out);
+  for (const auto& row : shown["rows"]) {
+    ports.insert(row["local_port"].get<int>());
+  }
+  return {ports, r.err};
+}
+
+}  // namespace
+
+// After `ip netns del`, the kernel gives a new namespace the deleted one's inode. The new one's
+// snapshot must start a namespace of its own: the old one keeps its name, its snapshots and its
+// open sockets; --netns by name finds each; by inode, the newest, saying so.
+TEST(NamespaceIdentity, AReusedInodeIsANewNamespaceAndHistoryStays) {
+  const auto ip = find_tool("ip");
+  if (ip.empty()) {
+    GTEST_SKIP() << "no ip(8) binary to create network namespaces";
+  }
+  const std::string old_name = fmt::format("shreuse-old-{}", ::getpid());
+  const std::string new_name = fmt::format("shreuse-new-{}", ::getpid());
+  if (run(ip, {"netns", "add", old_name}).exit_code != 0) {
+    GTEST_SKIP() << "cannot create network namespaces here; this test runs in CI as root";
+  }
+  const auto dir = scratch_dir("netns-reuse");
+  const std::string db = (dir / "reuse.db").string();
+  const auto collect = [&](const std::string& name) {
+    const auto r = run(k_collect, {"--db", db, "--netns", name, "--retain", "0", "--quiet"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  };
+  const std::uint64_t inode = inode_of_path("/run/netns/" + old_name);
+  int old_port = 0, new_port = 0, third_port = 0;
+  {
+    Fd listener;
+    Pair pair;
+    run_in_netns("/run/netns/" + old_name, [&] {
+      std::string why;
+      ASSERT_TRUE(bring_up_loopback(why)) << why;
+      listener = listen_tcp(4);
+      pair = connect_pair(4, listener);
+    });
+    old_port = local_port(listener);
+    collect(old_name);
+    collect(old_name);
+  }  // its sockets closed, so that deleting it frees it
+  // Deletes `gone`, makes `name` on its inode and snapshots it holding one listener: the port, or 0
+  // when the kernel gave another inode.
+  const auto recreate = [&](const std::string& gone, const std::string& name) {
+    run(ip, {"netns", "del", gone});
+    if (add_netns_on_inode(name, inode) == 0) {
+      return 0;
+    }
+    Fd listener;
+    run_in_netns("/run/netns/" + name, [&] { listener = listen_tcp(4); });
+    collect(name);
+    return static_cast<int>(local_port(listener));
+  };
+  new_port = recreate(old_name, new_name);
+  if (new_port == 0) {
+    GTEST_SKIP() << "the kernel did not give a new namespace the deleted one's inode within 30 s";
+  }
+  third_port = recreate(new_name, old_name);  // once more under the first name: one name, two namespaces
+  if (third_port == 0) {
+    GTEST_SKIP() << "the kernel did not reuse the inode a second time within 30 s";
+  }
+  run(ip, {"netns", "del", old_name});
+
+  SQLite::Database conn(db, SQLite::OPEN_READONLY);
+  const auto ids = [&] {
+    std::vector<std::int64_t> out;
+    SQLite::Statement q(conn, fmt::format("SELECT netns_id FROM netns WHERE inode = {} ORDER BY netns_id", inode));
+    while (q.executeStep()) {
+      out.push_back(q.getColumn(0).getInt64());
+    }
+    return out;
+  }();
+  ASSERT_EQ(ids.size(), 3U) << "each namespace on the reused inode is a namespace of its own";
+  const auto scalar = [&](const std::string& sql) { return conn.execAndGet(sql).getInt64(); };
+  // The first namespace's history is as recorded: its name, two snapshots, its three sockets
+  // still open at its last snapshot (nothing closed them), and its own cookie.
+  EXPECT_EQ(conn.execAndGet(fmt::format("SELECT name FROM netns WHERE netns_id = {}", ids[0])).getString(), old_name);
+  EXPECT_EQ(scalar(fmt::format("SELECT count(*) FROM snapshots WHERE netns_id = {}", ids[0])), 2);
+  EXPECT_EQ(scalar(fmt::format("SELECT count(*) FROM socket_spans WHERE netns_id = {} AND last_snapshot_id = "
+                               "2147483647 AND state_id IN (SELECT state_id FROM socket_states WHERE proto = 'tcp')",
+                               ids[0])),
+            3);
+  EXPECT_EQ(conn.execAndGet(fmt::format("SELECT name FROM netns WHERE netns_id = {}", ids[1])).getString(), new_name);
+  EXPECT_EQ(scalar("SELECT count(DISTINCT netns_cookie) FROM snapshots WHERE netns_cookie IS NOT NULL"), 3);
+  // --netns by name, by '#ID' and by inode (the newest, with a note naming the others).
+  EXPECT_EQ(shown_ports(db, new_name).first, (std::set<int>{new_port}));
+  const auto [by_name, name_note] = shown_ports(db, old_name);
+  EXPECT_EQ(by_name, (std::set<int>{third_port})) << "the newest namespace of that name";
+  EXPECT_NE(name_note.find(fmt::format("#{}", ids[0])), std::string::npos) << name_note;
+  const auto [first_ports, first_note] = shown_ports(db, fmt::format("#{}", ids[0]));
+  EXPECT_TRUE(first_ports.contains(old_port)) << "the first namespace's sockets, as its last snapshot saw them";
+  EXPECT_EQ(first_ports.size(), 2U);  // the listener's port and the client's
+  EXPECT_EQ(first_note, "");
+  const auto [by_inode, inode_note] = shown_ports(db, std::to_string(inode));
+  EXPECT_EQ(by_inode, (std::set<int>{third_port}));
+  EXPECT_NE(inode_note.find("names 3 namespaces"), std::string::npos) << inode_note;
+  // hosts lists the three, told apart.
+  const auto hosts = run(SOCKHIST_ANALYZER_BIN, {"hosts", "--db", db, "--format", "json"});
+  ASSERT_EQ(hosts.exit_code, 0) << hosts.err;
+  const auto list = nlohmann::json::parse(hosts.out)["rows"][0]["namespace_list"];
+  std::set<std::string> labels(list.begin(), list.end());
+  for (const auto id : ids) {
+    EXPECT_TRUE(std::any_of(labels.begin(), labels.end(), [&](const std::string& l) {
+      return l.ends_with(fmt::format("#{}", id));
+    })) << hosts.out;
+  }
 }

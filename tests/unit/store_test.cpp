@@ -504,3 +504,59 @@ TEST_F(Store, MergeCopiesEachSnapshotsOwnValues) {
   }
   EXPECT_EQ(scalar(merged, "SELECT count(*) FROM socket_values"), scalar(db, "SELECT count(*) FROM socket_values"));
 }
+
+namespace {
+
+// A capture of a container's namespace (not the host's own) on inode 4026532300.
+Capture container_capture(std::int64_t time_ms, std::int64_t in_segs, std::optional<std::uint64_t> cookie,
+                          std::string boot = "boot-a") {
+  auto c = capture_at(time_ms, {tcp(SockState::listen, 8080, 0, 21, 7)}, std::move(boot));
+  c.netns_inode = 4026532300;
+  c.netns_initial = false;
+  c.netns_name = "ctr";
+  c.netns_cookie = cookie;
+  c.counters[0].value = in_segs;  // Tcp.InSegs
+  return c;
+}
+
+std::int64_t namespaces_on_inode(SQLite::Database& db) {
+  return scalar(db, "SELECT count(*) FROM netns WHERE inode = 4026532300");
+}
+
+}  // namespace
+
+TEST_F(Store, ANamespaceCookieTellsANewNamespaceOnAReusedInode) {
+  store::SnapshotWriter writer(db);
+  writer.write(container_capture(1'000'000, 100, 7));
+  writer.write(container_capture(1'010'000, 150, 7));
+  EXPECT_EQ(namespaces_on_inode(db), 1);
+  // Another cookie: another namespace, even with counters that only grew.
+  const auto stats = writer.write(container_capture(1'020'000, 900, 8));
+  EXPECT_EQ(namespaces_on_inode(db), 2);
+  EXPECT_EQ(stats.spans_closed, 0U) << "the first namespace's sockets are not closed by another's snapshot";
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM socket_spans WHERE last_snapshot_id = 2147483647"), 2);
+  // The second namespace goes on in its own row.
+  writer.write(container_capture(1'030'000, 950, 8));
+  EXPECT_EQ(namespaces_on_inode(db), 2);
+}
+
+TEST_F(Store, WithoutCookiesCountersThatGoBackTellANewNamespace) {
+  // As separate cron runs on a kernel before 5.14: no cookie, no writer memory.
+  const auto write = [&](const Capture& c) { return store::SnapshotWriter(db, store::OpenSpans::forget).write(c); };
+  write(container_capture(1'000'000, 100, std::nullopt));
+  write(container_capture(1'010'000, 150, std::nullopt));
+  EXPECT_EQ(namespaces_on_inode(db), 1) << "counters that grew: the same namespace";
+  write(container_capture(1'020'000, 3, std::nullopt));
+  EXPECT_EQ(namespaces_on_inode(db), 2) << "a counter went back within one boot: a namespace made anew";
+  write(container_capture(1'030'000, 10, std::nullopt));
+  EXPECT_EQ(namespaces_on_inode(db), 2);
+  // After a reboot a container's namespace is a new one whatever its inode; the host's own is the host.
+  write(container_capture(1'040'000, 50, std::nullopt, "boot-b"));
+  EXPECT_EQ(namespaces_on_inode(db), 3);
+  write(capture_at(1'000'000, {}));
+  write(capture_at(1'040'000, {}, "boot-b"));
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM netns WHERE is_initial = 1"), 1);
+  // Nothing recorded moved: each row keeps the snapshots it was given.
+  EXPECT_EQ(dump_rows(db, "SELECT netns_id, count(*) FROM snapshots GROUP BY netns_id ORDER BY netns_id"),
+            (std::vector<std::string>{"1|2|", "2|2|", "3|1|", "4|2|"}));
+}
