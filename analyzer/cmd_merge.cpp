@@ -156,6 +156,7 @@ Result run_export(const CopyOptions& o) {
     auto input = store::open_input(source);
     {
       auto out = store::open_for_write(tmp);
+      store::drop_wal_on_close(out);  // the export is one file
       const auto stats =
           store::merge_into(out, input, source.string(), filter_of(o), progress_line(o.quiet, output.string()));
       text = fmt::format("{}: {} snapshots of {}\n", output.string(), stats.added, source.string());

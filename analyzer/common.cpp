@@ -1,6 +1,10 @@
 #include "common.hpp"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -79,9 +83,14 @@ render::Options render_options(const Common& common) {
 
 SQLite::Database open_db(const Common& common) {
   const auto path = store::resolve_db_path(common.db);
-  if (!std::filesystem::exists(path)) {
-    throw Error(Exit::usage,
-                fmt::format("{}: no such database (--db, $SOCKHIST_DB; sockhist-collect creates it)", path.string()));
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      throw Error(Exit::usage,
+                  fmt::format("{}: no such database (--db, $SOCKHIST_DB; sockhist-collect creates it)", path.string()));
+    }
+    // Not ours to read: a directory of another user or group (the database is never world-readable).
+    throw Error(Exit::db_refused, fmt::format("{}: cannot open: {}", path.string(), std::strerror(errno)));
   }
   return store::open_read_only(path);
 }

@@ -61,6 +61,9 @@ void setup_collect(CLI::App& app, CollectOptions& o) {
   app.add_flag("--all-netns", o.all_netns,
                "Capture every network namespace (containers, ip netns): one snapshot each, one transaction");
   app.add_option("--netns", o.netns, "Capture this namespace: a /run/netns NAME, a PID in it, or a PATH (repeatable)");
+  app.add_option("--group", o.group,
+                 "The group that may read the database (its file, -wal and -shm: group NAME, mode 0640); "
+                 "default sockhist when that group exists, '' for none");
   app.add_flag("--no-cmdline", o.no_cmdline, "Do not store process command lines");
   app.add_flag("--no-owners", o.no_owners, "Do not scan /proc/PID/fd for socket owners");
   app.add_flag("-q,--quiet", o.quiet, "Print nothing on success, even on a terminal");
@@ -73,6 +76,7 @@ namespace {
 // The options checked and turned into what a run needs.
 struct RunSettings {
   capture::CaptureOptions capture;
+  store::ReaderGroup group;
   std::int64_t interval_ms = 0;  // 0: one snapshot
   std::int64_t retain_ms = 0;
   std::int64_t lock_wait_ms = 0;
@@ -120,6 +124,7 @@ RunSettings settings_of(const CollectOptions& o) {
   }
   r.retain_ms = duration_option(o.retain, "--retain");
   r.lock_wait_ms = duration_option(o.lock_wait, "--lock-wait");
+  r.group = o.group ? store::reader_group(*o.group, "--group") : store::default_reader_group();
   r.namespaces = o.all_netns || !o.netns.empty();
   r.report = o.verbose || (!o.quiet && ::isatty(STDERR_FILENO) != 0);
   return r;
@@ -223,8 +228,12 @@ int run_collect(const CollectOptions& o) {
 
   ::umask(027);
   const auto db_path = store::resolve_db_path(o.db);
-  store::WriterLock lock(db_path, std::chrono::milliseconds(r.lock_wait_ms));
-  auto db = store::open_for_write(db_path);
+  store::WriterLock lock(db_path, std::chrono::milliseconds(r.lock_wait_ms), r.group);
+  auto db = store::open_for_write(db_path, r.group);
+  // Members of the reader group read it while collectors come and go; what stops them is said.
+  if (const auto problem = store::share_with_group(db_path, r.group); !problem.empty()) {
+    fmt::print(stderr, "sockhist-collect: warning: {}\n", problem);
+  }
   // Only a loop has a next snapshot to keep the open spans in memory for.
   store::SnapshotWriter writer(db, r.interval_ms > 0 ? store::OpenSpans::remember : store::OpenSpans::forget);
   // What a loop learns of the processes' fd tables spares most of the owner scan next time.

@@ -24,6 +24,7 @@ struct CollectOptions {
   std::string source = "auto";
   bool all_netns = false;
   std::vector<std::string> netns;
+  std::optional<std::string> group;  // the reader group; default `sockhist` when it exists
   bool no_cmdline = false;
   bool no_owners = false;
   bool quiet = false;

@@ -1,8 +1,10 @@
 #include "sockhist/store.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <array>
@@ -63,16 +65,46 @@ int pragma_int(SQLite::Database& db, const char* pragma) {
   return db.execAndGet(fmt::format("PRAGMA {}", pragma)).getInt();
 }
 
-// mkdir -p with mode 0750 for the directories it creates.
-void make_parent_dirs(const std::filesystem::path& path) {
+// mkdir -p with mode 0750 (whatever the umask) for the directories it creates, in the reader
+// group when there is one.
+void make_parent_dirs(const std::filesystem::path& path, const ReaderGroup& group = std::nullopt) {
   const auto parent = path.parent_path();
   if (parent.empty() || std::filesystem::exists(parent)) {
     return;
   }
-  make_parent_dirs(parent);
-  if (::mkdir(parent.c_str(), 0750) != 0 && errno != EEXIST) {
+  make_parent_dirs(parent, group);
+  if (::mkdir(parent.c_str(), 0750) != 0) {
+    if (errno == EEXIST) {
+      return;
+    }
     throw Error(Exit::failure, fmt::format("{}: cannot create directory: {}", parent.string(), std::strerror(errno)));
   }
+  if ((group && ::chown(parent.c_str(), static_cast<uid_t>(-1), *group) != 0) || ::chmod(parent.c_str(), 0750) != 0) {
+    throw Error(Exit::failure, fmt::format("{}: cannot give the directory its group and mode: {}", parent.string(),
+                                           std::strerror(errno)));
+  }
+}
+
+// A file name as an SQLite URI's path: '%', '?' and '#' escaped.
+std::string uri_path(const std::filesystem::path& path) {
+  std::string out;
+  for (const char c : std::filesystem::absolute(path).string()) {
+    if (c == '%' || c == '?' || c == '#') {
+      out += fmt::format("%{:02X}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// A database nobody can write here: no write permission on the file for anyone, or a read-only
+// file system (a copy on read-only media).
+bool read_only_copy(const std::filesystem::path& path) {
+  struct stat st {};
+  struct statvfs fs {};
+  return (::stat(path.c_str(), &st) == 0 && (st.st_mode & 0222) == 0) ||
+         (::statvfs(path.c_str(), &fs) == 0 && (fs.f_flag & ST_RDONLY) != 0);
 }
 
 void configure_connection(SQLite::Database& db) {
@@ -82,8 +114,8 @@ void configure_connection(SQLite::Database& db) {
 
 // Builds a new database under a temporary name and links it into place, so that `path` never
 // names a half-initialised file, even if we are killed midway.
-void create_database(const std::filesystem::path& path) {
-  make_parent_dirs(path);
+void create_database(const std::filesystem::path& path, const ReaderGroup& group) {
+  make_parent_dirs(path, group);
   // A creator killed midway leaves its temporary file; under the writer lock none is in use.
   const std::string stale_prefix = path.filename().string() + ".new-";
   std::error_code ignored;
@@ -98,6 +130,14 @@ void create_database(const std::filesystem::path& path) {
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
   if (fd < 0) {
     throw Error(Exit::failure, fmt::format("{}: cannot create database: {}", path.string(), std::strerror(errno)));
+  }
+  // 0640 whatever the umask, in the reader group: SQLite gives the -wal and -shm files the same.
+  if ((group && ::fchown(fd, static_cast<uid_t>(-1), *group) != 0) || ::fchmod(fd, 0640) != 0) {
+    const int err = errno;
+    ::close(fd);
+    std::filesystem::remove(temp);
+    throw Error(Exit::failure,
+                fmt::format("{}: cannot give the database its group and mode: {}", path.string(), std::strerror(err)));
   }
   ::close(fd);
   try {
@@ -226,16 +266,22 @@ void initialize(SQLite::Database& db) {
   db.exec("PRAGMA foreign_keys = ON");
 }
 
-SQLite::Database open_for_write(const std::filesystem::path& path) {
+SQLite::Database open_for_write(const std::filesystem::path& path, const ReaderGroup& group) {
   auto check = check_file(path);
   if (check.kind == FileKind::missing) {
-    create_database(path);
+    create_database(path, group);
     check = check_file(path);
   }
   refuse_if_not_ours(path, check);
   try {
     SQLite::Database db(path.string(), SQLite::OPEN_READWRITE);
     configure_connection(db);
+    // Readers who may not create files beside the database (its group, on a 0750 directory) need
+    // the -wal and -shm files to exist: keep them when this connection closes, the -wal emptied
+    // (journal_size_limit >= 0 truncates it to nothing then, and bounds it meanwhile).
+    int persist = 1;
+    sqlite3_file_control(db.getHandle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    db.exec("PRAGMA journal_size_limit = 67108864");
     initialize(db);
     db.exec("PRAGMA journal_mode = WAL");
     return db;
@@ -244,31 +290,133 @@ SQLite::Database open_for_write(const std::filesystem::path& path) {
   }
 }
 
+void drop_wal_on_close(SQLite::Database& db) {
+  int persist = 0;
+  sqlite3_file_control(db.getHandle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+}
+
+ReaderGroup reader_group(const std::string& name, const char* option) {
+  if (name.empty()) {
+    return std::nullopt;
+  }
+  const group* g = ::getgrnam(name.c_str());
+  if (g == nullptr) {
+    throw Error(Exit::usage, fmt::format("{} {}: no such group (groupadd --system {} creates it)", option, name, name));
+  }
+  return g->gr_gid;
+}
+
+ReaderGroup default_reader_group() {
+  const group* g = ::getgrnam("sockhist");
+  return g != nullptr ? std::optional(g->gr_gid) : std::nullopt;
+}
+
+std::string share_with_group(const std::filesystem::path& path, const ReaderGroup& group) {
+  if (!group) {
+    return {};
+  }
+  std::vector<std::string> problems;
+  for (const std::string suffix : {"", "-wal", "-shm"}) {
+    const std::string file = path.string() + suffix;
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) {
+      continue;
+    }
+    if (st.st_gid != *group && ::chown(file.c_str(), static_cast<uid_t>(-1), *group) != 0) {
+      problems.push_back(fmt::format("{}: cannot give it group {}: {}", file, *group, std::strerror(errno)));
+    } else if ((st.st_mode & S_IRGRP) == 0 && ::chmod(file.c_str(), (st.st_mode & 07777) | S_IRGRP) != 0) {
+      problems.push_back(fmt::format("{}: cannot make it readable by its group: {}", file, std::strerror(errno)));
+    }
+  }
+  // An existing directory is the administrator's: say what keeps the group out, change nothing.
+  const auto dir = std::filesystem::absolute(path).parent_path();
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0 && (st.st_mode & S_IXOTH) == 0 &&
+      (st.st_gid != *group || (st.st_mode & S_IXGRP) == 0)) {
+    problems.push_back(fmt::format("{}: members of group {} cannot enter this directory (chgrp {} {} && chmod g+x {})",
+                                   dir.string(), *group, *group, dir.string(), dir.string()));
+  }
+  std::string out;
+  for (const auto& p : problems) {
+    out += (out.empty() ? "" : "; ") + p;
+  }
+  return out;
+}
+
+namespace {
+
+// Opens `name` (a path, or a URI with `flags` holding SQLITE_OPEN_URI) and checks it is a current
+// sockhist database.
+SQLite::Database open_checked(const std::filesystem::path& path, const std::string& name, int flags) {
+  SQLite::Database db(name, flags);
+  db.setBusyTimeout(10'000);
+  const int app_id = pragma_int(db, "application_id");
+  const int version = pragma_int(db, "user_version");
+  if (app_id != k_application_id) {
+    refuse(path, "is not a sockhist database");
+  }
+  if (version > schema_version()) {
+    refuse(path, fmt::format("has schema version {}, newer than this sockhist's {}; upgrade sockhist", version,
+                             schema_version()));
+  }
+  if (version < schema_version()) {
+    refuse(path, fmt::format("has schema version {}, older than this sockhist's {}; run sockhist-collect "
+                             "--db on it once to migrate it",
+                             version, schema_version()));
+  }
+  return db;
+}
+
+// Why a database whose -shm cannot be created here can or cannot be read: nothing when it is a
+// read-only copy with nothing in its -wal (it is then opened as immutable), else the reason.
+std::optional<std::string> why_not_immutable(const std::filesystem::path& path) {
+  const std::filesystem::path wal = path.string() + "-wal";
+  std::error_code ec;
+  const auto wal_bytes = std::filesystem::is_regular_file(wal, ec) ? std::filesystem::file_size(wal, ec) : 0;
+  const auto dir = std::filesystem::absolute(path).parent_path().string();
+  if (wal_bytes > 0) {
+    return fmt::format(
+        "its write-ahead log {} holds {} bytes of changes not yet in the database file, and reading "
+        "them needs {}-shm, which is missing and cannot be created in {}: copy {} and {} to a writable "
+        "directory and read the copy (or copy the -shm file along with them)",
+        wal.string(), wal_bytes, path.string(), dir, path.string(), wal.string());
+  }
+  if (!read_only_copy(path)) {
+    return fmt::format(
+        "a reader needs {}-shm beside it, which is missing and cannot be created in {}: run "
+        "sockhist-collect on it once (it keeps its -wal and -shm files for readers), or read a copy",
+        path.string(), dir);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 SQLite::Database open_read_only(const std::filesystem::path& path) {
   const auto check = check_file(path);
   if (check.kind == FileKind::missing) {
     throw Error(Exit::db_refused, fmt::format("{}: no such database", path.string()));
   }
   refuse_if_not_ours(path, check);
+  // A reader's connection serves one thread: no mutex around every column read.
+  const int k_flags = SQLite::OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
   try {
-    // A reader's connection serves one thread: no mutex around every column read.
-    SQLite::Database db(path.string(), SQLite::OPEN_READONLY | SQLITE_OPEN_NOMUTEX);
-    db.setBusyTimeout(10'000);
-    const int app_id = pragma_int(db, "application_id");
-    const int version = pragma_int(db, "user_version");
-    if (app_id != k_application_id) {
-      refuse(path, "is not a sockhist database");
+    return open_checked(path, path.string(), k_flags);
+  } catch (const SQLite::Exception& e) {
+    const int code = e.getErrorCode() & 0xff;
+    const std::filesystem::path shm = path.string() + "-shm";
+    std::error_code ec;
+    if ((code != SQLITE_READONLY && code != SQLITE_CANTOPEN) || std::filesystem::exists(shm, ec)) {
+      throw Error(Exit::db_refused, fmt::format("{}: cannot open: {}", path.string(), e.what()));
     }
-    if (version > schema_version()) {
-      refuse(path, fmt::format("has schema version {}, newer than this sockhist's {}; upgrade sockhist", version,
-                               schema_version()));
+    // WAL mode needs a -shm file this reader cannot create.
+    if (const auto why = why_not_immutable(path)) {
+      throw Error(Exit::db_refused, fmt::format("{}: cannot read: {}", path.string(), *why));
     }
-    if (version < schema_version()) {
-      refuse(path, fmt::format("has schema version {}, older than this sockhist's {}; run sockhist-collect "
-                               "--db on it once to migrate it",
-                               version, schema_version()));
-    }
-    return db;
+  }
+  // A copy nobody writes, with no log to apply: read the file as it is, without locks or -shm.
+  try {
+    return open_checked(path, "file:" + uri_path(path) + "?immutable=1", k_flags | SQLITE_OPEN_URI);
   } catch (const SQLite::Exception& e) {
     throw Error(Exit::db_refused, fmt::format("{}: cannot open: {}", path.string(), e.what()));
   }
@@ -298,8 +446,8 @@ std::filesystem::path resolve_db_path(const std::optional<std::string>& option) 
   return default_db_path();
 }
 
-WriterLock::WriterLock(const std::filesystem::path& db, std::chrono::milliseconds wait) {
-  make_parent_dirs(db);
+WriterLock::WriterLock(const std::filesystem::path& db, std::chrono::milliseconds wait, const ReaderGroup& group) {
+  make_parent_dirs(db, group);
   const std::string lock_path = db.string() + ".lock";
   m_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
   if (m_fd < 0) {

@@ -2,6 +2,8 @@
 // this; the collector writes through it, the analyzer only ever opens read-only.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -39,14 +41,36 @@ FileCheck check_file(const std::filesystem::path& path);
 // without writing anything. Used directly by tests on ":memory:".
 void initialize(SQLite::Database& db);
 
+// The group that may read a database: a group id, or none (owner only).
+using ReaderGroup = std::optional<gid_t>;
+
+// The reader group by name: "" for none; throws Error(usage) naming `option` for an unknown group.
+ReaderGroup reader_group(const std::string& name, const char* option);
+
+// The default reader group: `sockhist` when the system has such a group, else none.
+ReaderGroup default_reader_group();
+
 // Opens a database for writing, creating it (mode 0640, directory 0750) when absent: the file is
 // built under a temporary name and linked into place, so the path never names a half-made
 // database. Sets WAL, a busy timeout and foreign keys. Call only while holding a WriterLock.
+// The -wal and -shm files are kept when the connection closes (the -wal emptied), so that a reader
+// who may not create files beside the database (a member of its group) can always open it.
 // Throws Error(db_refused) for a file that is not a sockhist database or is newer than this build.
-SQLite::Database open_for_write(const std::filesystem::path& path);
+SQLite::Database open_for_write(const std::filesystem::path& path, const ReaderGroup& group = std::nullopt);
+
+// Lets the connection remove the -wal and -shm files when it closes (the database is then one
+// file): for a new file handed over whole, such as an export.
+void drop_wal_on_close(SQLite::Database& db);
+
+// Gives the database, its -wal and -shm files the reader group (mode 0640, as created) when they
+// have another: what `group` members need to read it while writers come and go. Returns a line
+// saying what could not be changed (not the owner, not a member), empty when all is well.
+std::string share_with_group(const std::filesystem::path& path, const ReaderGroup& group);
 
 // Opens an existing database read-only, after the same checks; a database older than this build
-// is refused with a message saying to run the collector, which migrates it.
+// is refused with a message saying to run the collector, which migrates it. A copy that cannot be
+// written (a read-only file or file system) and has no -shm beside it is opened as immutable when
+// its -wal holds nothing; when the -wal holds changes it cannot apply, it is refused, saying so.
 SQLite::Database open_read_only(const std::filesystem::path& path);
 
 // The database used when neither --db nor SOCKHIST_DB names one: /var/lib/sockhist/sockhist.db
@@ -61,7 +85,8 @@ std::filesystem::path resolve_db_path(const std::optional<std::string>& option);
 // `wait` for a holder to finish, then throws Error(locked) naming the holder's pid if known.
 class WriterLock {
  public:
-  WriterLock(const std::filesystem::path& db, std::chrono::milliseconds wait);
+  // Creates the database's directory when missing (0750, in `group` when there is one).
+  WriterLock(const std::filesystem::path& db, std::chrono::milliseconds wait, const ReaderGroup& group = std::nullopt);
   ~WriterLock();
   WriterLock(const WriterLock&) = delete;
   WriterLock& operator=(const WriterLock&) = delete;

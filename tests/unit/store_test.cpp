@@ -51,8 +51,18 @@ TEST(StoreFile, CreatedWithPrivateModesAndWal) {
   ASSERT_EQ(::stat((dir / "sub" / "dir").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0750U);
   EXPECT_EQ(store::check_file(path).kind, store::FileKind::sockhist);
-  // No temporary file is left behind.
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir / "sub" / "dir"), {}), 1);
+  // No temporary file is left behind; the -wal (emptied) and -shm stay for readers who may not
+  // create them, with the database's mode.
+  std::set<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir / "sub" / "dir")) {
+    names.insert(entry.path().filename().string());
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"h.db", "h.db-shm", "h.db-wal"}));
+  EXPECT_EQ(std::filesystem::file_size(path.string() + "-wal"), 0U);
+  for (const char* suffix : {"-wal", "-shm"}) {
+    ASSERT_EQ(::stat((path.string() + suffix).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0640U) << suffix;
+  }
 }
 
 struct RefusalCase {
