@@ -284,14 +284,15 @@ class SpanReplay {
         continue;  // a span that ended before the first snapshot to copy
       }
       SocketValues& v = live->second.values;
-      v.tx_queue = m_values.getColumn(2).getInt64();
-      v.rx_queue = m_values.getColumn(3).getInt64();
-      v.timer = m_values.getColumn(4).getInt();
+      const auto u32 = [&](int column) { return static_cast<std::uint32_t>(m_values.getColumn(column).getInt64()); };
+      v.tx_queue = u32(2);
+      v.rx_queue = u32(3);
+      v.timer = static_cast<std::uint8_t>(m_values.getColumn(4).getInt());
       v.timer_expires_ms = m_values.getColumn(5).getInt64();
       v.timer_off_ms = 0;
-      v.retransmits = m_values.getColumn(6).getInt64();
-      v.probes = m_values.getColumn(7).getInt64();
-      v.backlog = opt_int(m_values.getColumn(8));
+      v.retransmits = u32(6);
+      v.probes = u32(7);
+      v.backlog = m_values.getColumn(8).isNull() ? std::nullopt : std::optional(u32(8));
     }
   }
 
@@ -300,14 +301,14 @@ class SpanReplay {
     std::map<std::int64_t, bool> referenced;  // process_id -> used
     for (const auto& [span_id, s] : m_live) {
       model::Socket k = s.socket;
-      k.tx_queue = static_cast<std::uint32_t>(s.values.tx_queue);
-      k.rx_queue = static_cast<std::uint32_t>(s.values.rx_queue);
+      k.tx_queue = s.values.tx_queue;
+      k.rx_queue = s.values.rx_queue;
       k.timer = static_cast<model::TimerKind>(s.values.timer);
       // A running timer counts down as the kernel's did.
       k.timer_ms = static_cast<std::uint32_t>(s.values.timer_ms_at(c.time_ms));
-      k.retransmits = static_cast<std::uint32_t>(s.values.retransmits);
-      k.probes = static_cast<std::uint32_t>(s.values.probes);
-      k.backlog = s.values.backlog ? std::optional(static_cast<std::uint32_t>(*s.values.backlog)) : std::nullopt;
+      k.retransmits = s.values.retransmits;
+      k.probes = s.values.probes;
+      k.backlog = s.values.backlog;
       if (s.process_id) {
         if (const auto p = m_in.processes.find(*s.process_id); p != m_in.processes.end()) {
           k.pid = p->second.process.pid;

@@ -18,21 +18,21 @@ namespace sockhist::store {
 inline constexpr std::int64_t k_timer_tolerance_ms = 250;
 
 struct SocketValues {
-  std::int64_t tx_queue = 0;
-  std::int64_t rx_queue = 0;
   std::int64_t timer_expires_ms = 0;  // when the timer fires (epoch ms); 0 while it is off
-  std::int64_t timer_off_ms = 0;      // a span's first timer_ms with the timer off (kept as stored)
-  std::int64_t retransmits = 0;
-  std::int64_t probes = 0;
-  std::optional<std::int64_t> backlog;
-  int timer = 0;
+  std::uint32_t tx_queue = 0;
+  std::uint32_t rx_queue = 0;
+  std::uint32_t retransmits = 0;
+  std::uint32_t probes = 0;
+  std::uint32_t timer_off_ms = 0;  // a span's first timer_ms with the timer off (kept as stored)
+  std::optional<std::uint32_t> backlog;
+  std::uint8_t timer = 0;
 
   // The values a capture taken at time_ms saw.
   static SocketValues of(const model::Socket& s, std::int64_t time_ms) {
     SocketValues v;
     v.tx_queue = s.tx_queue;
     v.rx_queue = s.rx_queue;
-    v.timer = static_cast<int>(s.timer);
+    v.timer = static_cast<std::uint8_t>(s.timer);
     if (s.timer == model::TimerKind::off) {
       v.timer_off_ms = s.timer_ms;
     } else {
@@ -40,15 +40,13 @@ struct SocketValues {
     }
     v.retransmits = s.retransmits;
     v.probes = s.probes;
-    if (s.backlog) {
-      v.backlog = *s.backlog;
-    }
+    v.backlog = s.backlog;
     return v;
   }
 
   // The timer's time remaining at time_ms.
   std::int64_t timer_ms_at(std::int64_t time_ms) const {
-    return timer == 0 ? timer_off_ms : std::max<std::int64_t>(0, timer_expires_ms - time_ms);
+    return timer == 0 ? std::int64_t{timer_off_ms} : std::max<std::int64_t>(0, timer_expires_ms - time_ms);
   }
 
   // Whether a socket seen at time_ms shows values these do not: a new row is due.
@@ -64,5 +62,8 @@ struct SocketValues {
     return drift > k_timer_tolerance_ms || drift < -k_timer_tolerance_ms;
   }
 };
+
+// A looping collector keeps one per open span (100,000 on a busy host): kept narrow.
+static_assert(sizeof(SocketValues) <= 40);
 
 }  // namespace sockhist::store

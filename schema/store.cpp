@@ -7,6 +7,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdlib>
@@ -308,7 +309,22 @@ ReaderGroup reader_group(const std::string& name, const char* option) {
 
 ReaderGroup default_reader_group() {
   const group* g = ::getgrnam("sockhist");
-  return g != nullptr ? std::optional(g->gr_gid) : std::nullopt;
+  if (g == nullptr) {
+    return std::nullopt;
+  }
+  // Only a group this process may give its files: root's choice, or one of its own groups (a user
+  // outside it keeps a private database instead of failing).
+  if (::geteuid() == 0 || ::getegid() == g->gr_gid) {
+    return g->gr_gid;
+  }
+  std::vector<gid_t> groups(static_cast<std::size_t>(std::max(::getgroups(0, nullptr), 0)));
+  const int n = ::getgroups(static_cast<int>(groups.size()), groups.data());
+  for (int i = 0; i < n; ++i) {
+    if (groups[static_cast<std::size_t>(i)] == g->gr_gid) {
+      return g->gr_gid;
+    }
+  }
+  return std::nullopt;
 }
 
 std::string share_with_group(const std::filesystem::path& path, const ReaderGroup& group) {

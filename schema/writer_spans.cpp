@@ -54,8 +54,9 @@ std::vector<SnapshotWriter::Impl::OpenSpan> SnapshotWriter::Impl::open_spans_bef
                       k_span_open));
   select.bind(1, netns_id);
   open.reserve(static_cast<std::size_t>(prev.socket_count));
-  const auto optional_int = [&](int column) {
-    return select.getColumn(column).isNull() ? std::nullopt : std::optional(select.getColumn(column).getInt64());
+  const auto u32 = [&](int column) { return static_cast<std::uint32_t>(select.getColumn(column).getInt64()); };
+  const auto optional_u32 = [&](int column) {
+    return select.getColumn(column).isNull() ? std::nullopt : std::optional(u32(column));
   };
   while (select.executeStep()) {
     OpenSpan span;
@@ -80,24 +81,24 @@ std::vector<SnapshotWriter::Impl::OpenSpan> SnapshotWriter::Impl::open_spans_bef
     // The values as last stored: the newest socket_values row, else the span's first ones.
     SocketValues& v = span.values;
     const int base = select.getColumn(20).getInt() != 0 ? 21 : 13;
-    v.tx_queue = select.getColumn(base).getInt64();
-    v.rx_queue = select.getColumn(base + 1).getInt64();
-    v.timer = select.getColumn(base + 2).getInt();
+    v.tx_queue = u32(base);
+    v.rx_queue = u32(base + 1);
+    v.timer = static_cast<std::uint8_t>(select.getColumn(base + 2).getInt());
     if (base == 21) {
       v.timer_expires_ms = select.getColumn(24).getInt64();
-      v.retransmits = select.getColumn(25).getInt64();
-      v.probes = select.getColumn(26).getInt64();
-      v.backlog = optional_int(27);
+      v.retransmits = u32(25);
+      v.probes = u32(26);
+      v.backlog = optional_u32(27);
     } else {
       const std::int64_t timer_ms = select.getColumn(16).getInt64();
       if (v.timer == 0) {
-        v.timer_off_ms = timer_ms;
+        v.timer_off_ms = static_cast<std::uint32_t>(timer_ms);
       } else {
         v.timer_expires_ms = first_time_ms + timer_ms;
       }
-      v.retransmits = select.getColumn(17).getInt64();
-      v.probes = select.getColumn(18).getInt64();
-      v.backlog = optional_int(19);
+      v.retransmits = u32(17);
+      v.probes = u32(18);
+      v.backlog = optional_u32(19);
     }
     open.push_back(std::move(span));
   }

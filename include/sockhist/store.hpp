@@ -47,7 +47,8 @@ using ReaderGroup = std::optional<gid_t>;
 // The reader group by name: "" for none; throws Error(usage) naming `option` for an unknown group.
 ReaderGroup reader_group(const std::string& name, const char* option);
 
-// The default reader group: `sockhist` when the system has such a group, else none.
+// The default reader group: `sockhist` when the system has such a group and this process may give
+// files to it (root, or a member), else none.
 ReaderGroup default_reader_group();
 
 // Opens a database for writing, creating it (mode 0640, directory 0750) when absent: the file is
