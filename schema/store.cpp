@@ -331,6 +331,8 @@ std::string share_with_group(const std::filesystem::path& path, const ReaderGrou
   if (!group) {
     return {};
   }
+  const struct group* g = ::getgrgid(*group);
+  const std::string name = g != nullptr ? std::string(g->gr_name) : std::to_string(*group);
   std::vector<std::string> problems;
   for (const std::string suffix : {"", "-wal", "-shm"}) {
     const std::string file = path.string() + suffix;
@@ -339,7 +341,7 @@ std::string share_with_group(const std::filesystem::path& path, const ReaderGrou
       continue;
     }
     if (st.st_gid != *group && ::chown(file.c_str(), static_cast<uid_t>(-1), *group) != 0) {
-      problems.push_back(fmt::format("{}: cannot give it group {}: {}", file, *group, std::strerror(errno)));
+      problems.push_back(fmt::format("{}: cannot give it group {}: {}", file, name, std::strerror(errno)));
     } else if ((st.st_mode & S_IRGRP) == 0 && ::chmod(file.c_str(), (st.st_mode & 07777) | S_IRGRP) != 0) {
       problems.push_back(fmt::format("{}: cannot make it readable by its group: {}", file, std::strerror(errno)));
     }
@@ -350,7 +352,7 @@ std::string share_with_group(const std::filesystem::path& path, const ReaderGrou
   if (::stat(dir.c_str(), &st) == 0 && (st.st_mode & S_IXOTH) == 0 &&
       (st.st_gid != *group || (st.st_mode & S_IXGRP) == 0)) {
     problems.push_back(fmt::format("{}: members of group {} cannot enter this directory (chgrp {} {} && chmod g+x {})",
-                                   dir.string(), *group, *group, dir.string(), dir.string()));
+                                   dir.string(), name, name, dir.string(), dir.string()));
   }
   std::string out;
   for (const auto& p : problems) {
