@@ -62,6 +62,35 @@ void refuse_if_not_ours(const std::filesystem::path& path, const FileCheck& chec
   }
 }
 
+// A file this process is about to write or create through `path` must be its own: not a symbolic
+// link (another user may have planted it to make root overwrite a file of its choosing), a
+// regular file (a FIFO would block, a device is no database), and owned by this user or root.
+// Nothing there is fine: it will be created. Throws Error(db_refused) saying why.
+void require_own_regular_file(const std::filesystem::path& path, const struct stat& st) {
+  if (S_ISLNK(st.st_mode)) {
+    refuse(path, "is a symbolic link: refusing to write through it (remove it, or give the real path)");
+  }
+  if (S_ISDIR(st.st_mode)) {
+    refuse(path, "is a directory, not a database file");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    refuse(path, "is not a regular file (a FIFO, socket or device): refusing to use it");
+  }
+  if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+    refuse(path, fmt::format("is owned by uid {}, neither this user ({}) nor root: refusing to write to it", st.st_uid,
+                             ::geteuid()));
+  }
+}
+
+void require_own_regular_file(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    require_own_regular_file(path, st);
+  } else if (errno != ENOENT) {
+    refuse(path, fmt::format("cannot look at it: {}", std::strerror(errno)));
+  }
+}
+
 int pragma_int(SQLite::Database& db, const char* pragma) {
   return db.execAndGet(fmt::format("PRAGMA {}", pragma)).getInt();
 }
@@ -178,12 +207,19 @@ std::string_view migration_sql(int version) {
 
 FileCheck check_file(const std::filesystem::path& path) {
   FileCheck result;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Non-blocking: a FIFO given as a database must not hang the program (it is refused below).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) {
       return result;
     }
     throw Error(Exit::db_refused, fmt::format("{}: cannot open: {}", path.string(), std::strerror(errno)));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    refuse(path, S_ISDIR(st.st_mode) ? "is a directory, not a database file"
+                                     : "is not a regular file (a FIFO, socket or device): refusing to read it");
   }
   std::array<unsigned char, 100> header{};
   std::size_t got = 0;
@@ -268,6 +304,7 @@ void initialize(SQLite::Database& db) {
 }
 
 SQLite::Database open_for_write(const std::filesystem::path& path, const ReaderGroup& group) {
+  require_own_regular_file(path);
   auto check = check_file(path);
   if (check.kind == FileKind::missing) {
     create_database(path, group);
@@ -275,7 +312,8 @@ SQLite::Database open_for_write(const std::filesystem::path& path, const ReaderG
   }
   refuse_if_not_ours(path, check);
   try {
-    SQLite::Database db(path.string(), SQLite::OPEN_READWRITE);
+    // NOFOLLOW: a link planted between the check above and this open is refused too.
+    SQLite::Database db(path.string(), SQLite::OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW);
     configure_connection(db);
     // Readers who may not create files beside the database (its group, on a 0750 directory) need
     // the -wal and -shm files to exist: keep them when this connection closes, the -wal emptied
@@ -467,9 +505,25 @@ std::filesystem::path resolve_db_path(const std::optional<std::string>& option) 
 WriterLock::WriterLock(const std::filesystem::path& db, std::chrono::milliseconds wait, const ReaderGroup& group) {
   make_parent_dirs(db, group);
   const std::string lock_path = db.string() + ".lock";
-  m_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  // Never through a link, never blocking on a FIFO; then it must be a regular file of our own.
+  m_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
   if (m_fd < 0) {
+    if (errno == ELOOP) {
+      refuse(lock_path, "is a symbolic link: refusing to follow it (another user may have planted it; remove it)");
+    }
     throw Error(Exit::failure, fmt::format("{}: cannot open lock file: {}", lock_path, std::strerror(errno)));
+  }
+  struct stat st {};
+  if (::fstat(m_fd, &st) != 0) {
+    const int err = errno;
+    ::close(m_fd);
+    throw Error(Exit::failure, fmt::format("{}: cannot look at the lock file: {}", lock_path, std::strerror(err)));
+  }
+  try {
+    require_own_regular_file(lock_path, st);
+  } catch (...) {
+    ::close(m_fd);
+    throw;
   }
   const auto deadline = std::chrono::steady_clock::now() + wait;
   while (::flock(m_fd, LOCK_EX | LOCK_NB) != 0) {

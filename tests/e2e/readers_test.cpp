@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -21,6 +22,7 @@
 
 #include "files.hpp"
 #include "process.hpp"
+#include "users.hpp"
 
 using namespace sockhist::test;
 
@@ -29,41 +31,26 @@ namespace {
 const std::string k_collect = SOCKHIST_COLLECT_BIN;
 const std::string k_sockhist = SOCKHIST_ANALYZER_BIN;
 
-std::string bytes_of(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
 class Readers : public testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) {
-      GTEST_SKIP() << "creates a user and a group to read as (useradd, groupadd): needs root; runs in CI";
+    if (const auto why = why_no_test_users(); !why.empty()) {
+      GTEST_SKIP() << why;
     }
-    for (const char* tool : {"useradd", "userdel", "groupadd", "groupdel", "usermod", "setpriv", "sqlite3"}) {
-      if (find_tool(tool).empty()) {
-        GTEST_SKIP() << "needs " << tool;
-      }
+    if (find_tool("sqlite3").empty()) {
+      GTEST_SKIP() << "needs sqlite3";
     }
     const auto suffix = std::to_string(::getpid());
-    m_group = "shrg" + suffix;
-    m_member = "shrm" + suffix;
-    m_outsider = "shro" + suffix;
-    ASSERT_EQ(run(find_tool("groupadd"), {m_group}).exit_code, 0);
-    for (const auto& user : {m_member, m_outsider}) {
-      const auto r = run(find_tool("useradd"), {"-M", "-U", "-s", "/usr/sbin/nologin", user});
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-      m_users.push_back(user);
-    }
-    ASSERT_EQ(run(find_tool("usermod"), {"-a", "-G", m_group, m_member}).exit_code, 0);
+    m_group_account = std::make_unique<TestAccount>(TestAccount::Kind::group, "shrg" + suffix);
+    m_member_account = std::make_unique<TestAccount>(TestAccount::Kind::user, "shrm" + suffix);
+    m_outsider_account = std::make_unique<TestAccount>(TestAccount::Kind::user, "shro" + suffix);
+    m_group = m_group_account->name();
+    m_member = m_member_account->name();
+    m_outsider = m_outsider_account->name();
+    add_to_group(m_member, m_group);
     m_gid = ::getgrnam(m_group.c_str())->gr_gid;
-    // A directory every user may enter, outside the build tree (which may not be).
-    char templ[] = "/tmp/sockhist-readers.XXXXXX";
-    ASSERT_NE(::mkdtemp(templ), nullptr);
-    m_dir = templ;
-    ::chmod(m_dir.c_str(), 0755);
+    m_shared = std::make_unique<SharedDir>();
+    m_dir = m_shared->path();
     const auto probe = as(m_member, k_sockhist, {"--version"});
     if (probe.exit_code != 0) {
       GTEST_SKIP() << "the built sockhist cannot be run by another user here (" << probe.err
@@ -71,26 +58,8 @@ class Readers : public testing::Test {
     }
   }
 
-  void TearDown() override {
-    for (const auto& user : m_users) {
-      run(find_tool("userdel"), {user});
-    }
-    if (!m_group.empty()) {
-      run(find_tool("groupdel"), {m_group});
-    }
-    std::error_code ignored;
-    // Read-only copies: give write permission back before removing them.
-    for (const auto& entry : std::filesystem::recursive_directory_iterator(m_dir, ignored)) {
-      ::chmod(entry.path().c_str(), entry.is_directory() ? 0755 : 0644);
-    }
-    std::filesystem::remove_all(m_dir, ignored);
-  }
-
-  // Runs a program as `user`, with the user's own group and supplementary groups.
   static Result as(const std::string& user, const std::string& program, const std::vector<std::string>& args) {
-    std::vector<std::string> all = {"--reuid", user, "--regid", user, "--init-groups", "--", program};
-    all.insert(all.end(), args.begin(), args.end());
-    return run(find_tool("setpriv"), all);
+    return run_as(user, program, args);
   }
 
   std::int64_t snapshots_as(const std::string& user, const std::filesystem::path& db) {
@@ -99,8 +68,10 @@ class Readers : public testing::Test {
     return r.exit_code == 0 ? static_cast<std::int64_t>(nlohmann::json::parse(r.out)["rows"].size()) : -1;
   }
 
+  // Users before the directory: the directory goes first, then the accounts, then the group.
+  std::unique_ptr<TestAccount> m_group_account, m_member_account, m_outsider_account;
+  std::unique_ptr<SharedDir> m_shared;
   std::string m_group, m_member, m_outsider;
-  std::vector<std::string> m_users;
   gid_t m_gid = 0;
   std::filesystem::path m_dir;
 };
@@ -208,7 +179,7 @@ TEST_F(Readers, AnyoneReadsACopyNobodyCanWriteAndIsToldWhenItsLogCannotBeRead) {
     with_log = copy("with-log", {"", "-wal"});
     all_three = copy("all-three", {"", "-wal", "-shm"});
   }
-  const auto before = bytes_of(with_log) + bytes_of(with_log.string() + "-wal");
+  const auto before = read_text(with_log) + read_text(with_log.string() + "-wal");
   // The file alone: read as it is (immutable), by a user of no group at all.
   EXPECT_EQ(snapshots_as(m_outsider, alone), 2);
   const auto shown = as(m_outsider, k_sockhist, {"show", "--db", alone.string(), "-a"});
@@ -218,7 +189,7 @@ TEST_F(Readers, AnyoneReadsACopyNobodyCanWriteAndIsToldWhenItsLogCannotBeRead) {
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_NE(refused.err.find(with_log.string() + "-wal holds"), std::string::npos) << refused.err;
   EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
-  EXPECT_EQ(bytes_of(with_log) + bytes_of(with_log.string() + "-wal"), before) << "a refusal changes nothing";
+  EXPECT_EQ(read_text(with_log) + read_text(with_log.string() + "-wal"), before) << "a refusal changes nothing";
   // With its -shm too, the log is read: the change is there.
   EXPECT_EQ(snapshots_as(m_outsider, all_three), 2);
   const auto cli = as(m_outsider, find_tool("sqlite3"),

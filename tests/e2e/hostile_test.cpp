@@ -1,0 +1,112 @@
+// Hostile neighbours: another user, created by the test, plants links, files and FIFOs where root's
+// collector and `sockhist merge` and `import` will write, in a directory that user may write (as
+// /tmp is, without protected_symlinks). Nothing outside what was given may be written, nothing may
+// hang, and each refusal says why in one line. Needs root to create the user; skips elsewhere.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "files.hpp"
+#include "process.hpp"
+#include "users.hpp"
+
+using namespace sockhist::test;
+
+namespace {
+
+const std::string k_collect = SOCKHIST_COLLECT_BIN;
+const std::string k_sockhist = SOCKHIST_ANALYZER_BIN;
+
+class Hostile : public testing::Test {
+ protected:
+  void SetUp() override {
+    if (const auto why = why_no_test_users(); !why.empty()) {
+      GTEST_SKIP() << why;
+    }
+    m_neighbour = std::make_unique<TestAccount>(TestAccount::Kind::user, "shn" + std::to_string(::getpid()));
+    m_shared = std::make_unique<SharedDir>();
+    // A directory the neighbour owns and may write, without the sticky bit (so the kernel's
+    // protected_symlinks, which guards sticky world-writable directories such as /tmp, does not
+    // stand in for the programs' own care).
+    m_dir = std::filesystem::path(m_shared->path()) / "shared";
+    std::filesystem::create_directories(m_dir);
+    ASSERT_EQ(run("/bin/chown", {m_neighbour->name(), m_dir.string()}).exit_code, 0);
+    ::chmod(m_dir.c_str(), 0777);
+    // A file only root may read or write: what a planted link points at.
+    m_secret = std::filesystem::path(m_shared->path()) / "root-only" / "secret";
+    write_text(m_secret, "root's own data\n");
+    ::chmod(m_secret.parent_path().c_str(), 0700);
+    ::chmod(m_secret.c_str(), 0600);
+  }
+
+  // Runs a shell command as the neighbour (to plant things).
+  void as_neighbour(const std::string& command) {
+    const auto r = run_as(m_neighbour->name(), "/bin/sh", {"-c", command});
+    ASSERT_EQ(r.exit_code, 0) << command << ": " << r.err;
+  }
+
+  // The one-line refusal a program gave: exit code and stderr.
+  static void expect_refused(const Result& r, int code, const std::string& says) {
+    EXPECT_EQ(r.exit_code, code) << r.out << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+
+  std::unique_ptr<TestAccount> m_neighbour;
+  std::unique_ptr<SharedDir> m_shared;
+  std::filesystem::path m_dir;
+  std::filesystem::path m_secret;
+};
+
+TEST_F(Hostile, APlantedLockLinkIsNeverFollowed) {
+  const auto db = m_dir / "x.db";
+  as_neighbour(fmt::format("ln -s {} {}.lock", m_secret.string(), db.string()));
+  const auto collect = run(k_collect, {"--db", db.string(), "--quiet"});
+  expect_refused(collect, 3, db.string() + ".lock: is a symbolic link: refusing to follow it");
+  const auto input = std::filesystem::path(m_shared->path()) / "input.db";
+  ASSERT_EQ(run(k_collect, {"--db", input.string(), "--quiet"}).exit_code, 0);
+  expect_refused(run(k_sockhist, {"merge", db.string(), input.string()}), 2,
+                 db.string() + ".lock: is a symbolic link: refusing to follow it");
+  EXPECT_EQ(read_text(m_secret), "root's own data\n") << "the file behind the link was written";
+  EXPECT_FALSE(std::filesystem::exists(db)) << "nothing was created either";
+}
+
+TEST_F(Hostile, APlantedDatabaseLinkOrForeignFileIsRefused) {
+  // The database path itself a link to root's file: refused, the file unchanged.
+  const auto linked = m_dir / "linked.db";
+  as_neighbour(fmt::format("ln -s {} {}", m_secret.string(), linked.string()));
+  expect_refused(run(k_collect, {"--db", linked.string(), "--quiet"}), 3,
+                 linked.string() + ": is a symbolic link: refusing to write through it");
+  EXPECT_EQ(read_text(m_secret), "root's own data\n");
+  // A lock file the neighbour made: not root's, not used.
+  const auto owned = m_dir / "owned.db";
+  as_neighbour(fmt::format("touch {}.lock", owned.string()));
+  expect_refused(run(k_collect, {"--db", owned.string(), "--quiet"}), 3, owned.string() + ".lock: is owned by uid");
+  // A database file the neighbour made (empty): not root's to write.
+  const auto theirs = m_dir / "theirs.db";
+  as_neighbour(fmt::format("touch {}", theirs.string()));
+  expect_refused(run(k_collect, {"--db", theirs.string(), "--quiet"}), 3, theirs.string() + ": is owned by uid");
+}
+
+TEST_F(Hostile, AFifoOrADirectoryAsTheDatabaseIsRefusedAtOnce) {
+  const auto fifo = m_dir / "fifo.db";
+  as_neighbour(fmt::format("mkfifo -m 0666 {}", fifo.string()));
+  // Without O_NONBLOCK either program would block forever on the open; the test would time out.
+  expect_refused(run(k_collect, {"--db", fifo.string(), "--quiet"}), 3, fifo.string() + ": is not a regular file");
+  expect_refused(run(k_sockhist, {"snapshots", "--db", fifo.string()}), 2, fifo.string() + ": is not a regular file");
+  const auto dir = m_dir / "dir.db";
+  std::filesystem::create_directories(dir);
+  expect_refused(run(k_collect, {"--db", dir.string(), "--quiet"}), 3, dir.string() + ": is a directory");
+  expect_refused(run(k_sockhist, {"hosts", "--db", dir.string()}), 2, dir.string() + ": is a directory");
+  // And the writer lock was let go: a real database beside them is written at once.
+  EXPECT_EQ(run(k_collect, {"--db", (m_dir / "real.db").string(), "--quiet", "--lock-wait", "1s"}).exit_code, 0);
+}
+
+}  // namespace
