@@ -185,11 +185,13 @@ Result run_check(const CheckOptions& o) {
   std::string out;
   for (const auto& x : outcomes) {
     if (x.found) {
-      out += fmt::format("{}: {}: {} (limit {})\n", scope.host, query::name(x.check), message(x, range.window, options),
-                         limit_text(x));
+      out += render::printable(fmt::format("{}: {}: {} (limit {})", scope.host, query::name(x.check),
+                                           message(x, range.window, options), limit_text(x))) +
+             "\n";
     } else if (o.verbose) {
-      out += fmt::format("{}: ok: {}: {} (limit {})\n", scope.host, query::name(x.check),
-                         message(x, range.window, options), limit_text(x));
+      out += render::printable(fmt::format("{}: ok: {}: {} (limit {})", scope.host, query::name(x.check),
+                                           message(x, range.window, options), limit_text(x))) +
+             "\n";
     }
   }
   return {out, code};

@@ -123,13 +123,17 @@ std::string who(const Common& common, const std::string& state) {
     ++n;
   }
   const auto options = render_options(common);
-  std::string out = fmt::format("Who is in it: {} TCP sockets in the newest snapshot ({}, {}).\n", total,
-                                scope_line(scope), model::format_human(snap->time_ms, options.zone));
+  std::string out =
+      render::printable(fmt::format("Who is in it: {} TCP sockets in the newest snapshot ({}, {}).", total,
+                                    scope_line(scope), model::format_human(snap->time_ms, options.zone))) +
+      "\n";
   std::vector<std::pair<std::string, std::pair<std::int64_t, std::int64_t>>> sorted(owners.begin(), owners.end());
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
   for (std::size_t i = 0; i < sorted.size() && i < 10; ++i) {
-    out += fmt::format("  {:>6}  {:<30}  oldest in this state for {}\n", sorted[i].second.first, sorted[i].first,
-                       model::format_duration(snap->time_ms - sorted[i].second.second));
+    out += render::printable(fmt::format("  {:>6}  {:<30}  oldest in this state for {}", sorted[i].second.first,
+                                         sorted[i].first,
+                                         model::format_duration(snap->time_ms - sorted[i].second.second))) +
+           "\n";
   }
   return out;
 }

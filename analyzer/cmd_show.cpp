@@ -183,7 +183,7 @@ std::string inet_text(const std::vector<const query::SocketRow*>& rows, const Sh
     if (o.timers) {
       line += " " + timer_text(*r);
     }
-    out += line + "\n";
+    out += render::printable(line) + "\n";  // a recorded name must not drive the terminal
   }
   return out;
 }
@@ -215,7 +215,7 @@ std::string unix_text(const std::vector<const query::SocketRow*>& rows, const Sh
     if (o.programs) {
       line += fmt::format(" {:<{}}", program(*r), k_program_width);
     }
-    out += line + " " + r->local_addr + "\n";
+    out += render::printable(line + " " + r->local_addr) + "\n";  // paths are anyone's to choose
   }
   return out;
 }

@@ -145,12 +145,12 @@ std::string at_text(const std::vector<query::CounterValue>& counters, bool all) 
     }
     if (c->section != section) {
       section = c->section;
-      out += section + ":\n";
+      out += render::printable(section) + ":\n";
     }
     if (const char* label = label_of(c->section, c->name)) {
       out += fmt::format("    {} {}\n", c->value, label);
     } else {
-      out += fmt::format("    {}: {}\n", c->name, c->value);
+      out += render::printable(fmt::format("    {}: {}", c->name, c->value)) + "\n";  // names from a file
     }
   }
   return out;

@@ -24,8 +24,15 @@ std::string title_of(const Column& c) {
   return t;
 }
 
+bool has_control(std::string_view text) {
+  return std::any_of(text.begin(), text.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
 std::string csv_field(const std::string& text) {
-  if (text.find_first_of(",\"\r\n") == std::string::npos) {
+  if (text.find_first_of(",\"") == std::string::npos && !has_control(text)) {
     return text;
   }
   std::string out = "\"";
@@ -72,6 +79,47 @@ nlohmann::ordered_json json_value(const Column& c, const Value& v) {
 
 }  // namespace
 
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  const auto escape = [&](unsigned char byte) { out += fmt::format("\\x{:02x}", byte); };
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '\\') {
+      out += "\\\\";
+      ++i;
+      continue;
+    }
+    if (c < 0x20 || c == 0x7f) {
+      escape(c);
+      ++i;
+      continue;
+    }
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    // A UTF-8 sequence: kept when well formed and not a C1 control (U+0080 to U+009F).
+    const std::size_t length = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+    bool valid = length != 0 && i + length <= text.size();
+    for (std::size_t k = 1; valid && k < length; ++k) {
+      valid = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
+    }
+    if (valid && length == 2 && c == 0xc2 && static_cast<unsigned char>(text[i + 1]) < 0xa0) {
+      valid = false;  // C1: 8-bit CSI and friends
+    }
+    if (!valid) {
+      escape(c);
+      ++i;
+      continue;
+    }
+    out.append(text.substr(i, length));
+    i += length;
+  }
+  return out;
+}
+
 std::string cell_text(const Column& column, const Value& value, const Options& options) {
   if (std::holds_alternative<std::monostate>(value)) {
     return "-";
@@ -110,7 +158,7 @@ std::string to_text(const Table& table, const Options& options) {
     std::vector<std::string> line;
     for (std::size_t k = 0; k < shown.size(); ++k) {
       const auto c = shown[k];
-      line.push_back(cell_text(table.columns[c], c < row.size() ? row[c] : Value{}, options));
+      line.push_back(printable(cell_text(table.columns[c], c < row.size() ? row[c] : Value{}, options)));
       width[k] = std::max(width[k], line.back().size());
     }
     cells.push_back(std::move(line));
@@ -137,7 +185,7 @@ std::string to_text(const Table& table, const Options& options) {
     emit(line);
   }
   for (const auto& note : table.notes) {
-    out += note + "\n";
+    out += printable(note) + "\n";
   }
   return out;
 }
@@ -249,7 +297,9 @@ std::string render(const Table& table, const Options& options, nlohmann::ordered
       if (!document.contains("rows")) {
         document["rows"] = to_json_rows(table);
       }
-      return document.dump(2) + "\n";
+      // Strings are kept exact (JSON escapes control characters); bytes that are not UTF-8, which
+      // JSON cannot carry, become U+FFFD.
+      return document.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
     }
     case Format::csv:
       return to_csv(table);
@@ -258,7 +308,7 @@ std::string render(const Table& table, const Options& options, nlohmann::ordered
   }
   std::string out;
   for (const auto& line : heading) {
-    out += line + "\n";
+    out += printable(line) + "\n";
   }
   return out + to_text(table, options);
 }

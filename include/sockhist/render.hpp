@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -57,9 +58,17 @@ struct Options {
   model::Zone zone = model::Zone::local;
 };
 
-// The table aligned in columns (numbers right, text left) with a header row, then its notes.
+// Text for a terminal: control characters (C0, DEL, and C1 whether UTF-8-encoded or bare), bytes
+// that are not UTF-8 and the backslash written as \xHH (\\ for a backslash), so that recorded data
+// (a UNIX path, a program or host name) can neither move the cursor nor forge a line, and every
+// byte can still be told from the printed text.
+std::string printable(std::string_view text);
+
+// The table aligned in columns (numbers right, text left) with a header row, then its notes; every
+// cell, note and heading line through printable().
 std::string to_text(const Table& table, const Options& options);
-// RFC 4180: a header row, CRLF line ends, fields quoted when they hold a comma, quote or newline.
+// RFC 4180: a header row, CRLF line ends, fields quoted when they hold a comma, quote or any
+// control character (the bytes themselves kept exact).
 std::string to_csv(const Table& table);
 // The rows as JSON objects keyed by column name (times as ISO-8601 UTC, with `<name>_epoch`).
 nlohmann::ordered_json to_json_rows(const Table& table);

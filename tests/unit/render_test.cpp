@@ -1,6 +1,8 @@
 // The renderers: aligned tables for people, RFC 4180 CSV and typed JSON for programs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "sockhist/render.hpp"
@@ -64,6 +66,41 @@ TEST(RenderCsv, QuotesWhatNeedsItDoublesQuotesAndEndsLinesWithCrLf) {
       "api,7,2.25,2026-11-20T03:12:00.000Z,1795144320,725,plain\r\n"
       "a much longer name,12345,,,,,\"say \"\"hi\"\", then\nleave\"\r\n";
   EXPECT_EQ(csv, expected);
+}
+
+// What any local user may name a UNIX socket or a process: a terminal title, a screen clear, a
+// forged row after a newline, an 8-bit CSI, bytes that are not UTF-8.
+TEST(RenderPrintable, ControlCharactersAndNonUtf8AreEscapedAndEveryByteCanBeToldApart) {
+  EXPECT_EQ(render::printable("/run/app.sock"), "/run/app.sock");
+  EXPECT_EQ(render::printable("\x1b]0;owned\x07\x1b[2J"), "\\x1b]0;owned\\x07\\x1b[2J");
+  EXPECT_EQ(render::printable("a\nunix  2 [ ] STREAM forged"), "a\\x0aunix  2 [ ] STREAM forged");
+  EXPECT_EQ(render::printable("tab\there\x7f"), "tab\\x09here\\x7f");
+  EXPECT_EQ(render::printable("\xc2\x9b"
+                              "2J"),
+            "\\xc2\\x9b2J");  // C1 CSI, UTF-8-encoded
+  EXPECT_EQ(render::printable("\x9b"
+                              "2J"),
+            "\\x9b2J");  // and bare
+  EXPECT_EQ(render::printable("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xa7"),
+            "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xa7");
+  EXPECT_EQ(render::printable("\xc3"), "\\xc3");  // cut short
+  EXPECT_EQ(render::printable("x\\x1b"), "x\\\\x1b") << "a literal backslash cannot pass for an escape";
+}
+
+TEST(RenderTable, EscapesCellsNotesAndHeadingsAndCsvQuotesControlCharacters) {
+  render::Table t;
+  t.columns = {{"path"}};
+  t.rows = {{std::string("/tmp/\x1b[2Jx\nforged")}};
+  t.notes = {"note \x07"};
+  const auto text = render::render(t, {}, nullptr, {"# host \x1b]0;x\x07"});
+  EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 4) << text;  // heading, header, one row, note
+  EXPECT_NE(text.find("/tmp/\\x1b[2Jx\\x0aforged"), std::string::npos) << text;
+  EXPECT_EQ(render::to_csv(t), "path\r\n\"/tmp/\x1b[2Jx\nforged\"\r\n");
+  render::Options json;
+  json.format = render::Format::json;
+  const auto doc = nlohmann::json::parse(render::render(t, json, nullptr, {}));
+  EXPECT_EQ(doc["rows"][0]["path"], "/tmp/\x1b[2Jx\nforged") << "JSON keeps the bytes exact";
 }
 
 TEST(RenderJson, KeepsTypesTimesAsIsoAndEpochDurationsInSeconds) {
