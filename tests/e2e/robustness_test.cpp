@@ -7,6 +7,9 @@
 #include <chrono>
 #include <random>
 #include <thread>
+#include <tuple>
+
+#include <sqlite3.h>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
@@ -134,4 +137,32 @@ TEST(Robustness, BusyDatabaseIsRefusedAfterTheWaitLimit) {
   EXPECT_NE(r.err.find("pid " + std::to_string(::getpid())), std::string::npos) << r.err;
   EXPECT_GE(waited, std::chrono::milliseconds(300));
   EXPECT_EQ(store::open_read_only(db).execAndGet("SELECT count(*) FROM snapshots").getInt(), 1);
+}
+
+// A newer schema version, or another application's id, committed only in the -wal so far: the
+// collector refuses before SQLite can checkpoint the log into the file, and the database and its
+// log are left byte for byte as they were.
+TEST(Robustness, ARefusalOfWhatOnlyTheWalSaysTouchesNothing) {
+  const auto dir = scratch_dir("wal-only-refusal");
+  for (const auto& [name, pragma, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"newer.db", "PRAGMA user_version = 999", "newer than this sockhist"},
+           {"foreign.db", "PRAGMA application_id = 1234", "another application"}}) {
+    const auto db = dir / name;
+    ASSERT_EQ(run(k_collect, {"--db", db.string(), "--quiet"}).exit_code, 0);
+    {
+      SQLite::Database conn(db.string(), SQLite::OPEN_READWRITE);
+      sqlite3_db_config(conn.getHandle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+      conn.exec("PRAGMA wal_autocheckpoint = 0");
+      conn.exec(pragma);
+    }
+    const std::string wal = db.string() + "-wal";
+    ASSERT_GT(std::filesystem::file_size(wal), 0U) << "the change must be in the log only";
+    ASSERT_EQ(store::check_file(db).kind == store::FileKind::sockhist, name == "newer.db");
+    const auto before = read_text(db) + read_text(wal);
+    const auto r = run(k_collect, {"--db", db.string(), "--quiet"});
+    EXPECT_EQ(r.exit_code, 3) << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("left untouched"), std::string::npos) << r.err;
+    EXPECT_EQ(read_text(db) + read_text(wal), before) << name << ": the refusal changed the file or its log";
+  }
 }
