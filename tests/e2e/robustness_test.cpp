@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <random>
+#include <set>
 #include <thread>
 #include <tuple>
 
@@ -165,4 +166,38 @@ TEST(Robustness, ARefusalOfWhatOnlyTheWalSaysTouchesNothing) {
     EXPECT_NE(r.err.find("left untouched"), std::string::npos) << r.err;
     EXPECT_EQ(read_text(db) + read_text(wal), before) << name << ": the refusal changed the file or its log";
   }
+}
+
+// The analyzer only reads: on a database that is one file (an export), it leaves no -wal or -shm
+// of its own beside it, whatever it ran.
+TEST(Robustness, TheAnalyzerLeavesNothingBesideADatabaseItOnlyRead) {
+  const auto dir = scratch_dir("reader-leaves-nothing");
+  const auto source = dir / "source" / "s.db";
+  ASSERT_EQ(run(k_collect, {"--db", source.string(), "--quiet"}).exit_code, 0);
+  const auto copy = dir / "copy" / "e.db";
+  std::filesystem::create_directories(copy.parent_path());
+  const auto exported = run(SOCKHIST_ANALYZER_BIN, {"export", "--db", source.string(), copy.string(), "-q"});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  const auto listing = [&] {
+    std::set<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(copy.parent_path())) {
+      names.insert(entry.path().filename().string());
+    }
+    return names;
+  };
+  ASSERT_EQ(listing(), (std::set<std::string>{"e.db"})) << "an export is one file";
+  const auto before = read_text(copy);
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"hosts"},
+                                               {"show", "-a"},
+                                               {"stats"},
+                                               {"snapshots", "--since", "1d"},
+                                               {"check", "--verbose", "--time-wait-max", "100000"},
+                                               {"sql", "SELECT count(*) FROM v_snapshot_sockets"}}) {
+    auto all = args;
+    all.insert(all.begin() + 1, {"--db", copy.string()});
+    const auto r = run(SOCKHIST_ANALYZER_BIN, all);
+    EXPECT_LE(r.exit_code, 1) << args.front() << ": " << r.err;
+    EXPECT_EQ(listing(), (std::set<std::string>{"e.db"})) << args.front() << " left files behind";
+  }
+  EXPECT_EQ(read_text(copy), before);
 }
