@@ -258,10 +258,24 @@ int run_collect(const CollectOptions& o) {
     const auto cpu_started = cpu_ms();
     const auto captures = take_snapshot(o, r);
     const auto write_started = clock::now();
-    const auto written = writer.write_all(captures);
+    std::vector<store::WriteStats> written;
+    std::size_t expired = 0;
     SnapshotTimes times;
+    // A full disk or a failing device: say which file, and what was kept.
+    try {
+      written = writer.write_all(captures);
+    } catch (const SQLite::Exception& e) {
+      throw Error(Exit::failure, fmt::format("{}: cannot write the snapshot: {} (rolled back: nothing of it was "
+                                             "stored)",
+                                             db_path.string(), e.what()));
+    }
     times.write_ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - write_started).count();
-    const auto expired = expire(db, writer, r);
+    try {
+      expired = expire(db, writer, r);
+    } catch (const SQLite::Exception& e) {
+      throw Error(Exit::failure, fmt::format("{}: cannot remove expired snapshots: {} (the new snapshot is stored)",
+                                             db_path.string(), e.what()));
+    }
     if (r.report) {
       times.took_ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - snapshot_started).count();
       times.cpu_ms = cpu_ms() - cpu_started;

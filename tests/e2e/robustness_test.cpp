@@ -7,12 +7,14 @@
 #include <chrono>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <tuple>
 
 #include <sqlite3.h>
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <fmt/format.h>
 
 #include "files.hpp"
 #include "process.hpp"
@@ -200,4 +202,42 @@ TEST(Robustness, TheAnalyzerLeavesNothingBesideADatabaseItOnlyRead) {
     EXPECT_EQ(listing(), (std::set<std::string>{"e.db"})) << args.front() << " left files behind";
   }
   EXPECT_EQ(read_text(copy), before);
+}
+
+// A disk that fills: the failing run names the database, says nothing of that snapshot was stored,
+// exits 1, and every earlier snapshot is still there, whole. On a 600 KiB tmpfs in a mount
+// namespace of its own (needs root: CI).
+TEST(Robustness, AFullDiskIsNamedAndTheDatabaseStaysWhole) {
+  if (::geteuid() != 0 || find_tool("unshare").empty() || find_tool("sqlite3").empty()) {
+    GTEST_SKIP() << "mounts a small tmpfs in a private mount namespace: needs root, unshare and sqlite3 (CI)";
+  }
+  const auto dir = scratch_dir("disk-full");
+  const auto mnt = dir / "mnt";
+  std::filesystem::create_directories(mnt);
+  // Snapshots of the busy sample, a second apart, until one does not fit.
+  const auto script = fmt::format(
+      "mount -t tmpfs -o size=600k none {mnt} || exit 90; "
+      "for i in $(seq 1 300); do "
+      "  {collect} --db {mnt}/x.db --retain 0 --quiet --host h --proc-root {samples}/0$((i % 3))/proc "
+      "    --at \"2026-11-24T0$((i / 3600)):$(printf %02d $((i / 60 % 60))):$(printf %02d $((i % 60)))Z\" "
+      "    2>{dir}/err; rc=$?; [ $rc -ne 0 ] && break; "
+      "done; "
+      "echo \"$rc $i\" >{dir}/result; "
+      "sqlite3 -readonly {mnt}/x.db 'PRAGMA integrity_check' >{dir}/integrity; "
+      "sqlite3 -readonly {mnt}/x.db 'SELECT count(*) FROM snapshots' >{dir}/count",
+      fmt::arg("mnt", mnt.string()), fmt::arg("collect", k_collect), fmt::arg("dir", dir.string()),
+      fmt::arg("samples", (samples_dir() / "history-busy").string()));
+  const auto r = run(find_tool("unshare"), {"-m", "/bin/sh", "-c", script});
+  if (r.exit_code == 90) {
+    GTEST_SKIP() << "cannot mount a tmpfs here: " << r.err;
+  }
+  int rc = 0, runs = 0;
+  std::istringstream(read_text(dir / "result")) >> rc >> runs;
+  ASSERT_EQ(rc, 1) << "the disk never filled in 300 runs: " << read_text(dir / "err");
+  const auto err = read_text(dir / "err");
+  EXPECT_EQ(err, fmt::format("sockhist-collect: error: {}/x.db: cannot write the snapshot: database or disk is full "
+                             "(rolled back: nothing of it was stored)\n",
+                             mnt.string()));
+  EXPECT_EQ(read_text(dir / "integrity"), "ok\n");
+  EXPECT_EQ(read_text(dir / "count"), fmt::format("{}\n", runs - 1)) << "every snapshot before the full one is there";
 }
