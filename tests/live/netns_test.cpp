@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -230,26 +231,51 @@ TEST_F(Namespaces, NamespacesAtFirstContact) {
 namespace {
 
 // A namespace made with `ip netns add NAME` on the inode `want` once the kernel has freed it
-// (deletion completes in the background): retried for up to 30 s. 0 when the kernel gave another.
+// (deletion completes in the background): up to 30 s. The kernel hands out the lowest free inode,
+// so a namespace that lands in a hole below `want` (one another namespace left meanwhile) is kept
+// alive under a placeholder name until `want` is the lowest free; placeholders go at the end. 0 when
+// the kernel never gave `want`.
 std::uint64_t add_netns_on_inode(const std::string& name, std::uint64_t want) {
   const auto ip = find_tool("ip");
-  for (int attempt = 0; attempt < 100; ++attempt) {
+  const std::string path = "/run/netns/" + name;
+  std::vector<std::string> placeholders;
+  std::uint64_t got = 0;
+  for (int attempt = 0; attempt < 150 && got == 0; ++attempt) {
     if (run(ip, {"netns", "add", name}).exit_code != 0) {
-      return 0;
+      break;
     }
-    if (inode_of_path("/run/netns/" + name) == want) {
-      run_in_netns("/run/netns/" + name, [] {
-        std::string why;
-        if (!bring_up_loopback(why)) {
-          throw std::runtime_error(why);
-        }
-      });
-      return want;
+    const auto inode = inode_of_path(path);
+    if (inode == want) {
+      got = want;
+    } else if (inode < want) {
+      // Move it aside, as `ip netns` keeps a namespace: a bind mount of its file.
+      const std::string placeholder = fmt::format("/run/netns/{}-hole-{}", name, attempt);
+      const int fd = ::open(placeholder.c_str(), O_CREAT | O_EXCL | O_RDONLY | O_CLOEXEC, 0444);
+      if (fd < 0 || ::mount(path.c_str(), placeholder.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+        break;
+      }
+      ::close(fd);
+      placeholders.push_back(placeholder);
+      ::umount2(path.c_str(), MNT_DETACH);
+      ::unlink(path.c_str());
+    } else {
+      run(ip, {"netns", "del", name});  // ours is not free yet
+      ::usleep(200'000);
     }
-    run(ip, {"netns", "del", name});
-    ::usleep(300'000);
   }
-  return 0;
+  for (const auto& placeholder : placeholders) {
+    ::umount2(placeholder.c_str(), MNT_DETACH);
+    ::unlink(placeholder.c_str());
+  }
+  if (got != 0) {
+    run_in_netns(path, [] {
+      std::string why;
+      if (!bring_up_loopback(why)) {
+        throw std::runtime_error(why);
+      }
+    });
+  }
+  return got;
 }
 
 // What `sockhist show --netns SPEC -tan --format json` listed: its local ports, and its stderr.
