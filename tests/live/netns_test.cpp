@@ -231,8 +231,7 @@ TEST_F(Namespaces, NamespacesAtFirstContact) {
 namespace {
 
 // A namespace made with `ip netns add NAME` on the inode `want` once the kernel has freed it
-// (deletion completes in the background, after the namespaces other tests left, which can take a
-// minute when they held thousands of sockets): up to 120 s. The kernel hands out the lowest free inode,
+// (deletion completes in the background): up to 45 s. The kernel hands out the lowest free inode,
 // so a namespace that lands in a hole below `want` (one another namespace left meanwhile) is kept
 // alive under a placeholder name until `want` is the lowest free; placeholders go at the end. 0 when
 // the kernel never gave `want`.
@@ -241,7 +240,7 @@ std::uint64_t add_netns_on_inode(const std::string& name, std::uint64_t want) {
   const std::string path = "/run/netns/" + name;
   std::vector<std::string> placeholders;
   std::uint64_t got = 0;
-  for (int attempt = 0; attempt < 600 && got == 0; ++attempt) {
+  for (int attempt = 0; attempt < 225 && got == 0; ++attempt) {
     if (run(ip, {"netns", "add", name}).exit_code != 0) {
       break;
     }
@@ -343,11 +342,11 @@ TEST(NamespaceIdentity, AReusedInodeIsANewNamespaceAndHistoryStays) {
   };
   new_port = recreate(old_name, new_name);
   if (new_port == 0) {
-    GTEST_SKIP() << "the kernel did not give a new namespace the deleted one's inode within 120 s";
+    GTEST_SKIP() << "the kernel did not give a new namespace the deleted one's inode within 45 s";
   }
   third_port = recreate(new_name, old_name);  // once more under the first name: one name, two namespaces
   if (third_port == 0) {
-    GTEST_SKIP() << "the kernel did not reuse the inode a second time within 120 s";
+    GTEST_SKIP() << "the kernel did not reuse the inode a second time within 45 s";
   }
   run(ip, {"netns", "del", old_name});
 
