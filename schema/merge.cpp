@@ -440,28 +440,6 @@ void copy_namespace(SnapshotWriter& writer, SQLite::Database& input, const std::
 
 }  // namespace
 
-SQLite::Database open_input(const std::filesystem::path& path) {
-  auto db = open_read_only(path);
-  try {
-    SQLite::Statement q(db, "PRAGMA quick_check");
-    std::string first;
-    if (q.executeStep()) {
-      first = q.getColumn(0).getString();
-    }
-    if (first != "ok") {
-      // quick_check's first row may hold several lines: keep the message on one.
-      std::replace(first.begin(), first.end(), '\n', ' ');
-      if (first.size() > 160) {
-        first = first.substr(0, 160) + "...";
-      }
-      throw Error(Exit::db_refused, fmt::format("{}: corrupt (quick_check: {})", path.string(), first));
-    }
-  } catch (const SQLite::Exception& e) {
-    throw Error(Exit::db_refused, fmt::format("{}: corrupt ({})", path.string(), e.what()));
-  }
-  return db;
-}
-
 MergeStats merge_into(SQLite::Database& output, SQLite::Database& input, const std::string& input_name,
                       const CopyFilter& filter, const std::function<void(std::int64_t, std::int64_t)>& progress,
                       bool plan_only) {

@@ -4,7 +4,6 @@
 #include <grp.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +21,7 @@
 #include <fmt/format.h>
 
 #include "sockhist/error.hpp"
+#include "store_impl.hpp"
 
 namespace sockhist::store::sql {
 extern const std::vector<std::string_view> k_migrations;
@@ -30,88 +30,9 @@ extern const std::string_view k_views;
 
 namespace sockhist::store {
 
-namespace {
+namespace {}  // namespace
 
-std::int32_t read_be32(const unsigned char* p) {
-  return static_cast<std::int32_t>((static_cast<std::uint32_t>(p[0]) << 24) | (static_cast<std::uint32_t>(p[1]) << 16) |
-                                   (static_cast<std::uint32_t>(p[2]) << 8) | static_cast<std::uint32_t>(p[3]));
-}
-
-std::uint32_t read_u32(const unsigned char* p, bool big_endian) {
-  return big_endian ? static_cast<std::uint32_t>(read_be32(p))
-                    : (static_cast<std::uint32_t>(p[3]) << 24) | (static_cast<std::uint32_t>(p[2]) << 16) |
-                          (static_cast<std::uint32_t>(p[1]) << 8) | static_cast<std::uint32_t>(p[0]);
-}
-
-// SQLite's WAL checksum over `data` (a multiple of 8 bytes), continuing from s0 and s1.
-void wal_checksum(const unsigned char* data, std::size_t size, bool big_endian, std::uint32_t& s0, std::uint32_t& s1) {
-  for (std::size_t i = 0; i + 8 <= size; i += 8) {
-    s0 += read_u32(data + i, big_endian) + s1;
-    s1 += read_u32(data + i + 4, big_endian) + s0;
-  }
-}
-
-// The user_version and application_id of the newest committed page 1 in a -wal file (the WAL
-// format: a 32-byte header, then frames of a 24-byte header and a page, each checksummed over
-// all before it; a frame counts when a valid commit frame follows it). None when there is none.
-std::optional<std::pair<std::int32_t, std::int32_t>> committed_page_one_in_wal(const std::string& wal) {
-  const int fd = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
-  if (fd < 0) {
-    return std::nullopt;
-  }
-  struct stat st {};
-  std::vector<unsigned char> bytes;
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 32 && st.st_size < (std::int64_t{1} << 32)) {
-    bytes.resize(static_cast<std::size_t>(st.st_size));
-    std::size_t got = 0;
-    while (got < bytes.size()) {
-      const ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
-      if (n <= 0) {
-        break;
-      }
-      got += static_cast<std::size_t>(n);
-    }
-    bytes.resize(got);
-  }
-  ::close(fd);
-  if (bytes.size() < 32) {
-    return std::nullopt;
-  }
-  const std::uint32_t magic = static_cast<std::uint32_t>(read_be32(bytes.data()));
-  if (magic != 0x377f0682 && magic != 0x377f0683) {
-    return std::nullopt;
-  }
-  const bool big_endian = magic == 0x377f0683;
-  const std::size_t page_size = static_cast<std::uint32_t>(read_be32(bytes.data() + 8)) == 1
-                                    ? 65536
-                                    : static_cast<std::uint32_t>(read_be32(bytes.data() + 8));
-  std::uint32_t s0 = 0, s1 = 0;
-  wal_checksum(bytes.data(), 24, big_endian, s0, s1);
-  if (page_size < 512 || s0 != static_cast<std::uint32_t>(read_be32(bytes.data() + 24)) ||
-      s1 != static_cast<std::uint32_t>(read_be32(bytes.data() + 28))) {
-    return std::nullopt;
-  }
-  std::optional<std::pair<std::int32_t, std::int32_t>> committed, pending;
-  for (std::size_t at = 32; at + 24 + page_size <= bytes.size(); at += 24 + page_size) {
-    const unsigned char* frame = bytes.data() + at;
-    if (std::memcmp(frame + 8, bytes.data() + 16, 8) != 0) {
-      break;  // another generation of the log: not part of this one
-    }
-    wal_checksum(frame, 8, big_endian, s0, s1);
-    wal_checksum(frame + 24, page_size, big_endian, s0, s1);
-    if (s0 != static_cast<std::uint32_t>(read_be32(frame + 16)) ||
-        s1 != static_cast<std::uint32_t>(read_be32(frame + 20))) {
-      break;  // torn or stale: the log ends here
-    }
-    if (read_be32(frame) == 1) {
-      pending = std::pair(read_be32(frame + 24 + 60), read_be32(frame + 24 + 68));
-    }
-    if (read_be32(frame + 4) != 0 && pending) {  // a commit frame
-      committed = pending;
-    }
-  }
-  return committed;
-}
+namespace detail {
 
 [[noreturn]] void refuse(const std::filesystem::path& path, std::string_view why) {
   throw Error(Exit::db_refused, fmt::format("{}: {}", path.string(), why));
@@ -137,6 +58,18 @@ void refuse_if_not_ours(const std::filesystem::path& path, const FileCheck& chec
                              check.user_version, schema_version()));
   }
 }
+
+int pragma_int(SQLite::Database& db, const char* pragma) {
+  return db.execAndGet(fmt::format("PRAGMA {}", pragma)).getInt();
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::pragma_int;
+using detail::refuse;
+using detail::refuse_if_not_ours;
 
 // A file this process is about to write or create through `path` must be its own: not a symbolic
 // link (another user may have planted it to make root overwrite a file of its choosing), a
@@ -167,10 +100,6 @@ void require_own_regular_file(const std::filesystem::path& path) {
   }
 }
 
-int pragma_int(SQLite::Database& db, const char* pragma) {
-  return db.execAndGet(fmt::format("PRAGMA {}", pragma)).getInt();
-}
-
 // mkdir -p with mode 0750 (whatever the umask) for the directories it creates, in the reader
 // group when there is one.
 void make_parent_dirs(const std::filesystem::path& path, const ReaderGroup& group = std::nullopt) {
@@ -189,28 +118,6 @@ void make_parent_dirs(const std::filesystem::path& path, const ReaderGroup& grou
     throw Error(Exit::failure, fmt::format("{}: cannot give the directory its group and mode: {}", parent.string(),
                                            std::strerror(errno)));
   }
-}
-
-// A file name as an SQLite URI's path: '%', '?' and '#' escaped.
-std::string uri_path(const std::filesystem::path& path) {
-  std::string out;
-  for (const char c : std::filesystem::absolute(path).string()) {
-    if (c == '%' || c == '?' || c == '#') {
-      out += fmt::format("%{:02X}", static_cast<unsigned char>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-// A database nobody can write here: no write permission on the file for anyone, or a read-only
-// file system (a copy on read-only media).
-bool read_only_copy(const std::filesystem::path& path) {
-  struct stat st {};
-  struct statvfs fs {};
-  return (::stat(path.c_str(), &st) == 0 && (st.st_mode & 0222) == 0) ||
-         (::statvfs(path.c_str(), &fs) == 0 && (fs.f_flag & ST_RDONLY) != 0);
 }
 
 void configure_connection(SQLite::Database& db) {
@@ -279,57 +186,6 @@ std::string_view migration_sql(int version) {
     throw std::out_of_range(fmt::format("no migration to schema version {}", version));
   }
   return sql::k_migrations[static_cast<std::size_t>(version - 1)];
-}
-
-FileCheck check_file(const std::filesystem::path& path) {
-  FileCheck result;
-  // Non-blocking: a FIFO given as a database must not hang the program (it is refused below).
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    if (errno == ENOENT) {
-      return result;
-    }
-    throw Error(Exit::db_refused, fmt::format("{}: cannot open: {}", path.string(), std::strerror(errno)));
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    refuse(path, S_ISDIR(st.st_mode) ? "is a directory, not a database file"
-                                     : "is not a regular file (a FIFO, socket or device): refusing to read it");
-  }
-  std::array<unsigned char, 100> header{};
-  std::size_t got = 0;
-  while (got < header.size()) {
-    const ssize_t n = ::read(fd, header.data() + got, header.size() - got);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      break;
-    }
-    got += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-  if (got == 0) {
-    result.kind = FileKind::empty;
-    return result;
-  }
-  static constexpr std::string_view k_magic{"SQLite format 3\0", 16};
-  if (got < header.size() || std::string_view(reinterpret_cast<const char*>(header.data()), 16) != k_magic) {
-    result.kind = FileKind::not_sqlite;
-    return result;
-  }
-  result.user_version = read_be32(header.data() + 60);
-  result.application_id = read_be32(header.data() + 68);
-  // A newer schema or another application's id may be committed only in the -wal so far: what a
-  // connection would see is the newest committed copy of page 1 there. Read without SQLite,
-  // whose first connection would checkpoint the log into the file.
-  if (const auto page_one = committed_page_one_in_wal(path.string() + "-wal")) {
-    result.user_version = page_one->first;
-    result.application_id = page_one->second;
-  }
-  result.kind = result.application_id == k_application_id ? FileKind::sockhist : FileKind::foreign_sqlite;
-  return result;
 }
 
 void initialize(SQLite::Database& db) {
@@ -480,85 +336,6 @@ std::string share_with_group(const std::filesystem::path& path, const ReaderGrou
     out += (out.empty() ? "" : "; ") + p;
   }
   return out;
-}
-
-namespace {
-
-// Opens `name` (a path, or a URI with `flags` holding SQLITE_OPEN_URI) and checks it is a current
-// sockhist database.
-SQLite::Database open_checked(const std::filesystem::path& path, const std::string& name, int flags) {
-  SQLite::Database db(name, flags);
-  db.setBusyTimeout(10'000);
-  const int app_id = pragma_int(db, "application_id");
-  const int version = pragma_int(db, "user_version");
-  if (app_id != k_application_id) {
-    refuse(path, "is not a sockhist database");
-  }
-  if (version > schema_version()) {
-    refuse(path, fmt::format("has schema version {}, newer than this sockhist's {}; upgrade sockhist", version,
-                             schema_version()));
-  }
-  if (version < schema_version()) {
-    refuse(path, fmt::format("has schema version {}, older than this sockhist's {}; run sockhist-collect "
-                             "--db on it once to migrate it",
-                             version, schema_version()));
-  }
-  return db;
-}
-
-// Why a database whose -shm cannot be created here can or cannot be read: nothing when it is a
-// read-only copy with nothing in its -wal (it is then opened as immutable), else the reason.
-std::optional<std::string> why_not_immutable(const std::filesystem::path& path) {
-  const std::filesystem::path wal = path.string() + "-wal";
-  std::error_code ec;
-  const auto wal_bytes = std::filesystem::is_regular_file(wal, ec) ? std::filesystem::file_size(wal, ec) : 0;
-  const auto dir = std::filesystem::absolute(path).parent_path().string();
-  if (wal_bytes > 0) {
-    return fmt::format(
-        "its write-ahead log {} holds {} bytes of changes not yet in the database file, and reading "
-        "them needs {}-shm, which is missing and cannot be created in {}: copy {} and {} to a writable "
-        "directory and read the copy (or copy the -shm file along with them)",
-        wal.string(), wal_bytes, path.string(), dir, path.string(), wal.string());
-  }
-  if (!read_only_copy(path)) {
-    return fmt::format(
-        "a reader needs {}-shm beside it, which is missing and cannot be created in {}: run "
-        "sockhist-collect on it once (it keeps its -wal and -shm files for readers), or read a copy",
-        path.string(), dir);
-  }
-  return std::nullopt;
-}
-
-}  // namespace
-
-SQLite::Database open_read_only(const std::filesystem::path& path) {
-  const auto check = check_file(path);
-  if (check.kind == FileKind::missing) {
-    throw Error(Exit::db_refused, fmt::format("{}: no such database", path.string()));
-  }
-  refuse_if_not_ours(path, check);
-  // A reader's connection serves one thread: no mutex around every column read.
-  const int k_flags = SQLite::OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
-  try {
-    return open_checked(path, path.string(), k_flags);
-  } catch (const SQLite::Exception& e) {
-    const int code = e.getErrorCode() & 0xff;
-    const std::filesystem::path shm = path.string() + "-shm";
-    std::error_code ec;
-    if ((code != SQLITE_READONLY && code != SQLITE_CANTOPEN) || std::filesystem::exists(shm, ec)) {
-      throw Error(Exit::db_refused, fmt::format("{}: cannot open: {}", path.string(), e.what()));
-    }
-    // WAL mode needs a -shm file this reader cannot create.
-    if (const auto why = why_not_immutable(path)) {
-      throw Error(Exit::db_refused, fmt::format("{}: cannot read: {}", path.string(), *why));
-    }
-  }
-  // A copy nobody writes, with no log to apply: read the file as it is, without locks or -shm.
-  try {
-    return open_checked(path, "file:" + uri_path(path) + "?immutable=1", k_flags | SQLITE_OPEN_URI);
-  } catch (const SQLite::Exception& e) {
-    throw Error(Exit::db_refused, fmt::format("{}: cannot open: {}", path.string(), e.what()));
-  }
 }
 
 std::filesystem::path default_db_path() {
