@@ -1,13 +1,12 @@
 // sockhist import netstat|ss FILE: a saved listing recorded as a snapshot of --host at --at, marked
 // with its source, and from then on like any other snapshot (show, stats, lifecycles, diff).
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "common.hpp"
 #include "sockhist/error.hpp"
 #include "sockhist/import.hpp"
+#include "sockhist/input.hpp"
 #include "sockhist/snapshot_writer.hpp"
 #include "sockhist/store.hpp"
 
@@ -113,18 +112,12 @@ Result run_import(const ImportOptions& o) {
     throw Error(Exit::usage, fmt::format("--at: {} listings do not say when they were taken; give the time", o.kind));
   }
   const auto at_ms = parse_moment(*o.at, "--at", command_now_ms());
-  std::ifstream in(o.file, std::ios::binary);
-  if (!in) {
-    throw Error(Exit::bad_input, fmt::format("{}: cannot read it", o.file));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (text.str().find_first_not_of(" \t\r\n") == std::string::npos) {
+  const std::string text = input::read_file(o.file);
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
     throw Error(Exit::bad_input, fmt::format("{}: empty: no {} listing in it", o.file, o.kind));
   }
   // Parsed whole before anything is written: a refused file stores nothing.
-  const auto listing =
-      o.kind == "netstat" ? import::parse_netstat(text.str(), o.file) : import::parse_ss(text.str(), o.file);
+  const auto listing = o.kind == "netstat" ? import::parse_netstat(text, o.file) : import::parse_ss(text, o.file);
   if (listing.sockets.empty()) {
     throw Error(Exit::bad_input, fmt::format("{}: no socket line could be read; nothing recorded", o.file));
   }

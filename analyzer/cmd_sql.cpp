@@ -5,13 +5,12 @@
 #include <sqlite3.h>
 
 #include <chrono>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "common.hpp"
 #include "sockhist/error.hpp"
+#include "sockhist/input.hpp"
 
 namespace sockhist::analyzer {
 
@@ -108,13 +107,7 @@ Result run_sql(const SqlOptions& o) {
   }
   std::string sql;
   if (o.file) {
-    std::ifstream in(*o.file);
-    if (!in) {
-      throw Error(Exit::usage, fmt::format("--file {}: cannot read it", *o.file));
-    }
-    std::ostringstream text;
-    text << in.rdbuf();
-    sql = text.str();
+    sql = input::read_file(*o.file);
   } else {
     sql = *o.query;
   }

@@ -202,7 +202,7 @@ void scan_and_attach(model::Capture& cap, const ProcRoot& root, const CaptureOpt
 model::Capture take(const CaptureOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   if (!options.live) {
-    auto cap = proc::read_tree({options.proc_root, options.host, options.at_ms});
+    auto cap = proc::read_tree({options.proc_root, options.host, options.at_ms, std::nullopt});
     if (options.owners) {
       scan_and_attach(cap, ProcRoot(options.proc_root), options);
     }

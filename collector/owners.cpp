@@ -138,8 +138,8 @@ void scan_process(const ProcRoot& root, std::int32_t pid, bool full,
                   const std::unordered_map<std::int32_t, OwnerTracker::ProcessFds>& known, ScanSlice& out) {
   using ProcessFds = OwnerTracker::ProcessFds;
   std::array<char, 64> target{};
-  const int dir_fd =
-      ::open(fmt::format("{}/{}/fd", root.path().string(), pid).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  // Resolved inside the root: a copied tree's fd folder that links elsewhere is refused, named.
+  const int dir_fd = root.open_directory(fmt::format("{}/fd", pid)).release();
   if (dir_fd < 0) {
     // EACCES: another user's process and no CAP_DAC_READ_SEARCH; ENOENT: it exited, or a
     // copied tree without fd links. Only the former makes the picture partial.

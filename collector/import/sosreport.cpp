@@ -101,19 +101,17 @@ std::optional<SosreportCapture> read_initial(const Report& r, const HostFacts& f
   SosreportCapture out;
   auto& c = out.capture;
   const auto proc = r.dir() / "proc";
-  std::error_code ec;
   static constexpr std::array<const char*, 5> tables = {"tcp", "tcp6", "udp", "udp6", "unix"};
-  const bool has_copies = std::filesystem::is_directory(proc / "net", ec) &&
-                          std::any_of(tables.begin(), tables.end(), [&](const char* table) {
-                            return std::filesystem::is_regular_file(proc / "net" / table, ec);
-                          });
+  const bool has_copies = r.is_directory("proc/net") &&
+                          std::any_of(tables.begin(), tables.end(),
+                                      [&](const char* table) { return r.is_file(fmt::format("proc/net/{}", table)); });
   const auto listing_file =
       r.first({"sos_commands/networking/ss_-peaonmi", "sos_commands/networking/netstat_-W_-neopa",
                "sos_commands/networking/netstat_-T_-neopa", "sos_commands/networking/netstat_-neopa", "netstat"});
   if (has_copies) {
-    c = proc::read_tree({proc, f.host, f.time_ms});
+    c = proc::read_tree({proc, f.host, f.time_ms, r.dir()});
     for (auto& d : c.diagnostics) {
-      d.file = fmt::format("proc/{}", d.file);
+      d.file = r.relative(d.file);
     }
     c.source = "sosreport:proc";
     out.sockets_from = "/proc/net copies";
@@ -216,9 +214,8 @@ std::vector<SosreportCapture> read_sosreport(const std::filesystem::path& dir, c
                 fmt::format("{}: not a directory (unpack the sosreport first: tar xf ...)", dir.string()));
   }
   const Report r(dir);
-  const auto namespaces = find_namespaces(dir);
-  const bool has_sos = std::filesystem::is_directory(dir / "sos_commands", ec) ||
-                       std::filesystem::is_directory(dir / "proc" / "net", ec);
+  const bool has_sos = r.is_directory("sos_commands") || r.is_directory("proc/net");
+  const auto namespaces = find_namespaces(r);
   if (!has_sos) {
     throw Error(Exit::bad_input,
                 fmt::format("{}: not a sosreport (neither sos_commands/ nor proc/net/ in it)", dir.string()));

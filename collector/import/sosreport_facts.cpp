@@ -137,8 +137,15 @@ std::uint64_t named_namespace_key(std::string_view name) {
   return (std::uint64_t{1} << 32) | h;
 }
 
-std::map<std::string, NamespaceFiles> find_namespaces(const std::filesystem::path& dir) {
+std::map<std::string, NamespaceFiles> find_namespaces(const Report& r) {
   std::map<std::string, NamespaceFiles> out;
+  const auto& dir = r.dir();
+  // The folder is resolved inside the report (a link out of it is refused); below it, the walk
+  // follows no link to a folder, and every file found is read through the report again.
+  constexpr std::string_view networking = "sos_commands/networking";
+  if (!r.is_directory(networking)) {
+    return out;
+  }
   const auto scan = [&](const std::filesystem::path& folder) {
     std::error_code ec;
     for (const auto& entry : std::filesystem::recursive_directory_iterator(folder, ec)) {
@@ -161,7 +168,7 @@ std::map<std::string, NamespaceFiles> find_namespaces(const std::filesystem::pat
       }
     }
   };
-  scan(dir / "sos_commands" / "networking");
+  scan(dir / networking);
   return out;
 }
 

@@ -4,10 +4,8 @@
 
 #include <array>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -18,15 +16,18 @@
 
 #include "sockhist/error.hpp"
 #include "sockhist/import.hpp"
+#include "sockhist/input.hpp"
 #include "text_lines.hpp"
 
 namespace sockhist::import::sosreport {
 
 using text::trim;
 
+// An unpacked sosreport: every path read is resolved inside it (input::Tree), so a link that leaves
+// the report, a FIFO or device in it, or a file over input::k_max_file_bytes is refused, named.
 class Report {
  public:
-  explicit Report(std::filesystem::path dir) : m_dir(std::move(dir)) {}
+  explicit Report(std::filesystem::path dir) : m_dir(std::move(dir)), m_tree(m_dir) {}
   const std::filesystem::path& dir() const { return m_dir; }
 
   // The content of the first of `candidates` (paths relative to the report) that exists.
@@ -39,25 +40,21 @@ class Report {
     return std::nullopt;
   }
 
-  std::optional<std::string> read(std::string_view relative) const {
-    const auto path = m_dir / relative;
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) {
-      return std::nullopt;
-    }
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-      throw Error(Exit::bad_input, fmt::format("{}: cannot read it", path.string()));
-    }
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
+  // A file's content; nullopt when the report does not have it.
+  std::optional<std::string> read(std::string_view relative) const { return m_tree.read(relative); }
 
   // `relative` when it names a file of the report, "" otherwise (nothing read).
   std::string file_if_present(std::string_view relative) const {
-    std::error_code ec;
-    return std::filesystem::is_regular_file(m_dir / relative, ec) ? std::string(relative) : std::string();
+    return m_tree.is_file(relative) ? std::string(relative) : std::string();
+  }
+
+  bool is_file(std::string_view relative) const { return m_tree.is_file(relative); }
+  bool is_directory(std::string_view relative) const { return m_tree.is_directory(relative); }
+
+  // A path as the report names it: relative to its folder.
+  std::string relative(const std::string& path) const {
+    const auto below = std::filesystem::path(path).lexically_relative(m_dir).generic_string();
+    return below.empty() || below.starts_with("..") ? path : below;
   }
 
   // The first line of a file, trimmed; nullopt when missing or empty.
@@ -73,6 +70,7 @@ class Report {
 
  private:
   std::filesystem::path m_dir;
+  input::Tree m_tree;
 };
 
 // "Tue Nov 24 06:08:40 UTC 2026" (date --utc under LC_ALL=C) as epoch ms; nullopt for another zone.
@@ -104,7 +102,7 @@ constexpr std::array<std::string_view, 8> namespace_commands = {
     "nstat_-zas",  "nstat_-as",         "netstat_-s",        "sysctl_-a"};
 
 // Every namespace sos ran commands in, by name.
-std::map<std::string, NamespaceFiles> find_namespaces(const std::filesystem::path& dir);
+std::map<std::string, NamespaceFiles> find_namespaces(const Report& r);
 
 // What is the same for every namespace of the report.
 struct HostFacts {

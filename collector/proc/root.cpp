@@ -1,11 +1,5 @@
-// ProcRoot: every file below a /proc root read to end of file, never trusting the size /proc reports.
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <array>
-#include <cerrno>
-#include <cstring>
-
+// ProcRoot: every file below a /proc root read to end of file, never trusting the size /proc reports,
+// through input::Tree, which keeps each path inside the root (or the tree that bounds it).
 #include <fmt/format.h>
 
 #include "sockhist/error.hpp"
@@ -13,65 +7,41 @@
 
 namespace sockhist::proc {
 
-namespace {
+ProcRoot::ProcRoot(std::filesystem::path root) : m_root(std::move(root)), m_tree(m_root) {}
 
-bool read_fd_to_end(int fd, std::string& out) {
-  out.clear();
-  std::array<char, 65536> buffer{};
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return false;
-    }
-    if (n == 0) {
-      return true;
-    }
-    out.append(buffer.data(), static_cast<std::size_t>(n));
+ProcRoot::ProcRoot(std::filesystem::path root, const std::filesystem::path& boundary)
+    : m_root(std::move(root)), m_tree(boundary) {
+  const auto below = m_root.lexically_relative(boundary).generic_string();
+  if (below.empty() || below.starts_with("..")) {
+    throw Error(Exit::bad_input, fmt::format("{}: not below {}", m_root.string(), boundary.string()));
   }
+  m_prefix = below == "." ? std::string() : below;
 }
 
-}  // namespace
-
-ProcRoot::ProcRoot(std::filesystem::path root) : m_root(std::move(root)) {}
+std::string ProcRoot::inside(std::string_view relative) const {
+  return m_prefix.empty() ? std::string(relative) : fmt::format("{}/{}", m_prefix, relative);
+}
 
 std::optional<std::string> ProcRoot::read(std::string_view relative) const {
-  const auto path = m_root / relative;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT || errno == ENOTDIR) {
-      return std::nullopt;
-    }
-    throw Error(Exit::bad_input, fmt::format("{}: cannot read: {}", path.string(), std::strerror(errno)));
-  }
-  std::string content;
-  const bool ok = read_fd_to_end(fd, content);
-  const int err = errno;
-  ::close(fd);
-  if (!ok) {
-    throw Error(Exit::bad_input, fmt::format("{}: cannot read: {}", path.string(), std::strerror(err)));
-  }
-  return content;
+  return m_tree.read(inside(relative));
 }
 
 std::optional<std::string> ProcRoot::try_read(std::string_view relative) const {
   try {
     return read(relative);
+  } catch (const input::Refused&) {
+    throw;
   } catch (const Error&) {
     return std::nullopt;
   }
 }
 
 std::optional<std::string> ProcRoot::read_link(std::string_view relative) const {
-  std::array<char, 256> buffer{};
-  const auto path = m_root / relative;
-  const ssize_t n = ::readlink(path.c_str(), buffer.data(), buffer.size());
-  if (n <= 0 || static_cast<std::size_t>(n) >= buffer.size()) {
-    return std::nullopt;
-  }
-  return std::string(buffer.data(), static_cast<std::size_t>(n));
+  return m_tree.read_link(inside(relative));
+}
+
+input::Fd ProcRoot::open_directory(std::string_view relative) const {
+  return m_tree.open_directory(inside(relative));
 }
 
 }  // namespace sockhist::proc

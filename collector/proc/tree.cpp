@@ -146,8 +146,16 @@ void require_directory(const std::filesystem::path& root) {
 
 model::Capture read_tree(const TreeOptions& options) {
   const auto started = std::chrono::steady_clock::now();
-  require_directory(options.root);
-  const ProcRoot root(options.root);
+  if (options.boundary) {
+    // The root itself is resolved inside the tree that bounds it: a `proc -> /proc` link is refused.
+    const auto below = options.root.lexically_relative(*options.boundary).generic_string();
+    if (!input::Tree(*options.boundary).is_directory(below)) {
+      throw Error(Exit::bad_input, fmt::format("{}: not a directory", options.root.string()));
+    }
+  } else {
+    require_directory(options.root);
+  }
+  const ProcRoot root = options.boundary ? ProcRoot(options.root, *options.boundary) : ProcRoot(options.root);
   model::Capture cap;
   Loader loader(cap);
   cap.time_ms = options.at_ms.value_or(model::now_ms());

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "sockhist/input.hpp"
 #include "sockhist/model.hpp"
 
 namespace sockhist::proc {
@@ -58,24 +59,37 @@ std::optional<std::uint32_t> parse_status_euid(std::string_view text);
 // A /proc/PID/cmdline (NUL-separated) as one space-separated line.
 std::string format_cmdline(std::string_view raw);
 
-// Reads files below a /proc root, to end of file, never trusting the size /proc reports.
+// Reads files below a /proc root, to end of file, never trusting the size /proc reports. Every path
+// is resolved inside `boundary` (the root itself unless given): a copied tree's links that leave
+// it, FIFOs, devices and files over input::k_max_file_bytes are refused (input::Refused), named.
 class ProcRoot {
  public:
   explicit ProcRoot(std::filesystem::path root);
+  // A root below a larger tree that bounds it (an unpacked sosreport's proc/).
+  ProcRoot(std::filesystem::path root, const std::filesystem::path& boundary);
 
   const std::filesystem::path& path() const { return m_root; }
 
   // The file's whole content; nullopt if it does not exist. Other failures throw Error naming it.
   std::optional<std::string> read(std::string_view relative) const;
 
-  // The same, but every failure (a process that exited, permission) is reported as nullopt.
+  // The same, but a failure to read (a process that exited, permission) is reported as nullopt.
+  // A refusal (input::Refused) still throws: a hostile tree is never read as a sparse one.
   std::optional<std::string> try_read(std::string_view relative) const;
 
-  // The target of a symbolic link below the root; nullopt on any failure.
+  // The target of a symbolic link below the root (its parents resolved inside the boundary);
+  // nullopt on any failure.
   std::optional<std::string> read_link(std::string_view relative) const;
 
+  // A directory below the root opened for its entries; an empty Fd with errno set if it cannot be.
+  input::Fd open_directory(std::string_view relative) const;
+
  private:
+  std::string inside(std::string_view relative) const;
+
   std::filesystem::path m_root;
+  input::Tree m_tree;
+  std::string m_prefix;  // the root's path below the boundary, "" when it is the boundary
 };
 
 // A decimal integer, surrounding blanks ignored; nullopt on anything else.
@@ -168,12 +182,15 @@ struct TreeOptions {
   std::filesystem::path root;
   std::optional<std::string> host;    // instead of the tree's hostname
   std::optional<std::int64_t> at_ms;  // the time to record (default: now)
+  // The tree every path must stay in (an unpacked sosreport around its proc/); default: root.
+  std::optional<std::filesystem::path> boundary;
 };
 
 // Reads a copied /proc tree (a sample, a sosreport's proc/) as one snapshot of its host's own
 // namespace: sockets, counters, settings and the host facts the tree holds, without owners.
 // Throws Error(bad_input) for a root that is not a directory, holds no socket table, or holds a
-// malformed file, naming it.
+// malformed file, naming it; input::Refused for a link that leaves the tree, or a FIFO, device or
+// oversized file in it.
 model::Capture read_tree(const TreeOptions& options);
 
 }  // namespace sockhist::proc
