@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,6 +13,7 @@
 
 #include "common.hpp"
 #include "sockhist/error.hpp"
+#include "sockhist/store.hpp"
 #include "sockhist/timeutil.hpp"
 
 namespace {
@@ -127,7 +129,10 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "sockhist: error: {}\n", e.what());
     return k_error;
   } catch (const SQLite::Exception& e) {
-    fmt::print(stderr, "sockhist: error: database: {}\n", e.what());
+    fmt::print(stderr, "sockhist: error: {}\n", sockhist::store::name_databases(e.what()));
+    return k_error;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "sockhist: error: {}\n", sockhist::store::name_databases("out of memory"));
     return k_error;
   } catch (const std::exception& e) {
     fmt::print(stderr, "sockhist: error: {}\n", e.what());

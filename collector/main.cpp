@@ -1,11 +1,13 @@
 // sockhist-collect: parse, run, and turn the project's errors into one line and an exit code.
 #include <cstdio>
+#include <new>
 
 #include <SQLiteCpp/Exception.h>
 #include <fmt/format.h>
 
 #include "collect.hpp"
 #include "sockhist/error.hpp"
+#include "sockhist/store.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app("sockhist-collect", "sockhist-collect");
@@ -27,7 +29,10 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "sockhist-collect: error: {}\n", e.what());
     return static_cast<int>(e.code());
   } catch (const SQLite::Exception& e) {
-    fmt::print(stderr, "sockhist-collect: error: database: {}\n", e.what());
+    fmt::print(stderr, "sockhist-collect: error: {}\n", sockhist::store::name_databases(e.what()));
+    return static_cast<int>(sockhist::Exit::failure);
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "sockhist-collect: error: {}\n", sockhist::store::name_databases("out of memory"));
     return static_cast<int>(sockhist::Exit::failure);
   } catch (const std::exception& e) {
     fmt::print(stderr, "sockhist-collect: error: {}\n", e.what());

@@ -55,6 +55,7 @@ namespace {
 // Opens `name` (a path, or a URI with `flags` holding SQLITE_OPEN_URI) and checks it is a current
 // sockhist database.
 SQLite::Database open_checked(const std::filesystem::path& path, const std::string& name, int flags) {
+  detail::note_opened(path);
   SQLite::Database db(name, flags);
   db.setBusyTimeout(10'000);
   const int app_id = pragma_int(db, "application_id");

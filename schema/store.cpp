@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -242,8 +243,33 @@ void initialize(SQLite::Database& db) {
   db.exec("PRAGMA foreign_keys = ON");
 }
 
+namespace {
+std::mutex g_opened_mutex;
+std::vector<std::string> g_opened;
+}  // namespace
+
+void detail::note_opened(const std::filesystem::path& path) {
+  const std::lock_guard lock(g_opened_mutex);
+  if (std::find(g_opened.begin(), g_opened.end(), path.string()) == g_opened.end()) {
+    g_opened.push_back(path.string());
+  }
+}
+
+std::string name_databases(std::string_view what) {
+  const std::lock_guard lock(g_opened_mutex);
+  if (g_opened.empty()) {
+    return fmt::format("database: {}", what);
+  }
+  std::string names;
+  for (const auto& name : g_opened) {
+    names += names.empty() ? name : ", " + name;
+  }
+  return fmt::format("{}: {}", names, what);
+}
+
 SQLite::Database open_for_write(const std::filesystem::path& path, const ReaderGroup& group) {
   require_own_regular_file(path);
+  detail::note_opened(path);
   auto check = check_file(path);
   if (check.kind == FileKind::missing) {
     create_database(path, group);

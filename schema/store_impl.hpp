@@ -19,4 +19,7 @@ void refuse_if_not_ours(const std::filesystem::path& path, const FileCheck& chec
 
 int pragma_int(SQLite::Database& db, const char* pragma);
 
+// Records a database this process opened, for name_databases.
+void note_opened(const std::filesystem::path& path);
+
 }  // namespace sockhist::store::detail

@@ -74,6 +74,10 @@ std::string share_with_group(const std::filesystem::path& path, const ReaderGrou
 // its -wal holds nothing; when the -wal holds changes it cannot apply, it is refused, saying so.
 SQLite::Database open_read_only(const std::filesystem::path& path);
 
+// `what` (a failure with no file in it: SQLite's "out of memory", "disk I/O error") prefixed with
+// the databases this process opened, so that the message names the file: "<db>: what".
+std::string name_databases(std::string_view what);
+
 // The database used when neither --db nor SOCKHIST_DB names one: /var/lib/sockhist/sockhist.db
 // for root, $XDG_DATA_HOME/sockhist/sockhist.db (default ~/.local/share) for other users.
 std::filesystem::path default_db_path();

@@ -241,3 +241,33 @@ TEST(Robustness, AFullDiskIsNamedAndTheDatabaseStaysWhole) {
   EXPECT_EQ(read_text(dir / "integrity"), "ok\n");
   EXPECT_EQ(read_text(dir / "count"), fmt::format("{}\n", runs - 1)) << "every snapshot before the full one is there";
 }
+
+// Memory that runs out while a file is read: the error names the file (before, "std::bad_alloc").
+// An address-space limit of 256 MiB and a 600 MB sparse file, under the 1 GiB input cap.
+TEST(Robustness, RunningOutOfMemoryNamesTheFile) {
+#ifdef SOCKHIST_SANITIZED
+  GTEST_SKIP() << "AddressSanitizer reserves terabytes of address space: an address-space limit cannot apply";
+#endif
+  const auto prlimit = find_tool("prlimit");
+  if (prlimit.empty()) {
+    GTEST_SKIP() << "needs prlimit (util-linux)";
+  }
+  const auto dir = scratch_dir("out-of-memory");
+  const auto listing = dir / "big.txt";
+  write_text(listing, "");
+  std::filesystem::resize_file(listing, 600'000'000);
+  const auto import = run(prlimit, {"--as=268435456", SOCKHIST_ANALYZER_BIN, "import", "ss", listing.string(), "--db",
+                                    (dir / "x.db").string(), "--host", "h", "--at", "2026-11-24T00:00:00Z"});
+  EXPECT_EQ(import.exit_code, 2);
+  EXPECT_EQ(import.err,
+            fmt::format("sockhist: error: {}: out of memory after reading 0 bytes of it\n", listing.string()));
+  const auto tree = dir / "tree";
+  write_text(tree / "net" / "tcp", "");
+  std::filesystem::resize_file(tree / "net" / "tcp", 600'000'000);
+  const auto collect = run(
+      prlimit, {"--as=268435456", k_collect, "--db", (dir / "y.db").string(), "--proc-root", tree.string(), "--quiet"});
+  EXPECT_EQ(collect.exit_code, 1);
+  EXPECT_EQ(collect.err, fmt::format("sockhist-collect: error: {}/net/tcp: out of memory after reading 0 bytes of it\n",
+                                     tree.string()));
+  EXPECT_FALSE(std::filesystem::exists(dir / "x.db"));
+}
