@@ -140,49 +140,67 @@ std::string cell_text(const Column& column, const Value& value, const Options& o
   return std::get<std::string>(value);
 }
 
-std::string to_text(const Table& table, const Options& options) {
-  std::vector<std::size_t> shown;
-  for (std::size_t c = 0; c < table.columns.size(); ++c) {
-    if (table.columns[c].in_table) {
-      shown.push_back(c);
+TextStream::TextStream(const std::vector<Column>& columns, const std::vector<std::vector<Value>>& sample,
+                       const Options& options)
+    : m_columns(columns), m_options(options) {
+  for (std::size_t c = 0; c < m_columns.size(); ++c) {
+    if (m_columns[c].in_table) {
+      m_shown.push_back(c);
+      m_width.push_back(title_of(m_columns[c]).size());
     }
   }
-  std::vector<std::vector<std::string>> cells;
-  std::vector<std::size_t> width(shown.size(), 0);
-  std::vector<std::string> header;
-  for (std::size_t k = 0; k < shown.size(); ++k) {
-    header.push_back(title_of(table.columns[shown[k]]));
-    width[k] = header.back().size();
-  }
-  for (const auto& row : table.rows) {
-    std::vector<std::string> line;
-    for (std::size_t k = 0; k < shown.size(); ++k) {
-      const auto c = shown[k];
-      line.push_back(printable(cell_text(table.columns[c], c < row.size() ? row[c] : Value{}, options)));
-      width[k] = std::max(width[k], line.back().size());
-    }
-    cells.push_back(std::move(line));
-  }
-  std::string out;
-  const auto emit = [&](const std::vector<std::string>& line) {
-    std::string text;
+  for (const auto& row : sample) {
+    const auto line = cells(row);
     for (std::size_t k = 0; k < line.size(); ++k) {
-      const bool right = numeric(table.columns[shown[k]].kind);
-      const bool last = k + 1 == line.size();
-      if (k > 0) {
-        text += "  ";
-      }
-      if (right) {
-        text += std::string(width[k] - line[k].size(), ' ') + line[k];
-      } else {
-        text += last ? line[k] : line[k] + std::string(width[k] - line[k].size(), ' ');
-      }
+      m_width[k] = std::max(m_width[k], line[k].size());
     }
-    out += text + "\n";
-  };
-  emit(header);
-  for (const auto& line : cells) {
-    emit(line);
+  }
+}
+
+std::vector<std::string> TextStream::cells(const std::vector<Value>& row) const {
+  std::vector<std::string> line;
+  line.reserve(m_shown.size());
+  for (const auto c : m_shown) {
+    line.push_back(printable(cell_text(m_columns[c], c < row.size() ? row[c] : Value{}, m_options)));
+  }
+  return line;
+}
+
+std::string TextStream::emit(const std::vector<std::string>& line) const {
+  std::string text;
+  for (std::size_t k = 0; k < line.size(); ++k) {
+    const bool right = numeric(m_columns[m_shown[k]].kind);
+    const bool last = k + 1 == line.size();
+    const std::size_t pad = m_width[k] > line[k].size() ? m_width[k] - line[k].size() : 0;
+    if (k > 0) {
+      text += "  ";
+    }
+    if (right) {
+      text += std::string(pad, ' ') + line[k];
+    } else {
+      text += last ? line[k] : line[k] + std::string(pad, ' ');
+    }
+  }
+  return text + "\n";
+}
+
+std::string TextStream::header() const {
+  std::vector<std::string> titles;
+  for (const auto c : m_shown) {
+    titles.push_back(title_of(m_columns[c]));
+  }
+  return emit(titles);
+}
+
+std::string TextStream::line(const std::vector<Value>& row) const {
+  return emit(cells(row));
+}
+
+std::string to_text(const Table& table, const Options& options) {
+  const TextStream stream(table.columns, table.rows, options);
+  std::string out = stream.header();
+  for (const auto& row : table.rows) {
+    out += stream.line(row);
   }
   for (const auto& note : table.notes) {
     out += printable(note) + "\n";
@@ -190,77 +208,84 @@ std::string to_text(const Table& table, const Options& options) {
   return out;
 }
 
-std::string to_csv(const Table& table) {
-  std::vector<std::string> header;
-  for (const auto& c : table.columns) {
+std::string csv_header(const std::vector<Column>& columns) {
+  std::string out;
+  for (const auto& c : columns) {
     if (!c.in_machine) {
       continue;
     }
-    header.push_back(csv_field(c.name));
+    out += (out.empty() ? "" : ",") + csv_field(c.name);
     if (c.kind == Kind::time_ms) {
-      header.push_back(csv_field(c.name + "_epoch"));
+      out += "," + csv_field(c.name + "_epoch");
     }
   }
+  return out + "\r\n";
+}
+
+std::string csv_row(const std::vector<Column>& columns, const std::vector<Value>& row) {
   std::string out;
-  const auto line = [&out](const std::vector<std::string>& fields) {
-    for (std::size_t i = 0; i < fields.size(); ++i) {
-      out += (i ? "," : "") + fields[i];
+  bool first = true;
+  for (std::size_t c = 0; c < columns.size(); ++c) {
+    const auto& col = columns[c];
+    if (!col.in_machine) {
+      continue;
     }
-    out += "\r\n";
-  };
-  line(header);
-  for (const auto& row : table.rows) {
-    std::vector<std::string> fields;
-    for (std::size_t c = 0; c < table.columns.size(); ++c) {
-      const auto& col = table.columns[c];
-      if (!col.in_machine) {
-        continue;
-      }
-      const Value& v = c < row.size() ? row[c] : Value{};
-      std::string text;
-      std::string epoch;
-      if (const auto* i = std::get_if<std::int64_t>(&v)) {
-        if (col.kind == Kind::time_ms) {
-          text = model::format_iso_utc(*i);
-          epoch = machine_real(static_cast<double>(*i) / 1000.0);
-        } else if (col.kind == Kind::duration_ms) {
-          text = machine_real(static_cast<double>(*i) / 1000.0);
-        } else {
-          text = std::to_string(*i);
-        }
-      } else if (const auto* d = std::get_if<double>(&v)) {
-        text = machine_real(*d);
-      } else if (const auto* s = std::get_if<std::string>(&v)) {
-        text = *s;
-      }
-      fields.push_back(csv_field(text));
+    const Value& v = c < row.size() ? row[c] : Value{};
+    std::string text;
+    std::string epoch;
+    if (const auto* i = std::get_if<std::int64_t>(&v)) {
       if (col.kind == Kind::time_ms) {
-        fields.push_back(epoch);
+        text = model::format_iso_utc(*i);
+        epoch = machine_real(static_cast<double>(*i) / 1000.0);
+      } else if (col.kind == Kind::duration_ms) {
+        text = machine_real(static_cast<double>(*i) / 1000.0);
+      } else {
+        text = std::to_string(*i);
       }
+    } else if (const auto* d = std::get_if<double>(&v)) {
+      text = machine_real(*d);
+    } else if (const auto* s = std::get_if<std::string>(&v)) {
+      text = *s;
     }
-    line(fields);
+    out += (first ? "" : ",") + csv_field(text);
+    first = false;
+    if (col.kind == Kind::time_ms) {
+      out += "," + epoch;
+    }
+  }
+  return out + "\r\n";
+}
+
+std::string to_csv(const Table& table) {
+  std::string out = csv_header(table.columns);
+  for (const auto& row : table.rows) {
+    out += csv_row(table.columns, row);
   }
   return out;
+}
+
+nlohmann::ordered_json json_row(const std::vector<Column>& columns, const std::vector<Value>& row) {
+  nlohmann::ordered_json obj = nlohmann::ordered_json::object();
+  for (std::size_t c = 0; c < columns.size(); ++c) {
+    const auto& col = columns[c];
+    if (!col.in_machine) {
+      continue;
+    }
+    const Value& v = c < row.size() ? row[c] : Value{};
+    obj[col.name] = json_value(col, v);
+    if (col.kind == Kind::time_ms) {
+      const auto* i = std::get_if<std::int64_t>(&v);
+      obj[col.name + "_epoch"] =
+          i ? nlohmann::ordered_json(static_cast<double>(*i) / 1000.0) : nlohmann::ordered_json(nullptr);
+    }
+  }
+  return obj;
 }
 
 nlohmann::ordered_json to_json_rows(const Table& table) {
   auto rows = nlohmann::ordered_json::array();
   for (const auto& row : table.rows) {
-    nlohmann::ordered_json obj = nlohmann::ordered_json::object();
-    for (std::size_t c = 0; c < table.columns.size(); ++c) {
-      const auto& col = table.columns[c];
-      if (!col.in_machine) {
-        continue;
-      }
-      const Value& v = c < row.size() ? row[c] : Value{};
-      obj[col.name] = json_value(col, v);
-      if (col.kind == Kind::time_ms) {
-        const auto* i = std::get_if<std::int64_t>(&v);
-        obj[col.name + "_epoch"] =
-            i ? nlohmann::ordered_json(static_cast<double>(*i) / 1000.0) : nlohmann::ordered_json(nullptr);
-      }
-    }
-    rows.push_back(std::move(obj));
+    rows.push_back(json_row(table.columns, row));
   }
   return rows;
 }
@@ -284,6 +309,34 @@ nlohmann::ordered_json to_json_columns(const Table& table) {
   return cols;
 }
 
+// Strings are kept exact (JSON escapes control characters); bytes that are not UTF-8, which JSON
+// cannot carry, become U+FFFD.
+std::string dump(const nlohmann::ordered_json& value) {
+  return value.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+std::string JsonStream::open(nlohmann::ordered_json document) {
+  document.erase("rows");
+  std::string text = dump(document);
+  text.resize(text.size() - 2);  // "\n}"
+  return text + (document.empty() ? "" : ",") + "\n  \"rows\": [";
+}
+
+std::string JsonStream::row(const nlohmann::ordered_json& row) {
+  std::string text = m_rows++ == 0 ? "\n    " : ",\n    ";
+  for (const char c : dump(row)) {
+    text += c;
+    if (c == '\n') {
+      text += "    ";
+    }
+  }
+  return text;
+}
+
+std::string JsonStream::close() const {
+  return m_rows == 0 ? "]\n}\n" : "\n  ]\n}\n";
+}
+
 std::string render(const Table& table, const Options& options, nlohmann::ordered_json document,
                    const std::vector<std::string>& heading) {
   switch (options.format) {
@@ -297,9 +350,7 @@ std::string render(const Table& table, const Options& options, nlohmann::ordered
       if (!document.contains("rows")) {
         document["rows"] = to_json_rows(table);
       }
-      // Strings are kept exact (JSON escapes control characters); bytes that are not UTF-8, which
-      // JSON cannot carry, become U+FFFD.
-      return document.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+      return dump(document) + "\n";
     }
     case Format::csv:
       return to_csv(table);

@@ -1,5 +1,6 @@
 // Turning computed values into text: aligned tables for people, RFC 4180 CSV and JSON for programs.
-// Renderers return strings; only the analyzer's main writes to stdout.
+// Renderers return strings; the analyzer's main writes them to stdout, except for `sql`, which
+// streams its rows through TextStream, csv_row and JsonStream as they come.
 #pragma once
 
 #include <cstdint>
@@ -79,6 +80,48 @@ nlohmann::ordered_json to_json_columns(const Table& table);
 // document has none); for csv, the table; for table, `heading` lines then the table.
 std::string render(const Table& table, const Options& options, nlohmann::ordered_json document = {},
                    const std::vector<std::string>& heading = {});
+
+// A table printed as its rows arrive, for output too large to hold: the column widths are those of
+// the rows given as `sample` (and the titles); a later, wider cell pushes its own line out of
+// alignment. to_text is a TextStream over all its rows.
+class TextStream {
+ public:
+  TextStream(const std::vector<Column>& columns, const std::vector<std::vector<Value>>& sample, const Options& options);
+  std::string header() const;
+  std::string line(const std::vector<Value>& row) const;
+
+ private:
+  std::vector<std::string> cells(const std::vector<Value>& row) const;
+  std::string emit(const std::vector<std::string>& line) const;
+
+  std::vector<Column> m_columns;
+  Options m_options;
+  std::vector<std::size_t> m_shown;
+  std::vector<std::size_t> m_width;
+};
+
+// CSV's header line and one row (to_csv is the one, then each of the other).
+std::string csv_header(const std::vector<Column>& columns);
+std::string csv_row(const std::vector<Column>& columns, const std::vector<Value>& row);
+
+// One row as a JSON object keyed by column name.
+nlohmann::ordered_json json_row(const std::vector<Column>& columns, const std::vector<Value>& row);
+
+// A JSON value as every command prints it: indented by 2, bytes that are not UTF-8 as U+FFFD.
+std::string dump(const nlohmann::ordered_json& value);
+
+// A JSON document whose "rows" array is written as its rows arrive: open() is the document up to
+// the array (its "rows" member, if any, dropped), row() one element, close() the end; together byte
+// for byte what render() writes for the same document and rows.
+class JsonStream {
+ public:
+  static std::string open(nlohmann::ordered_json document);
+  std::string row(const nlohmann::ordered_json& row);
+  std::string close() const;
+
+ private:
+  std::size_t m_rows = 0;
+};
 
 // Text of a value as a table shows it.
 std::string cell_text(const Column& column, const Value& value, const Options& options);

@@ -466,6 +466,64 @@ TEST(Analyzer, SqlInterruptsARunawayQueryAndPointsAtSyntaxErrors) {
   EXPECT_EQ(neither.exit_code, 2);
 }
 
+// One slow function call is a single step SQLite cannot interrupt: --timeout still holds (before,
+// a 1 s timeout let this run for minutes), the error is the same one line.
+TEST(Analyzer, SqlTimeoutHoldsWhateverTheQuery) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto slow =
+      run(SOCKHIST_ANALYZER_BIN, {"sql", "--db", sample_db(), "--timeout", "1s",
+                                  "SELECT instr(printf('%.*c', 5000000, 'a'), printf('%.*c', 2500000, 'a') || 'b') "
+                                  "FROM v_snapshots"});
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(slow.exit_code, 2);
+  EXPECT_EQ(slow.err, "sockhist: error: sql: interrupted after 1s (--timeout)\n");
+  EXPECT_LT(took, std::chrono::seconds(4)) << "1 s and its grace (a tenth, at least 100 ms, at most 2 s)";
+}
+
+// Rows are written as they come: two million rows (about 300 MB held before) under a 128 MiB
+// address-space limit, in every format.
+TEST(Analyzer, SqlStreamsRowsInBoundedMemory) {
+  std::string why;
+  const auto prlimit = address_limit_tool(why);
+  if (prlimit.empty()) {
+    GTEST_SKIP() << why;
+  }
+  const std::string query =
+      "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 2000000) "
+      "SELECT x, printf('%.*c', 100, 'w') AS w FROM c";
+  for (const std::string format : {"table", "csv", "json"}) {
+    const auto r = run("/bin/bash", {"-o", "pipefail", "-c",
+                                     fmt::format("{} --as=134217728 {} sql --db {} --timeout 5m --format {} \"{}\" | "
+                                                 "grep -c wwwwwwwwww",
+                                                 prlimit, SOCKHIST_ANALYZER_BIN, sample_db(), format, query)});
+    EXPECT_EQ(r.exit_code, 0) << format << ": " << r.err;
+    EXPECT_EQ(r.out, "2000000\n") << format;
+  }
+}
+
+// What sql took for writes or second statements and is not: a pragma about a table, a trailing
+// comment. What it let through and must not: a NUL byte cutting the query short, fts3_tokenizer().
+TEST(Analyzer, SqlReadsPragmasAndCommentsAndRefusesNulAndTokenizers) {
+  const auto info =
+      run(SOCKHIST_ANALYZER_BIN, {"sql", "--db", sample_db(), "--format", "csv", "PRAGMA table_info(v_snapshots)"});
+  EXPECT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_TRUE(info.out.starts_with("cid,name,type,notnull,dflt_value,pk\r\n0,snapshot_id,")) << info.out;
+  for (const std::string sql : {"SELECT 1; -- the end", "SELECT 1; /* two */ ;", "SELECT 1;\n-- a\n"}) {
+    const auto r = run(SOCKHIST_ANALYZER_BIN, {"sql", "--db", sample_db(), "--format", "csv", sql});
+    EXPECT_EQ(r.exit_code, 0) << sql << ": " << r.err;
+    EXPECT_EQ(r.out, "1\r\n1\r\n") << sql;
+  }
+  const auto dir = scratch_dir("analyzer-sql-nul-" + std::to_string(::getpid()));
+  write_text(dir / "nul.sql", std::string("SELECT 1 AS one\0; DELETE FROM hosts", 35));
+  const auto nul = run(SOCKHIST_ANALYZER_BIN, {"sql", "--db", sample_db(), "--file", (dir / "nul.sql").string()});
+  EXPECT_EQ(nul.exit_code, 2);
+  EXPECT_EQ(nul.err, "sockhist: error: sql: a NUL byte at offset 15: the query would end there\n");
+  const auto tokenizer = run(SOCKHIST_ANALYZER_BIN, {"sql", "--db", sample_db(), "SELECT fts3_tokenizer('simple')"});
+  EXPECT_EQ(tokenizer.exit_code, 2);
+  EXPECT_EQ(tokenizer.err, "sockhist: error: sql: fts3_tokenizer() is not allowed\n");
+  EXPECT_EQ(tokenizer.out, "");
+}
+
 TEST(Analyzer, SqlRunsEveryDocumentedExampleInEveryFormat) {
   const auto dir = scratch_dir("analyzer-sql-docs-" + std::to_string(::getpid()));
   const auto doc = read_text(std::filesystem::path(SOCKHIST_SAMPLES_DIR) / ".." / "schema" / "README.md");

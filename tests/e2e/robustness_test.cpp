@@ -245,12 +245,10 @@ TEST(Robustness, AFullDiskIsNamedAndTheDatabaseStaysWhole) {
 // Memory that runs out while a file is read: the error names the file (before, "std::bad_alloc").
 // An address-space limit of 256 MiB and a 600 MB sparse file, under the 1 GiB input cap.
 TEST(Robustness, RunningOutOfMemoryNamesTheFile) {
-#ifdef SOCKHIST_SANITIZED
-  GTEST_SKIP() << "AddressSanitizer reserves terabytes of address space: an address-space limit cannot apply";
-#endif
-  const auto prlimit = find_tool("prlimit");
+  std::string why;
+  const auto prlimit = address_limit_tool(why);
   if (prlimit.empty()) {
-    GTEST_SKIP() << "needs prlimit (util-linux)";
+    GTEST_SKIP() << why;
   }
   const auto dir = scratch_dir("out-of-memory");
   const auto listing = dir / "big.txt";

@@ -26,4 +26,19 @@ int wait_child(pid_t pid);
 // The path of an installed tool (/usr/bin, /bin, /usr/sbin, /sbin); "" when it is not installed.
 std::string find_tool(const std::string& name);
 
+// prlimit, to run a binary under an address-space limit; "" with the reason in `why` where no such
+// limit can apply (prlimit missing, or AddressSanitizer, which reserves terabytes of address space).
+inline std::string address_limit_tool(std::string& why) {
+#ifdef SOCKHIST_SANITIZED
+  why = "AddressSanitizer reserves terabytes of address space: an address-space limit cannot apply";
+  return {};
+#else
+  const auto prlimit = find_tool("prlimit");
+  if (prlimit.empty()) {
+    why = "needs prlimit (util-linux)";
+  }
+  return prlimit;
+#endif
+}
+
 }  // namespace sockhist::test
