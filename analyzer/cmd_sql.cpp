@@ -350,7 +350,7 @@ void setup_sql(CLI::App& app, Runner& selected) {
                           "Runs one read-only SQL statement (the views of schema/README.md make most questions one "
                           "line), guarded: no writes, no ATTACH, no extensions, interrupted after --timeout",
                           selected, [o] { return run_sql(*o); });
-  add_common(*sub, o->common, false);  // the statement says which hosts it reads
+  add_common(*sub, o->common, false, false);  // the statement says which hosts; --timeout is its own
   sub->add_option("query", o->query, "The statement (or --file)");
   sub->add_option("--file", o->file, "Read the statement from this file");
   sub->add_option("--timeout", o->timeout, "Interrupt the statement after this long")->capture_default_str();

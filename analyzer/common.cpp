@@ -26,7 +26,7 @@ std::int64_t command_now_ms() {
   return model::now_ms();
 }
 
-void add_common(CLI::App& sub, Common& common, bool with_scope) {
+void add_common(CLI::App& sub, Common& common, bool with_scope, bool with_timeout) {
   sub.add_option("--db", common.db, "Database file (default: $SOCKHIST_DB, else the collector's default)");
   if (with_scope) {
     sub.add_option("--host", common.host, "Host to look at (required when the database holds several)");
@@ -39,6 +39,11 @@ void add_common(CLI::App& sub, Common& common, bool with_scope) {
       ->check(CLI::IsMember({"table", "json", "csv"}))
       ->capture_default_str();
   sub.add_flag("--utc", common.utc, "Print times in UTC instead of local time (json and csv are always UTC)");
+  if (with_timeout) {
+    sub.add_option("--timeout", common.timeout,
+                   "Give up after this long, exit 2 (a guard against a damaged or hostile database; 0: never)")
+        ->capture_default_str();
+  }
 }
 
 void add_window(CLI::App& sub, Window& window, const WindowDefaults& defaults, const std::string& what) {
@@ -92,6 +97,7 @@ SQLite::Database open_db(const Common& common) {
     // Not ours to read: a directory of another user or group (the database is never world-readable).
     throw Error(Exit::db_refused, fmt::format("{}: cannot open: {}", path.string(), std::strerror(errno)));
   }
+  store::set_read_time_limit(std::chrono::milliseconds(parse_duration(common.timeout, "--timeout", true)));
   return store::open_read_only(path);
 }
 

@@ -34,6 +34,7 @@ struct Common {
   std::optional<std::string> netns;
   std::string format = "table";
   bool utc = false;
+  std::string timeout = "10m";             // every statement interrupted after this long ("0": never)
   std::int64_t now_ms = command_now_ms();  // relative times count back from it
 };
 
@@ -57,7 +58,7 @@ std::pair<std::int64_t, std::int64_t> resolve_window(const Window& window, const
 
 // Adds --db, --host, --netns, --format and --utc to a subcommand (without --host and --netns for
 // commands whose arguments name their hosts themselves: diff, sql).
-void add_common(CLI::App& sub, Common& common, bool with_scope = true);
+void add_common(CLI::App& sub, Common& common, bool with_scope = true, bool with_timeout = true);
 
 // Registers a subcommand whose callback stores `run` into `selected`.
 CLI::App* add_command(CLI::App& app, const std::string& name, const std::string& description, Runner& selected,

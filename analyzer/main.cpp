@@ -129,7 +129,8 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "sockhist: error: {}\n", e.what());
     return k_error;
   } catch (const SQLite::Exception& e) {
-    fmt::print(stderr, "sockhist: error: {}\n", sockhist::store::name_databases(e.what()));
+    fmt::print(stderr, "sockhist: error: {}\n",
+               sockhist::store::name_databases(sockhist::store::read_interrupted().value_or(e.what())));
     return k_error;
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "sockhist: error: {}\n", sockhist::store::name_databases("out of memory"));

@@ -72,6 +72,8 @@ SQLite::Database open_checked(const std::filesystem::path& path, const std::stri
                              "--db on it once to migrate it",
                              version, schema_version()));
   }
+  detail::require_our_schema(db, path);
+  detail::guard_reader(db);
   return db;
 }
 

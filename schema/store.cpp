@@ -287,6 +287,7 @@ SQLite::Database open_for_write(const std::filesystem::path& path, const ReaderG
     sqlite3_file_control(db.getHandle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
     db.exec("PRAGMA journal_size_limit = 67108864");
     initialize(db);
+    detail::require_our_schema(db, path);
     db.exec("PRAGMA journal_mode = WAL");
     return db;
   } catch (const SQLite::Exception& e) {

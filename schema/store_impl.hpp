@@ -22,4 +22,12 @@ int pragma_int(SQLite::Database& db, const char* pragma);
 // Records a database this process opened, for name_databases.
 void note_opened(const std::filesystem::path& path);
 
+// Defensive mode, untrusted schema, no extensions, and the read time limit (set_read_time_limit)
+// on a connection that reads.
+void guard_reader(SQLite::Database& db);
+
+// Refuses (Error(db_refused)) a database whose tables, indexes and views are not exactly those the
+// migrations make, or that has a trigger: a file changed to hang or mislead its readers.
+void require_our_schema(SQLite::Database& db, const std::filesystem::path& path);
+
 }  // namespace sockhist::store::detail

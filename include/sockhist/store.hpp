@@ -74,6 +74,13 @@ std::string share_with_group(const std::filesystem::path& path, const ReaderGrou
 // its -wal holds nothing; when the -wal holds changes it cannot apply, it is refused, saying so.
 SQLite::Database open_read_only(const std::filesystem::path& path);
 
+// Every statement of a connection opened to read (open_read_only, open_input) is interrupted once
+// `limit` has passed since this call (0: never): the analyzer's --timeout.
+void set_read_time_limit(std::chrono::milliseconds limit);
+
+// "interrupted after 10m (--timeout)" once that limit interrupted a statement; nullopt before.
+std::optional<std::string> read_interrupted();
+
 // `what` (a failure with no file in it: SQLite's "out of memory", "disk I/O error") prefixed with
 // the databases this process opened, so that the message names the file: "<db>: what".
 std::string name_databases(std::string_view what);

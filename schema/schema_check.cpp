@@ -1,0 +1,124 @@
+// A database is read only as sockhist made it: its tables, indexes and views are those the
+// migrations make, exactly, and it has no trigger; and every connection that reads runs with
+// SQLite's defences up and a time limit. A file that claims to be ours but was changed (a table
+// replaced by a view that never ends, a trigger) is refused before any query touches it.
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <string>
+#include <tuple>
+
+#include <sqlite3.h>
+
+#include <SQLiteCpp/Statement.h>
+#include <fmt/format.h>
+
+#include "sockhist/timeutil.hpp"
+#include "store_impl.hpp"
+
+namespace sockhist::store {
+
+namespace {
+
+// type, table, sql: an object of the schema as sqlite_schema holds it.
+using Object = std::tuple<std::string, std::string, std::string>;
+
+std::map<std::string, Object> objects_of(SQLite::Database& db) {
+  std::map<std::string, Object> out;
+  SQLite::Statement q(db, "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema");
+  while (q.executeStep()) {
+    out.emplace(q.getColumn(1).getString(),
+                Object{q.getColumn(0).getString(), q.getColumn(2).getString(), q.getColumn(3).getString()});
+  }
+  return out;
+}
+
+// What the migrations of this build make, read once from a database made in memory.
+const std::map<std::string, Object>& expected_objects() {
+  static const std::map<std::string, Object> expected = [] {
+    SQLite::Database memory(":memory:", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    initialize(memory);
+    return objects_of(memory);
+  }();
+  return expected;
+}
+
+// SQLite's own tables, made as it needs them (AUTOINCREMENT, ANALYZE).
+bool sqlite_internal(const std::string& name, const Object& object) {
+  return std::get<0>(object) == "table" &&
+         (name == "sqlite_sequence" || name == "sqlite_stat1" || name == "sqlite_stat4");
+}
+
+std::atomic<std::int64_t> g_deadline_ns{0};  // steady clock; 0: no limit
+std::atomic<std::int64_t> g_limit_ms{0};
+std::atomic<bool> g_passed{false};
+
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int past_deadline(void*) {
+  const auto deadline = g_deadline_ns.load(std::memory_order_relaxed);
+  if (deadline != 0 && steady_ns() >= deadline) {
+    g_passed.store(true);
+    return 1;  // interrupts the statement
+  }
+  return 0;
+}
+
+}  // namespace
+
+void set_read_time_limit(std::chrono::milliseconds limit) {
+  g_limit_ms.store(limit.count());
+  g_deadline_ns.store(limit.count() > 0 ? steady_ns() + limit.count() * 1'000'000 : 0);
+}
+
+std::optional<std::string> read_interrupted() {
+  if (!g_passed.load()) {
+    return std::nullopt;
+  }
+  return fmt::format("interrupted after {} (--timeout)", model::format_duration(g_limit_ms.load()));
+}
+
+namespace detail {
+
+void guard_reader(SQLite::Database& db) {
+  sqlite3* h = db.getHandle();
+  sqlite3_db_config(h, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  sqlite3_db_config(h, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
+  sqlite3_db_config(h, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
+  sqlite3_progress_handler(h, 1000, past_deadline, nullptr);
+}
+
+void require_our_schema(SQLite::Database& db, const std::filesystem::path& path) {
+  const auto& expected = expected_objects();
+  const auto actual = objects_of(db);
+  for (const auto& [name, object] : expected) {
+    const auto it = actual.find(name);
+    if (it == actual.end()) {
+      refuse(path, fmt::format("has no {} {}: not as sockhist made it; refused", std::get<0>(object), name));
+    }
+    if (std::get<0>(it->second) != std::get<0>(object)) {
+      refuse(path, fmt::format("has {} as a {}, where sockhist makes a {}: not as sockhist made it; refused", name,
+                               std::get<0>(it->second), std::get<0>(object)));
+    }
+    if (it->second != object) {
+      refuse(path, fmt::format("has {} {} defined otherwise than sockhist defines it: not as sockhist made it; "
+                               "refused",
+                               std::get<0>(object), name));
+    }
+  }
+  for (const auto& [name, object] : actual) {
+    if (std::get<0>(object) == "trigger") {
+      refuse(path, fmt::format("has a trigger, {}, which sockhist never makes: refused", name));
+    }
+    if (name.starts_with("sqlite_") && !expected.contains(name) && !sqlite_internal(name, object)) {
+      refuse(path, fmt::format("has {} {}, not one of SQLite's own: refused", std::get<0>(object), name));
+    }
+  }
+}
+
+}  // namespace detail
+
+}  // namespace sockhist::store
