@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include <sqlite3.h>
+
 #include <SQLiteCpp/Exception.h>
 #include <fmt/format.h>
 
@@ -129,8 +131,11 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "sockhist: error: {}\n", e.what());
     return k_error;
   } catch (const SQLite::Exception& e) {
-    fmt::print(stderr, "sockhist: error: {}\n",
-               sockhist::store::name_databases(sockhist::store::read_interrupted().value_or(e.what())));
+    // A page SQLite found damaged while answering: say so, and how to get on.
+    const bool damaged = (e.getErrorCode() & 0xff) == SQLITE_CORRUPT;
+    fmt::print(stderr, "sockhist: error: {}{}\n",
+               sockhist::store::name_databases(sockhist::store::read_interrupted().value_or(e.what())),
+               damaged ? " (the file is damaged: `sqlite3 FILE .recover` saves what is readable)" : "");
     return k_error;
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "sockhist: error: {}\n", sockhist::store::name_databases("out of memory"));

@@ -54,6 +54,10 @@ void setup_collect(CLI::App& app, CollectOptions& o) {
       ->capture_default_str();
   app.add_option("--lock-wait", o.lock_wait, "How long to wait for another writer of the database")
       ->capture_default_str();
+  app.add_option("--check-every", o.check_every,
+                 "Run SQLite's quick_check on the database before writing to it when the last one recorded is "
+                 "older than this (0: before every snapshot); a damaged database is refused, exit 3")
+      ->capture_default_str();
   app.add_option("--source", o.source,
                  "Read live sockets through sock_diag netlink (falling back to /proc per table), or only one")
       ->check(CLI::IsMember({"auto", "netlink", "proc"}))
@@ -80,6 +84,7 @@ struct RunSettings {
   std::int64_t interval_ms = 0;  // 0: one snapshot
   std::int64_t retain_ms = 0;
   std::int64_t lock_wait_ms = 0;
+  std::int64_t check_every_ms = 0;
   bool namespaces = false;  // --all-netns or --netns
   bool report = false;      // a line per snapshot on stderr
 };
@@ -124,6 +129,7 @@ RunSettings settings_of(const CollectOptions& o) {
   }
   r.retain_ms = duration_option(o.retain, "--retain");
   r.lock_wait_ms = duration_option(o.lock_wait, "--lock-wait");
+  r.check_every_ms = duration_option(o.check_every, "--check-every");
   r.group = o.group ? store::reader_group(*o.group, "--group") : store::default_reader_group();
   r.namespaces = o.all_netns || !o.netns.empty();
   r.report = o.verbose || (!o.quiet && ::isatty(STDERR_FILENO) != 0);
@@ -213,6 +219,36 @@ bool wait_for_next(std::chrono::steady_clock::time_point& next, std::int64_t int
   return ::sigtimedwait(&stop_signals, nullptr, &timeout) <= 0;
 }
 
+// The time of the last quick_check recorded in the database (a diagnostic of the snapshot written
+// after it), or nullopt when none is.
+std::optional<std::int64_t> last_check_ms(SQLite::Database& db) {
+  SQLite::Statement q(db,
+                      "SELECT max(s.time_ms) FROM diagnostics d JOIN snapshots s ON s.snapshot_id = d.snapshot_id "
+                      "WHERE d.file = '(database)' AND d.message LIKE 'quick_check: ok%'");
+  if (q.executeStep() && !q.getColumn(0).isNull()) {
+    return q.getColumn(0).getInt64();
+  }
+  return std::nullopt;
+}
+
+// SQLite's quick_check when the last one is older than --check-every: a damaged database is refused
+// before anything is written to it; a sound one gets the check recorded with the snapshot.
+void check_when_due(SQLite::Database& db, const std::filesystem::path& path, std::int64_t every_ms,
+                    std::optional<std::int64_t>& last_ms, std::vector<model::Capture>& captures) {
+  const std::int64_t now = captures.front().time_ms;
+  if (last_ms && now - *last_ms < every_ms && every_ms > 0) {
+    return;
+  }
+  const auto started = std::chrono::steady_clock::now();
+  if (const auto problem = store::quick_check(db)) {
+    throw Error(Exit::db_refused, fmt::format("{}: is damaged (quick_check: {}); nothing was written. {}",
+                                              path.string(), *problem, store::recovery_advice(path)));
+  }
+  captures.front().diagnostics.push_back(
+      {"(database)", 0, fmt::format("quick_check: ok, {} ms", model::ms_since(started))});
+  last_ms = now;
+}
+
 }  // namespace
 
 int run_collect(const CollectOptions& o) {
@@ -253,10 +289,15 @@ int run_collect(const CollectOptions& o) {
 
   using clock = std::chrono::steady_clock;
   auto next = clock::now();
+  std::optional<std::int64_t> last_check;
   for (std::int64_t taken = 0; !o.count || taken < *o.count; ++taken) {
     const auto snapshot_started = clock::now();
     const auto cpu_started = cpu_ms();
-    const auto captures = take_snapshot(o, r);
+    auto captures = take_snapshot(o, r);
+    if (taken == 0) {
+      last_check = last_check_ms(db);
+    }
+    check_when_due(db, db_path, r.check_every_ms, last_check, captures);
     const auto write_started = clock::now();
     std::vector<store::WriteStats> written;
     std::size_t expired = 0;

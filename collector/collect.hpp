@@ -21,6 +21,7 @@ struct CollectOptions {
   std::optional<std::int64_t> count;
   std::string retain = "7d";
   std::string lock_wait = "30s";
+  std::string check_every = "24h";  // quick_check before writing when the last is older (0: always)
   std::string source = "auto";
   bool all_netns = false;
   std::vector<std::string> netns;

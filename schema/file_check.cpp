@@ -103,6 +103,28 @@ std::optional<std::pair<std::int32_t, std::int32_t>> committed_page_one_in_wal(c
   return committed;
 }
 
+// What the header of the main file and its size show to be wrong: a page size SQLite never
+// writes, a size that is no whole number of pages, fewer pages than the header counts (a copy cut
+// short). The header's count is used only where SQLite trusts it (it was written by a version that
+// also wrote the change counter beside it) and nothing waits in the -wal.
+std::optional<std::string> header_damage(const unsigned char* header, std::uint64_t file_bytes, bool wal_empty) {
+  const std::uint32_t raw_page = (std::uint32_t{header[16]} << 8) | header[17];
+  const std::uint32_t page = raw_page == 1 ? 65536 : raw_page;
+  if (page < 512 || page > 65536 || (page & (page - 1)) != 0) {
+    return fmt::format("its header gives a page size of {}, which SQLite never writes", raw_page);
+  }
+  if (file_bytes % page != 0) {
+    return fmt::format("it is {} bytes long, not a whole number of its {}-byte pages (cut short?)", file_bytes, page);
+  }
+  const auto pages = static_cast<std::uint32_t>(read_be32(header + 28));
+  // Pages still only in a -wal (a checkpoint cut short, by a full disk say) may be missing from the
+  // file: the count is checked only when the -wal is empty or absent.
+  if (wal_empty && read_be32(header + 92) == read_be32(header + 24) && pages > file_bytes / page) {
+    return fmt::format("its header counts {} pages and the file holds {} (cut short?)", pages, file_bytes / page);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 FileCheck check_file(const std::filesystem::path& path) {
@@ -153,6 +175,9 @@ FileCheck check_file(const std::filesystem::path& path) {
     result.application_id = page_one->second;
   }
   result.kind = result.application_id == k_application_id ? FileKind::sockhist : FileKind::foreign_sqlite;
+  struct stat wal {};
+  const bool wal_empty = ::lstat((path.string() + "-wal").c_str(), &wal) != 0 || wal.st_size == 0;
+  result.damage = header_damage(header.data(), static_cast<std::uint64_t>(st.st_size), wal_empty);
   return result;
 }
 

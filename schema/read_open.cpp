@@ -133,20 +133,25 @@ SQLite::Database open_read_only(const std::filesystem::path& path) {
 }
 
 SQLite::Database open_input(const std::filesystem::path& path) {
+  if (const auto check = check_file(path); check.damage) {
+    refuse(path, fmt::format("is damaged: {}", *check.damage));
+  }
   auto db = open_read_only(path);
+  // Read whole anyway: the full integrity_check (indexes against their tables too) and every
+  // reference, since quick_check passes some mixes of a -wal and an older copy of its file.
   try {
-    SQLite::Statement q(db, "PRAGMA quick_check");
-    std::string first;
-    if (q.executeStep()) {
-      first = q.getColumn(0).getString();
-    }
+    SQLite::Statement q(db, "PRAGMA integrity_check(1)");
+    std::string first = q.executeStep() ? q.getColumn(0).getString() : std::string("no answer");
     if (first != "ok") {
-      // quick_check's first row may hold several lines: keep the message on one.
       std::replace(first.begin(), first.end(), '\n', ' ');
-      if (first.size() > 160) {
-        first = first.substr(0, 160) + "...";
-      }
-      throw Error(Exit::db_refused, fmt::format("{}: corrupt (quick_check: {})", path.string(), first));
+      throw Error(Exit::db_refused,
+                  fmt::format("{}: corrupt (integrity_check: {})", path.string(), first.substr(0, 160)));
+    }
+    SQLite::Statement keys(db, "PRAGMA foreign_key_check");
+    if (keys.executeStep()) {
+      throw Error(Exit::db_refused,
+                  fmt::format("{}: corrupt (a row of {} refers to a missing row of {})", path.string(),
+                              keys.getColumn(0).getString(), keys.getColumn(2).getString()));
     }
   } catch (const SQLite::Exception& e) {
     throw Error(Exit::db_refused, fmt::format("{}: corrupt ({})", path.string(), e.what()));

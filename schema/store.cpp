@@ -267,6 +267,27 @@ std::string name_databases(std::string_view what) {
   return fmt::format("{}: {}", names, what);
 }
 
+std::string recovery_advice(const std::filesystem::path& path) {
+  return fmt::format(
+      "Move it aside (the collector then starts a new file) and read it with sockhist, or what "
+      "`sqlite3 {} .recover | sqlite3 recovered.db` saves of it",
+      path.string());
+}
+
+std::optional<std::string> quick_check(SQLite::Database& db) {
+  SQLite::Statement q(db, "PRAGMA quick_check");
+  std::string first = q.executeStep() ? q.getColumn(0).getString() : std::string("no answer");
+  if (first == "ok") {
+    return std::nullopt;
+  }
+  // Its first row may hold several lines: keep the message on one.
+  std::replace(first.begin(), first.end(), '\n', ' ');
+  if (first.size() > 160) {
+    first = first.substr(0, 160) + "...";
+  }
+  return first;
+}
+
 SQLite::Database open_for_write(const std::filesystem::path& path, const ReaderGroup& group) {
   require_own_regular_file(path);
   detail::note_opened(path);
@@ -276,6 +297,9 @@ SQLite::Database open_for_write(const std::filesystem::path& path, const ReaderG
     check = check_file(path);
   }
   refuse_if_not_ours(path, check);
+  if (check.damage) {
+    refuse(path, fmt::format("is damaged: {}; nothing was written. {}", *check.damage, recovery_advice(path)));
+  }
   try {
     // NOFOLLOW: a link planted between the check above and this open is refused too.
     SQLite::Database db(path.string(), SQLite::OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW);

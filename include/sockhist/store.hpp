@@ -33,8 +33,18 @@ struct FileCheck {
   FileKind kind = FileKind::missing;
   std::int32_t application_id = 0;
   std::int32_t user_version = 0;  // as the main file's header says; the WAL may hold a newer one
+  // What the header shows is wrong with the file (a truncated copy, a size that is no whole number
+  // of pages): writers refuse it, readers are warned. Deeper damage needs quick_check.
+  std::optional<std::string> damage;
 };
 FileCheck check_file(const std::filesystem::path& path);
+
+// How to get on after a damaged database, for messages and the README: one line.
+std::string recovery_advice(const std::filesystem::path& path);
+
+// Runs SQLite's quick_check on an open database; the first problem it reports (on one line), or
+// nullopt when it finds none.
+std::optional<std::string> quick_check(SQLite::Database& db);
 
 // Brings an open connection to the current schema: creates it when the database is empty,
 // migrates an older one in one transaction, and refuses (Error db_refused) a foreign or newer one

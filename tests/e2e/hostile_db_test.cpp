@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "histories.hpp"
 #include "hostile_fixture.hpp"
 
 using namespace sockhist::test;
@@ -22,12 +23,7 @@ class HostileDb : public Hostile {
   // A real database of the busy sample, handed to the neighbour, who then changes it with sqlite3.
   std::filesystem::path neighbours_database(const std::string& name) {
     const auto db = m_dir / name;
-    for (int i = 0; i < 3; ++i) {
-      const auto r = run(k_collect, {"--db", db.string(), "--quiet", "--host", "web1", "--proc-root",
-                                     (samples_dir() / "history-busy" / fmt::format("0{}", i) / "proc").string(), "--at",
-                                     fmt::format("2026-11-24T00:0{}:00Z", i)});
-      EXPECT_EQ(r.exit_code, 0) << r.err;
-    }
+    collect_samples(db.string(), "web1", {"00", "01", "02"});
     EXPECT_EQ(run("/bin/chown",
                   {m_neighbour->name(), db.string(), db.string() + "-wal", db.string() + "-shm", db.string() + ".lock"})
                   .exit_code,

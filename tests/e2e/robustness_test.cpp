@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <random>
 #include <set>
 #include <sstream>
@@ -268,4 +269,71 @@ TEST(Robustness, RunningOutOfMemoryNamesTheFile) {
   EXPECT_EQ(collect.err, fmt::format("sockhist-collect: error: {}/net/tcp: out of memory after reading 0 bytes of it\n",
                                      tree.string()));
   EXPECT_FALSE(std::filesystem::exists(dir / "x.db"));
+}
+
+// A damaged database is never written to: a copy cut short is seen in its header at once, damage
+// inside it by quick_check, run before writing when the last one recorded is older than
+// --check-every (24h by default; here 0: every time). Readers are warned; merge refuses it.
+TEST(Robustness, ADamagedDatabaseIsRefusedUntouchedAndReadersAreWarned) {
+  const auto dir = scratch_dir("damaged");
+  const auto make = [&](const std::string& name) {
+    const auto db = dir / name;
+    for (int i = 0; i < 3; ++i) {
+      const auto r = run(k_collect, {"--db", db.string(), "--quiet", "--host", "web1", "--proc-root",
+                                     (samples_dir() / "history-busy" / fmt::format("0{}", i) / "proc").string(), "--at",
+                                     fmt::format("2026-11-24T00:0{}:00Z", i)});
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+    }
+    return db;
+  };
+  // The first write checks and records it; the next within --check-every does not check again.
+  const auto sound = make("sound.db");
+  {
+    auto db = store::open_read_only(sound);
+    EXPECT_EQ(db.execAndGet("SELECT count(*) FROM diagnostics WHERE file = '(database)' AND message LIKE "
+                            "'quick_check: ok, % ms'")
+                  .getInt(),
+              1);
+  }
+  // Cut short by one page: the header counts more pages than the file holds.
+  const auto cut = make("cut.db");
+  std::filesystem::resize_file(cut, std::filesystem::file_size(cut) - 4096);
+  const auto cut_bytes = read_text(cut);
+  const auto collect = run(k_collect, {"--db", cut.string(), "--quiet"});
+  EXPECT_EQ(collect.exit_code, 3);
+  EXPECT_TRUE(
+      collect.err.starts_with(fmt::format("sockhist-collect: error: {}: is damaged: its header counts ", cut.string())))
+      << collect.err;
+  EXPECT_NE(collect.err.find("(cut short?); nothing was written. Move it aside"), std::string::npos) << collect.err;
+  EXPECT_TRUE(read_text(cut) == cut_bytes) << "a damaged database was written";
+  const auto hosts = run(SOCKHIST_ANALYZER_BIN, {"hosts", "--db", cut.string()});
+  EXPECT_TRUE(hosts.err.starts_with(fmt::format("sockhist: warning: {}: is damaged: ", cut.string()))) << hosts.err;
+  const auto merged = run(SOCKHIST_ANALYZER_BIN, {"merge", (dir / "merged.db").string(), cut.string()});
+  EXPECT_EQ(merged.exit_code, 2);
+  EXPECT_NE(merged.err.find(cut.string() + ": is damaged"), std::string::npos) << merged.err;
+  // Garbage over the spans' root page: the header is fine, quick_check is not.
+  const auto inside = make("inside.db");
+  int root_page = 0;
+  {
+    auto db = store::open_read_only(inside);
+    root_page = db.execAndGet("SELECT rootpage FROM sqlite_schema WHERE name = 'socket_spans'").getInt();
+  }
+  {
+    std::fstream file(inside, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(root_page - 1) * 4096 + 8);
+    const std::string garbage(4000, '\xaa');
+    file.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+  }
+  const auto inside_bytes = read_text(inside);
+  const auto checked = run(k_collect, {"--db", inside.string(), "--quiet", "--check-every", "0"});
+  EXPECT_EQ(checked.exit_code, 3);
+  EXPECT_TRUE(
+      checked.err.starts_with(fmt::format("sockhist-collect: error: {}: is damaged (quick_check: ", inside.string())))
+      << checked.err;
+  EXPECT_TRUE(read_text(inside) == inside_bytes) << "a damaged database was written";
+  const auto read_inside = run(SOCKHIST_ANALYZER_BIN, {"show", "--db", inside.string(), "-a"});
+  EXPECT_EQ(read_inside.exit_code, 2);
+  EXPECT_NE(read_inside.err.find("(the file is damaged: `sqlite3 FILE .recover` saves what is readable)"),
+            std::string::npos)
+      << read_inside.err;
 }
