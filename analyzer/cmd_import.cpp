@@ -74,6 +74,7 @@ Result run_import_sosreport(const ImportOptions& o) {
   store::SnapshotWriter writer(db, store::OpenSpans::forget);
   // Every namespace of the report in one transaction: all of it is stored, or none.
   const auto stats = writer.write_all(batch);
+  store::truncate_wal(db);
   for (const auto& c : captures) {
     for (const auto& d : c.capture.diagnostics) {
       if (d.line > 0) {
@@ -128,6 +129,7 @@ Result run_import(const ImportOptions& o) {
   refuse_repeat(db, c);
   store::SnapshotWriter writer(db, store::OpenSpans::forget);
   const auto stats = writer.write(c);
+  store::truncate_wal(db);
   std::string out;
   for (const auto& d : listing.diagnostics) {
     fmt::print(stderr, "{}:{}: {} (line skipped)\n", d.file, d.line, d.message);

@@ -317,6 +317,8 @@ int run_collect(const CollectOptions& o) {
       throw Error(Exit::failure, fmt::format("{}: cannot remove expired snapshots: {} (the new snapshot is stored)",
                                              db_path.string(), e.what()));
     }
+    // What a long reader made the -wal grow to is given back once no reader needs it.
+    store::truncate_wal(db);
     if (r.report) {
       times.took_ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - snapshot_started).count();
       times.cpu_ms = cpu_ms() - cpu_started;

@@ -121,8 +121,12 @@ void make_parent_dirs(const std::filesystem::path& path, const ReaderGroup& grou
   }
 }
 
+// How long a writer waits on SQLite's own locks (the WriterLock keeps other writers away; this
+// covers a reader starting up).
+constexpr int k_busy_timeout_ms = 10'000;
+
 void configure_connection(SQLite::Database& db) {
-  db.setBusyTimeout(10'000);
+  db.setBusyTimeout(k_busy_timeout_ms);
   db.exec("PRAGMA foreign_keys = ON");
 }
 
@@ -317,6 +321,15 @@ SQLite::Database open_for_write(const std::filesystem::path& path, const ReaderG
   } catch (const SQLite::Exception& e) {
     throw Error(Exit::db_refused, fmt::format("{}: cannot open for writing: {}", path.string(), e.what()));
   }
+}
+
+bool truncate_wal(SQLite::Database& db) {
+  sqlite3* h = db.getHandle();
+  // Without a busy handler: a reader's transaction makes it return SQLITE_BUSY at once.
+  sqlite3_busy_timeout(h, 0);
+  const int rc = sqlite3_wal_checkpoint_v2(h, "main", SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  sqlite3_busy_timeout(h, k_busy_timeout_ms);
+  return rc == SQLITE_OK;
 }
 
 void drop_wal_on_close(SQLite::Database& db) {

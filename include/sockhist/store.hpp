@@ -69,6 +69,12 @@ ReaderGroup default_reader_group();
 // Throws Error(db_refused) for a file that is not a sockhist database or is newer than this build.
 SQLite::Database open_for_write(const std::filesystem::path& path, const ReaderGroup& group = std::nullopt);
 
+// Checkpoints the whole -wal into the database and truncates it to nothing, when no reader is in
+// the middle of a transaction that still needs it; never waits for one (returns false then, and a
+// later call does it). A reader holding a transaction makes the -wal grow until it ends: this
+// gives the room back after. Only the writer, holding the WriterLock, may call it.
+bool truncate_wal(SQLite::Database& db);
+
 // Lets the connection remove the -wal and -shm files when it closes (the database is then one
 // file): for a new file handed over whole, such as an export.
 void drop_wal_on_close(SQLite::Database& db);

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <set>
 #include <sstream>
@@ -336,4 +337,43 @@ TEST(Robustness, ADamagedDatabaseIsRefusedUntouchedAndReadersAreWarned) {
   EXPECT_NE(read_inside.err.find("(the file is damaged: `sqlite3 FILE .recover` saves what is readable)"),
             std::string::npos)
       << read_inside.err;
+}
+
+// A reader holding one transaction for as long as it likes (a dashboard, an analyst's sqlite3 shell)
+// makes the -wal grow: SQLite must keep every frame that reader may need. Once it lets go, the next
+// write gives the room back. Before, the -wal kept its largest size for good.
+TEST(Robustness, TheWalShrinksOnceALongReaderLetsGo) {
+  const auto dir = scratch_dir("long-reader");
+  const auto db = (dir / "x.db").string();
+  const auto busy = samples_dir() / "history-busy";
+  const auto snapshot = [&](int i) {
+    const auto r = run(k_collect, {"--db", db, "--quiet", "--host", "web1", "--proc-root",
+                                   (busy / fmt::format("0{}", i % 3) / "proc").string(), "--at",
+                                   fmt::format("2026-11-24T00:{:02}:00Z", i)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  };
+  snapshot(0);
+  const auto wal_bytes = [&] { return std::filesystem::file_size(db + "-wal"); };
+  std::uintmax_t held = 0;
+  {
+    SQLite::Database reader(db, SQLite::OPEN_READONLY);
+    reader.exec("BEGIN");
+    EXPECT_EQ(reader.execAndGet("SELECT count(*) FROM snapshots").getInt(), 1);
+    for (int i = 1; i <= 30; ++i) {
+      snapshot(i);
+    }
+    held = wal_bytes();
+    EXPECT_GT(held, 1U << 20) << "the -wal did not grow under the reader: the test proves nothing";
+    EXPECT_EQ(reader.execAndGet("SELECT count(*) FROM snapshots").getInt(), 1) << "the reader's view moved";
+    reader.exec("COMMIT");
+    // The reader's connection stays open, outside any transaction: it holds nothing back.
+    snapshot(31);
+    EXPECT_EQ(wal_bytes(), 0U) << "the -wal kept " << held << " bytes after the reader let go";
+    EXPECT_EQ(reader.execAndGet("SELECT count(*) FROM snapshots").getInt(), 32);
+  }
+  auto check = store::open_read_only(db);
+  EXPECT_EQ(check.execAndGet("PRAGMA integrity_check").getString(), "ok");
+  std::cout << "[ figures  ] -wal under a reader holding one transaction for 30 snapshots: " << held
+            << " bytes; after it let go and one more snapshot: " << std::filesystem::file_size(db + "-wal")
+            << " bytes\n";
 }
