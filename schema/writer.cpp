@@ -7,6 +7,7 @@
 #include <SQLiteCpp/Transaction.h>
 #include <fmt/format.h>
 
+#include "sockhist/bounds.hpp"
 #include "sockhist/error.hpp"
 #include "sockhist/timeutil.hpp"
 #include "writer_impl.hpp"
@@ -269,7 +270,9 @@ std::vector<WriteStats> SnapshotWriter::write_all(const std::vector<model::Captu
     std::vector<WriteStats> results;
     SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
     for (const auto& capture : captures) {
-      results.push_back(m_impl->write_one(capture));
+      // Each field within what the kernel can produce; a copy only when something was not.
+      const auto bounded = model::bounded(capture);
+      results.push_back(m_impl->write_one(bounded ? *bounded : capture));
     }
     transaction.commit();
     sqlite3_db_status(db.getHandle(), SQLITE_DBSTATUS_CACHE_WRITE, &current, &highest, 1);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "sockhist/bounds.hpp"
 #include "sosreport_files.hpp"
 
 namespace sockhist::import::sosreport {
@@ -253,8 +254,7 @@ HostFacts read_host_facts(const Report& r, const SosreportOptions& options) {
   }
   if (const auto proc_uptime = r.read("proc/uptime")) {
     double seconds = 0;
-    if (std::sscanf(proc_uptime->c_str(), "%lf", &seconds) == 1 && seconds >= 0) {
-      f.uptime_ms = static_cast<std::int64_t>(seconds * 1000.0);
+    if (std::sscanf(proc_uptime->c_str(), "%lf", &seconds) == 1 && (f.uptime_ms = model::uptime_ms_of(seconds))) {
       note("uptime", "proc/uptime");
     }
   }

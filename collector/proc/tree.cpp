@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "sockhist/bounds.hpp"
 #include "sockhist/error.hpp"
 #include "sockhist/proc.hpp"
 #include "sockhist/timeutil.hpp"
@@ -164,8 +165,12 @@ model::Capture read_tree(const TreeOptions& options) {
   if (const auto uptime = root.try_read("uptime")) {
     // "12345.67 23456.78": seconds since boot with centiseconds.
     double seconds = 0;
-    if (std::sscanf(uptime->c_str(), "%lf", &seconds) == 1 && seconds >= 0) {
-      cap.uptime_ms = static_cast<std::int64_t>(seconds * 1000.0);
+    if (std::sscanf(uptime->c_str(), "%lf", &seconds) == 1) {
+      cap.uptime_ms = model::uptime_ms_of(seconds);
+      if (!cap.uptime_ms) {
+        loader.note((root.path() / "uptime").string(), 1,
+                    fmt::format("{} s is no uptime a kernel counts: ignored", seconds));
+      }
     }
   }
   cap.host = options.host.value_or(cap.hostname.empty() ? std::string("unknown") : cap.hostname);

@@ -178,3 +178,56 @@ TEST_F(HostileInputs, SosreportDiagnosticsNameTheReportsOwnPaths) {
 }
 
 }  // namespace
+
+namespace {
+
+// Garbage no kernel writes, planted in a copied tree: each field is bounded to what the kernel can
+// produce, and what was cut or refused is in the snapshot's diagnostics. Before, a 5 MB path, a
+// 10 MB command line and 50,000 counters were stored, and an uptime of 1e300 became INT64_MIN.
+TEST_F(HostileInputs, FieldsBeyondWhatAKernelWritesAreCutOrRefusedAndSaid) {
+  const auto tree = give_copy(tree_sample(), "garbage");
+  as_neighbour(fmt::format(
+      "cd {} && "
+      "printf '0000000000000001: 00000002 00000000 00010000 0001 01 99999 /' >> net/unix && head -c 5000000 "
+      "/dev/zero | tr '\\0' p >> net/unix && echo >> net/unix && "
+      "head -c 10000000 /dev/zero | tr '\\0' a > 4864/cmdline && "
+      "seq -f 'n%.0f' 50000 | paste -sd' ' | sed 's/^/Bogus: /' >> net/snmp && "
+      "seq 50000 | paste -sd' ' | sed 's/^/Bogus: /' >> net/snmp && "
+      "echo '1e300 0' > uptime",
+      tree.string()));
+  const auto db = std::filesystem::path(m_shared->path()) / "garbage.db";
+  const auto r = run(k_collect, {"--db", db.string(), "--proc-root", tree.string(), "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  SQLite::Database stored(db.string(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(stored.execAndGet("SELECT count(*) FROM v_snapshot_sockets WHERE length(local_addr) > 108").getInt(), 0);
+  EXPECT_EQ(stored.execAndGet("SELECT max(length(cmdline)) FROM processes").getInt(), 4096);
+  EXPECT_EQ(stored.execAndGet("SELECT count(*) FROM v_counters").getInt(), 4096);
+  EXPECT_TRUE(stored.execAndGet("SELECT uptime_ms FROM snapshots").isNull()) << "no uptime is better than a false one";
+  std::string said;
+  SQLite::Statement notes(stored, "SELECT file || ': ' || message FROM diagnostics ORDER BY rowid");
+  while (notes.executeStep()) {
+    said += notes.getColumn(0).getString() + "\n";
+  }
+  EXPECT_NE(said.find("(bounds): 1 sockets refused: an address longer than the kernel's (UNIX 108, Internet 64 bytes)"),
+            std::string::npos)
+      << said;
+  EXPECT_NE(said.find("(bounds): the command line of pid 4864 cut from 10000000 to 4096 bytes"), std::string::npos)
+      << said;
+  EXPECT_NE(said.find("counters refused: a name no kernel uses, or more than 4096 counters"), std::string::npos)
+      << said;
+  EXPECT_NE(said.find("/uptime: 1e+300 s is no uptime a kernel counts: ignored"), std::string::npos) << said;
+}
+
+// A date no Linux system can have recorded (year -5000 in a sosreport's date) is refused whole.
+TEST_F(HostileInputs, ADateNoSystemRecordedIsRefused) {
+  const auto report = give_copy(sosreport_sample(), "report");
+  as_neighbour(fmt::format("echo 'Mon Jan  1 00:00:00 UTC -5000' > {}/sos_commands/date/date_--utc", report.string()));
+  const auto db = std::filesystem::path(m_shared->path()) / "dates.db";
+  const auto r = run(k_sockhist, {"import", "sosreport", report.string(), "--db", db.string()});
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.err.find("is no date a Linux system can have recorded (1970 to 2200); nothing recorded"),
+            std::string::npos)
+      << r.err;
+}
+
+}  // namespace
