@@ -165,6 +165,7 @@ FileCheck check_file(const std::filesystem::path& path) {
     result.kind = FileKind::not_sqlite;
     return result;
   }
+  result.wal_mode = header[18] == 2 && header[19] == 2;
   result.user_version = read_be32(header.data() + 60);
   result.application_id = read_be32(header.data() + 68);
   // A newer schema or another application's id may be committed only in the -wal so far: what a

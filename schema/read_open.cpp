@@ -110,12 +110,24 @@ SQLite::Database open_read_only(const std::filesystem::path& path) {
   refuse_if_not_ours(path, check);
   // A reader's connection serves one thread: no mutex around every column read.
   const int k_flags = SQLite::OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
+  const auto immutable = [&] {
+    try {
+      return open_checked(path, "file:" + uri_path(path) + "?immutable=1", k_flags | SQLITE_OPEN_URI);
+    } catch (const SQLite::Exception& e) {
+      throw Error(Exit::db_refused, fmt::format("{}: cannot open: {}", path.string(), e.what()));
+    }
+  };
+  // A copy no sockhist writer has run beside: SQLite would leave a -wal and a -shm it made there.
+  std::error_code ec;
+  if (check.wal_mode && !std::filesystem::exists(path.string() + "-wal", ec) &&
+      !std::filesystem::exists(path.string() + "-shm", ec) && !std::filesystem::exists(path.string() + ".lock", ec)) {
+    return immutable();
+  }
   try {
     return open_checked(path, path.string(), k_flags);
   } catch (const SQLite::Exception& e) {
     const int code = e.getErrorCode() & 0xff;
     const std::filesystem::path shm = path.string() + "-shm";
-    std::error_code ec;
     if ((code != SQLITE_READONLY && code != SQLITE_CANTOPEN) || std::filesystem::exists(shm, ec)) {
       throw Error(Exit::db_refused, fmt::format("{}: cannot open: {}", path.string(), e.what()));
     }
@@ -125,11 +137,7 @@ SQLite::Database open_read_only(const std::filesystem::path& path) {
     }
   }
   // A copy nobody writes, with no log to apply: read the file as it is, without locks or -shm.
-  try {
-    return open_checked(path, "file:" + uri_path(path) + "?immutable=1", k_flags | SQLITE_OPEN_URI);
-  } catch (const SQLite::Exception& e) {
-    throw Error(Exit::db_refused, fmt::format("{}: cannot open: {}", path.string(), e.what()));
-  }
+  return immutable();
 }
 
 SQLite::Database open_input(const std::filesystem::path& path) {

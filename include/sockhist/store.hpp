@@ -36,6 +36,7 @@ struct FileCheck {
   // What the header shows is wrong with the file (a truncated copy, a size that is no whole number
   // of pages): writers refuse it, readers are warned. Deeper damage needs quick_check.
   std::optional<std::string> damage;
+  bool wal_mode = false;  // the header says WAL (a reader then needs a -shm beside it)
 };
 FileCheck check_file(const std::filesystem::path& path);
 
@@ -88,6 +89,8 @@ std::string share_with_group(const std::filesystem::path& path, const ReaderGrou
 // is refused with a message saying to run the collector, which migrates it. A copy that cannot be
 // written (a read-only file or file system) and has no -shm beside it is opened as immutable when
 // its -wal holds nothing; when the -wal holds changes it cannot apply, it is refused, saying so.
+// A WAL-mode copy with no -wal, -shm or <db>.lock beside it (no sockhist writer has run there:
+// the collector keeps all three) is opened as immutable too, so that reading it creates nothing.
 SQLite::Database open_read_only(const std::filesystem::path& path);
 
 // Every statement of a connection opened to read (open_read_only, open_input) is interrupted once

@@ -178,32 +178,40 @@ TEST(Robustness, TheAnalyzerLeavesNothingBesideADatabaseItOnlyRead) {
   const auto dir = scratch_dir("reader-leaves-nothing");
   const auto source = dir / "source" / "s.db";
   ASSERT_EQ(run(k_collect, {"--db", source.string(), "--quiet"}).exit_code, 0);
-  const auto copy = dir / "copy" / "e.db";
-  std::filesystem::create_directories(copy.parent_path());
-  const auto exported = run(SOCKHIST_ANALYZER_BIN, {"export", "--db", source.string(), copy.string(), "-q"});
-  ASSERT_EQ(exported.exit_code, 0) << exported.err;
-  const auto listing = [&] {
+  // An export (one file, rollback journal) and a plain copy of the live file (WAL mode, copied
+  // without its -wal and -shm, as `cp` of a quiet database is): reading either creates nothing.
+  const auto exported = dir / "export" / "e.db";
+  const auto copied = dir / "copy" / "c.db";
+  std::filesystem::create_directories(exported.parent_path());
+  std::filesystem::create_directories(copied.parent_path());
+  const auto r = run(SOCKHIST_ANALYZER_BIN, {"export", "--db", source.string(), exported.string(), "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::filesystem::copy_file(source, copied);
+  const auto listing = [](const std::filesystem::path& folder) {
     std::set<std::string> names;
-    for (const auto& entry : std::filesystem::directory_iterator(copy.parent_path())) {
+    for (const auto& entry : std::filesystem::directory_iterator(folder)) {
       names.insert(entry.path().filename().string());
     }
     return names;
   };
-  ASSERT_EQ(listing(), (std::set<std::string>{"e.db"})) << "an export is one file";
-  const auto before = read_text(copy);
-  for (const std::vector<std::string>& args : {std::vector<std::string>{"hosts"},
-                                               {"show", "-a"},
-                                               {"stats"},
-                                               {"snapshots", "--since", "1d"},
-                                               {"check", "--verbose", "--time-wait-max", "100000"},
-                                               {"sql", "SELECT count(*) FROM v_snapshot_sockets"}}) {
-    auto all = args;
-    all.insert(all.begin() + 1, {"--db", copy.string()});
-    const auto r = run(SOCKHIST_ANALYZER_BIN, all);
-    EXPECT_LE(r.exit_code, 1) << args.front() << ": " << r.err;
-    EXPECT_EQ(listing(), (std::set<std::string>{"e.db"})) << args.front() << " left files behind";
+  for (const auto& db : {exported, copied}) {
+    const std::set<std::string> alone{db.filename().string()};
+    ASSERT_EQ(listing(db.parent_path()), alone) << "one file to begin with";
+    const auto before = read_text(db);
+    for (const std::vector<std::string>& args : {std::vector<std::string>{"hosts"},
+                                                 {"show", "-a"},
+                                                 {"stats"},
+                                                 {"snapshots", "--since", "1d"},
+                                                 {"check", "--verbose", "--time-wait-max", "100000"},
+                                                 {"sql", "SELECT count(*) FROM v_snapshot_sockets"}}) {
+      auto all = args;
+      all.insert(all.begin() + 1, {"--db", db.string()});
+      const auto read = run(SOCKHIST_ANALYZER_BIN, all);
+      EXPECT_LE(read.exit_code, 1) << args.front() << ": " << read.err;
+      EXPECT_EQ(listing(db.parent_path()), alone) << args.front() << " left files beside " << db;
+    }
+    EXPECT_TRUE(read_text(db) == before) << db;
   }
-  EXPECT_EQ(read_text(copy), before);
 }
 
 // A disk that fills: the failing run names the database, says nothing of that snapshot was stored,
