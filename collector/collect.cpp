@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include <sqlite3.h>
+
 #include <fmt/format.h>
 
 #include "sockhist/error.hpp"
@@ -306,6 +308,9 @@ int run_collect(const CollectOptions& o) {
     try {
       written = writer.write_all(captures);
     } catch (const SQLite::Exception& e) {
+      if ((e.getErrorCode() & 0xff) == SQLITE_CORRUPT) {
+        throw Error(Exit::db_refused, store::damaged_while_writing(e.what()));
+      }
       throw Error(Exit::failure, fmt::format("{}: cannot write the snapshot: {} (rolled back: nothing of it was "
                                              "stored)",
                                              db_path.string(), e.what()));

@@ -2,6 +2,8 @@
 #include <cstdio>
 #include <new>
 
+#include <sqlite3.h>
+
 #include <SQLiteCpp/Exception.h>
 #include <fmt/format.h>
 
@@ -29,6 +31,10 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "sockhist-collect: error: {}\n", e.what());
     return static_cast<int>(e.code());
   } catch (const SQLite::Exception& e) {
+    if ((e.getErrorCode() & 0xff) == SQLITE_CORRUPT) {
+      fmt::print(stderr, "sockhist-collect: error: {}\n", sockhist::store::damaged_while_writing(e.what()));
+      return static_cast<int>(sockhist::Exit::db_refused);
+    }
     fmt::print(stderr, "sockhist-collect: error: {}\n", sockhist::store::name_databases(e.what()));
     return static_cast<int>(sockhist::Exit::failure);
   } catch (const std::bad_alloc&) {

@@ -292,6 +292,16 @@ std::optional<std::string> quick_check(SQLite::Database& db) {
   return first;
 }
 
+std::string damaged_while_writing(std::string_view what) {
+  std::string first;
+  {
+    const std::lock_guard lock(g_opened_mutex);
+    first = g_opened.empty() ? std::string("FILE") : g_opened.front();
+  }
+  return name_databases(
+      fmt::format("is damaged ({}); nothing was written. {}", what, recovery_advice(std::filesystem::path(first))));
+}
+
 SQLite::Database open_for_write(const std::filesystem::path& path, const ReaderGroup& group) {
   require_own_regular_file(path);
   detail::note_opened(path);
@@ -307,10 +317,14 @@ SQLite::Database open_for_write(const std::filesystem::path& path, const ReaderG
   try {
     // NOFOLLOW: a link planted between the check above and this open is refused too.
     SQLite::Database db(path.string(), SQLite::OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW);
+    // Closing never checkpoints: a connection closed on a refusal (a damaged file, a schema that is
+    // not ours) leaves the file as it was, its -wal included. The writers checkpoint after they
+    // write (truncate_wal); an export, handed over as one file, turns it back on.
+    sqlite3_db_config(db.getHandle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
     configure_connection(db);
     // Readers who may not create files beside the database (its group, on a 0750 directory) need
-    // the -wal and -shm files to exist: keep them when this connection closes, the -wal emptied
-    // (journal_size_limit >= 0 truncates it to nothing then, and bounds it meanwhile).
+    // the -wal and -shm files to exist: keep them when this connection closes (journal_size_limit
+    // bounds the -wal once it is reset).
     int persist = 1;
     sqlite3_file_control(db.getHandle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
     db.exec("PRAGMA journal_size_limit = 67108864");
@@ -319,7 +333,10 @@ SQLite::Database open_for_write(const std::filesystem::path& path, const ReaderG
     db.exec("PRAGMA journal_mode = WAL");
     return db;
   } catch (const SQLite::Exception& e) {
-    throw Error(Exit::db_refused, fmt::format("{}: cannot open for writing: {}", path.string(), e.what()));
+    const bool damaged = (e.getErrorCode() & 0xff) == SQLITE_CORRUPT;
+    throw Error(Exit::db_refused,
+                fmt::format("{}: cannot open for writing: {}{}", path.string(), e.what(),
+                            damaged ? fmt::format("; nothing was written. {}", recovery_advice(path)) : std::string()));
   }
 }
 
@@ -333,6 +350,7 @@ bool truncate_wal(SQLite::Database& db) {
 }
 
 void drop_wal_on_close(SQLite::Database& db) {
+  sqlite3_db_config(db.getHandle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
   int persist = 0;
   sqlite3_file_control(db.getHandle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
 }

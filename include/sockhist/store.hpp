@@ -104,6 +104,11 @@ std::optional<std::string> read_interrupted();
 // the databases this process opened, so that the message names the file: "<db>: what".
 std::string name_databases(std::string_view what);
 
+// A page SQLite found damaged (SQLITE_CORRUPT) while a writer worked: "<db>: is damaged (what);
+// nothing was written. <recovery_advice>" (the transaction rolled back, and closing never
+// checkpoints, so the file and its -wal are as they were).
+std::string damaged_while_writing(std::string_view what);
+
 // The database used when neither --db nor SOCKHIST_DB names one: /var/lib/sockhist/sockhist.db
 // for root, $XDG_DATA_HOME/sockhist/sockhist.db (default ~/.local/share) for other users.
 std::filesystem::path default_db_path();

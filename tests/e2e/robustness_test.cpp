@@ -22,6 +22,7 @@
 #include "process.hpp"
 #include "sockets.hpp"
 #include "sockhist/store.hpp"
+#include "sockhist/timeutil.hpp"
 
 using namespace sockhist;
 using namespace sockhist::test;
@@ -384,4 +385,49 @@ TEST(Robustness, TheWalShrinksOnceALongReaderLetsGo) {
   std::cout << "[ figures  ] -wal under a reader holding one transaction for 30 snapshots: " << held
             << " bytes; after it let go and one more snapshot: " << std::filesystem::file_size(db + "-wal")
             << " bytes\n";
+}
+
+// A -wal beside an older copy of its file (the file copied at one moment, the -wal at a later one,
+// after a checkpoint): the frames describe pages the old file does not have. The collector finds
+// it before writing (quick_check, the first run on this copy) and leaves both files as they were;
+// merge refuses it as an input.
+TEST(Robustness, AWalBesideAnOlderCopyOfItsFileIsRefusedUntouched) {
+  const auto dir = scratch_dir("stale-main");
+  const auto live = (dir / "live.db").string();
+  int n = 0;
+  const auto snapshot = [&] {
+    ++n;
+    const auto r = run(k_collect, {"--db", live, "--quiet", "--retain", "0", "--host", "web1", "--proc-root",
+                                   (samples_dir() / "history-busy" / fmt::format("0{}", n % 3) / "proc").string(),
+                                   "--at", model::format_iso_utc(1'795'000'000'000 + n * 1000)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  };
+  for (int i = 0; i < 20; ++i) {
+    snapshot();
+  }
+  const auto mixed = dir / "mixed.db";
+  std::filesystem::copy_file(live, mixed);
+  for (int i = 0; i < 40; ++i) {
+    snapshot();
+  }
+  {
+    // A reader's transaction keeps the next snapshots in the -wal, unmerged into the file.
+    SQLite::Database reader(live, SQLite::OPEN_READONLY);
+    reader.exec("BEGIN");
+    reader.execAndGet("SELECT count(*) FROM snapshots");
+    for (int i = 0; i < 40; ++i) {
+      snapshot();
+    }
+    std::filesystem::copy_file(live + "-wal", mixed.string() + "-wal");
+  }
+  const auto bytes = [&] { return read_text(mixed) + read_text(mixed.string() + "-wal"); };
+  const auto before = bytes();
+  const auto collect = run(k_collect, {"--db", mixed.string(), "--quiet"});
+  EXPECT_EQ(collect.exit_code, 3) << collect.err;
+  EXPECT_NE(collect.err.find(mixed.string() + ": "), std::string::npos) << collect.err;
+  EXPECT_NE(collect.err.find("nothing was written. Move it aside"), std::string::npos) << collect.err;
+  EXPECT_TRUE(bytes() == before) << "the refused file or its -wal was written";
+  const auto merged = run(SOCKHIST_ANALYZER_BIN, {"merge", (dir / "out.db").string(), mixed.string()});
+  EXPECT_EQ(merged.exit_code, 2);
+  EXPECT_NE(merged.err.find(mixed.string() + ": corrupt"), std::string::npos) << merged.err;
 }
