@@ -132,7 +132,11 @@ Result run_import(const ImportOptions& o) {
   store::truncate_wal(db);
   std::string out;
   for (const auto& d : listing.diagnostics) {
-    fmt::print(stderr, "{}:{}: {} (line skipped)\n", d.file, d.line, d.message);
+    if (d.line > 0) {
+      fmt::print(stderr, "{}:{}: {} (line skipped)\n", d.file, d.line, d.message);
+    } else {
+      fmt::print(stderr, "{}: {}\n", d.file, d.message);
+    }
   }
   if (!o.quiet) {
     out = fmt::format(

@@ -27,11 +27,13 @@ std::optional<Endpoint> endpoint(std::string_view text) {
   }
   std::string_view addr = text.substr(0, colon);
   const std::string_view port = text.substr(colon + 1);
+  // An interface scope, after the address or after its brackets: 127.0.0.53%lo, [fe80::1]%eth0.
+  // The kernel's tables do not print it either.
+  if (const auto pct = addr.find('%'); pct != std::string_view::npos) {
+    addr = addr.substr(0, pct);
+  }
   if (addr.size() >= 2 && addr.front() == '[' && addr.back() == ']') {
     addr = addr.substr(1, addr.size() - 2);
-  }
-  if (const auto pct = addr.find('%'); pct != std::string_view::npos) {
-    addr = addr.substr(0, pct);  // an interface scope: 127.0.0.53%lo
   }
   Endpoint e;
   if (addr == "*") {

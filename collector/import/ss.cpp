@@ -14,10 +14,48 @@ namespace sockhist::import {
 
 using namespace listing::names;
 
+namespace {
+
+// A socket's kernel address, which ss printed as sk: before the kernel had socket cookies (4.1):
+// kernel addresses sit at the top of the address space, cookies count up from 1.
+constexpr std::uint64_t k_kernel_addresses = 0xffff000000000000ULL;
+
+// The first owner of users:(...): ("name",pid=1,fd=3) since iproute2 3.19, ("name",1,3) before.
+std::optional<std::pair<std::string_view, std::int32_t>> first_owner(std::string_view rest) {
+  const auto users = rest.find("users:((\"");
+  if (users == std::string_view::npos) {
+    return std::nullopt;
+  }
+  const auto name_at = users + 9;
+  const auto name_end = rest.find("\",", name_at);
+  if (name_end == std::string_view::npos) {
+    return std::nullopt;
+  }
+  auto pid_at = name_end + 2;
+  if (rest.substr(pid_at).starts_with("pid=")) {
+    pid_at += 4;
+  }
+  const auto pid_end = rest.find_first_of(",)", pid_at);
+  if (const auto pid = number<std::int32_t>(rest.substr(pid_at, pid_end - pid_at))) {
+    return std::pair(rest.substr(name_at, name_end - name_at), *pid);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 Listing parse_ss(std::string_view text, const std::string& file) {
   Listing l;
   l.tool = "ss";
   bool saw_header = false, netid = false;
+  // Which `*` this listing prints. iproute2 since 4.17 (2018) prints IPv4 any as 0.0.0.0 and IPv6
+  // any as [::], keeping `*` for an IPv6 socket that also takes IPv4 (not IPV6_V6ONLY); before,
+  // `*` was IPv4 any and IPv6 any was `:::port`.
+  const bool star_is_dual_stack =
+      text.find("0.0.0.0:") != std::string_view::npos || text.find("[::]:") != std::string_view::npos;
+  bool star_seen = false;
+  std::size_t kernel_addresses = 0;
+  std::size_t unread_owners = 0;
   model::Socket* last = nullptr;  // a -i line continues the socket before it
   for (const auto& [n, line] : Lines(text).lines) {
     if (!saw_header) {
@@ -109,11 +147,22 @@ Listing parse_ss(std::string_view text, const std::string& file) {
         continue;
       }
       s.state = *state;
-      const auto local = endpoint(w[i]), peer = endpoint(w[i + 1]);
+      auto local = endpoint(w[i]), peer = endpoint(w[i + 1]);
       if (!local || !peer) {
         skip(l, file, n, "an address is not numeric (ss -n)");
         continue;
       }
+      const auto star = [&](std::string_view word, listing::Endpoint& end) {
+        if (word.starts_with("*:")) {
+          star_seen = true;
+          if (star_is_dual_stack) {
+            end.addr = "::";
+            end.family = 6;
+          }
+        }
+      };
+      star(w[i], *local);
+      star(w[i + 1], *peer);
       i += 2;
       s.local_addr = local->addr;
       s.local_port = local->port;
@@ -130,15 +179,12 @@ Listing parse_ss(std::string_view text, const std::string& file) {
     // The rest: users:((...)), timer:(...), uid:N, ino:N, sk:..., cookie:..., skmem:(...), ...
     const auto rest_at = i < w.size() ? static_cast<std::size_t>(w[i].data() - line.data()) : line.size();
     const std::string_view rest = line.substr(rest_at);
-    if (const auto users = rest.find("users:(("); users != std::string_view::npos) {
+    if (rest.find("users:((") != std::string_view::npos) {
       l.owners = true;
-      // users:(("name",pid=1,fd=3),("name",pid=2,fd=4)): the first owner.
-      const auto q1 = rest.find('"', users), q2 = rest.find("\",pid=", users);
-      if (q1 != std::string_view::npos && q2 != std::string_view::npos) {
-        const auto pid_end = rest.find_first_of(",)", q2 + 6);
-        if (const auto pid = number<std::int32_t>(rest.substr(q2 + 6, pid_end - q2 - 6))) {
-          add_owner(l, s, *pid, rest.substr(q1 + 1, q2 - q1 - 1));
-        }
+      if (const auto owner = first_owner(rest)) {
+        add_owner(l, s, owner->second, owner->first);
+      } else {
+        ++unread_owners;
       }
     }
     bool bad = false;
@@ -182,7 +228,11 @@ Listing parse_ss(std::string_view text, const std::string& file) {
         std::uint64_t cookie = 0;
         const auto hex = word.substr(3);
         if (std::from_chars(hex.data(), hex.data() + hex.size(), cookie, 16).ec == std::errc()) {
-          s.cookie = cookie;
+          if (cookie >= k_kernel_addresses) {
+            ++kernel_addresses;  // the socket's address in the kernel, not a cookie
+          } else {
+            s.cookie = cookie;
+          }
         }
       }
     }
@@ -195,6 +245,22 @@ Listing parse_ss(std::string_view text, const std::string& file) {
   }
   if (!saw_header) {
     throw Error(Exit::bad_input, fmt::format("{}: empty: not an ss listing", file));
+  }
+  if (unread_owners > 0) {
+    l.diagnostics.push_back(
+        {file, 0, fmt::format("{} users:(...) fields do not read: those sockets have no owner", unread_owners)});
+  }
+  if (kernel_addresses > 0) {
+    l.diagnostics.push_back({file, 0,
+                             fmt::format("{} sk: values are kernel addresses (ss before socket cookies, kernel 4.1), "
+                                         "not cookies: no cookie stored for them",
+                                         kernel_addresses)});
+  }
+  if (star_seen) {
+    l.diagnostics.push_back(
+        {file, 0,
+         star_is_dual_stack ? "* read as an IPv6 socket that also takes IPv4 (this ss prints 0.0.0.0 and [::] for any)"
+                            : "* read as IPv4 any (this ss prints no 0.0.0.0 or [::], as iproute2 before 4.17)"});
   }
   std::string letters = std::string(l.owners ? "p" : "") + (l.timers ? "o" : "") + (l.inodes ? "e" : "");
   l.format = netid ? fmt::format("ss -an{} (all families)", letters) : fmt::format("ss -tan{}", letters);

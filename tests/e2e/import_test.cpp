@@ -246,3 +246,60 @@ TEST(Import, BrokenSosreportsGiveTheirErrorsAndStoreNothing) {
 }
 
 }  // namespace
+
+namespace {
+
+// ss listings of other iproute2 versions (samples/dialects, written from the format strings of
+// those versions): the old owner form, the two meanings of `*`, a scoped link-local address, and
+// the kernel addresses old ss printed as sk:. Before: owners dropped, `*` always IPv4, the scoped
+// address refused, a kernel address stored as a cookie.
+TEST(Import, SsListingsOfOtherVersionsReadAsTheyMean) {
+  const auto dir = scratch_dir("import-dialects-" + std::to_string(::getpid()));
+  const auto db = (dir / "d.db").string();
+  std::map<std::string, std::string> said;
+  for (const std::string name :
+       {"ss-tanp-iproute2-3.12", "ss-tanpe-iproute2-3.12", "ss-tanp-iproute2-5.10", "ss-tuanp-iproute2-5.10-scoped"}) {
+    const auto r = run(k_sockhist, {"import", "ss", (samples_dir() / "dialects" / (name + ".txt")).string(), "--db", db,
+                                    "--host", name, "--at", "2026-11-20T03:12:00Z", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << name << ": " << r.err;
+    said[name] = r.err;
+  }
+  const auto rows = run(k_sockhist, {"sql", "--db", db, "--format", "csv",
+                                     "SELECT host, proto, family, local_addr, local_port, state, pid, process, cookie "
+                                     "FROM v_snapshot_sockets ORDER BY host, rowid"});
+  ASSERT_EQ(rows.exit_code, 0) << rows.err;
+  EXPECT_EQ(rows.out,
+            "host,proto,family,local_addr,local_port,state,pid,process,cookie\r\n"
+            // iproute2 3.12: ("sshd",1231,3) owners; `*` is IPv4 any, `:::22` IPv6 any; of two owners, the first.
+            "ss-tanp-iproute2-3.12,tcp,4,0.0.0.0,22,LISTEN,1231,sshd,\r\n"
+            "ss-tanp-iproute2-3.12,tcp,6,::,22,LISTEN,1231,sshd,\r\n"
+            "ss-tanp-iproute2-3.12,tcp,4,127.0.0.1,25,LISTEN,1402,master,\r\n"
+            "ss-tanp-iproute2-3.12,tcp,4,10.0.2.15,22,ESTABLISHED,1864,sshd,\r\n"
+            "ss-tanp-iproute2-3.12,tcp,4,10.0.2.15,41822,TIME_WAIT,,,\r\n"
+            // iproute2 5.10: `*` is a dual-stack IPv6 listener beside 0.0.0.0 and [::].
+            "ss-tanp-iproute2-5.10,tcp,4,0.0.0.0,22,LISTEN,612,sshd,\r\n"
+            "ss-tanp-iproute2-5.10,tcp,6,::,80,LISTEN,700,apache2,\r\n"
+            "ss-tanp-iproute2-5.10,tcp,6,::,22,LISTEN,612,sshd,\r\n"
+            "ss-tanp-iproute2-5.10,tcp,6,::ffff:10.0.2.15,80,ESTABLISHED,701,apache2,\r\n"
+            // sk:ffff88... is where the socket was in kernel memory: no cookie.
+            "ss-tanpe-iproute2-3.12,tcp,4,0.0.0.0,22,LISTEN,1231,sshd,\r\n"
+            "ss-tanpe-iproute2-3.12,tcp,4,10.0.2.15,22,ESTABLISHED,1864,sshd,\r\n"
+            // [fe80::...]%eth0:123: the scope is not kept, as the kernel's own tables do not print it.
+            "ss-tuanp-iproute2-5.10-scoped,udp,6,fe80::9cc5:aeff:fec5:34ae,123,CLOSE,800,ntpd,\r\n"
+            "ss-tuanp-iproute2-5.10-scoped,udp,4,127.0.0.53,53,CLOSE,420,systemd-resolve,\r\n"
+            "ss-tuanp-iproute2-5.10-scoped,tcp,4,0.0.0.0,22,LISTEN,612,sshd,\r\n");
+  const auto file = [&](const std::string& name) { return (samples_dir() / "dialects" / (name + ".txt")).string(); };
+  EXPECT_EQ(said["ss-tanp-iproute2-3.12"],
+            file("ss-tanp-iproute2-3.12") +
+                ": * read as IPv4 any (this ss prints no 0.0.0.0 or [::], as iproute2 before 4.17)\n");
+  EXPECT_EQ(said["ss-tanp-iproute2-5.10"],
+            file("ss-tanp-iproute2-5.10") +
+                ": * read as an IPv6 socket that also takes IPv4 (this ss prints 0.0.0.0 and [::] for any)\n");
+  EXPECT_NE(said["ss-tanpe-iproute2-3.12"].find(
+                ": 2 sk: values are kernel addresses (ss before socket cookies, kernel 4.1), not cookies"),
+            std::string::npos)
+      << said["ss-tanpe-iproute2-3.12"];
+  EXPECT_EQ(said["ss-tuanp-iproute2-5.10-scoped"], "");
+}
+
+}  // namespace
