@@ -38,6 +38,7 @@ struct ImportOptions {
   std::optional<std::string> host;
   std::optional<std::string> at;
   std::string lock_wait = "30s";
+  std::optional<std::string> proto;  // an ss listing of one protocol (no Netid column): tcp or udp
   bool quiet = false;
   bool no_cmdline = false;
 };
@@ -118,7 +119,12 @@ Result run_import(const ImportOptions& o) {
     throw Error(Exit::bad_input, fmt::format("{}: empty: no {} listing in it", o.file, o.kind));
   }
   // Parsed whole before anything is written: a refused file stores nothing.
-  const auto listing = o.kind == "netstat" ? import::parse_netstat(text, o.file) : import::parse_ss(text, o.file);
+  if (o.proto && o.kind != "ss") {
+    throw Error(Exit::usage, "--proto: only for an ss listing of one protocol (no Netid column)");
+  }
+  const auto proto = o.proto ? std::optional(*o.proto == "udp" ? model::Proto::udp : model::Proto::tcp) : std::nullopt;
+  const auto listing =
+      o.kind == "netstat" ? import::parse_netstat(text, o.file) : import::parse_ss(text, o.file, proto);
   if (listing.sockets.empty()) {
     throw Error(Exit::bad_input, fmt::format("{}: no socket line could be read; nothing recorded", o.file));
   }
@@ -168,6 +174,9 @@ void setup_import(CLI::App& app, Runner& selected) {
                   "When it was taken (ISO-8601, or 'YYYY-MM-DD HH:MM[:SS]' local; a sosreport: instead of its "
                   "date --utc)");
   sub->add_flag("--no-cmdline", o->no_cmdline, "Do not store command lines (a sosreport's ps auxwww)");
+  sub->add_option("--proto", o->proto,
+                  "ss listings of one protocol (no Netid column): tcp or udp, where the rows cannot tell")
+      ->check(CLI::IsMember({"tcp", "udp"}));
   sub->add_option("--lock-wait", o->lock_wait, "How long to wait for another writer")->capture_default_str();
   sub->add_flag("-q,--quiet", o->quiet, "Print nothing on success");
 }

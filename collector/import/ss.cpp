@@ -16,11 +16,11 @@ using namespace listing::names;
 
 namespace {
 
-// A socket's kernel address, which ss printed as sk: before the kernel had socket cookies (4.1):
-// kernel addresses sit at the top of the address space, cookies count up from 1.
+// A socket's kernel address, which sk: carried before the kernel gave sockets cookies: kernel
+// addresses sit at the top of the address space, cookies count up from 1.
 constexpr std::uint64_t k_kernel_addresses = 0xffff000000000000ULL;
 
-// The first owner of users:(...): ("name",pid=1,fd=3) since iproute2 3.19, ("name",1,3) before.
+// The first owner of users:(...): ("name",pid=1,fd=3) since iproute2 3.14, ("name",1,3) before.
 std::optional<std::pair<std::string_view, std::int32_t>> first_owner(std::string_view rest) {
   const auto users = rest.find("users:((\"");
   if (users == std::string_view::npos) {
@@ -44,15 +44,50 @@ std::optional<std::pair<std::string_view, std::int32_t>> first_owner(std::string
 
 }  // namespace
 
-Listing parse_ss(std::string_view text, const std::string& file) {
+namespace {
+
+// Which protocol a listing without a Netid column is of (see parse_ss in import.hpp).
+model::Proto one_protocol(Listing& l, const std::string& file, std::optional<model::Proto> given) {
+  const bool tcp_only = std::any_of(l.sockets.begin(), l.sockets.end(), [](const model::Socket& s) {
+    return s.state != SockState::established && s.state != SockState::close;
+  });
+  const bool unconn = std::any_of(l.sockets.begin(), l.sockets.end(),
+                                  [](const model::Socket& s) { return s.state == SockState::close; });
+  if (given) {
+    if (*given == model::Proto::udp && tcp_only) {
+      throw Error(Exit::bad_input, fmt::format("{}: --proto udp, but the listing has TCP states (LISTEN, TIME-WAIT, "
+                                               "...): it is ss -t",
+                                               file));
+    }
+    return *given;
+  }
+  if (tcp_only || l.sockets.empty()) {
+    return model::Proto::tcp;
+  }
+  if (unconn) {
+    l.diagnostics.push_back({file, 0,
+                             "no Netid column, UNCONN rows and no TCP-only state: read as ss -u (UDP); give "
+                             "--proto tcp if it was ss -t"});
+    return model::Proto::udp;
+  }
+  throw Error(Exit::bad_input, fmt::format("{}: no Netid column and only ESTAB rows: ss -t and ss -u print them "
+                                           "alike; say which with --proto tcp or --proto udp",
+                                           file));
+}
+
+}  // namespace
+
+Listing parse_ss(std::string_view text, const std::string& file, std::optional<model::Proto> proto) {
   Listing l;
   l.tool = "ss";
   bool saw_header = false, netid = false;
-  // Which `*` this listing prints. iproute2 since 4.17 (2018) prints IPv4 any as 0.0.0.0 and IPv6
-  // any as [::], keeping `*` for an IPv6 socket that also takes IPv4 (not IPV6_V6ONLY); before,
-  // `*` was IPv4 any and IPv6 any was `:::port`.
+  // What `*` is in this listing. iproute2 before 4.13 printed IPv4 any as `*` and IPv6 any as
+  // `:::port`; 4.13 put IPv6 addresses in brackets and printed `*` for either any; since 4.14,
+  // IPv4 any is 0.0.0.0, IPv6-only any [::], and `*` an IPv6 socket that also takes IPv4.
   const bool star_is_dual_stack =
       text.find("0.0.0.0:") != std::string_view::npos || text.find("[::]:") != std::string_view::npos;
+  const bool star_is_either =
+      !star_is_dual_stack && text.find(":::") == std::string_view::npos && text.find("]:") != std::string_view::npos;
   bool star_seen = false;
   std::size_t kernel_addresses = 0;
   std::size_t unread_owners = 0;
@@ -259,11 +294,22 @@ Listing parse_ss(std::string_view text, const std::string& file) {
   if (star_seen) {
     l.diagnostics.push_back(
         {file, 0,
-         star_is_dual_stack ? "* read as an IPv6 socket that also takes IPv4 (this ss prints 0.0.0.0 and [::] for any)"
-                            : "* read as IPv4 any (this ss prints no 0.0.0.0 or [::], as iproute2 before 4.17)"});
+         star_is_dual_stack ? "* read as an IPv6 socket that also takes IPv4 (this ss prints 0.0.0.0 and [::] for any, "
+                              "as iproute2 since 4.14)"
+         : star_is_either   ? "* read as IPv4 any, which may be wrong: this ss brackets IPv6 addresses but prints no "
+                              "0.0.0.0 or [::], as iproute2 4.13, which printed * for IPv4 and IPv6 any alike"
+                            : "* read as IPv4 any (this ss prints IPv6 any as :::, as iproute2 before 4.13)"});
   }
   std::string letters = std::string(l.owners ? "p" : "") + (l.timers ? "o" : "") + (l.inodes ? "e" : "");
-  l.format = netid ? fmt::format("ss -an{} (all families)", letters) : fmt::format("ss -tan{}", letters);
+  if (netid) {
+    l.format = fmt::format("ss -an{} (all families)", letters);
+  } else {
+    const auto one = one_protocol(l, file, proto);
+    for (auto& s : l.sockets) {
+      s.proto = one;
+    }
+    l.format = fmt::format("ss -{}an{}", one == model::Proto::udp ? 'u' : 't', letters);
+  }
   return l;
 }
 

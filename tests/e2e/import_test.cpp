@@ -291,15 +291,55 @@ TEST(Import, SsListingsOfOtherVersionsReadAsTheyMean) {
   const auto file = [&](const std::string& name) { return (samples_dir() / "dialects" / (name + ".txt")).string(); };
   EXPECT_EQ(said["ss-tanp-iproute2-3.12"],
             file("ss-tanp-iproute2-3.12") +
-                ": * read as IPv4 any (this ss prints no 0.0.0.0 or [::], as iproute2 before 4.17)\n");
-  EXPECT_EQ(said["ss-tanp-iproute2-5.10"],
-            file("ss-tanp-iproute2-5.10") +
-                ": * read as an IPv6 socket that also takes IPv4 (this ss prints 0.0.0.0 and [::] for any)\n");
+                ": * read as IPv4 any (this ss prints IPv6 any as :::, as iproute2 before 4.13)\n");
+  EXPECT_EQ(said["ss-tanp-iproute2-5.10"], file("ss-tanp-iproute2-5.10") +
+                                               ": * read as an IPv6 socket that also takes IPv4 (this ss prints "
+                                               "0.0.0.0 and [::] for any, as iproute2 since 4.14)\n");
   EXPECT_NE(said["ss-tanpe-iproute2-3.12"].find(
                 ": 2 sk: values are kernel addresses (ss before socket cookies, kernel 4.1), not cookies"),
             std::string::npos)
       << said["ss-tanpe-iproute2-3.12"];
   EXPECT_EQ(said["ss-tuanp-iproute2-5.10-scoped"], "");
+}
+
+// ss of one protocol prints no Netid column. Before, `ss -uanp` was stored as TCP in state CLOSE.
+TEST(Import, SsOfOneProtocolIsToldByItsRowsOrByProto) {
+  const auto dir = scratch_dir("import-one-protocol-" + std::to_string(::getpid()));
+  const auto db = (dir / "p.db").string();
+  const auto udp = (samples_dir() / "dialects" / "ss-uanp-iproute2-4.15.txt").string();
+  const auto estab = (samples_dir() / "dialects" / "ss-np-estab-only-iproute2-4.15.txt").string();
+  const auto import = [&](const std::string& file, const std::string& host, std::vector<std::string> more) {
+    std::vector<std::string> args{"import", "ss", file, "--db", db, "--host", host, "--at", "2026-11-20T03:12:00Z"};
+    args.insert(args.end(), more.begin(), more.end());
+    return run(k_sockhist, args);
+  };
+  auto r = import(udp, "u", {"-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, udp +
+                       ": no Netid column, UNCONN rows and no TCP-only state: read as ss -u (UDP); give --proto "
+                       "tcp if it was ss -t\n");
+  r = import(estab, "e", {});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "sockhist: error: " + estab +
+                       ": no Netid column and only ESTAB rows: ss -t and ss -u print them alike; say which with "
+                       "--proto tcp or --proto udp\n");
+  r = import(estab, "e", {"--proto", "tcp", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(import(estab, "f", {"--proto", "udp", "-q"}).exit_code, 0);
+  const auto rows = run(k_sockhist, {"sql", "--db", db, "--format", "csv",
+                                     "SELECT s.host, v.proto, v.state, count(*) FROM v_snapshot_sockets v JOIN "
+                                     "v_snapshots s USING (snapshot_id) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"});
+  EXPECT_EQ(rows.out,
+            "host,proto,state,count(*)\r\n"
+            "e,tcp,ESTABLISHED,2\r\n"
+            "f,udp,ESTABLISHED,2\r\n"
+            "u,udp,CLOSE,4\r\n"
+            "u,udp,ESTABLISHED,1\r\n");
+  // A TCP listing said to be UDP is refused.
+  const auto tcp = (samples_dir() / "dialects" / "ss-tanp-iproute2-3.12.txt").string();
+  r = import(tcp, "t", {"--proto", "udp"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--proto udp, but the listing has TCP states"), std::string::npos) << r.err;
 }
 
 }  // namespace
