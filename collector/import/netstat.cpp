@@ -14,6 +14,30 @@ namespace sockhist::import {
 
 using namespace listing::names;
 
+namespace {
+
+// net-tools prints PID/Program name into 20 columns: "pid/name" cut to 19 characters (its buffer is
+// 20 with the NUL), then padded. The name may hold spaces (a process title: "sshd: core [priv]"
+// prints as "3002/sshd: core [pr"), so the field is read by its width, not as one word. Returns the
+// field and the index of the first word after it.
+std::pair<std::string_view, std::size_t> program_field(std::string_view line, const std::vector<std::string_view>& w,
+                                                       std::size_t i) {
+  constexpr std::size_t k_width = 19;
+  const auto at = static_cast<std::size_t>(w[i].data() - line.data());
+  auto field = line.substr(at, k_width);
+  while (!field.empty() && field.back() == ' ') {
+    field.remove_suffix(1);
+  }
+  const auto end = at + field.size();
+  std::size_t next = i + 1;
+  while (next < w.size() && static_cast<std::size_t>(w[next].data() - line.data()) < end) {
+    ++next;
+  }
+  return {field, next};
+}
+
+}  // namespace
+
 Listing parse_netstat(std::string_view text, const std::string& file) {
   Listing l;
   l.tool = "netstat";
@@ -102,7 +126,9 @@ Listing parse_netstat(std::string_view text, const std::string& file) {
       s.inode = *inode;
       ++i;
       if (have_program && i < w.size()) {
-        netstat_owner(l, s, w[i++]);
+        const auto [field, next] = program_field(line, w, i);
+        netstat_owner(l, s, field);
+        i = next;
       }
       if (i < w.size()) {
         // The path is the rest of the line (it may hold spaces).
@@ -178,7 +204,9 @@ Listing parse_netstat(std::string_view text, const std::string& file) {
       ++i;
     }
     if (have_program && i < w.size()) {
-      netstat_owner(l, s, w[i++]);
+      const auto [field, next] = program_field(line, w, i);
+      netstat_owner(l, s, field);
+      i = next;
     }
     if (have_timer && i < w.size()) {
       // "off (0.00/0/0)", "timewait (52.31/0/0)", "keepalive (6580.48/0/0)"

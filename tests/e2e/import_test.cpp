@@ -342,4 +342,28 @@ TEST(Import, SsOfOneProtocolIsToldByItsRowsOrByProto) {
   EXPECT_NE(r.err.find("--proto udp, but the listing has TCP states"), std::string::npos) << r.err;
 }
 
+// net-tools prints PID/Program name into 20 columns, a process title's spaces and all: every
+// sosreport's netstat -W -neopa has the admin's own "sshd: core [priv]". Before, the name was cut
+// at its space, the -o timer lost (a keepalive stored as off) and UNIX rows given a made-up path.
+TEST(Import, NetstatProgramNamesWithSpacesKeepTheirRow) {
+  const auto dir = scratch_dir("import-progname-" + std::to_string(::getpid()));
+  const auto db = (dir / "n.db").string();
+  const auto listing = (samples_dir() / "dialects" / "netstat-W-neopa-net-tools-2.10.txt").string();
+  const auto r =
+      run(k_sockhist, {"import", "netstat", listing, "--db", db, "--host", "n", "--at", "2026-11-20T03:12:00Z", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  const auto rows = run(k_sockhist, {"sql", "--db", db, "--format", "csv",
+                                     "SELECT proto, local_addr, state, pid, process, timer, timer_ms, inode FROM "
+                                     "v_snapshot_sockets ORDER BY rowid"});
+  EXPECT_EQ(rows.out,
+            "proto,local_addr,state,pid,process,timer,timer_ms,inode\r\n"
+            "tcp,0.0.0.0,LISTEN,1020,sshd: /usr/sbi,off,0,21455\r\n"
+            "tcp,10.0.2.15,ESTABLISHED,3002,sshd: core [pr,on,210,41567\r\n"
+            "tcp,10.0.2.15,ESTABLISHED,3105,sshd: core@pts,keepalive,7107470,41890\r\n"
+            "tcp,::,LISTEN,1187,pgpool: watchd,off,0,23001\r\n"
+            "unix,/tmp/.s.PGSQL.5432,LISTENING,1187,pgpool: watchd,off,0,23002\r\n"
+            "unix,,CONNECTED,3002,sshd: core [pr,off,0,41570\r\n");
+}
+
 }  // namespace
