@@ -1,4 +1,6 @@
 // net-tools netstat listings (-antp, -neopa, -tunapo, ...): Internet and UNIX sections.
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <charconv>
 #include <map>
@@ -36,6 +38,35 @@ std::pair<std::string_view, std::size_t> program_field(std::string_view line, co
   return {field, next};
 }
 
+// Without -W, net-tools fits address:port into 23 columns by cutting the address (its
+// addr_do_one: more than 22 characters of address and port, and the address is cut to fit): a cut
+// IPv6 address is then 23 characters long with its port, and so, by chance, is an uncut one. With
+// -W nothing is cut, and an endpoint may be longer: one longer than 23 shows the listing is wide.
+constexpr std::size_t k_narrow_endpoint = 23;
+
+bool wide_listing(std::string_view text) {
+  for (const auto& [n, line] : Lines(text).lines) {
+    const auto w = words(line);
+    if (w.size() >= 5 && (w[0].starts_with("tcp") || w[0].starts_with("udp")) &&
+        (w[3].size() > k_narrow_endpoint || w[4].size() > k_narrow_endpoint)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Why an endpoint of a listing that is not wide may be cut: nullopt when it cannot be.
+std::optional<std::string> maybe_cut(std::string_view word, const listing::Endpoint& e) {
+  if (word.size() != k_narrow_endpoint || e.family != 6) {
+    return std::nullopt;
+  }
+  in6_addr parsed{};
+  if (::inet_pton(AF_INET6, e.addr.c_str(), &parsed) != 1) {
+    return fmt::format("{} is an IPv6 address cut to 23 columns (netstat without -W)", word);
+  }
+  return fmt::format("{} fills the 23 columns netstat without -W cuts IPv6 addresses to: it may be cut", word);
+}
+
 }  // namespace
 
 Listing parse_netstat(std::string_view text, const std::string& file) {
@@ -44,6 +75,7 @@ Listing parse_netstat(std::string_view text, const std::string& file) {
   enum class Section { none, inet, unix_domain, other } section = Section::none;
   bool have_user = false, have_inode = false, have_program = false, have_timer = false;
   bool saw_header = false;
+  const bool wide = wide_listing(text);
   std::string letters;  // what the columns say about the options used
   for (const auto& [n, line] : Lines(text).lines) {
     if (line.starts_with("Active Internet connections")) {
@@ -165,6 +197,13 @@ Listing parse_netstat(std::string_view text, const std::string& file) {
     if (!local || !remote) {
       skip(l, file, n, "an address is not numeric (netstat -n) or was cut short (netstat -W)");
       continue;
+    }
+    if (!wide) {
+      const auto cut = maybe_cut(w[3], *local) ? maybe_cut(w[3], *local) : maybe_cut(w[4], *remote);
+      if (cut) {
+        skip(l, file, n, *cut);
+        continue;
+      }
     }
     s.rx_queue = *rx;
     s.tx_queue = *tx;

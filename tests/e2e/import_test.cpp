@@ -366,4 +366,41 @@ TEST(Import, NetstatProgramNamesWithSpacesKeepTheirRow) {
             "unix,,CONNECTED,3002,sshd: core [pr,off,0,41570\r\n");
 }
 
+// Without -W, netstat cuts an IPv6 address so that address:port fits 23 columns. Before, the cut
+// address was stored as if whole (2a02:2f0a:c10f:97); now a cut one, and one that fills the 23
+// columns and so may be cut, skip their line with the reason, never a wrong address.
+TEST(Import, NetstatWithoutWideNeverStoresACutAddress) {
+  const auto dir = scratch_dir("import-narrow-" + std::to_string(::getpid()));
+  const auto db = (dir / "w.db").string();
+  const auto listing = (samples_dir() / "dialects" / "netstat-tanp-net-tools-2.10-narrow.txt").string();
+  const auto r =
+      run(k_sockhist, {"import", "netstat", listing, "--db", db, "--host", "w", "--at", "2026-11-20T03:12:00Z", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, listing +
+                       ":5: 2a02:2f0a:c10f:97:55754 is an IPv6 address cut to 23 columns (netstat without -W) (line "
+                       "skipped)\n" +
+                       listing +
+                       ":6: 2001:db8:0:1:0:0:0:1:80 fills the 23 columns netstat without -W cuts IPv6 addresses to: "
+                       "it may be cut (line skipped)\n");
+  const auto rows = run(k_sockhist, {"sql", "--db", db, "--format", "csv",
+                                     "SELECT local_addr, local_port, remote_addr, remote_port FROM v_snapshot_sockets "
+                                     "ORDER BY rowid"});
+  EXPECT_EQ(rows.out,
+            "local_addr,local_port,remote_addr,remote_port\r\n"
+            "0.0.0.0,22,0.0.0.0,0\r\n"
+            "::,22,::,0\r\n"
+            "::1,5432,::1,41000\r\n");
+  // The same endpoints in a wide listing (one endpoint over 23 columns shows it) are whole.
+  write_text(dir / "wide.txt",
+             "Active Internet connections (servers and established)\n"
+             "Proto Recv-Q Send-Q Local Address           Foreign Address         State\n"
+             "tcp6       0      0 2001:db8:0:1:0:0:0:1:80 2001:db8::2:51000       ESTABLISHED\n"
+             "tcp6       0      0 2a02:2f0a:c10f:97::1:55754 2a00:1450:4001:829::200e:443 "
+             "ESTABLISHED\n");
+  const auto wide = run(k_sockhist, {"import", "netstat", (dir / "wide.txt").string(), "--db", db, "--host", "x",
+                                     "--at", "2026-11-20T03:12:00Z", "-q"});
+  ASSERT_EQ(wide.exit_code, 0) << wide.err;
+  EXPECT_EQ(wide.err, "");
+}
+
 }  // namespace
