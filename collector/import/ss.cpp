@@ -20,26 +20,40 @@ namespace {
 // addresses sit at the top of the address space, cookies count up from 1.
 constexpr std::uint64_t k_kernel_addresses = 0xffff000000000000ULL;
 
-// The first owner of users:(...): ("name",pid=1,fd=3) since iproute2 3.14, ("name",1,3) before.
-std::optional<std::pair<std::string_view, std::int32_t>> first_owner(std::string_view rest) {
-  const auto users = rest.find("users:((\"");
+// The owner of a socket from users:(...): ("name",pid=1,fd=3) since iproute2 3.14, ("name",1,3)
+// before. Of several (a socket shared across fork), the lowest pid: the one the collector and
+// netstat -p name, whatever order ss listed them in.
+std::optional<std::pair<std::string_view, std::int32_t>> lowest_owner(std::string_view rest) {
+  const auto users = rest.find("users:((");
   if (users == std::string_view::npos) {
     return std::nullopt;
   }
-  const auto name_at = users + 9;
-  const auto name_end = rest.find("\",", name_at);
-  if (name_end == std::string_view::npos) {
-    return std::nullopt;
+  std::optional<std::pair<std::string_view, std::int32_t>> lowest;
+  for (auto at = rest.find("(\"", users); at != std::string_view::npos; at = rest.find("(\"", at + 1)) {
+    const auto name_at = at + 2;
+    const auto name_end = rest.find("\",", name_at);
+    if (name_end == std::string_view::npos) {
+      return std::nullopt;
+    }
+    auto pid_at = name_end + 2;
+    if (rest.substr(pid_at).starts_with("pid=")) {
+      pid_at += 4;
+    }
+    const auto pid_end = rest.find_first_of(",)", pid_at);
+    const auto pid = number<std::int32_t>(rest.substr(pid_at, pid_end - pid_at));
+    if (!pid) {
+      return std::nullopt;
+    }
+    if (!lowest || *pid < lowest->second) {
+      lowest = std::pair(rest.substr(name_at, name_end - name_at), *pid);
+    }
+    const auto close = rest.find(')', pid_end);
+    if (close == std::string_view::npos || close + 1 >= rest.size() || rest[close + 1] != ',') {
+      break;  // the last owner
+    }
+    at = close;
   }
-  auto pid_at = name_end + 2;
-  if (rest.substr(pid_at).starts_with("pid=")) {
-    pid_at += 4;
-  }
-  const auto pid_end = rest.find_first_of(",)", pid_at);
-  if (const auto pid = number<std::int32_t>(rest.substr(pid_at, pid_end - pid_at))) {
-    return std::pair(rest.substr(name_at, name_end - name_at), *pid);
-  }
-  return std::nullopt;
+  return lowest;
 }
 
 }  // namespace
@@ -216,7 +230,7 @@ Listing parse_ss(std::string_view text, const std::string& file, std::optional<m
     const std::string_view rest = line.substr(rest_at);
     if (rest.find("users:((") != std::string_view::npos) {
       l.owners = true;
-      if (const auto owner = first_owner(rest)) {
+      if (const auto owner = lowest_owner(rest)) {
         add_owner(l, s, owner->second, owner->first);
       } else {
         ++unread_owners;

@@ -281,6 +281,8 @@ TEST(Import, SsListingsOfOtherVersionsReadAsTheyMean) {
             "ss-tanp-iproute2-5.10,tcp,6,::,80,LISTEN,700,apache2,\r\n"
             "ss-tanp-iproute2-5.10,tcp,6,::,22,LISTEN,612,sshd,\r\n"
             "ss-tanp-iproute2-5.10,tcp,6,::ffff:10.0.2.15,80,ESTABLISHED,701,apache2,\r\n"
+            // Shared after fork, listed 2210 first: the lowest pid, as the collector and netstat -p.
+            "ss-tanp-iproute2-5.10,tcp,4,10.0.2.15,5432,ESTABLISHED,1190,postgres,\r\n"
             // sk:ffff88... is where the socket was in kernel memory: no cookie.
             "ss-tanpe-iproute2-3.12,tcp,4,0.0.0.0,22,LISTEN,1231,sshd,\r\n"
             "ss-tanpe-iproute2-3.12,tcp,4,10.0.2.15,22,ESTABLISHED,1864,sshd,\r\n"
