@@ -116,6 +116,7 @@ model::Parsed<model::Counter> parse_netstat_statistics(std::string_view text) {
   model::Parsed<model::Counter> out;
   std::set<std::pair<std::string, std::string>> seen;
   std::set<std::string> headings;
+  std::set<std::string> unread;  // headings with a line that did not read
   std::string heading;
   std::string subheading;
   for (const auto& [n, line] : Lines(text).lines) {
@@ -174,18 +175,30 @@ model::Parsed<model::Counter> parse_netstat_statistics(std::string_view text) {
     } else {
       out.issues.push_back(
           {n, fmt::format("'{}' is not a line net-tools 2.10's netstat -s prints", std::string(body))});
+      unread.insert(heading);
     }
   }
   if (headings.empty()) {
     out.error = "empty: not a netstat -s listing";
     return out;
   }
-  // netstat prints some counters only when they are not zero.
+  // netstat prints some counters only when they are not zero. Where a line of the section did not
+  // read, it may have been one of them: none of that section's zeros is filled in then.
+  std::set<std::string> withheld;
   for (const auto& p : netstat_s_table) {
     if (!p.shown_when_zero && headings.contains(p.heading) && !seen.contains({p.section, p.name})) {
+      if (unread.contains(p.heading)) {
+        withheld.insert(p.heading);
+        continue;
+      }
       add_counter(out, seen, p.section, p.name, 0);
       ++out.duplicates;
     }
+  }
+  for (const auto& h : withheld) {
+    out.issues.push_back({0, fmt::format("{}: a line did not read, so the counters netstat leaves out when zero are "
+                                         "not taken to be zero there (unknown)",
+                                         h)});
   }
   return out;
 }

@@ -21,8 +21,9 @@ void read_listed_counters(model::Capture& c, const Report& r, SosreportCapture& 
   const auto take = [&](std::string_view file, const model::Parsed<model::Counter>& parsed, std::string label) {
     for (const auto& issue : parsed.issues) {
       c.diagnostics.push_back({std::string(file), issue.line, issue.reason});
-      ++c.skipped_lines;
+      c.skipped_lines += issue.line > 0 ? 1 : 0;
     }
+    out.counters_unread = !parsed.issues.empty();
     c.counters = parsed.rows;
     out.counters_from = std::move(label);
     out.provenance.emplace_back("counters", std::string(file));
@@ -243,6 +244,15 @@ std::vector<SosreportCapture> read_sosreport(const std::filesystem::path& dir, c
     const auto host_counters = out.front().capture.counters;
     for (auto& ns : out) {
       if (ns.capture.netns_initial || !ns.counters_from.starts_with("netstat -s")) {
+        continue;
+      }
+      if (ns.counters_unread) {
+        // A line that did not read may have been any of them: none is taken to be zero.
+        const auto from = std::find_if(ns.provenance.begin(), ns.provenance.end(),
+                                       [](const auto& p) { return p.first == "counters"; });
+        ns.capture.diagnostics.push_back({from == ns.provenance.end() ? std::string() : from->second, 0,
+                                          "the host's counters netstat -s left out are not taken to be zero here: a "
+                                          "line of it did not read"});
         continue;
       }
       std::set<std::pair<std::string, std::string>> have;

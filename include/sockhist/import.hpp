@@ -57,6 +57,7 @@ struct SosreportCapture {
   std::string sockets_from;                                     // for messages: "proc/net copies", "ss -peaonmi", ...
   std::string owners_from;
   std::string counters_from;
+  bool counters_unread = false;  // a line of its netstat -s did not read: no zero may be inferred
 };
 
 struct SosreportOptions {

@@ -405,4 +405,42 @@ TEST(Import, NetstatWithoutWideNeverStoresACutAddress) {
   EXPECT_EQ(wide.err, "");
 }
 
+// netstat -s leaves out counters that are zero, so a section's missing counters are zeros, unless
+// a line of that section did not read: it may have been one of them. Before, a line printed in a
+// form not understood ("4 fragments received ok", net-tools 1.60's) became FragOKs 0.
+TEST(Import, NetstatSNeverFillsInAZeroWhereALineDidNotRead) {
+  const auto parsed = import::parse_netstat_statistics(
+      "Ip:\n"
+      "    892 total packets received\n"
+      "    4 fragments received ok\n"
+      "Tcp:\n"
+      "    12 active connection openings\n"
+      "    3 passive connection openings\n"
+      "    0 failed connection attempts\n"
+      "    0 connection resets received\n"
+      "    1 connections established\n"
+      "    900 segments received\n"
+      "    950 segments sent out\n"
+      "    2 segments retransmitted\n"
+      "    0 bad segments received\n"
+      "    5 resets sent\n");
+  ASSERT_FALSE(parsed.error) << *parsed.error;
+  std::map<std::string, std::int64_t> got;
+  for (const auto& c : parsed.rows) {
+    got[c.section + "." + c.name] = c.value;
+  }
+  EXPECT_EQ(got["Ip.InReceives"], 892);
+  EXPECT_EQ(got.count("Ip.FragOKs"), 0U) << "a zero filled in where a line did not read";
+  EXPECT_EQ(got.count("Ip.FragCreates"), 0U);
+  EXPECT_EQ(got["Tcp.RetransSegs"], 2);
+  std::string issues;
+  for (const auto& i : parsed.issues) {
+    issues += std::to_string(i.line) + ": " + i.reason + "\n";
+  }
+  EXPECT_EQ(issues,
+            "3: '4 fragments received ok' is not a line net-tools 2.10's netstat -s prints\n"
+            "0: Ip: a line did not read, so the counters netstat leaves out when zero are not taken to be zero "
+            "there (unknown)\n");
+}
+
 }  // namespace
