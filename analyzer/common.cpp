@@ -98,11 +98,10 @@ SQLite::Database open_db(const Common& common) {
     throw Error(Exit::db_refused, fmt::format("{}: cannot open: {}", path.string(), std::strerror(errno)));
   }
   store::set_read_time_limit(std::chrono::milliseconds(parse_duration(common.timeout, "--timeout", true)));
-  if (const auto check = store::check_file(path); check.damage) {
+  return store::open_read_only(path, [&](const std::string& damage) {
     fmt::print(stderr, "sockhist: warning: {}: is damaged: {}; what it answers may be incomplete or wrong\n",
-               path.string(), *check.damage);
-  }
-  return store::open_read_only(path);
+               path.string(), damage);
+  });
 }
 
 query::Scope resolve_scope(SQLite::Database& db, const std::optional<std::string>& host,

@@ -102,10 +102,14 @@ std::optional<std::string> why_not_immutable(const std::filesystem::path& path) 
 
 }  // namespace
 
-SQLite::Database open_read_only(const std::filesystem::path& path) {
+SQLite::Database open_read_only(const std::filesystem::path& path,
+                                const std::function<void(const std::string&)>& on_damage) {
   const auto check = check_file(path);
   if (check.kind == FileKind::missing) {
     throw Error(Exit::db_refused, fmt::format("{}: no such database", path.string()));
+  }
+  if (check.damage && on_damage) {
+    on_damage(*check.damage);
   }
   refuse_if_not_ours(path, check);
   // A reader's connection serves one thread: no mutex around every column read.
@@ -141,10 +145,8 @@ SQLite::Database open_read_only(const std::filesystem::path& path) {
 }
 
 SQLite::Database open_input(const std::filesystem::path& path) {
-  if (const auto check = check_file(path); check.damage) {
-    refuse(path, fmt::format("is damaged: {}", *check.damage));
-  }
-  auto db = open_read_only(path);
+  auto db =
+      open_read_only(path, [&](const std::string& damage) { refuse(path, fmt::format("is damaged: {}", damage)); });
   // Read whole anyway: the full integrity_check (indexes against their tables too) and every
   // reference, since quick_check passes some mixes of a -wal and an older copy of its file.
   try {

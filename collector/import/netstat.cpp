@@ -199,7 +199,10 @@ Listing parse_netstat(std::string_view text, const std::string& file) {
       continue;
     }
     if (!wide) {
-      const auto cut = maybe_cut(w[3], *local) ? maybe_cut(w[3], *local) : maybe_cut(w[4], *remote);
+      auto cut = maybe_cut(w[3], *local);
+      if (!cut) {
+        cut = maybe_cut(w[4], *remote);
+      }
       if (cut) {
         skip(l, file, n, *cut);
         continue;

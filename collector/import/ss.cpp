@@ -56,10 +56,6 @@ std::optional<std::pair<std::string_view, std::int32_t>> lowest_owner(std::strin
   return lowest;
 }
 
-}  // namespace
-
-namespace {
-
 // Which protocol a listing without a Netid column is of (see parse_ss in import.hpp).
 model::Proto one_protocol(Listing& l, const std::string& file, std::optional<model::Proto> given) {
   const bool tcp_only = std::any_of(l.sockets.begin(), l.sockets.end(), [](const model::Socket& s) {

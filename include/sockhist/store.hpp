@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -91,7 +92,10 @@ std::string share_with_group(const std::filesystem::path& path, const ReaderGrou
 // its -wal holds nothing; when the -wal holds changes it cannot apply, it is refused, saying so.
 // A WAL-mode copy with no -wal, -shm or <db>.lock beside it (no sockhist writer has run there:
 // the collector keeps all three) is opened as immutable too, so that reading it creates nothing.
-SQLite::Database open_read_only(const std::filesystem::path& path);
+// `on_damage`, when given, hears what the header shows to be damaged (FileCheck::damage) before
+// anything is opened: a reader warns, merge refuses by throwing.
+SQLite::Database open_read_only(const std::filesystem::path& path,
+                                const std::function<void(const std::string&)>& on_damage = {});
 
 // Every statement of a connection opened to read (open_read_only, open_input) is interrupted once
 // `limit` has passed since this call (0: never): the analyzer's --timeout.

@@ -249,6 +249,17 @@ TEST(Import, BrokenSosreportsGiveTheirErrorsAndStoreNothing) {
 
 namespace {
 
+// A listing of samples/dialects imported quietly as `host`, at one moment.
+Result import_dialect(const std::string& kind, const std::string& file, const std::string& db,
+                      const std::string& host) {
+  return run(k_sockhist, {"import", kind, file, "--db", db, "--host", host, "--at", "2026-11-20T03:12:00Z", "-q"});
+}
+
+// The rows of a query as CSV.
+std::string csv(const std::string& db, const std::string& sql) {
+  return run(k_sockhist, {"sql", "--db", db, "--format", "csv", sql}).out;
+}
+
 // ss listings of other iproute2 versions (samples/dialects, written from the format strings of
 // those versions): the old owner form, the two meanings of `*`, a scoped link-local address, and
 // the kernel addresses old ss printed as sk:. Before: owners dropped, `*` always IPv4, the scoped
@@ -351,14 +362,12 @@ TEST(Import, NetstatProgramNamesWithSpacesKeepTheirRow) {
   const auto dir = scratch_dir("import-progname-" + std::to_string(::getpid()));
   const auto db = (dir / "n.db").string();
   const auto listing = (samples_dir() / "dialects" / "netstat-W-neopa-net-tools-2.10.txt").string();
-  const auto r =
-      run(k_sockhist, {"import", "netstat", listing, "--db", db, "--host", "n", "--at", "2026-11-20T03:12:00Z", "-q"});
+  const auto r = import_dialect("netstat", listing, db, "n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
-  const auto rows = run(k_sockhist, {"sql", "--db", db, "--format", "csv",
-                                     "SELECT proto, local_addr, state, pid, process, timer, timer_ms, inode FROM "
-                                     "v_snapshot_sockets ORDER BY rowid"});
-  EXPECT_EQ(rows.out,
+  EXPECT_EQ(csv(db,
+                "SELECT proto, local_addr, state, pid, process, timer, timer_ms, inode FROM v_snapshot_sockets "
+                "ORDER BY rowid"),
             "proto,local_addr,state,pid,process,timer,timer_ms,inode\r\n"
             "tcp,0.0.0.0,LISTEN,1020,sshd: /usr/sbi,off,0,21455\r\n"
             "tcp,10.0.2.15,ESTABLISHED,3002,sshd: core [pr,on,210,41567\r\n"
@@ -375,8 +384,7 @@ TEST(Import, NetstatWithoutWideNeverStoresACutAddress) {
   const auto dir = scratch_dir("import-narrow-" + std::to_string(::getpid()));
   const auto db = (dir / "w.db").string();
   const auto listing = (samples_dir() / "dialects" / "netstat-tanp-net-tools-2.10-narrow.txt").string();
-  const auto r =
-      run(k_sockhist, {"import", "netstat", listing, "--db", db, "--host", "w", "--at", "2026-11-20T03:12:00Z", "-q"});
+  const auto r = import_dialect("netstat", listing, db, "w");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, listing +
                        ":5: 2a02:2f0a:c10f:97:55754 is an IPv6 address cut to 23 columns (netstat without -W) (line "
@@ -384,10 +392,9 @@ TEST(Import, NetstatWithoutWideNeverStoresACutAddress) {
                        listing +
                        ":6: 2001:db8:0:1:0:0:0:1:80 fills the 23 columns netstat without -W cuts IPv6 addresses to: "
                        "it may be cut (line skipped)\n");
-  const auto rows = run(k_sockhist, {"sql", "--db", db, "--format", "csv",
-                                     "SELECT local_addr, local_port, remote_addr, remote_port FROM v_snapshot_sockets "
-                                     "ORDER BY rowid"});
-  EXPECT_EQ(rows.out,
+  EXPECT_EQ(csv(db,
+                "SELECT local_addr, local_port, remote_addr, remote_port FROM v_snapshot_sockets "
+                "ORDER BY rowid"),
             "local_addr,local_port,remote_addr,remote_port\r\n"
             "0.0.0.0,22,0.0.0.0,0\r\n"
             "::,22,::,0\r\n"
@@ -399,8 +406,7 @@ TEST(Import, NetstatWithoutWideNeverStoresACutAddress) {
              "tcp6       0      0 2001:db8:0:1:0:0:0:1:80 2001:db8::2:51000       ESTABLISHED\n"
              "tcp6       0      0 2a02:2f0a:c10f:97::1:55754 2a00:1450:4001:829::200e:443 "
              "ESTABLISHED\n");
-  const auto wide = run(k_sockhist, {"import", "netstat", (dir / "wide.txt").string(), "--db", db, "--host", "x",
-                                     "--at", "2026-11-20T03:12:00Z", "-q"});
+  const auto wide = import_dialect("netstat", (dir / "wide.txt").string(), db, "x");
   ASSERT_EQ(wide.exit_code, 0) << wide.err;
   EXPECT_EQ(wide.err, "");
 }
