@@ -1,6 +1,7 @@
 // Counters saved as text: nstat -zas and net-tools' netstat -s, read back to the kernel's names.
 #include <algorithm>
 #include <array>
+#include <map>
 #include <set>
 
 #include <fmt/format.h>
@@ -41,20 +42,26 @@ std::optional<std::pair<std::string_view, std::string_view>> split_nstat_name(st
 }
 
 struct Phrase {
+  const char* dialect;
   const char* heading;
   const char* subheading;
   const char* line;  // with % where the value goes
   const char* section;
   const char* name;
-  bool shown_when_zero;
+  bool absent_is_zero;  // the version leaves it out when zero, and the kernel still has it
 };
 constexpr Phrase netstat_s_table[] = {
 #include "netstat_s_table.inc"
 };
 
-const Phrase* find_phrase(std::string_view heading, std::string_view subheading, std::string_view line) {
+// The net-tools versions whose netstat -s the table holds, oldest first (netstat-s-dialects.sh).
+constexpr std::array<std::string_view, 4> k_dialects = {"net-tools 1.60", "net-tools 2.0 of 2013",
+                                                        "net-tools 2015-2019", "net-tools 2.10"};
+
+const Phrase* find_phrase(std::string_view dialect, std::string_view heading, std::string_view subheading,
+                          std::string_view line) {
   for (const auto& p : netstat_s_table) {
-    if (heading == p.heading && subheading == p.subheading && line == p.line) {
+    if (dialect == p.dialect && heading == p.heading && subheading == p.subheading && line == p.line) {
       return &p;
     }
   }
@@ -112,11 +119,45 @@ model::Parsed<model::Counter> parse_nstat(std::string_view text) {
   return out;
 }
 
-model::Parsed<model::Counter> parse_netstat_statistics(std::string_view text) {
-  model::Parsed<model::Counter> out;
+namespace {
+
+// One indented line of a netstat -s listing, under its heading (and histogram subheading).
+struct StatLine {
+  std::size_t n;
+  std::string heading;
+  std::string subheading;
+  std::string_view body;
+};
+
+// The phrase `body` is in `dialect`, and the value it printed: any run of digits may be the value,
+// the table says which reading is a line that version prints.
+std::optional<std::pair<const Phrase*, std::int64_t>> read_phrase(std::string_view dialect, const StatLine& l) {
+  for (std::size_t i = 0; i < l.body.size();) {
+    if (!std::isdigit(static_cast<unsigned char>(l.body[i]))) {
+      ++i;
+      continue;
+    }
+    auto end = i;
+    while (end < l.body.size() && std::isdigit(static_cast<unsigned char>(l.body[end]))) {
+      ++end;
+    }
+    const auto templated = fmt::format("{}%{}", l.body.substr(0, i), l.body.substr(end));
+    if (const auto* p = find_phrase(dialect, l.heading, l.subheading, templated)) {
+      return std::pair(p, number<std::int64_t>(l.body.substr(i, end - i)).value_or(0));
+    }
+    i = end;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+NetstatStatistics parse_netstat_statistics(std::string_view text) {
+  NetstatStatistics result;
+  auto& out = result.counters;
   std::set<std::pair<std::string, std::string>> seen;
   std::set<std::string> headings;
-  std::set<std::string> unread;  // headings with a line that did not read
+  std::vector<StatLine> lines;
   std::string heading;
   std::string subheading;
   for (const auto& [n, line] : Lines(text).lines) {
@@ -129,7 +170,7 @@ model::Parsed<model::Counter> parse_netstat_statistics(std::string_view text) {
         if (headings.empty()) {
           out.error =
               fmt::format("line {}: not a netstat -s listing (it begins '{}')", n, std::string(body.substr(0, 40)));
-          return out;
+          return result;
         }
         out.issues.push_back({n, fmt::format("'{}' is not a section heading", std::string(body))});
         continue;
@@ -141,66 +182,99 @@ model::Parsed<model::Counter> parse_netstat_statistics(std::string_view text) {
     }
     if (heading.empty()) {
       out.error = fmt::format("line {}: not a netstat -s listing (an indented line before any heading)", n);
-      return out;
+      return result;
+    }
+    if (std::none_of(body.begin(), body.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+      subheading = std::string(body);  // "ICMP input histogram:", over the more deeply indented lines below it
+      continue;
     }
     const auto indent = line.find_first_not_of(" \t");
-    const std::string_view sub = indent > 4 ? std::string_view(subheading) : std::string_view();
-    // Any run of digits may be the value: the table says which reading is a line netstat prints.
-    bool any_digits = false;
-    const Phrase* phrase = nullptr;
-    std::int64_t value = 0;
-    for (std::size_t i = 0; i < body.size() && phrase == nullptr;) {
-      if (!std::isdigit(static_cast<unsigned char>(body[i]))) {
-        ++i;
-        continue;
-      }
-      auto end = i;
-      while (end < body.size() && std::isdigit(static_cast<unsigned char>(body[end]))) {
-        ++end;
-      }
-      any_digits = true;
-      const auto templated = fmt::format("{}%{}", body.substr(0, i), body.substr(end));
-      if ((phrase = find_phrase(heading, sub, templated))) {
-        value = number<std::int64_t>(body.substr(i, end - i)).value_or(0);
-      }
-      i = end;
-    }
-    // A phrase first: some histogram lines ("redirects: 3") look like "Name: value" lines.
-    if (phrase != nullptr) {
-      add_counter(out, seen, phrase->section, phrase->name, value);
-    } else if (const auto nv = name_value(body)) {
-      add_counter(out, seen, heading, nv->first, nv->second);
-    } else if (!any_digits) {
-      subheading = std::string(body);  // "ICMP input histogram:"
-    } else {
-      out.issues.push_back(
-          {n, fmt::format("'{}' is not a line net-tools 2.10's netstat -s prints", std::string(body))});
-      unread.insert(heading);
-    }
+    lines.push_back({n, heading, indent > 4 ? subheading : std::string(), body});
   }
   if (headings.empty()) {
     out.error = "empty: not a netstat -s listing";
-    return out;
+    return result;
   }
-  // netstat prints some counters only when they are not zero. Where a line of the section did not
-  // read, it may have been one of them: none of that section's zeros is filled in then.
-  std::set<std::string> withheld;
-  for (const auto& p : netstat_s_table) {
-    if (!p.shown_when_zero && headings.contains(p.heading) && !seen.contains({p.section, p.name})) {
-      if (unread.contains(p.heading)) {
-        withheld.insert(p.heading);
-        continue;
-      }
-      add_counter(out, seen, p.section, p.name, 0);
-      ++out.duplicates;
+  // Which version printed it: the one whose phrases read the most lines (several when they read
+  // alike: the versions differ in a few lines only, some printed only when not zero).
+  std::vector<std::size_t> unread_in(k_dialects.size(), 0);
+  for (std::size_t d = 0; d < k_dialects.size(); ++d) {
+    for (const auto& l : lines) {
+      unread_in[d] += read_phrase(k_dialects[d], l) || name_value(l.body) ? 0 : 1;
     }
+  }
+  const auto fewest = *std::min_element(unread_in.begin(), unread_in.end());
+  std::vector<std::string_view> dialects;
+  for (std::size_t d = 0; d < k_dialects.size(); ++d) {
+    if (unread_in[d] == fewest) {
+      dialects.push_back(k_dialects[d]);
+    }
+  }
+  // "net-tools 2015-2019 or 2.10"
+  for (std::size_t d = 0; d < dialects.size(); ++d) {
+    result.dialect += d == 0 ? std::string(dialects[d])
+                             : fmt::format("{}{}", d + 1 == dialects.size() ? " or " : ", ",
+                                           dialects[d].substr(std::string_view("net-tools ").size()));
+  }
+  std::set<std::string> unread;  // headings with a line that did not read
+  for (const auto& l : lines) {
+    std::optional<std::pair<const Phrase*, std::int64_t>> phrase;
+    for (const auto d : dialects) {
+      if ((phrase = read_phrase(d, l))) {
+        break;
+      }
+    }
+    // A phrase first: some histogram lines ("redirects: 3") look like "Name: value" lines.
+    if (phrase) {
+      add_counter(out, seen, phrase->first->section, phrase->first->name, phrase->second);
+    } else if (const auto nv = name_value(l.body); nv && nv->second >= 0) {
+      add_counter(out, seen, l.heading, nv->first, nv->second);
+    } else if (nv) {
+      // net-tools 1.60 printed these with %d: a counter past 2^31 came out negative.
+      out.issues.push_back({l.n, fmt::format("'{}': printed negative (a counter past 2^31 printed as a signed 32-bit "
+                                             "number): its value is unknown",
+                                             std::string(l.body))});
+    } else {
+      out.issues.push_back(
+          {l.n, fmt::format("'{}' is not a line {}'s netstat -s prints", std::string(l.body), result.dialect)});
+      unread.insert(l.heading);
+    }
+  }
+  // netstat prints some counters only when they are not zero: a counter every matching version
+  // leaves out at zero, missing from a section that is there, is 0. Where a line of the section did
+  // not read, it may have been one of them: none of that section's zeros is filled in then.
+  std::map<std::pair<std::string, std::string>, std::size_t> left_out;  // counter -> versions leaving it out at 0
+  std::map<std::pair<std::string, std::string>, std::string> heading_of;
+  for (const auto& p : netstat_s_table) {
+    if (p.absent_is_zero && headings.contains(p.heading) &&
+        std::find(dialects.begin(), dialects.end(), p.dialect) != dialects.end()) {
+      ++left_out[{p.section, p.name}];
+      heading_of[{p.section, p.name}] = p.heading;
+    }
+  }
+  std::set<std::string> withheld;
+  for (const auto& [counter, versions] : left_out) {
+    if (versions != dialects.size() || seen.contains(counter)) {
+      continue;
+    }
+    if (unread.contains(heading_of[counter])) {
+      withheld.insert(heading_of[counter]);
+      continue;
+    }
+    add_counter(out, seen, counter.first, counter.second, 0);
+    ++result.zeros;
   }
   for (const auto& h : withheld) {
     out.issues.push_back({0, fmt::format("{}: a line did not read, so the counters netstat leaves out when zero are "
                                          "not taken to be zero there (unknown)",
                                          h)});
   }
-  return out;
+  if (std::find(dialects.begin(), dialects.end(), k_dialects[0]) != dialects.end()) {
+    result.notes.push_back(
+        "net-tools 1.60 printed every counter as a 32-bit number: a counter past 2^32 printed its remainder, which "
+        "cannot be told from the value");
+  }
+  return result;
 }
 
 }  // namespace sockhist::import

@@ -1,21 +1,27 @@
 #!/usr/bin/env python3
-"""Writes collector/import/netstat_s_table.inc: which kernel counter each line of `netstat -s` shows.
+"""Writes the rows of collector/import/netstat_s_table.inc: which kernel counter each line of one
+net-tools version's `netstat -s` shows.
 
 netstat -s (net-tools) prints most counters as English phrases ("12 active connection openings")
-and the rest as "Name: value". To read a saved `netstat -s` back into counters, sockhist needs the
-phrase of each counter. This script learns them from the netstat installed here instead of from
-its source: it gives netstat a /proc (a tmpfs, in a private mount namespace) whose snmp and netstat
-files list every counter of the running kernel with a value of its own, and reads off which phrase
-printed which value. A second run with every value zero finds the lines netstat leaves out when
-the counter is zero. Needs root (unshare -m, mount). Run from the repository's top directory:
+and the rest as "Name: value"; the phrases changed between versions ("active connections openings"
+in 1.60, "segments retransmited" until 2015, "fragments received ok" until 2019). To read a saved
+`netstat -s` back into counters, sockhist needs each version's phrase of each counter. This script
+learns them by running that version: it gives it a /proc (a tmpfs, in a private mount namespace)
+whose snmp and netstat files list every counter of the running kernel, and every counter the
+version's own tables name (--names-from its statistics.c: counters older kernels had, such as the
+prequeue ones), each with a value of its own, and reads off which phrase printed which value. A
+second run with every value zero finds the lines it leaves out when the counter is zero. Needs
+root (unshare -m, mount). collector/import/netstat-s-dialects.sh runs it for every version read.
 
-    sudo python3 collector/import/netstat-s-table.py > collector/import/netstat_s_table.inc
+    sudo python3 collector/import/netstat-s-table.py DIALECT [--netstat CMD] [--names-from statistics.c]
 """
 import os
 import re
 import subprocess
 import sys
 import tempfile
+
+NETSTAT = "netstat -s"
 
 
 def sections(path):
@@ -43,22 +49,56 @@ def run_netstat(snmp, netstat):
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(text)
         script = (f"mount -t tmpfs none /proc && mkdir /proc/net && cp {tmp}/snmp {tmp}/netstat /proc/net/ "
-                  "&& LC_ALL=C netstat -s")
+                  f"&& LC_ALL=C {NETSTAT}")
         return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                               check=True, capture_output=True, text=True).stdout
 
 
+def source_names(path):
+    """{section: [names]} of the counters a statistics.c's IPv4 tables (snmptabs[]) describe."""
+    with open(path, errors="replace") as f:
+        text = f.read()
+    tables = {}
+    for m in re.finditer(r"struct entry (\w+)\[\]\s*=\s*\{(.*?)\n\};", text, re.S):
+        tables[m.group(1)] = re.findall(r'\{\s*"(\w+)",', m.group(2))
+    snmptabs = re.search(r"tabtab snmptabs\[\]\s*=\s*\{(.*?)\};", text, re.S).group(1)
+    return {section: tables.get(table, []) for section, table in re.findall(r'\{"(\w+)", (\w+),', snmptabs)}
+
+
+def widen(layout, extra):
+    """The kernel's layout with the names only `extra` has appended to their sections."""
+    out = []
+    for section, names in layout:
+        out.append((section, names + [n for n in extra.get(section, []) if n not in names]))
+    return out
+
+
 def main():
-    layout = sections("/proc/net/snmp") + sections("/proc/net/netstat")
+    args = sys.argv[1:]
+    dialect = args.pop(0)
+    extra = {}
+    while args:
+        option, value = args.pop(0), args.pop(0)
+        if option == "--netstat":
+            global NETSTAT
+            NETSTAT = value
+        elif option == "--names-from":
+            extra = source_names(value)
+        else:
+            sys.exit(f"unknown option {option}")
+    kernel = {(section, name) for section, names in sections("/proc/net/snmp") + sections("/proc/net/netstat")
+              for name in names}
+    snmp_layout = widen(sections("/proc/net/snmp"), extra)
+    layout = snmp_layout + widen(sections("/proc/net/netstat"), extra)
     unique = {}
     for i, (section, names) in enumerate(layout):
         for j, name in enumerate(names):
             unique[(section, name)] = 7_000_001 + 1_000 * i + j
     by_value = {v: k for k, v in unique.items()}
-    printed = run_netstat(craft(layout[:len(sections("/proc/net/snmp"))], lambda s, n: unique[(s, n)]),
-                          craft(layout[len(sections("/proc/net/snmp")):], lambda s, n: unique[(s, n)]))
-    zero = run_netstat(craft(layout[:len(sections("/proc/net/snmp"))], lambda s, n: 0),
-                       craft(layout[len(sections("/proc/net/snmp")):], lambda s, n: 0))
+    printed = run_netstat(craft(layout[:len(snmp_layout)], lambda s, n: unique[(s, n)]),
+                          craft(layout[len(snmp_layout):], lambda s, n: unique[(s, n)]))
+    zero = run_netstat(craft(layout[:len(snmp_layout)], lambda s, n: 0),
+                       craft(layout[len(snmp_layout):], lambda s, n: 0))
 
     def phrases(text):
         section, sub = "", ""
@@ -90,13 +130,13 @@ def main():
     shown_at_zero = set()
     for section, sub, numbers, body in phrases(zero):
         shown_at_zero.add((section, sub, re.sub(r"\d+", "%", body, count=1)))
-    print("// Generated by collector/import/netstat-s-table.py from net-tools' netstat -s on Linux "
-          f"{os.uname().release}; do not edit.")
-    print("// {netstat -s heading, subheading, line with % for the value, counter section, counter name,")
-    print("//  shown when zero}")
+    print(f"// {dialect}: learnt by collector/import/netstat-s-table.py on Linux {os.uname().release}")
     for (section, sub, template), (counter_section, name) in sorted(rows.items()):
-        zero_flag = "true" if (section, sub, template) in shown_at_zero else "false"
-        print(f'{{"{section}", "{sub}", "{template}", "{counter_section}", "{name}", {zero_flag}}},')
+        # Absent means zero only for a counter left out at zero that today's kernel still has: one
+        # removed since (the prequeue counters) may be absent because the kernel had none.
+        absent_is_zero = (section, sub, template) not in shown_at_zero and (counter_section, name) in kernel
+        zero_flag = "true" if absent_is_zero else "false"
+        print(f'{{"{dialect}", "{section}", "{sub}", "{template}", "{counter_section}", "{name}", {zero_flag}}},')
 
 
 if __name__ == "__main__":

@@ -38,13 +38,15 @@ void read_listed_counters(model::Capture& c, const Report& r, SosreportCapture& 
   }
   if (!netstat_s_file.empty()) {
     const auto parsed = parse_netstat_statistics(*r.read(netstat_s_file));
-    if (!parsed.error && !parsed.rows.empty()) {
-      take(netstat_s_file, parsed,
-           parsed.duplicates > 0 ? fmt::format("netstat -s ({} of them 0: netstat leaves zeros out)", parsed.duplicates)
-                                 : std::string("netstat -s"));
+    if (!parsed.counters.error && !parsed.counters.rows.empty()) {
+      take(netstat_s_file, parsed.counters, fmt::format("netstat -s of {}", parsed.dialect));
+      out.counters_zeros = parsed.zeros;
+      for (const auto& note : parsed.notes) {
+        c.diagnostics.push_back({std::string(netstat_s_file), 0, note});
+      }
       return;
     }
-    c.diagnostics.push_back({std::string(netstat_s_file), 0, parsed.error.value_or("no counter in it")});
+    c.diagnostics.push_back({std::string(netstat_s_file), 0, parsed.counters.error.value_or("no counter in it")});
   }
 }
 
@@ -267,14 +269,12 @@ std::vector<SosreportCapture> read_sosreport(const std::filesystem::path& dir, c
           ++zeros;
         }
       }
-      const auto table_zeros = ns.counters_from == "netstat -s" ? std::size_t{0} : [&] {
-        std::size_t n = 0;
-        std::sscanf(ns.counters_from.c_str(), "netstat -s (%zu", &n);
-        return n;
-      }();
-      if (zeros + table_zeros > 0) {
-        ns.counters_from = fmt::format("netstat -s ({} of them 0: netstat leaves zeros out)", zeros + table_zeros);
-      }
+      ns.counters_zeros += zeros;
+    }
+  }
+  for (auto& ns : out) {
+    if (ns.counters_zeros > 0) {
+      ns.counters_from += fmt::format(" ({} of them 0: netstat leaves zeros out)", ns.counters_zeros);
     }
   }
   for (auto& capture : out) {

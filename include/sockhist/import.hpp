@@ -43,11 +43,20 @@ Listing parse_ss(std::string_view text, const std::string& file, std::optional<m
 model::Parsed<model::Counter> parse_nstat(std::string_view text);
 
 // Counters saved by net-tools' `netstat -s`: its English lines ("12 active connection openings")
-// mapped back to the kernel's names with a table learnt from net-tools 2.10 (netstat_s_table.inc),
-// and its "Name: value" lines taken as they are. netstat leaves some counters out when they are
-// zero: a known counter missing from a section that is there is recorded as 0, and counted in
-// `duplicates` (the field is otherwise unused here). A line neither form matches is an issue.
-model::Parsed<model::Counter> parse_netstat_statistics(std::string_view text);
+// mapped back to the kernel's names, and its "Name: value" lines taken as they are. The phrases
+// changed between net-tools versions; a table learnt by running each version's own code
+// (netstat_s_table.inc) holds them for 1.60, 2.0 of 2013, 2015-2019 and 2.10, and the version is
+// recognised from the listing itself: the one whose phrases read the most lines. netstat leaves
+// some counters out when they are zero: a counter every matching version leaves out at zero,
+// missing from a section that is there, is recorded as 0 (unless a line of that section did not
+// read). A line no version prints is an issue; a value it cannot carry (negative) is one too.
+struct NetstatStatistics {
+  model::Parsed<model::Counter> counters;
+  std::string dialect;             // "net-tools 2.10", or "net-tools 2015-2019 or net-tools 2.10"
+  std::size_t zeros = 0;           // counters recorded as 0 because these versions leave zeros out
+  std::vector<std::string> notes;  // what the version could not say
+};
+NetstatStatistics parse_netstat_statistics(std::string_view text);
 
 // What a sosreport (a directory sos report wrote, unpacked) holds of one network namespace, read
 // into a capture, and which file each fact came from.
@@ -57,7 +66,8 @@ struct SosreportCapture {
   std::string sockets_from;                                     // for messages: "proc/net copies", "ss -peaonmi", ...
   std::string owners_from;
   std::string counters_from;
-  bool counters_unread = false;  // a line of its netstat -s did not read: no zero may be inferred
+  bool counters_unread = false;    // a line of its netstat -s did not read: no zero may be inferred
+  std::size_t counters_zeros = 0;  // counters recorded as 0 because netstat -s leaves zeros out
 };
 
 struct SosreportOptions {
