@@ -146,8 +146,8 @@ Result run_import(const ImportOptions& o) {
   }
   if (!o.quiet) {
     out = fmt::format(
-        "{}: {} listing: {} sockets recorded as {} at {} (snapshot {}){}{}\n", o.file, listing.format, stats.sockets,
-        *o.host, model::format_iso_utc(at_ms), stats.snapshot_id,
+        "{}: {} listing of {}: {} sockets recorded as {} at {} (snapshot {}){}{}\n", o.file, listing.format,
+        listing.dialect, stats.sockets, *o.host, model::format_iso_utc(at_ms), stats.snapshot_id,
         listing.skipped_lines > 0 ? fmt::format(", {} lines skipped", listing.skipped_lines) : "",
         listing.other_families > 0
             ? fmt::format(", {} sockets of other families (netlink, raw, packet) not recorded", listing.other_families)

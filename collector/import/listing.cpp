@@ -171,18 +171,27 @@ void netstat_owner(Listing& l, model::Socket& s, std::string_view word) {
 using text::Lines;
 using text::words;
 
+std::string source_of(const Listing& listing) {
+  return listing.dialect.empty() ? listing.tool : fmt::format("{} ({})", listing.tool, listing.dialect);
+}
+
+model::Diagnostic dialect_diagnostic(const Listing& listing, const std::string& file) {
+  return {file, 0, fmt::format("read as {} of {}: {}", listing.tool, listing.dialect, listing.dialect_signs)};
+}
+
 model::Capture listing_capture(const Listing& listing, const std::string& host, std::int64_t at_ms,
                                const std::string& file) {
   model::Capture c;
   c.host = host;
   c.hostname = host;
   c.time_ms = at_ms;
-  c.source = listing.tool;
+  c.source = source_of(listing);
   c.proc_root = std::filesystem::absolute(file).string();
   c.owners = listing.owners ? model::OwnerScan::complete : model::OwnerScan::skipped;
   c.sockets = listing.sockets;
   c.processes = listing.processes;
   c.diagnostics = listing.diagnostics;
+  c.diagnostics.push_back(dialect_diagnostic(listing, file));
   c.skipped_lines = listing.skipped_lines;
   return c;
 }

@@ -279,6 +279,11 @@ Listing parse_netstat(std::string_view text, const std::string& file) {
   }
   letters = std::string(l.owners ? "p" : "") + (l.inodes ? "e" : "") + (l.timers ? "o" : "");
   l.format = fmt::format("netstat -an{}", letters);
+  // The socket listing of net-tools 1.60 to 2.10 reads alike; only -W shows, by an endpoint longer
+  // than 23 columns.
+  l.dialect = wide ? "net-tools -W" : "net-tools";
+  l.dialect_signs = wide ? "an endpoint longer than 23 columns"
+                         : "no endpoint longer than 23 columns, so -W or not is not told; nor is the version";
   return l;
 }
 

@@ -128,6 +128,7 @@ std::optional<SosreportCapture> read_initial(const Report& r, const HostFacts& f
       const auto listing = parse_listing(listing_file->second, listing_file->first);
       if (listing.owners) {
         join_owners(c, listing, listing_file->first, out);
+        c.diagnostics.push_back(dialect_diagnostic(listing, listing_file->first));
       }
     }
   } else if (listing_file) {
@@ -136,7 +137,7 @@ std::optional<SosreportCapture> read_initial(const Report& r, const HostFacts& f
       return std::nullopt;
     }
     c = listing_capture(listing, f.host, f.time_ms, listing_file->first);
-    c.source = fmt::format("sosreport:{}", listing.tool);
+    c.source = fmt::format("sosreport:{}", source_of(listing));
     out.sockets_from = listing.format;
     out.owners_from = listing.owners ? listing.format : "";
     out.provenance.emplace_back("sockets", listing_file->first);
@@ -184,7 +185,7 @@ std::optional<SosreportCapture> read_namespace(const Report& r, const HostFacts&
   SosreportCapture out;
   auto& c = out.capture;
   c = listing_capture(listing, f.host, f.time_ms, listing_path);
-  c.source = fmt::format("sosreport:{}", listing.tool);
+  c.source = fmt::format("sosreport:{}", source_of(listing));
   out.sockets_from = listing.format;
   out.owners_from = listing.owners ? listing.format : "";
   out.provenance.emplace_back("sockets", listing_path);

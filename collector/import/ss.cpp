@@ -5,6 +5,7 @@
 #include <optional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "listing.hpp"
 #include "sockhist/error.hpp"
@@ -85,6 +86,42 @@ model::Proto one_protocol(Listing& l, const std::string& file, std::optional<mod
                                            file));
 }
 
+// Which iproute2 printed the listing, from what changed between versions: the owners' pid= (3.14),
+// brackets around IPv6 addresses (4.13), 0.0.0.0 and [::] for any (4.14). Versions are 100 * major
+// + minor; `since` is the first that prints a sign seen, `before` the first that no longer does.
+std::pair<std::string, std::string> ss_dialect(std::string_view text, bool owners_with_pid, bool owners_old_form) {
+  int since = 0, before = 0;
+  std::vector<std::string> signs;
+  const auto sign = [&](bool seen, int since_version, int before_version, const char* what) {
+    if (!seen) {
+      return;
+    }
+    since = std::max(since, since_version);
+    before = before_version == 0 ? before : before == 0 ? before_version : std::min(before, before_version);
+    signs.emplace_back(what);
+  };
+  sign(owners_with_pid, 314, 0, "owners as pid=");
+  sign(owners_old_form, 0, 314, "owners as (\"name\",pid,fd)");
+  sign(text.find("0.0.0.0:") != std::string_view::npos || text.find("[::]:") != std::string_view::npos, 414, 0,
+       "any as 0.0.0.0 or [::]");
+  sign(text.find("]:") != std::string_view::npos, 413, 0, "IPv6 in brackets");
+  sign(text.find(":::") != std::string_view::npos, 0, 413, "IPv6 any as :::");
+  const auto version = [](int v) { return fmt::format("{}.{}", v / 100, v % 100); };
+  std::string range;
+  if (since != 0 && before != 0 && since >= before) {
+    range = "iproute2, version not told (its signs disagree)";
+  } else if (since != 0 && before != 0) {
+    range = fmt::format("iproute2 {} or later, before {}", version(since), version(before));
+  } else if (since != 0) {
+    range = fmt::format("iproute2 {} or later", version(since));
+  } else if (before != 0) {
+    range = fmt::format("iproute2 before {}", version(before));
+  } else {
+    range = "iproute2, version not told";
+  }
+  return {range, signs.empty() ? std::string("nothing in it tells") : fmt::format("{}", fmt::join(signs, ", "))};
+}
+
 }  // namespace
 
 Listing parse_ss(std::string_view text, const std::string& file, std::optional<model::Proto> proto) {
@@ -101,6 +138,7 @@ Listing parse_ss(std::string_view text, const std::string& file, std::optional<m
   bool star_seen = false;
   std::size_t kernel_addresses = 0;
   std::size_t unread_owners = 0;
+  bool owners_with_pid = false, owners_old_form = false;
   model::Socket* last = nullptr;  // a -i line continues the socket before it
   for (const auto& [n, line] : Lines(text).lines) {
     if (!saw_header) {
@@ -228,6 +266,7 @@ Listing parse_ss(std::string_view text, const std::string& file, std::optional<m
       l.owners = true;
       if (const auto owner = lowest_owner(rest)) {
         add_owner(l, s, owner->second, owner->first);
+        (rest.find(",pid=") != std::string_view::npos ? owners_with_pid : owners_old_form) = true;
       } else {
         ++unread_owners;
       }
@@ -310,6 +349,7 @@ Listing parse_ss(std::string_view text, const std::string& file, std::optional<m
                               "0.0.0.0 or [::], as iproute2 4.13, which printed * for IPv4 and IPv6 any alike"
                             : "* read as IPv4 any (this ss prints IPv6 any as :::, as iproute2 before 4.13)"});
   }
+  std::tie(l.dialect, l.dialect_signs) = ss_dialect(text, owners_with_pid, owners_old_form);
   std::string letters = std::string(l.owners ? "p" : "") + (l.timers ? "o" : "") + (l.inodes ? "e" : "");
   if (netid) {
     l.format = fmt::format("ss -an{} (all families)", letters);

@@ -16,11 +16,13 @@ namespace sockhist::import {
 
 // What a listing holds, and what its format could carry.
 struct Listing {
-  std::string format;   // "netstat -antp", "netstat -neopa", "ss -tanpo", "ss -peaonmi", ...
-  std::string tool;     // "netstat" or "ss": the snapshot's source
-  bool owners = false;  // a PID/Program or users:(...) column
-  bool timers = false;  // netstat -o or ss -o
-  bool inodes = false;  // netstat -e or ss -e
+  std::string format;         // "netstat -antp", "netstat -neopa", "ss -tanpo", "ss -peaonmi", ...
+  std::string tool;           // "netstat" or "ss": the snapshot's source
+  std::string dialect;        // which version printed it, as far as the listing tells: "iproute2 4.14 or later"
+  std::string dialect_signs;  // what in the listing tells it: "owners as pid=, any as 0.0.0.0 or [::]"
+  bool owners = false;        // a PID/Program or users:(...) column
+  bool timers = false;        // netstat -o or ss -o
+  bool inodes = false;        // netstat -e or ss -e
   std::vector<model::Socket> sockets;
   std::vector<model::Process> processes;  // pid and name only: that is all these formats say
   std::vector<model::Diagnostic> diagnostics;
@@ -83,6 +85,11 @@ struct SosreportOptions {
 // these, or Error(usage) when the report does not say when or of which host it was taken and no
 // option does.
 std::vector<SosreportCapture> read_sosreport(const std::filesystem::path& dir, const SosreportOptions& options);
+
+// The snapshot's source for a listing: its tool and, as far as the listing tells, its version
+// ("ss (iproute2 4.14 or later)"); and a diagnostic saying what in `file` told it.
+std::string source_of(const Listing& listing);
+model::Diagnostic dialect_diagnostic(const Listing& listing, const std::string& file);
 
 // A listing parsed whole, as the capture of `host` at `at_ms` (source: the tool, proc_root: file).
 model::Capture listing_capture(const Listing& listing, const std::string& host, std::int64_t at_ms,

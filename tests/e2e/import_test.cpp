@@ -101,10 +101,14 @@ TEST(Import, BrokenListingsGiveTheirErrorsAndStoreNothing) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find(mixed + ":4: unknown protocol LISTEN (line skipped)"), std::string::npos) << r.err;
   EXPECT_NE(r.out.find("2 sockets recorded"), std::string::npos) << r.out;
-  // The skipped lines are stored as the snapshot's diagnostics, and the source is the tool.
+  // The skipped lines are stored as the snapshot's diagnostics, with what the listing told of the
+  // version that printed it; the source is the tool and that version.
   SQLite::Database conn(db, SQLite::OPEN_READONLY);
-  EXPECT_EQ(conn.execAndGet("SELECT count(*) FROM diagnostics").getInt(), 2);
-  EXPECT_EQ(conn.execAndGet("SELECT group_concat(DISTINCT source) FROM snapshots").getString(), "netstat");
+  EXPECT_EQ(conn.execAndGet("SELECT count(*) FROM diagnostics WHERE line > 0").getInt(), 2);
+  EXPECT_EQ(conn.execAndGet("SELECT group_concat(DISTINCT message) FROM diagnostics WHERE line = 0").getString(),
+            "read as netstat of net-tools: no endpoint longer than 23 columns, so -W or not is not told; nor is "
+            "the version");
+  EXPECT_EQ(conn.execAndGet("SELECT group_concat(DISTINCT source) FROM snapshots").getString(), "netstat (net-tools)");
   // --host and --at are required: these formats say neither.
   r = run(k_sockhist, {"import", "netstat", mixed, "--db", db, "--at", "2026-11-20T03:14:00Z"});
   EXPECT_EQ(r.exit_code, 2);
@@ -316,6 +320,18 @@ TEST(Import, SsListingsOfOtherVersionsReadAsTheyMean) {
             std::string::npos)
       << said["ss-tanpe-iproute2-3.12"];
   EXPECT_EQ(said["ss-tuanp-iproute2-5.10-scoped"], "");
+  // Each snapshot's source says which iproute2 printed it, as far as the listing tells.
+  EXPECT_EQ(csv(db, "SELECT host, source FROM v_snapshots ORDER BY host"),
+            "host,source\r\n"
+            "ss-tanp-iproute2-3.12,ss (iproute2 before 3.14)\r\n"
+            "ss-tanp-iproute2-5.10,ss (iproute2 4.14 or later)\r\n"
+            "ss-tanpe-iproute2-3.12,ss (iproute2 before 3.14)\r\n"
+            "ss-tuanp-iproute2-5.10-scoped,ss (iproute2 4.14 or later)\r\n");
+  EXPECT_EQ(csv(db,
+                "SELECT message FROM diagnostics d JOIN v_snapshots s USING (snapshot_id) WHERE d.line = 0 AND "
+                "s.host = 'ss-tanp-iproute2-3.12' AND message LIKE 'read as %'"),
+            "message\r\n"
+            "\"read as ss of iproute2 before 3.14: owners as (\"\"name\"\",pid,fd), IPv6 any as :::\"\r\n");
 }
 
 // ss of one protocol prints no Netid column. Before, `ss -uanp` was stored as TCP in state CLOSE.
