@@ -1,6 +1,8 @@
 // sockhist import netstat|ss FILE: a saved listing recorded as a snapshot of --host at --at, marked
 // with its source, and from then on like any other snapshot (show, stats, lifecycles, diff).
 
+#include <map>
+
 #include <fmt/format.h>
 
 #include "common.hpp"
@@ -38,7 +40,8 @@ struct ImportOptions {
   std::optional<std::string> host;
   std::optional<std::string> at;
   std::string lock_wait = "30s";
-  std::optional<std::string> proto;  // an ss listing of one protocol (no Netid column): tcp or udp
+  std::optional<std::string> proto;  // an ss listing of one socket type (no Netid column): tcp, udp, unix_stream, ...
+  std::optional<std::string> state;  // an ss listing of one state (no State column): established, time-wait, ...
   bool quiet = false;
   bool no_cmdline = false;
 };
@@ -119,12 +122,27 @@ Result run_import(const ImportOptions& o) {
     throw Error(Exit::bad_input, fmt::format("{}: empty: no {} listing in it", o.file, o.kind));
   }
   // Parsed whole before anything is written: a refused file stores nothing.
-  if (o.proto && o.kind != "ss") {
-    throw Error(Exit::usage, "--proto: only for an ss listing of one protocol (no Netid column)");
+  if ((o.proto || o.state) && o.kind != "ss") {
+    throw Error(Exit::usage, fmt::format("{}: only for an ss listing", o.proto ? "--proto" : "--state"));
   }
-  const auto proto = o.proto ? std::optional(*o.proto == "udp" ? model::Proto::udp : model::Proto::tcp) : std::nullopt;
+  import::SsColumns given;
+  if (o.proto) {
+    // As ss -A names them, to ss's Netid.
+    static const std::map<std::string, std::string> netid = {
+        {"tcp", "tcp"}, {"udp", "udp"}, {"unix_stream", "u_str"}, {"unix_dgram", "u_dgr"}, {"unix_seqpacket", "u_seq"}};
+    given.netid = netid.at(*o.proto);
+  }
+  if (o.state) {
+    // As ss's state filter names them, to the names ss prints.
+    static const std::map<std::string, std::string> printed = {
+        {"established", "ESTAB"},     {"syn-sent", "SYN-SENT"},     {"syn-recv", "SYN-RECV"},
+        {"fin-wait-1", "FIN-WAIT-1"}, {"fin-wait-2", "FIN-WAIT-2"}, {"time-wait", "TIME-WAIT"},
+        {"closed", "UNCONN"},         {"close-wait", "CLOSE-WAIT"}, {"last-ack", "LAST-ACK"},
+        {"listening", "LISTEN"},      {"closing", "CLOSING"}};
+    given.state = printed.at(*o.state);
+  }
   const auto listing =
-      o.kind == "netstat" ? import::parse_netstat(text, o.file) : import::parse_ss(text, o.file, proto);
+      o.kind == "netstat" ? import::parse_netstat(text, o.file) : import::parse_ss(text, o.file, given);
   if (listing.sockets.empty()) {
     throw Error(Exit::bad_input, fmt::format("{}: no socket line could be read; nothing recorded", o.file));
   }
@@ -175,8 +193,14 @@ void setup_import(CLI::App& app, Runner& selected) {
                   "date --utc)");
   sub->add_flag("--no-cmdline", o->no_cmdline, "Do not store command lines (a sosreport's ps auxwww)");
   sub->add_option("--proto", o->proto,
-                  "ss listings of one protocol (no Netid column): tcp or udp, where the rows cannot tell")
-      ->check(CLI::IsMember({"tcp", "udp"}));
+                  "An ss listing of one socket type (no Netid column), where its rows cannot tell: tcp, udp, "
+                  "unix_stream, unix_dgram or unix_seqpacket")
+      ->check(CLI::IsMember({"tcp", "udp", "unix_stream", "unix_dgram", "unix_seqpacket"}));
+  sub->add_option("--state", o->state,
+                  "An ss listing of one state (ss state STATE: no State column): established, syn-sent, "
+                  "syn-recv, fin-wait-1, fin-wait-2, time-wait, closed, close-wait, last-ack, listening or closing")
+      ->check(CLI::IsMember({"established", "syn-sent", "syn-recv", "fin-wait-1", "fin-wait-2", "time-wait", "closed",
+                             "close-wait", "last-ack", "listening", "closing"}));
   sub->add_option("--lock-wait", o->lock_wait, "How long to wait for another writer")->capture_default_str();
   sub->add_flag("-q,--quiet", o->quiet, "Print nothing on success");
 }

@@ -124,10 +124,15 @@ std::pair<std::string, std::string> ss_dialect(std::string_view text, bool owner
 
 }  // namespace
 
-Listing parse_ss(std::string_view text, const std::string& file, std::optional<model::Proto> proto) {
+Listing parse_ss(std::string_view text, const std::string& file, const SsColumns& given) {
   Listing l;
   l.tool = "ss";
-  bool saw_header = false, netid = false;
+  bool saw_header = false, netid = false, state_column = true;
+  // A listing of one UNIX type (ss -A unix_stream) has no Netid column either: its type is given.
+  const bool given_unix = given.netid && given.netid->starts_with("u_");
+  const std::optional<model::Proto> proto =
+      !given.netid || given_unix ? std::nullopt
+                                 : std::optional(*given.netid == "udp" ? model::Proto::udp : model::Proto::tcp);
   // What `*` is in this listing. iproute2 before 4.13 printed IPv4 any as `*` and IPv6 any as
   // `:::port`; 4.13 put IPv6 addresses in brackets and printed `*` for either any; since 4.14,
   // IPv4 any is 0.0.0.0, IPv6-only any [::], and `*` an IPv6 socket that also takes IPv4.
@@ -146,10 +151,25 @@ Listing parse_ss(std::string_view text, const std::string& file, std::optional<m
       if (w.empty()) {
         continue;
       }
-      if ((w[0] == "State" || (w[0] == "Netid" && w.size() > 1 && w[1] == "State")) &&
-          line.find("Recv-Q") != std::string_view::npos) {
+      // Netid is left out when one socket type is listed (ss -t), State when one state is
+      // (ss state established): "Netid State Recv-Q", "State Recv-Q", "Netid Recv-Q", "Recv-Q".
+      const std::size_t k = w[0] == "Netid" ? 1 : 0;
+      if (k < w.size() && (w[k] == "State" || w[k] == "Recv-Q") && line.find("Send-Q") != std::string_view::npos) {
         saw_header = true;
-        netid = w[0] == "Netid";
+        netid = k == 1;
+        state_column = w[k] == "State";
+        if (netid && given.netid) {
+          throw Error(Exit::usage, fmt::format("--proto: {} has a Netid column, which says each row's protocol", file));
+        }
+        if (!state_column && !given.state) {
+          throw Error(Exit::bad_input,
+                      fmt::format("{}:{}: no State column: ss prints none when it lists one state (ss state "
+                                  "established); say which with --state",
+                                  file, n));
+        }
+        if (state_column && given.state) {
+          throw Error(Exit::usage, fmt::format("--state: {} has a State column, which says each row's state", file));
+        }
         continue;
       }
       throw Error(Exit::bad_input,
@@ -169,8 +189,8 @@ Listing parse_ss(std::string_view text, const std::string& file, std::optional<m
     std::size_t i = 0;
     model::Socket s;
     last = nullptr;
-    if (netid) {
-      const auto id = w[i++];
+    if (netid || given_unix) {
+      const auto id = netid ? w[i++] : std::string_view(*given.netid);
       if (id == "tcp") {
         s.proto = model::Proto::tcp;
       } else if (id == "udp") {
@@ -185,13 +205,27 @@ Listing parse_ss(std::string_view text, const std::string& file, std::optional<m
         continue;
       }
     } else {
-      s.proto = model::Proto::tcp;  // ss -t without -u/-x prints no Netid column
+      s.proto = model::Proto::tcp;  // ss -t without -u/-x prints no Netid column: told after (one_protocol)
+      // A UNIX row (path or *, then an inode) in a listing of one type: which type is not printed.
+      if (w.size() >= i + (state_column ? 5 : 4)) {
+        const auto local = w[i + (state_column ? 3 : 2)];
+        const auto inode = w[i + (state_column ? 4 : 3)];
+        if (!endpoint(local) && number<std::uint64_t>(inode) &&
+            (local == "*" || local.starts_with('/') || local.starts_with('@'))) {
+          throw Error(Exit::bad_input,
+                      fmt::format("{}:{}: UNIX rows without a Netid column (ss -A unix_stream): their type is not "
+                                  "printed; say which with --proto unix_stream, unix_dgram or unix_seqpacket",
+                                  file, n));
+        }
+      }
     }
-    if (w.size() < i + 5) {
-      skip(l, file, n, "fewer fields than State Recv-Q Send-Q Local Peer");
+    if (w.size() < i + (state_column ? 5 : 4)) {
+      skip(l, file, n,
+           state_column ? "fewer fields than State Recv-Q Send-Q Local Peer"
+                        : "fewer fields than Recv-Q Send-Q Local Peer");
       continue;
     }
-    const auto state_name = w[i++];
+    const auto state_name = state_column ? w[i++] : std::string_view(*given.state);
     const auto rx = number<std::uint32_t>(w[i]), tx = number<std::uint32_t>(w[i + 1]);
     i += 2;
     if (!rx || !tx) {
@@ -351,14 +385,21 @@ Listing parse_ss(std::string_view text, const std::string& file, std::optional<m
   }
   std::tie(l.dialect, l.dialect_signs) = ss_dialect(text, owners_with_pid, owners_old_form);
   std::string letters = std::string(l.owners ? "p" : "") + (l.timers ? "o" : "") + (l.inodes ? "e" : "");
+  const auto state_filter = state_column ? std::string() : fmt::format(" (one state: {})", *given.state);
   if (netid) {
-    l.format = fmt::format("ss -an{} (all families)", letters);
+    l.format = fmt::format("ss -an{} (all families){}", letters, state_filter);
+  } else if (given_unix) {
+    l.format = fmt::format("ss -an{} -A {}{}", letters,
+                           *given.netid == "u_str"   ? "unix_stream"
+                           : *given.netid == "u_dgr" ? "unix_dgram"
+                                                     : "unix_seqpacket",
+                           state_filter);
   } else {
     const auto one = one_protocol(l, file, proto);
     for (auto& s : l.sockets) {
       s.proto = one;
     }
-    l.format = fmt::format("ss -{}an{}", one == model::Proto::udp ? 'u' : 't', letters);
+    l.format = fmt::format("ss -{}an{}{}", one == model::Proto::udp ? 'u' : 't', letters, state_filter);
   }
   return l;
 }

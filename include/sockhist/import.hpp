@@ -34,11 +34,19 @@ struct Listing {
 // file when it is neither a netstat nor an ss listing, or holds no socket line at all.
 Listing parse_listing(std::string_view text, const std::string& file);
 Listing parse_netstat(std::string_view text, const std::string& file);
-// An ss listing of one protocol (ss -t, ss -u) has no Netid column: `proto` says which it was. Without
-// it, a TCP-only state (LISTEN, TIME-WAIT, ...) makes it TCP and an UNCONN row UDP (ss -t prints
-// UNCONN only for a TCP socket in CLOSE, which needs -a, where a listener is all but sure); a
-// listing of ESTAB rows only is refused, asking for it.
-Listing parse_ss(std::string_view text, const std::string& file, std::optional<model::Proto> proto = std::nullopt);
+// What an ss listing leaves out and the user says. ss prints no Netid column when it lists one socket
+// type (ss -t, ss -u, ss -A unix_stream) and no State column when it lists one state (ss state
+// established). `netid` is the type as ss's Netid names it (tcp, udp, u_str, u_dgr, u_seq), `state`
+// the state as ss prints it (ESTAB, TIME-WAIT, LISTEN, ...).
+struct SsColumns {
+  std::optional<std::string> netid;
+  std::optional<std::string> state;
+};
+// Without a Netid column and without `netid`, a TCP-only state (LISTEN, TIME-WAIT, ...) makes the
+// listing TCP and an UNCONN row UDP (ss -t prints UNCONN only for a TCP socket in CLOSE, which needs
+// -a, where a listener is all but sure); a listing of ESTAB rows only is refused, asking for it, and
+// UNIX rows (whose type is not printed) too. Without a State column and without `state`, refused.
+Listing parse_ss(std::string_view text, const std::string& file, const SsColumns& given = {});
 
 // Counters saved by `nstat -zas` (or -as): "TcpExtTW  1234  0.0" lines, names split into the
 // kernel's section and name (TcpExt, TW) as /proc/net/snmp, netstat and snmp6 give them.

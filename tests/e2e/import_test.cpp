@@ -334,6 +334,55 @@ TEST(Import, SsListingsOfOtherVersionsReadAsTheyMean) {
             "\"read as ss of iproute2 before 3.14: owners as (\"\"name\"\",pid,fd), IPv6 any as :::\"\r\n");
 }
 
+// ss of one state prints no State column (ss -tanp state close-wait, as pasted into a ticket about
+// a leak), and ss of one UNIX type no Netid column (ss -xanp -A unix_stream): each is read with what
+// the user says it was, and refused in one line without it. Before, neither was taken for a listing.
+TEST(Import, SsOfOneStateOrOneUnixTypeIsReadWithWhatItLeavesOut) {
+  const auto dir = scratch_dir("import-one-state-" + std::to_string(::getpid()));
+  const auto db = (dir / "s.db").string();
+  const auto close_wait = (samples_dir() / "dialects" / "ss-tanp-state-close-wait-iproute2-5.10.txt").string();
+  const auto unix_stream = (samples_dir() / "dialects" / "ss-xanp-A-unix_stream-iproute2-6.1.txt").string();
+  const auto import = [&](const std::string& file, const std::string& host, std::vector<std::string> more) {
+    std::vector<std::string> args{"import", "ss", file, "--db", db, "--host", host, "--at", "2026-11-20T03:12:00Z"};
+    args.insert(args.end(), more.begin(), more.end());
+    return run(k_sockhist, args);
+  };
+  auto r = import(close_wait, "cw", {});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "sockhist: error: " + close_wait +
+                       ":1: no State column: ss prints none when it lists one state (ss state established); say "
+                       "which with --state\n");
+  r = import(unix_stream, "ux", {});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "sockhist: error: " + unix_stream +
+                       ":2: UNIX rows without a Netid column (ss -A unix_stream): their type is not printed; say "
+                       "which with --proto unix_stream, unix_dgram or unix_seqpacket\n");
+  EXPECT_FALSE(std::filesystem::exists(db)) << "a refused listing created the database";
+  r = import(close_wait, "cw", {"--state", "close-wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("ss -tanp (one state: CLOSE-WAIT) listing of iproute2 4.13 or later: 4 sockets"),
+            std::string::npos)
+      << r.out;
+  r = import(unix_stream, "ux", {"--proto", "unix_stream"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(csv(db,
+                "SELECT host, proto, family, local_addr, local_port, remote_addr, remote_port, state, sock_type, "
+                "rx_queue, pid, process FROM v_snapshot_sockets ORDER BY host, rowid"),
+            "host,proto,family,local_addr,local_port,remote_addr,remote_port,state,sock_type,rx_queue,pid,process\r\n"
+            "cw,tcp,4,10.0.2.15,8080,10.0.2.20,51234,CLOSE_WAIT,,517,2100,api\r\n"
+            "cw,tcp,4,10.0.2.15,8080,10.0.2.20,51240,CLOSE_WAIT,,0,2100,api\r\n"
+            "cw,tcp,4,10.0.2.15,8080,10.0.2.21,40112,CLOSE_WAIT,,1,2100,api\r\n"
+            "cw,tcp,6,::ffff:10.0.2.15,9090,::ffff:10.0.2.30,60001,CLOSE_WAIT,,0,2210,exporter\r\n"
+            "ux,unix,,/run/systemd/private,,,,LISTENING,stream,0,1,systemd\r\n"
+            "ux,unix,,/run/php/php8.2-fpm.sock,,,,LISTENING,stream,0,711,php-fpm8.2\r\n"
+            "ux,unix,,,,,,CONNECTED,stream,0,802,nginx\r\n"
+            "ux,unix,,/run/php/php8.2-fpm.sock,,,,CONNECTED,stream,0,733,php-fpm8.2\r\n");
+  // --state where the listing has a State column, --proto where it has a Netid column: refused.
+  r = import(unix_stream, "ux2", {"--proto", "unix_stream", "--state", "established"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--state: " + unix_stream + " has a State column"), std::string::npos) << r.err;
+}
+
 // ss of one protocol prints no Netid column. Before, `ss -uanp` was stored as TCP in state CLOSE.
 TEST(Import, SsOfOneProtocolIsToldByItsRowsOrByProto) {
   const auto dir = scratch_dir("import-one-protocol-" + std::to_string(::getpid()));

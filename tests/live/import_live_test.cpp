@@ -9,6 +9,7 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "files.hpp"
 #include "netns.hpp"
@@ -145,6 +146,66 @@ TEST(ImportLive, EachListingEqualsTheCollectorsSnapshotWhereItsFormatCarriesTheF
         run(k_sockhist, {"import", f.tool, files[i], "--db", db, "--host", "h1", "--at", "2026-11-20T03:12:00Z"});
     ASSERT_EQ(r.exit_code, 0) << name << ": " << r.err;
     expect_same_sockets(expected, rows_of(db), f, name);
+  }
+  finish_time_wait(population);
+}
+
+// ss leaves out its Netid column when it lists one socket type and its State column when it lists
+// one state: `ss -tanp state established`, `ss -tan state time-wait`, `ss -xanp -A unix_stream`,
+// as pasted into tickets. Each, imported with what it leaves out (--proto, --state), holds exactly
+// the collector's sockets of that type and state, with their owners.
+TEST(ImportLive, SsListingsOfOneStateOrOneTypeEqualTheCollectorsSockets) {
+  std::string why;
+  if (!enter_private_netns(why)) {
+    GTEST_SKIP() << "needs a private network namespace (root; CI runs it): " << why;
+  }
+  const auto ss = find_tool("ss");
+  ASSERT_FALSE(ss.empty()) << "ss (iproute2) is installed by dev.sh";
+  const auto dir = scratch_dir("import-live-one-state");
+  auto population = make_population(dir.string());
+  const std::string live = (dir / "live.db").string();
+  ASSERT_EQ(run(SOCKHIST_COLLECT_BIN, {"--db", live, "--host", "h1"}).exit_code, 0);
+  struct Case {
+    std::vector<std::string> ss_args, import_args;
+    std::string proto, state;  // what the collector's sockets are filtered by
+    bool unix_stream;
+  };
+  const std::vector<Case> cases = {
+      {{"-tanp", "state", "established"}, {"--proto", "tcp", "--state", "established"}, "tcp", "ESTABLISHED", false},
+      {{"-tan", "state", "time-wait"}, {"--state", "time-wait"}, "tcp", "TIME_WAIT", false},
+      {{"-xanp", "-A", "unix_stream"}, {"--proto", "unix_stream"}, "unix", "", true},
+  };
+  const auto expected = rows_of(live);
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto& c = cases[i];
+    const auto listed = run(ss, c.ss_args);
+    ASSERT_EQ(listed.exit_code, 0) << listed.err;
+    const auto file = (dir / fmt::format("ss{}.txt", i)).string();
+    write_text(file, listed.out);
+    const auto db = (dir / fmt::format("one{}.db", i)).string();
+    std::vector<std::string> args{"import", "ss", file, "--db", db, "--host", "h1", "--at", "2026-11-20T03:12:00Z"};
+    args.insert(args.end(), c.import_args.begin(), c.import_args.end());
+    const auto r = run(k_sockhist, args);
+    ASSERT_EQ(r.exit_code, 0) << fmt::format("{}", fmt::join(c.ss_args, " ")) << ": " << r.err;
+    const auto got = rows_of(db);
+    std::size_t compared = 0;
+    for (const auto& [key, want] : expected) {
+      if (std::get<0>(key) != c.proto || (!c.state.empty() && std::get<5>(key) != c.state) ||
+          (c.unix_stream && want.sock_type != std::optional<std::string>("stream"))) {
+        continue;
+      }
+      const auto it = got.find(key);
+      ASSERT_NE(it, got.end()) << c.ss_args[0] << ": no " << want.local_addr << ":" << want.local_port << " "
+                               << want.remote_addr << ":" << want.remote_port;
+      EXPECT_EQ(it->second.family, want.family);
+      EXPECT_EQ(it->second.sock_type, want.sock_type);
+      if (want.pid && c.ss_args[0].find('p') != std::string::npos) {
+        EXPECT_EQ(it->second.pid, want.pid) << want.local_addr << ":" << want.local_port;
+      }
+      ++compared;
+    }
+    EXPECT_GE(compared, 1U) << c.ss_args[0];
+    EXPECT_EQ(got.size(), compared) << c.ss_args[0] << ": sockets the collector did not see";
   }
   finish_time_wait(population);
 }
