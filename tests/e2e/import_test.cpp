@@ -262,6 +262,14 @@ Result import_dialect(const std::string& kind, const std::string& file, const st
   return run(k_sockhist, {"import", kind, file, "--db", db, "--host", host, "--at", "2026-11-20T03:12:00Z", "-q"});
 }
 
+// An ss listing imported as `host` at one moment, with `more` options (--proto, --state, -q).
+Result import_ss(const std::string& file, const std::string& db, const std::string& host,
+                 std::vector<std::string> more) {
+  std::vector<std::string> args{"import", "ss", file, "--db", db, "--host", host, "--at", "2026-11-20T03:12:00Z"};
+  args.insert(args.end(), more.begin(), more.end());
+  return run(k_sockhist, args);
+}
+
 // The rows of a query as CSV.
 std::string csv(const std::string& db, const std::string& sql) {
   return run(k_sockhist, {"sql", "--db", db, "--format", "csv", sql}).out;
@@ -343,9 +351,7 @@ TEST(Import, SsOfOneStateOrOneUnixTypeIsReadWithWhatItLeavesOut) {
   const auto close_wait = (samples_dir() / "dialects" / "ss-tanp-state-close-wait-iproute2-5.10.txt").string();
   const auto unix_stream = (samples_dir() / "dialects" / "ss-xanp-A-unix_stream-iproute2-6.1.txt").string();
   const auto import = [&](const std::string& file, const std::string& host, std::vector<std::string> more) {
-    std::vector<std::string> args{"import", "ss", file, "--db", db, "--host", host, "--at", "2026-11-20T03:12:00Z"};
-    args.insert(args.end(), more.begin(), more.end());
-    return run(k_sockhist, args);
+    return import_ss(file, db, host, std::move(more));
   };
   auto r = import(close_wait, "cw", {});
   EXPECT_EQ(r.exit_code, 2);
@@ -390,9 +396,7 @@ TEST(Import, SsOfOneProtocolIsToldByItsRowsOrByProto) {
   const auto udp = (samples_dir() / "dialects" / "ss-uanp-iproute2-4.15.txt").string();
   const auto estab = (samples_dir() / "dialects" / "ss-np-estab-only-iproute2-4.15.txt").string();
   const auto import = [&](const std::string& file, const std::string& host, std::vector<std::string> more) {
-    std::vector<std::string> args{"import", "ss", file, "--db", db, "--host", host, "--at", "2026-11-20T03:12:00Z"};
-    args.insert(args.end(), more.begin(), more.end());
-    return run(k_sockhist, args);
+    return import_ss(file, db, host, std::move(more));
   };
   auto r = import(udp, "u", {"-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
