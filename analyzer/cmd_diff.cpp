@@ -23,6 +23,7 @@ struct DiffOptions {
   std::vector<std::int64_t> snapshots;
   std::optional<std::string> netns;  // the same namespace on both sides
   double counter_threshold = 25.0;
+  std::string owners = "name";
   std::size_t top = 20;
 };
 
@@ -65,7 +66,8 @@ Result run_diff(const DiffOptions& o) {
   auto db = open_db(o.common);
   const query::DiffSide a = side_of(db, o, 0), b = side_of(db, o, 1);
   const bool two_hosts = a.scope.host_id != b.scope.host_id;
-  const auto rows = query::diff_sides(a, b, o.counter_threshold);
+  const auto rows = query::diff_sides(a, b, o.counter_threshold,
+                                      o.owners == "pid" ? query::OwnerMatch::pid : query::OwnerMatch::name);
   const auto differences = std::count_if(rows.begin(), rows.end(), [](const auto& r) { return r.counts; });
   const int code = differences > 0 ? 1 : 0;
 
@@ -142,6 +144,12 @@ void setup_diff(CLI::App& app, Runner& selected) {
                   "Between hosts: a counter per second of uptime differing by more than this percent is listed")
       ->capture_default_str();
   sub->add_option("--top", o->top, "Rows per section in a table (0: all)")->capture_default_str();
+  sub->add_option("--owners", o->owners,
+                  "Match owners by process name (a name cut to 15 or netstat's 19 characters matches the longer one "
+                  "it begins), or by pid: for one machine at one moment recorded twice (a sosreport's /proc copies, "
+                  "ss and netstat listings), where ss names a process by its comm and netstat by its command line")
+      ->check(CLI::IsMember({"name", "pid"}))
+      ->capture_default_str();
 }
 
 }  // namespace sockhist::analyzer

@@ -41,6 +41,55 @@ void compare_counts(std::vector<Difference>& rows, const char* section, const st
   }
 }
 
+// Whether a process name may have been cut: the kernel keeps 15 characters of a comm, netstat
+// prints 19 of "pid/name".
+bool maybe_cut(const std::string& name, std::int64_t pid) {
+  return name.size() == 15 || name.size() + 1 + std::to_string(pid).size() == 19;
+}
+
+// Process names of one side renamed to the other side's where one was cut from the other: a name
+// on one side only that is cut and begins exactly one name on the other side only (or is begun by
+// one cut there) becomes the longer of the two.
+std::map<std::string, std::string> uncut_names(const std::vector<SocketRow>& mine,
+                                               const std::vector<SocketRow>& theirs) {
+  std::map<std::string, bool> my_names, their_names;  // name -> may be cut
+  for (const auto& r : mine) {
+    if (r.comm) {
+      my_names[*r.comm] = my_names[*r.comm] || (r.pid && maybe_cut(*r.comm, *r.pid));
+    }
+  }
+  for (const auto& r : theirs) {
+    if (r.comm) {
+      their_names[*r.comm] = their_names[*r.comm] || (r.pid && maybe_cut(*r.comm, *r.pid));
+    }
+  }
+  std::map<std::string, std::string> renamed;
+  for (const auto& [mine_name, my_cut] : my_names) {
+    if (their_names.count(mine_name)) {
+      continue;
+    }
+    std::vector<std::string> longer;
+    for (const auto& [their_name, their_cut] : their_names) {
+      if (my_names.count(their_name)) {
+        continue;
+      }
+      const bool mine_cut_from_theirs =
+          my_cut && their_name.size() > mine_name.size() && their_name.starts_with(mine_name);
+      const bool theirs_cut_from_mine =
+          their_cut && mine_name.size() > their_name.size() && mine_name.starts_with(their_name);
+      if (mine_cut_from_theirs) {
+        longer.push_back(their_name);
+      } else if (theirs_cut_from_mine) {
+        longer.push_back(mine_name);
+      }
+    }
+    if (longer.size() == 1 && longer.front() != mine_name) {
+      renamed[mine_name] = longer.front();
+    }
+  }
+  return renamed;
+}
+
 }  // namespace
 
 DiffSide load_side(SQLite::Database& db, const Scope& scope, const SnapshotSummary& snapshot) {
@@ -48,7 +97,7 @@ DiffSide load_side(SQLite::Database& db, const Scope& scope, const SnapshotSumma
   return s;
 }
 
-std::vector<Difference> diff_sides(const DiffSide& a, const DiffSide& b, double counter_threshold) {
+std::vector<Difference> diff_sides(const DiffSide& a, const DiffSide& b, double counter_threshold, OwnerMatch owners) {
   const bool two_hosts = a.scope.host_id != b.scope.host_id;
   std::vector<Difference> rows;
 
@@ -85,8 +134,20 @@ std::vector<Difference> diff_sides(const DiffSide& a, const DiffSide& b, double 
     }
     return out;
   };
-  const auto by_process = [](const SocketRow& r) { return r.comm ? *r.comm : std::string(); };
-  const auto pa = per(a, by_process), pb = per(b, by_process);
+  const auto by_process = [owners](const std::map<std::string, std::string>& renamed) {
+    return [owners, &renamed](const SocketRow& r) {
+      if (owners == OwnerMatch::pid) {
+        return r.pid ? fmt::format("pid {}", *r.pid) : std::string();
+      }
+      if (!r.comm) {
+        return std::string();
+      }
+      const auto it = renamed.find(*r.comm);
+      return it == renamed.end() ? *r.comm : it->second;
+    };
+  };
+  const auto renamed_a = uncut_names(a.sockets, b.sockets), renamed_b = uncut_names(b.sockets, a.sockets);
+  const auto pa = per(a, by_process(renamed_a)), pb = per(b, by_process(renamed_b));
   for (const auto& [k, n] : pa) {
     if (!pb.count(k)) {
       rows.push_back({"process only on one side", k, static_cast<double>(n), 0, "sockets", true});

@@ -18,6 +18,7 @@
 #include "sockhist/import.hpp"
 #include "sockhist/query.hpp"
 #include "sockhist/store.hpp"
+#include "sosreport.hpp"
 
 using namespace sockhist;
 using namespace sockhist::test;
@@ -262,27 +263,15 @@ TEST(ImportLive, SosreportSnapshotsEqualTheCollectorsFieldByField) {
   const std::string live = (dir / "live.db").string();
   ASSERT_EQ(run(SOCKHIST_COLLECT_BIN, {"--db", live, "--host", "h1"}).exit_code, 0);
   const auto report = dir / "sosreport-h1";
-  const auto save = [&](const std::string& relative, const std::string& program, std::vector<std::string> args) {
-    const auto r = run(program, std::move(args));
-    ASSERT_EQ(r.exit_code, 0) << program << ": " << r.err;
-    write_text(report / relative, r.out);
-  };
-  for (const char* f : {"tcp", "tcp6", "udp", "udp6", "unix", "snmp", "snmp6", "netstat", "sockstat", "sockstat6"}) {
-    write_text(report / "proc/net" / f, read_text(std::filesystem::path("/proc/net") / f));
-  }
-  write_text(report / "proc/sys/kernel/random/boot_id", read_text("/proc/sys/kernel/random/boot_id"));
+  ASSERT_EQ(save_host_report(report, "h1", false), "");
   const std::string net = "sos_commands/networking/";
-  save(net + "netstat_-W_-neopa", netstat, {"-W", "-neopa"});
-  save(net + "netstat_-s", netstat, {"-s"});
+  const auto save = [&](const std::string& relative, const std::string& program, std::vector<std::string> args) {
+    ASSERT_EQ(save_output(report, relative, program, std::move(args)), "");
+  };
   save(net + "namespaces/inner/ip_netns_exec_inner_ss_-peaonmi", ss, {"-peaonmi"});
   save(net + "namespaces/inner/ip_netns_exec_inner_nstat_-zas", nstat, {"-zas"});
   save(net + "ip_netns_exec_flat_netstat_-W_-neopa", netstat, {"-W", "-neopa"});
   save(net + "ip_netns_exec_flat_netstat_-s", netstat, {"-s"});
-  save("sos_commands/date/date_--utc", "/usr/bin/env", {"LC_ALL=C", "date", "--utc"});
-  save("sos_commands/kernel/uname_-a", "/usr/bin/env", {"uname", "-a"});
-  save("sos_commands/kernel/sysctl_-a", "/usr/bin/env", {"sysctl", "-a"});
-  save("sos_commands/process/ps_auxwww", "/usr/bin/env", {"ps", "auxwww"});
-  write_text(report / "sos_commands/host/hostname", "h1\n");
 
   const std::string db = (dir / "imported.db").string();
   const auto r = run(k_sockhist, {"import", "sosreport", report.string(), "--db", db});

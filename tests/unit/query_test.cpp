@@ -71,6 +71,46 @@ TEST_F(Queries, StateCountsThatDifferAreTheStoredCountsAndCounterChangesDoNotCou
   EXPECT_TRUE(std::all_of(first_info, rows.end(), [](const auto& r) { return !r.counts; }));
 }
 
+// Owners across two records of one moment: ss names a process by its comm (cut at 15), netstat by
+// its command line's first word (cut so that pid/name fits 19). A cut name matches the one longer
+// name it begins; a short name that cannot be a cut ("java" against "javac") never does; by pid,
+// names do not matter.
+TEST(DiffSides, OwnersMatchAcrossCutNamesOrByPid) {
+  query::DiffSide a, b;
+  a.scope.host_id = 1;
+  b.scope.host_id = 2;
+  const auto socket = [](std::int64_t pid, const std::string& comm, std::int64_t port) {
+    query::SocketRow r;
+    r.proto = model::Proto::tcp;
+    r.state = model::SockState::established;
+    r.local_addr = "10.0.0.1";
+    r.local_port = port;
+    r.remote_addr = "10.0.0.2";
+    r.remote_port = 443;
+    r.pid = pid;
+    r.comm = comm;
+    return r;
+  };
+  a.sockets = {socket(5220, "import_live_tes", 1), socket(5220, "import_live_tes", 2), socket(700, "java", 3),
+               socket(3002, "sshd", 4)};
+  b.sockets = {socket(5220, "import_live_te", 1), socket(5220, "import_live_te", 2), socket(700, "javac", 3),
+               socket(3002, "sshd: core [pr", 4)};
+  auto rows = query::diff_sides(a, b, 25.0);
+  EXPECT_EQ(find(rows, "process only on one side", "import_live_tes"), nullptr);
+  EXPECT_EQ(find(rows, "process only on one side", "import_live_te"), nullptr);
+  EXPECT_NE(find(rows, "process only on one side", "java"), nullptr);
+  EXPECT_NE(find(rows, "process only on one side", "javac"), nullptr);
+  EXPECT_NE(find(rows, "process only on one side", "sshd"), nullptr) << "a comm and a process title";
+  rows = query::diff_sides(a, b, 25.0, query::OwnerMatch::pid);
+  EXPECT_TRUE(rows.empty()) << rows.front().section << " " << rows.front().key;
+  b.sockets[3].pid = 3003;  // another process: a difference by pid
+  rows = query::diff_sides(a, b, 25.0, query::OwnerMatch::pid);
+  const auto* moved = find(rows, "process only on one side", "pid 3002");
+  ASSERT_NE(moved, nullptr);
+  EXPECT_EQ(moved->a, 1);
+  EXPECT_EQ(moved->b, 0);
+}
+
 TEST(DiffSides, ListenersAndCountersBetweenTwoHostsMadeInCode) {
   query::DiffSide a, b;
   a.scope.host_id = 1;
