@@ -185,7 +185,11 @@ NetstatStatistics parse_netstat_statistics(std::string_view text) {
       return result;
     }
     if (std::none_of(body.begin(), body.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
-      subheading = std::string(body);  // "ICMP input histogram:", over the more deeply indented lines below it
+      if (body.ends_with(':')) {
+        subheading = std::string(body);  // "ICMP input histogram:", over the more deeply indented lines below it
+      } else {
+        out.issues.push_back({n, fmt::format("'{}' has no value and is not a subheading", std::string(body))});
+      }
       continue;
     }
     const auto indent = line.find_first_not_of(" \t");

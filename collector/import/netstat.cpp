@@ -92,6 +92,10 @@ Listing parse_netstat(std::string_view text, const std::string& file) {
     }
     if (line.starts_with("Proto ")) {
       saw_header = true;
+      if (section == Section::none) {
+        // A listing pasted from its column header on: the header tells the section.
+        section = line.find(" RefCnt ") != std::string_view::npos ? Section::unix_domain : Section::inet;
+      }
       have_user = line.find(" User ") != std::string_view::npos;
       have_inode = line.find(" Inode ") != std::string_view::npos || line.find(" I-Node ") != std::string_view::npos;
       have_program = line.find("PID/Program name") != std::string_view::npos;
@@ -102,7 +106,15 @@ Listing parse_netstat(std::string_view text, const std::string& file) {
       continue;
     }
     const auto w = words(line);
-    if (w.empty() || section == Section::other || section == Section::none) {
+    if (w.empty()) {
+      continue;
+    }
+    if (section == Section::other) {
+      ++l.other_families;  // a Bluetooth or other section's socket: not recorded
+      continue;
+    }
+    if (section == Section::none) {
+      skip(l, file, n, "before any 'Active ...' section or 'Proto' header");
       continue;
     }
     if (section == Section::unix_domain) {

@@ -58,16 +58,17 @@ std::optional<std::pair<std::string_view, std::int32_t>> lowest_owner(std::strin
 }
 
 // Which protocol a listing without a Netid column is of (see parse_ss in import.hpp).
-model::Proto one_protocol(Listing& l, const std::string& file, std::optional<model::Proto> given) {
-  const bool tcp_only = std::any_of(l.sockets.begin(), l.sockets.end(), [](const model::Socket& s) {
-    return s.state != SockState::established && s.state != SockState::close;
-  });
+// `tcp_info`: an -i line with TCP's own fields (rto:, cwnd:), which no UDP socket has.
+model::Proto one_protocol(Listing& l, const std::string& file, std::optional<model::Proto> given, bool tcp_info) {
+  const bool tcp_only = tcp_info || std::any_of(l.sockets.begin(), l.sockets.end(), [](const model::Socket& s) {
+                          return s.state != SockState::established && s.state != SockState::close;
+                        });
   const bool unconn = std::any_of(l.sockets.begin(), l.sockets.end(),
                                   [](const model::Socket& s) { return s.state == SockState::close; });
   if (given) {
     if (*given == model::Proto::udp && tcp_only) {
       throw Error(Exit::bad_input, fmt::format("{}: --proto udp, but the listing has TCP states (LISTEN, TIME-WAIT, "
-                                               "...): it is ss -t",
+                                               "...) or TCP's -i fields (rto:, cwnd:): it is ss -t",
                                                file));
     }
     return *given;
@@ -144,6 +145,7 @@ Listing parse_ss(std::string_view text, const std::string& file, const SsColumns
   std::size_t kernel_addresses = 0;
   std::size_t unread_owners = 0;
   bool owners_with_pid = false, owners_old_form = false;
+  bool tcp_info = false;          // an -i line with TCP's own fields
   model::Socket* last = nullptr;  // a -i line continues the socket before it
   for (const auto& [n, line] : Lines(text).lines) {
     if (!saw_header) {
@@ -179,10 +181,16 @@ Listing parse_ss(std::string_view text, const std::string& file, const SsColumns
       continue;
     }
     if (line.front() == '\t' || line.front() == ' ') {
-      if (last == nullptr && words(line).empty()) {
+      if (words(line).empty()) {
         continue;
       }
-      // ss -i's second line (tcp_info, skmem): nothing the model keeps.
+      // ss -i's and -m's second line (tcp_info, skmem) belongs to the row above: nothing the model
+      // keeps. After a row that was skipped, it goes with it.
+      if (last == nullptr) {
+        skip(l, file, n, "continues a row that was skipped, or no row");
+      }
+      tcp_info =
+          tcp_info || line.find(" rto:") != std::string_view::npos || line.find(" cwnd:") != std::string_view::npos;
       continue;
     }
     const auto w = words(line);
@@ -395,7 +403,7 @@ Listing parse_ss(std::string_view text, const std::string& file, const SsColumns
                                                      : "unix_seqpacket",
                            state_filter);
   } else {
-    const auto one = one_protocol(l, file, proto);
+    const auto one = one_protocol(l, file, proto, tcp_info);
     for (auto& s : l.sockets) {
       s.proto = one;
     }

@@ -379,3 +379,47 @@ TEST(Dialects, NetstatSNeverFillsInAZeroWhereALineDidNotRead) {
 }
 
 }  // namespace
+
+namespace {
+
+// Every line of a listing is stored, or skipped with its file, line and reason, or counted as a
+// socket of another family: a netstat listing pasted from its column header on (before, every row
+// was dropped for want of an "Active ..." line) with a Bluetooth section, and an ss -i listing whose
+// second lines follow a row that does not read.
+TEST(Dialects, EveryLineIsStoredSkippedWithItsReasonOrCounted) {
+  const auto netstat = import::parse_netstat(
+      "Proto Recv-Q Send-Q Local Address           Foreign Address         State\n"
+      "tcp        0      0 0.0.0.0:22              0.0.0.0:*               LISTEN\n"
+      "tcp        0      0 10.0.2.15:22            10.0.2.2:51000          ESTABLISHED\n"
+      "Active Bluetooth connections (servers and established)\n"
+      "Proto  Destination       Source            State         PSM DCID   SCID      IMTU    OMTU Security\n"
+      "l2cap  00:00:00:00:00:00 00:1A:7D:DA:71:13 LISTEN        25  0x0000 0x0000    672     0    low\n",
+      "pasted.txt");
+  EXPECT_EQ(netstat.sockets.size(), 2U);
+  EXPECT_EQ(netstat.other_families, 1U);
+  EXPECT_EQ(netstat.skipped_lines, 0U);
+  const auto ss = import::parse_ss(
+      "State  Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n"
+      "ESTAB  0      0      10.0.2.15:22       10.0.2.2:51000\n"
+      "\t cubic wscale:6,7 rto:204 rtt:0.5/0.25 mss:1448\n"
+      "ESTAB  0      0      host.example:22    10.0.2.2:51002\n"
+      "\t cubic wscale:6,7 rto:204 rtt:0.7/0.3 mss:1448\n",
+      "ss-i.txt");
+  EXPECT_EQ(ss.sockets.size(), 1U);
+  std::string said;
+  for (const auto& d : ss.diagnostics) {
+    said += fmt::format("{}:{}: {}\n", d.file, d.line, d.message);
+  }
+  EXPECT_EQ(said,
+            "ss-i.txt:4: an address is not numeric (ss -n)\n"
+            "ss-i.txt:5: continues a row that was skipped, or no row\n");
+  const auto counters = import::parse_netstat_statistics(
+      "Tcp:\n"
+      "    12 active connection openings\n"
+      "    some words without a value\n");
+  ASSERT_EQ(counters.counters.issues.size(), 1U);
+  EXPECT_EQ(counters.counters.issues[0].line, 3U);
+  EXPECT_EQ(counters.counters.issues[0].reason, "'some words without a value' has no value and is not a subheading");
+}
+
+}  // namespace
