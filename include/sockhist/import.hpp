@@ -42,10 +42,11 @@ struct SsColumns {
   std::optional<std::string> netid;
   std::optional<std::string> state;
 };
-// Without a Netid column and without `netid`, a TCP-only state (LISTEN, TIME-WAIT, ...) or -i's TCP
-// fields (rto:, cwnd:) make the listing TCP and an UNCONN row UDP (ss -t prints UNCONN only for a TCP socket in CLOSE,
-// which needs -a, where a listener is all but sure); a listing of ESTAB rows only is refused, asking for it, and UNIX
-// rows (whose type is not printed) too. Without a State column and without `state`, refused.
+// Without a Netid column and without `netid`, a TCP-only state (LISTEN, TIME-WAIT, ...) or -i's
+// TCP fields (rto:, cwnd:) make the listing TCP and an UNCONN row UDP (ss -t prints UNCONN only for
+// a TCP socket in CLOSE, which needs -a, where a listener is all but sure); a listing of ESTAB rows
+// only is refused, asking for it, and UNIX rows (whose type is not printed) too. Without a State
+// column and without `state`, refused.
 Listing parse_ss(std::string_view text, const std::string& file, const SsColumns& given = {});
 
 // Counters saved by `nstat -zas` (or -as): "TcpExtTW  1234  0.0" lines, names split into the
