@@ -108,6 +108,23 @@ TEST(Dialects, SsListingsOfOtherVersionsReadAsTheyMean) {
             "\"read as ss of iproute2 before 3.14: owners as (\"\"name\"\",pid,fd), IPv6 any as :::\"\r\n");
 }
 
+// RHEL 6's ss (iproute 2.6.32) prints as 3.10 does: the old owner form, `*` and `:::` for any, and
+// -o's timers, which it put before the owners.
+TEST(Dialects, SsOfRhel6ReadsAsIproute2Before314) {
+  const auto dir = scratch_dir("import-rhel6-" + std::to_string(::getpid()));
+  const auto db = (dir / "r.db").string();
+  const auto r = import_ss((samples_dir() / "dialects" / "ss-tanpo-iproute2-2.6.32.txt").string(), db, "rhel6", {"-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(csv(db,
+                "SELECT source, proto, family, local_addr, local_port, state, pid, process, timer, timer_ms "
+                "FROM v_snapshot_sockets sk JOIN v_snapshots USING (snapshot_id) ORDER BY sk.rowid"),
+            "source,proto,family,local_addr,local_port,state,pid,process,timer,timer_ms\r\n"
+            "ss (iproute2 before 3.14),tcp,6,::,22,LISTEN,1502,sshd,off,0\r\n"
+            "ss (iproute2 before 3.14),tcp,4,0.0.0.0,22,LISTEN,1502,sshd,off,0\r\n"
+            "ss (iproute2 before 3.14),tcp,4,10.0.2.15,22,ESTABLISHED,2210,sshd,keepalive,7080000\r\n"
+            "ss (iproute2 before 3.14),tcp,4,10.0.2.15,44128,TIME_WAIT,,,timewait,52000\r\n");
+}
+
 // ss of one state prints no State column (ss -tanp state close-wait, as pasted into a ticket about
 // a leak), and ss of one UNIX type no Netid column (ss -xanp -A unix_stream): each is read with what
 // the user says it was, and refused in one line without it. Before, neither was taken for a listing.
