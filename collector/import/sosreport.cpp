@@ -41,6 +41,8 @@ void read_listed_counters(model::Capture& c, const Report& r, SosreportCapture& 
     if (!parsed.counters.error && !parsed.counters.rows.empty()) {
       take(netstat_s_file, parsed.counters, fmt::format("netstat -s of {}", parsed.dialect));
       out.counters_zeros = parsed.zeros;
+      c.diagnostics.push_back(
+          {std::string(netstat_s_file), 0, fmt::format("read as netstat -s of {}", parsed.dialect)});
       for (const auto& note : parsed.notes) {
         c.diagnostics.push_back({std::string(netstat_s_file), 0, note});
       }

@@ -137,6 +137,15 @@ TEST(Import, SampleSosreportImportsAndAnswers) {
                  "counters from netstat -s of net-tools 2015-2019 or 2.10 (273 of them 0: netstat leaves zeros out)"),
       std::string::npos)
       << r.out;
+  {
+    // What each listing was read as is kept with the snapshot.
+    SQLite::Database conn(db, SQLite::OPEN_READONLY);
+    EXPECT_EQ(conn.execAndGet("SELECT group_concat(message, '; ') FROM diagnostics WHERE snapshot_id = 2 AND message "
+                              "LIKE 'read as %'")
+                  .getString(),
+              "read as netstat of net-tools: no endpoint longer than 23 columns, so -W or not is not told; nor is "
+              "the version; read as netstat -s of net-tools 2015-2019 or 2.10");
+  }
   // Importing it again adds nothing.
   r = run(k_sockhist, {"import", "sosreport", report, "--db", db});
   EXPECT_EQ(r.exit_code, 2);
