@@ -205,7 +205,7 @@ Listing parse_listing(std::string_view text, const std::string& file) {
     if (w[0] == "Active" || w[0] == "Proto") {
       return parse_netstat(text, file);
     }
-    if (w[0] == "State" || w[0] == "Netid" || w[0] == "Recv-Q") {
+    if (w[0] == "State" || w[0] == "Netid" || w[0] == "Recv-Q" || listing::ss_row(w)) {
       return parse_ss(text, file);
     }
     throw Error(Exit::bad_input, fmt::format("{}:{}: not a netstat or ss listing (it begins '{}')", file, n,

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "sockhist/import.hpp"
 #include "text_lines.hpp"
@@ -29,6 +30,9 @@ model::TimerKind timer_kind(std::string_view name);
 
 // ss's "1min8sec", "200ms", "52sec" as milliseconds; nullopt on anything else.
 std::optional<std::uint32_t> ss_duration_ms(std::string_view text);
+
+// Whether a line's words are a row of an ss listing printed without its header (ss -H).
+bool ss_row(const std::vector<std::string_view>& w);
 
 // Records a skipped line with its reason.
 void skip(Listing& l, const std::string& file, std::size_t line, std::string message);

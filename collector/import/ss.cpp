@@ -3,6 +3,7 @@
 #include <charconv>
 #include <map>
 #include <optional>
+#include <set>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -87,6 +88,43 @@ model::Proto one_protocol(Listing& l, const std::string& file, std::optional<mod
                                            file));
 }
 
+// Which columns a listing has. ss leaves Netid out when it lists one socket type (ss -t) and State
+// when it lists one state (ss state established).
+struct Columns {
+  bool netid = false;
+  bool state = true;
+};
+
+// From the header: "Netid State Recv-Q", "State Recv-Q", "Netid Recv-Q", "Recv-Q".
+std::optional<Columns> header_columns(const std::vector<std::string_view>& w, std::string_view line) {
+  const std::size_t k = w[0] == "Netid" ? 1 : 0;
+  if (k < w.size() && (w[k] == "State" || w[k] == "Recv-Q") && line.find("Send-Q") != std::string_view::npos) {
+    return Columns{k == 1, w[k] == "State"};
+  }
+  return std::nullopt;
+}
+
+bool netid_word(std::string_view w) {
+  static const std::set<std::string_view> names = {"tcp",   "udp",   "u_str", "u_dgr", "u_seq", "raw",
+                                                   "nl",    "p_raw", "p_dgr", "mptcp", "sctp",  "tipc",
+                                                   "v_str", "v_dgr", "xdp",   "icmp6", "dccp"};
+  return names.contains(w);
+}
+
+// From a first row, when ss printed no header (-H): a Netid word, a state, or the Recv-Q number.
+std::optional<Columns> row_columns(const std::vector<std::string_view>& w) {
+  if (netid_word(w[0])) {
+    return Columns{true, w.size() > 1 && state_of(w[1]).has_value()};
+  }
+  if (state_of(w[0])) {
+    return Columns{false, true};
+  }
+  if (number<std::uint32_t>(w[0]) && w.size() > 1 && number<std::uint32_t>(w[1])) {
+    return Columns{false, false};
+  }
+  return std::nullopt;
+}
+
 // Which iproute2 printed the listing, from what changed between versions: the owners' pid= (3.14),
 // brackets around IPv6 addresses (4.13), 0.0.0.0 and [::] for any (4.14). Versions are 100 * major
 // + minor; `since` is the first that prints a sign seen, `before` the first that no longer does.
@@ -125,6 +163,10 @@ std::pair<std::string, std::string> ss_dialect(std::string_view text, bool owner
 
 }  // namespace
 
+bool listing::ss_row(const std::vector<std::string_view>& w) {
+  return !w.empty() && row_columns(w).has_value();
+}
+
 Listing parse_ss(std::string_view text, const std::string& file, const SsColumns& given) {
   Listing l;
   l.tool = "ss";
@@ -153,29 +195,32 @@ Listing parse_ss(std::string_view text, const std::string& file, const SsColumns
       if (w.empty()) {
         continue;
       }
-      // Netid is left out when one socket type is listed (ss -t), State when one state is
-      // (ss state established): "Netid State Recv-Q", "State Recv-Q", "Netid Recv-Q", "Recv-Q".
-      const std::size_t k = w[0] == "Netid" ? 1 : 0;
-      if (k < w.size() && (w[k] == "State" || w[k] == "Recv-Q") && line.find("Send-Q") != std::string_view::npos) {
-        saw_header = true;
-        netid = k == 1;
-        state_column = w[k] == "State";
-        if (netid && given.netid) {
-          throw Error(Exit::usage, fmt::format("--proto: {} has a Netid column, which says each row's protocol", file));
-        }
-        if (!state_column && !given.state) {
-          throw Error(Exit::bad_input,
-                      fmt::format("{}:{}: no State column: ss prints none when it lists one state (ss state "
-                                  "established); say which with --state",
-                                  file, n));
-        }
-        if (state_column && given.state) {
-          throw Error(Exit::usage, fmt::format("--state: {} has a State column, which says each row's state", file));
-        }
+      const auto columns = header_columns(w, line);
+      const auto first_row = columns ? std::nullopt : row_columns(w);
+      if (!columns && !first_row) {
+        throw Error(Exit::bad_input,
+                    fmt::format("{}:{}: not an ss listing (expected the 'State Recv-Q Send-Q' header)", file, n));
+      }
+      const auto& c = columns ? *columns : *first_row;
+      saw_header = true;
+      netid = c.netid;
+      state_column = c.state;
+      if (netid && given.netid) {
+        throw Error(Exit::usage, fmt::format("--proto: {} has a Netid column, which says each row's protocol", file));
+      }
+      if (!state_column && !given.state) {
+        throw Error(Exit::bad_input, fmt::format("{}:{}: no State column: ss prints none when it lists one state (ss "
+                                                 "state established); say which with --state",
+                                                 file, n));
+      }
+      if (state_column && given.state) {
+        throw Error(Exit::usage, fmt::format("--state: {} has a State column, which says each row's state", file));
+      }
+      if (columns) {
         continue;
       }
-      throw Error(Exit::bad_input,
-                  fmt::format("{}:{}: not an ss listing (expected the 'State Recv-Q Send-Q' header)", file, n));
+      // ss -H: no header; the columns were read from this first row, which is a row like the others.
+      l.diagnostics.push_back({file, 0, "no header (ss -H): its columns read from its first row"});
     }
     if (line.empty()) {
       continue;

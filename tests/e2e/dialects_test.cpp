@@ -12,6 +12,7 @@
 
 #include "files.hpp"
 #include "process.hpp"
+#include "sockhist/error.hpp"
 #include "sockhist/import.hpp"
 #include "sockhist/proc.hpp"
 
@@ -398,6 +399,35 @@ TEST(Dialects, NetstatSNeverFillsInAZeroWhereALineDidNotRead) {
 }  // namespace
 
 namespace {
+
+// ss -H prints no header (scripts and monitoring use it): the columns are read from the first row,
+// said, and a listing of one state still needs --state. Before, it was refused as not a listing.
+TEST(Dialects, SsWithoutAHeaderIsReadByItsFirstRow) {
+  const auto one_type = import::parse_listing(
+      "LISTEN 0      128          0.0.0.0:22        0.0.0.0:*    users:((\"sshd\",pid=612,fd=3))\n"
+      "ESTAB  0      52         10.0.2.15:22       10.0.2.2:51234 users:((\"sshd\",pid=1864,fd=4))\n",
+      "ss-Htanp.txt");
+  EXPECT_EQ(one_type.tool, "ss");
+  ASSERT_EQ(one_type.sockets.size(), 2U);
+  EXPECT_EQ(one_type.sockets[1].pid, 1864);
+  ASSERT_EQ(one_type.diagnostics.size(), 1U);
+  EXPECT_EQ(one_type.diagnostics[0].message, "no header (ss -H): its columns read from its first row");
+  const auto all = import::parse_listing(
+      "tcp   LISTEN 0 128 0.0.0.0:22 0.0.0.0:*\n"
+      "udp   UNCONN 0 0 127.0.0.53%lo:53 0.0.0.0:*\n"
+      "u_str ESTAB  0 0 /run/dbus/system_bus_socket 21011 * 21010\n",
+      "ss-Hna.txt");
+  ASSERT_EQ(all.sockets.size(), 3U);
+  EXPECT_EQ(all.sockets[1].proto, model::Proto::udp);
+  EXPECT_EQ(all.sockets[2].proto, model::Proto::unix_domain);
+  EXPECT_THROW(import::parse_listing("0 0 10.0.2.15:22 10.0.2.2:51234\n", "ss-Htn-state.txt"), Error);
+  import::SsColumns given;
+  given.netid = "tcp";
+  given.state = "ESTAB";
+  const auto one_state = import::parse_ss("0 0 10.0.2.15:22 10.0.2.2:51234\n", "ss-Htn-state.txt", given);
+  ASSERT_EQ(one_state.sockets.size(), 1U);
+  EXPECT_EQ(one_state.sockets[0].state, model::SockState::established);
+}
 
 // Every line of a listing is stored, or skipped with its file, line and reason, or counted as a
 // socket of another family: a netstat listing pasted from its column header on (before, every row
