@@ -126,9 +126,10 @@ std::optional<Columns> row_columns(const std::vector<std::string_view>& w) {
 }
 
 // Which iproute2 printed the listing, from what changed between versions: the owners' pid= (3.14),
-// brackets around IPv6 addresses (4.13), 0.0.0.0 and [::] for any (4.14). Versions are 100 * major
+// brackets around IPv6 addresses (4.13), 0.0.0.0 and [::] for any (4.14), -H (4.8). Versions are 100 * major
 // + minor; `since` is the first that prints a sign seen, `before` the first that no longer does.
-std::pair<std::string, std::string> ss_dialect(std::string_view text, bool owners_with_pid, bool owners_old_form) {
+std::pair<std::string, std::string> ss_dialect(std::string_view text, bool owners_with_pid, bool owners_old_form,
+                                               bool headerless) {
   int since = 0, before = 0;
   std::vector<std::string> signs;
   const auto sign = [&](bool seen, int since_version, int before_version, const char* what) {
@@ -140,6 +141,7 @@ std::pair<std::string, std::string> ss_dialect(std::string_view text, bool owner
     signs.emplace_back(what);
   };
   sign(owners_with_pid, 314, 0, "owners as pid=");
+  sign(headerless, 408, 0, "no header (-H)");
   sign(owners_old_form, 0, 314, "owners as (\"name\",pid,fd)");
   sign(text.find("0.0.0.0:") != std::string_view::npos || text.find("[::]:") != std::string_view::npos, 414, 0,
        "any as 0.0.0.0 or [::]");
@@ -170,7 +172,7 @@ bool listing::ss_row(const std::vector<std::string_view>& w) {
 Listing parse_ss(std::string_view text, const std::string& file, const SsColumns& given) {
   Listing l;
   l.tool = "ss";
-  bool saw_header = false, netid = false, state_column = true;
+  bool saw_header = false, netid = false, state_column = true, headerless = false;
   // A listing of one UNIX type (ss -A unix_stream) has no Netid column either: its type is given.
   const bool given_unix = given.netid && given.netid->starts_with("u_");
   const std::optional<model::Proto> proto =
@@ -220,6 +222,7 @@ Listing parse_ss(std::string_view text, const std::string& file, const SsColumns
         continue;
       }
       // ss -H: no header; the columns were read from this first row, which is a row like the others.
+      headerless = true;
       l.diagnostics.push_back({file, 0, "no header (ss -H): its columns read from its first row"});
     }
     if (line.empty()) {
@@ -436,7 +439,7 @@ Listing parse_ss(std::string_view text, const std::string& file, const SsColumns
                               "0.0.0.0 or [::], as iproute2 4.13, which printed * for IPv4 and IPv6 any alike"
                             : "* read as IPv4 any (this ss prints IPv6 any as :::, as iproute2 before 4.13)"});
   }
-  std::tie(l.dialect, l.dialect_signs) = ss_dialect(text, owners_with_pid, owners_old_form);
+  std::tie(l.dialect, l.dialect_signs) = ss_dialect(text, owners_with_pid, owners_old_form, headerless);
   std::string letters = std::string(l.owners ? "p" : "") + (l.timers ? "o" : "") + (l.inodes ? "e" : "");
   const auto state_filter = state_column ? std::string() : fmt::format(" (one state: {})", *given.state);
   if (netid) {

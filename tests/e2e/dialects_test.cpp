@@ -427,6 +427,8 @@ TEST(Dialects, SsWithoutAHeaderIsReadByItsFirstRow) {
   const auto one_state = import::parse_ss("0 0 10.0.2.15:22 10.0.2.2:51234\n", "ss-Htn-state.txt", given);
   ASSERT_EQ(one_state.sockets.size(), 1U);
   EXPECT_EQ(one_state.sockets[0].state, model::SockState::established);
+  EXPECT_EQ(one_state.dialect, "iproute2 4.8 or later") << "-H came in 4.8";
+  EXPECT_EQ(one_type.dialect, "iproute2 4.14 or later");
 }
 
 // Every line of a listing is stored, or skipped with its file, line and reason, or counted as a
