@@ -10,7 +10,9 @@
 // interval, --churn percent of the sockets are new: that many connections close client- or
 // server-first (they are seen once more in TIME_WAIT, as the kernel's 60 s TIME_WAIT spans one
 // one-minute interval) and as many new ones open, with new ephemeral ports and inodes. One
-// CLOSE_WAIT socket leaks every ten minutes. Counters start from the /proc/net files of
+// CLOSE_WAIT socket leaks every ten minutes. Keepalive timers count down as the kernel's do (300 s
+// on database connections, 7,200 s on inbound ones), starting over when they fire and when one of
+// the 50 connections that send each interval sends. Counters start from the /proc/net files of
 // --counters-from (default: the first snapshot of samples/history-busy) and grow at the rates
 // those files imply; gauges follow the population. At --reboot-at (a fraction of the history; 0 for
 // none) the host reboots: a new boot id, uptime and counters restart, every socket is new.
@@ -24,6 +26,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
@@ -102,6 +105,7 @@ class Host {
   void boot(std::uint64_t boot_salt) {
     m_owners = make_owners(boot_salt);
     m_sockets.clear();
+    m_keepalive_due.clear();
     m_next_port = 32768;
     m_next_inode = 20000 + boot_salt * 1'000'000;
     auto listen = [&](const char* addr, std::uint16_t port, int family, std::int32_t pid) {
@@ -180,12 +184,36 @@ class Host {
     for (auto& s : m_replacements)
       m_sockets.push_back(std::move(s));
     m_replacements.clear();
-    // Queues and keepalive timers move; the store keeps them as first seen per span.
+    // Some connections send: their Send-Q moves, and their keepalive timer starts over.
     std::uniform_int_distribution<std::uint32_t> queue(0, 4000);
     for (std::size_t i = 0; i < 50; ++i) {
       Socket& s = m_sockets[pick(m_rng)];
-      if (s.proto == Proto::tcp && s.state == SockState::established)
+      if (s.proto == Proto::tcp && s.state == SockState::established) {
         s.tx_queue = queue(m_rng);
+        if (s.cookie) {
+          m_keepalive_due.erase(*s.cookie);
+        }
+      }
+    }
+  }
+
+  // The keepalive timers at `now_ms`, counting down as the kernel's do: each connection's is due
+  // at a time of its own (an idle one's first, a random phase; after traffic, a full period on),
+  // and starts a new period when it fires (the probe answered).
+  void keepalive_timers(std::int64_t now_ms) {
+    for (auto& s : m_sockets) {
+      if (s.timer != TimerKind::keepalive || !s.cookie) {
+        continue;
+      }
+      const std::int64_t period = s.remote_port == 5432 ? 300'000 : 7'200'000;
+      auto [it, added] = m_keepalive_due.try_emplace(*s.cookie, 0);
+      if (added) {
+        it->second = now_ms + std::uniform_int_distribution<std::int64_t>(1, period)(m_rng);
+      }
+      while (it->second <= now_ms) {
+        it->second += period;
+      }
+      s.timer_ms = static_cast<std::uint32_t>(it->second - now_ms);
     }
   }
 
@@ -304,6 +332,7 @@ class Host {
   Owners m_owners;
   std::vector<Socket> m_sockets;
   std::vector<Socket> m_replacements;
+  std::unordered_map<std::uint64_t, std::int64_t> m_keepalive_due;  // cookie -> when its timer fires
   std::uint16_t m_next_port = 32768;
   std::uint64_t m_next_inode = 20000;
   std::uint64_t m_next_cookie = 4096;
@@ -461,6 +490,7 @@ int main(int argc, char** argv) {
       cap.settings.tcp_tw_reuse = 2;
       cap.settings.somaxconn = 4096;
       cap.owners = model::OwnerScan::complete;
+      host.keepalive_timers(cap.time_ms);
       cap.sockets = host.sockets();
       cap.processes = host.processes();
       cap.counters = counters.step(static_cast<double>(interval_s), cap.sockets);
