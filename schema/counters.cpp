@@ -36,10 +36,11 @@ void replay_counters(SQLite::Database& db, std::int64_t netns_id, const std::vec
   }
   auto values = counters_as_of(db, netns_id, ids.front());
   visit(std::size_t{0}, values);
-  SQLite::Statement q(
-      db,
-      "SELECT snapshot_id, counter_id, value FROM counter_values WHERE netns_id = ? AND snapshot_id > ? "
-      "AND snapshot_id <= ? ORDER BY snapshot_id");
+  // One seek per counter name (the key leads with the counter), not the namespace's every row.
+  SQLite::Statement q(db,
+                      "SELECT cv.snapshot_id, cv.counter_id, cv.value FROM counter_names cn "
+                      "CROSS JOIN counter_values cv ON cv.netns_id = ?1 AND cv.counter_id = cn.counter_id "
+                      "AND cv.snapshot_id > ?2 AND cv.snapshot_id <= ?3 ORDER BY cv.snapshot_id");
   q.bind(1, netns_id);
   q.bind(2, ids.front());
   q.bind(3, ids.back());

@@ -67,12 +67,12 @@ SQLite::Database open_checked(const std::filesystem::path& path, const std::stri
     refuse(path, fmt::format("has schema version {}, newer than this sockhist's {}; upgrade sockhist", version,
                              schema_version()));
   }
-  if (version < schema_version()) {
+  if (version < oldest_readable_schema_version()) {
     refuse(path, fmt::format("has schema version {}, older than this sockhist's {}; run sockhist-collect "
                              "--db on it once to migrate it",
                              version, schema_version()));
   }
-  detail::require_our_schema(db, path);
+  detail::require_our_schema(db, path, version);
   detail::guard_reader(db);
   return db;
 }

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <string>
 #include <tuple>
 
@@ -33,14 +34,19 @@ std::map<std::string, Object> objects_of(SQLite::Database& db) {
   return out;
 }
 
-// What the migrations of this build make, read once from a database made in memory.
-const std::map<std::string, Object>& expected_objects() {
-  static const std::map<std::string, Object> expected = [] {
+// What the migrations of this build make up to `version`, read once per version from a database
+// made in memory.
+const std::map<std::string, Object>& expected_objects(int version) {
+  static std::mutex lock;
+  static std::map<int, std::map<std::string, Object>> made;
+  const std::lock_guard guard(lock);
+  auto it = made.find(version);
+  if (it == made.end()) {
     SQLite::Database memory(":memory:", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-    initialize(memory);
-    return objects_of(memory);
-  }();
-  return expected;
+    initialize_to(memory, version);
+    it = made.emplace(version, objects_of(memory)).first;
+  }
+  return it->second;
 }
 
 // SQLite's own tables, made as it needs them (AUTOINCREMENT, ANALYZE).
@@ -91,8 +97,8 @@ void guard_reader(SQLite::Database& db) {
   sqlite3_progress_handler(h, 1000, past_deadline, nullptr);
 }
 
-void require_our_schema(SQLite::Database& db, const std::filesystem::path& path) {
-  const auto& expected = expected_objects();
+void require_our_schema(SQLite::Database& db, const std::filesystem::path& path, int version) {
+  const auto& expected = expected_objects(version == 0 ? schema_version() : version);
   const auto actual = objects_of(db);
   for (const auto& [name, object] : expected) {
     const auto it = actual.find(name);

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <stdexcept>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -186,6 +187,28 @@ int schema_version() {
   return static_cast<int>(sql::k_migrations.size());
 }
 
+std::string snapshot_sockets_select(std::string_view index) {
+  const std::string_view views = sql::k_views;
+  constexpr std::string_view head = "CREATE VIEW v_snapshot_sockets AS\n";
+  constexpr std::string_view spans = "JOIN socket_spans sp ";
+  const auto start = views.find(head);
+  const auto end = start == std::string_view::npos ? start : views.find(";\n", start);
+  if (end == std::string_view::npos) {
+    throw std::logic_error("views.sql has no v_snapshot_sockets");
+  }
+  std::string select(views.substr(start + head.size(), end - start - head.size()));
+  const auto at = select.find(spans);
+  if (at == std::string::npos) {
+    throw std::logic_error("v_snapshot_sockets reads no socket_spans sp");
+  }
+  select.insert(at + spans.size(), fmt::format("INDEXED BY {} ", index));
+  return select;
+}
+
+int oldest_readable_schema_version() {
+  return 6;  // version 7 added an index only: a version 6 file reads as it is, without it
+}
+
 std::string_view migration_sql(int version) {
   if (version < 1 || version > schema_version()) {
     throw std::out_of_range(fmt::format("no migration to schema version {}", version));
@@ -194,6 +217,10 @@ std::string_view migration_sql(int version) {
 }
 
 void initialize(SQLite::Database& db) {
+  initialize_to(db, schema_version());
+}
+
+void initialize_to(SQLite::Database& db, int target) {
   int app_id = 0;
   int version = 0;
   int objects = 0;
@@ -214,7 +241,7 @@ void initialize(SQLite::Database& db) {
                 fmt::format("{}: schema version {} is newer than this sockhist's {}; upgrade sockhist",
                             db.getFilename(), version, schema_version()));
   }
-  if (version == schema_version()) {
+  if (version >= target) {
     return;
   }
   // A migration may rebuild a table others refer to (SQLite's way to change a constraint): foreign
@@ -225,7 +252,7 @@ void initialize(SQLite::Database& db) {
     SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
     // Re-read under the write lock: another process may have migrated meanwhile.
     version = pragma_int(db, "user_version");
-    for (auto step = static_cast<std::size_t>(version); step < sql::k_migrations.size(); ++step) {
+    for (auto step = static_cast<std::size_t>(version); step < static_cast<std::size_t>(target); ++step) {
       db.exec(std::string(sql::k_migrations[step]));
     }
     db.exec(std::string(sql::k_views));
@@ -233,12 +260,12 @@ void initialize(SQLite::Database& db) {
     if (check.executeStep()) {
       throw Error(Exit::db_refused, fmt::format("{}: migration to schema version {} left a row of {} without its "
                                                 "{} row; nothing was changed",
-                                                db.getFilename(), schema_version(), check.getColumn(0).getString(),
+                                                db.getFilename(), target, check.getColumn(0).getString(),
                                                 check.getColumn(2).getString()));
     }
     check.reset();
     db.exec(fmt::format("PRAGMA application_id = {}", k_application_id));
-    db.exec(fmt::format("PRAGMA user_version = {}", schema_version()));
+    db.exec(fmt::format("PRAGMA user_version = {}", target));
     transaction.commit();
   } catch (...) {
     db.exec("PRAGMA foreign_keys = ON");

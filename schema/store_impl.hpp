@@ -28,6 +28,7 @@ void guard_reader(SQLite::Database& db);
 
 // Refuses (Error(db_refused)) a database whose tables, indexes and views are not exactly those the
 // migrations make, or that has a trigger: a file changed to hang or mislead its readers.
-void require_our_schema(SQLite::Database& db, const std::filesystem::path& path);
+// `version`: the file's schema version (0: the current one).
+void require_our_schema(SQLite::Database& db, const std::filesystem::path& path, int version = 0);
 
 }  // namespace sockhist::store::detail

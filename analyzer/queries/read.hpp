@@ -57,6 +57,11 @@ std::vector<std::int64_t> ids_of(const std::vector<SnapshotSummary>& snapshots);
 // first_time_ms, prev_span_id, the previous span's state, process_id, pid, comm, cmdline, user,
 // family, local_addr, local_port, remote_addr, remote_port, rx_queue at the span's first snapshot,
 // rx_queue at its last snapshot in the range.
+// The index that finds a namespace's spans alive in [first_id, last_id] reading the fewest:
+// socket_spans_by_first near the start of its history, socket_spans_by_last near the end (schema 7;
+// a version 6 file has only the first).
+std::string_view spans_index(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id);
+
 SQLite::Statement spans_in_state(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
                                  std::int64_t state_id);
 // One span by id (bind 1): prev_span_id, the previous span's state, first_snapshot_id, first_time_ms.

@@ -7,6 +7,7 @@
 
 #include "read.hpp"
 #include "sockhist/error.hpp"
+#include "sockhist/store.hpp"
 
 namespace sockhist::query {
 
@@ -216,10 +217,12 @@ std::vector<SocketRow> snapshot_sockets(SQLite::Database& db, std::int64_t snaps
                       "SELECT proto, coalesce(family, 0), state, local_addr, coalesce(local_port, 0), "
                       "coalesce(remote_addr, ''), coalesce(remote_port, 0), tx_queue, rx_queue, timer_code, timer_ms, "
                       "retransmits, probes, uid, inode, pid, process, cmdline, owner_carried, sock_type, unix_flags, "
-                      "backlog, peer_inode, cookie, first_time_ms, span_id "
-                      "FROM v_snapshot_sockets WHERE snapshot_id = ? ORDER BY span_id");
+                      "backlog, peer_inode, cookie, first_time_ms, span_id FROM (" +
+                          store::snapshot_sockets_select(detail::spans_index(db, scope, snapshot_id, snapshot_id)) +
+                          ") WHERE snapshot_id = ? ORDER BY span_id");
   q.bind(1, snapshot_id);
   std::vector<SocketRow> rows;
+  rows.reserve(1024);
   while (q.executeStep()) {
     SocketRow r;
     r.proto = proto_of(q.getColumn(0).getString(), snapshot_id);

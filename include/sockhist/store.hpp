@@ -24,6 +24,15 @@ inline constexpr std::int64_t k_span_open = 2147483647;
 // The schema version this build writes (`PRAGMA user_version`).
 int schema_version();
 
+// The SELECT of the view v_snapshot_sockets, its own text, with its spans read through `index`
+// (socket_spans_by_first or socket_spans_by_last): what a reader runs instead of the view when it
+// knows which index reads less (the planner picks one for every moment).
+std::string snapshot_sockets_select(std::string_view index);
+
+// The oldest schema version this build reads without migrating it: one whose tables and views are
+// the current ones (later versions added indexes only). Readers refuse older files.
+int oldest_readable_schema_version();
+
 // The SQL that brings a database from version - 1 to `version` (1-based); for tests and tools that
 // need a database of an older version.
 std::string_view migration_sql(int version);
@@ -52,6 +61,9 @@ std::optional<std::string> quick_check(SQLite::Database& db);
 // migrates an older one in one transaction, and refuses (Error db_refused) a foreign or newer one
 // without writing anything. Used directly by tests on ":memory:".
 void initialize(SQLite::Database& db);
+// The same, to version `target` (at most schema_version()): for a database of an older version, as
+// tests and the schema check need one.
+void initialize_to(SQLite::Database& db, int target);
 
 // The group that may read a database: a group id, or none (owner only).
 using ReaderGroup = std::optional<gid_t>;

@@ -4,10 +4,14 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
+#include "files.hpp"
 #include "sockhist/error.hpp"
 #include "sockhist/query/check.hpp"
 #include "sockhist/query/diff.hpp"
 #include "sockhist/query/lifecycle.hpp"
+#include "sockhist/store.hpp"
 #include "store_history.hpp"
 
 using namespace sockhist;
@@ -109,6 +113,66 @@ TEST(DiffSides, OwnersMatchAcrossCutNamesOrByPid) {
   ASSERT_NE(moved, nullptr);
   EXPECT_EQ(moved->a, 1);
   EXPECT_EQ(moved->b, 0);
+}
+
+// Read through either span index, every moment's sockets are the view's: the analyzer reads a late
+// moment through socket_spans_by_last and an early one through socket_spans_by_first (schema 7),
+// and snapshot_sockets gives the same rows in the same order either way.
+TEST_F(Queries, EitherSpanIndexGivesTheViewsSocketsAtEveryMoment) {
+  const auto rows = [&](const std::string& from, std::int64_t id) {
+    return dump_rows(db,
+                     "SELECT span_id, proto, state, local_addr, local_port, remote_addr, remote_port, tx_queue, "
+                     "rx_queue, timer, timer_ms, retransmits, pid, process, inode FROM " +
+                         from + " WHERE snapshot_id = " + std::to_string(id) + " ORDER BY span_id");
+  };
+  for (const auto& snapshot : snapshots) {
+    const auto view = rows("v_snapshot_sockets", snapshot.id);
+    ASSERT_FALSE(view.empty());
+    for (const char* index : {"socket_spans_by_first", "socket_spans_by_last"}) {
+      EXPECT_EQ(rows("(" + store::snapshot_sockets_select(index) + ")", snapshot.id), view)
+          << index << " at snapshot " << snapshot.id;
+    }
+    std::vector<std::int64_t> spans;
+    for (const auto& r : query::snapshot_sockets(db, snapshot.id)) {
+      spans.push_back(r.span_id);
+    }
+    EXPECT_EQ(spans.size(), view.size());
+    EXPECT_TRUE(std::is_sorted(spans.begin(), spans.end()));
+  }
+}
+
+// A version 6 file (schema 7 added indexes only) is read as it is, through the index it has; a
+// version 5 file is refused, asking for a collector run.
+TEST(StoreVersions, AVersionSixFileIsReadAsItIs) {
+  const auto dir = scratch_dir("version-six");
+  const auto path = dir / "v6.db";
+  std::vector<std::string> newest;
+  {
+    auto db = store::open_for_write(path);
+    write_sample_history(db, {"00", "01", "02", "03"}, "web1");
+    newest = dump_rows(db,
+                       "SELECT span_id, state, coalesce(local_port, 0) FROM v_snapshot_sockets WHERE snapshot_id = 4 "
+                       "ORDER BY span_id");
+    db.exec("DROP INDEX socket_spans_by_last");
+    db.exec("DROP INDEX snapshots_by_netns_time");
+    db.exec("PRAGMA user_version = 6");
+  }
+  auto db = store::open_read_only(path);
+  std::vector<std::string> read;
+  for (const auto& r : query::snapshot_sockets(db, 4)) {
+    read.push_back(fmt::format("{}|{}|{}|", r.span_id, model::name(r.state), r.local_port));
+  }
+  EXPECT_EQ(read, newest);
+  {
+    SQLite::Database w(path.string(), SQLite::OPEN_READWRITE);
+    w.exec("PRAGMA user_version = 5");
+  }
+  try {
+    store::open_read_only(path);
+    FAIL() << "a version 5 file was read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("run sockhist-collect"), std::string::npos) << e.what();
+  }
 }
 
 TEST(DiffSides, ListenersAndCountersBetweenTwoHostsMadeInCode) {
