@@ -219,10 +219,16 @@ std::vector<SocketRow> snapshot_sockets(SQLite::Database& db, std::int64_t snaps
                       "retransmits, probes, uid, inode, pid, process, cmdline, owner_carried, sock_type, unix_flags, "
                       "backlog, peer_inode, cookie, first_time_ms, span_id FROM (" +
                           store::snapshot_sockets_select(detail::spans_index(db, scope, snapshot_id, snapshot_id)) +
-                          ") WHERE snapshot_id = ? ORDER BY span_id");
+                          ") WHERE snapshot_id = ?");
   q.bind(1, snapshot_id);
   std::vector<SocketRow> rows;
-  rows.reserve(1024);
+  {
+    SQLite::Statement count(db, "SELECT socket_count FROM snapshots WHERE snapshot_id = ?");
+    count.bind(1, snapshot_id);
+    if (count.executeStep()) {
+      rows.reserve(static_cast<std::size_t>(std::max<std::int64_t>(0, count.getColumn(0).getInt64())));
+    }
+  }
   while (q.executeStep()) {
     SocketRow r;
     r.proto = proto_of(q.getColumn(0).getString(), snapshot_id);
@@ -256,7 +262,20 @@ std::vector<SocketRow> snapshot_sockets(SQLite::Database& db, std::int64_t snaps
     r.span_id = q.getColumn(25).getInt64();
     rows.push_back(std::move(r));
   }
-  return rows;
+  // In span order, sorted here: SQLite would sort the whole wide rows in a temporary b-tree (a
+  // quarter of the query's time for 10,000 sockets).
+  std::vector<std::pair<std::int64_t, std::size_t>> order;
+  order.reserve(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    order.emplace_back(rows[i].span_id, i);
+  }
+  std::sort(order.begin(), order.end());
+  std::vector<SocketRow> sorted;
+  sorted.reserve(rows.size());
+  for (const auto& [span, i] : order) {
+    sorted.push_back(std::move(rows[i]));
+  }
+  return sorted;
 }
 
 std::vector<CounterValue> snapshot_counters(SQLite::Database& db, std::int64_t snapshot_id) {
