@@ -2,12 +2,14 @@
 // migrations make, exactly, and it has no trigger; and every connection that reads runs with
 // SQLite's defences up and a time limit. A file that claims to be ours but was changed (a table
 // replaced by a view that never ends, a trigger) is refused before any query touches it.
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include <sqlite3.h>
 
@@ -32,6 +34,29 @@ std::map<std::string, Object> objects_of(SQLite::Database& db) {
                 Object{q.getColumn(0).getString(), q.getColumn(2).getString(), q.getColumn(3).getString()});
   }
   return out;
+}
+
+}  // namespace
+}  // namespace sockhist::store
+
+namespace sockhist::store::built {
+extern const int k_version;
+extern const std::vector<std::array<std::string_view, 4>> k_objects;
+}  // namespace sockhist::store::built
+
+namespace sockhist::store {
+namespace {
+
+// What the migrations make at the current version, as the build dumped it (sockhist-schema-dump).
+const std::map<std::string, Object>& built_objects() {
+  static const std::map<std::string, Object> built = [] {
+    std::map<std::string, Object> out;
+    for (const auto& [type, name, table, sql] : built::k_objects) {
+      out.emplace(std::string(name), Object{std::string(type), std::string(table), std::string(sql)});
+    }
+    return out;
+  }();
+  return built;
 }
 
 // What the migrations of this build make up to `version`, read once per version from a database
@@ -87,6 +112,10 @@ std::optional<std::string> read_interrupted() {
   return fmt::format("interrupted after {} (--timeout)", model::format_duration(g_limit_ms.load()));
 }
 
+bool schema_as_built(SQLite::Database& db) {
+  return built::k_version == schema_version() && objects_of(db) == built_objects();
+}
+
 namespace detail {
 
 void guard_reader(SQLite::Database& db) {
@@ -98,8 +127,15 @@ void guard_reader(SQLite::Database& db) {
 }
 
 void require_our_schema(SQLite::Database& db, const std::filesystem::path& path, int version) {
-  const auto& expected = expected_objects(version == 0 ? schema_version() : version);
   const auto actual = objects_of(db);
+  // The usual case, at once: exactly what this build's migrations make, and nothing else. Anything
+  // else (an older version, tables of the user's own, another SQLite's text) is compared with the
+  // objects the migrations make in memory, here and now.
+  if ((version == 0 || version == schema_version()) && built::k_version == schema_version() &&
+      actual == built_objects()) {
+    return;
+  }
+  const auto& expected = expected_objects(version == 0 ? schema_version() : version);
   for (const auto& [name, object] : expected) {
     const auto it = actual.find(name);
     if (it == actual.end()) {

@@ -29,6 +29,11 @@ int schema_version();
 // knows which index reads less (the planner picks one for every moment).
 std::string snapshot_sockets_select(std::string_view index);
 
+// Whether a database's tables, indexes and views are exactly those this build's migrations make,
+// and nothing else: the schema check's fast path, against the objects the build dumped (an older
+// file, or one with tables of the user's own, is checked against the migrations run in memory).
+bool schema_as_built(SQLite::Database& db);
+
 // The oldest schema version this build reads without migrating it: one whose tables and views are
 // the current ones (later versions added indexes only). Readers refuse older files.
 int oldest_readable_schema_version();

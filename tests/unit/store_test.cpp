@@ -36,6 +36,22 @@ TEST(StoreFile, MigratesFromEmptyAndIdentifiesItself) {
   EXPECT_EQ(scalar(db, "PRAGMA user_version"), store::schema_version());
 }
 
+// The schema the build dumped (sockhist-schema-dump) is the one the migrations make at run time:
+// the schema check's fast path accepts a new database, and anything more (a table of the user's
+// own) goes to the full comparison, which allows it.
+TEST(StoreFile, TheSchemaTheBuildDumpedIsTheOneTheMigrationsMake) {
+  const auto dir = test::scratch_dir("schema-as-built");
+  const auto path = dir / "s.db";
+  {
+    auto db = store::open_for_write(path);
+    EXPECT_TRUE(store::schema_as_built(db));
+    db.exec("CREATE TABLE my_notes (t TEXT)");
+    EXPECT_FALSE(store::schema_as_built(db));
+  }
+  auto db = store::open_read_only(path);  // the full comparison allows a table of the user's own
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM my_notes"), 0);
+}
+
 TEST(StoreFile, CreatedWithPrivateModesAndWal) {
   const auto dir = test::scratch_dir("store-modes");
   const auto path = dir / "sub" / "dir" / "h.db";
