@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <map>
 #include <set>
 
@@ -50,13 +51,21 @@ struct Format {
   const char* tool;
   std::vector<std::string> args;
   bool owners, timers, inodes, uid, unix, udp;
-  std::int64_t timer_slack_ms;  // the listing's resolution and the time between the two readings
+  std::int64_t timer_slack_ms;  // the listing's resolution (and rounding)
 };
 
+// How long ago `began` was: an upper bound on how much later than the collector's snapshot a
+// listing saved since was read, by which its running timers have counted down.
+std::int64_t ms_since(std::chrono::steady_clock::time_point began) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
+}
+
 // Each socket of the collector's snapshot is in the imported one with every field the format
-// carries equal, and the import holds nothing more (of the families the format lists).
+// carries equal, and the import holds nothing more (of the families the format lists). A timer,
+// read up to `later_ms` after the snapshot, is the snapshot's within the listing's resolution, less
+// what it counted down meanwhile.
 void expect_same_sockets(const std::map<Key, query::SocketRow>& expected, const std::map<Key, query::SocketRow>& got,
-                         const Format& f, const std::string& name) {
+                         const Format& f, const std::string& name, std::int64_t later_ms) {
   std::size_t compared = 0;
   for (const auto& [key, want] : expected) {
     const auto& proto = std::get<0>(key);
@@ -91,9 +100,9 @@ void expect_same_sockets(const std::map<Key, query::SocketRow>& expected, const 
     }
     if (f.timers) {
       EXPECT_EQ(g.timer, want.timer) << what;
-      EXPECT_NEAR(static_cast<double>(g.timer_ms), static_cast<double>(want.timer_ms),
-                  static_cast<double>(f.timer_slack_ms))
-          << what;
+      EXPECT_LE(g.timer_ms, want.timer_ms + f.timer_slack_ms) << what;
+      EXPECT_GE(g.timer_ms + later_ms + f.timer_slack_ms, want.timer_ms)
+          << what << " (read up to " << later_ms << " ms after the snapshot)";
     }
     if (proto == "unix" && f.tool == std::string("ss")) {
       EXPECT_EQ(g.peer_inode, want.peer_inode) << what;
@@ -123,6 +132,7 @@ TEST(ImportLive, EachListingEqualsTheCollectorsSnapshotWhereItsFormatCarriesTheF
   const auto dir = scratch_dir("import-live");
   auto population = make_population(dir.string());
   const std::string live = (dir / "live.db").string();
+  const auto began = std::chrono::steady_clock::now();
   ASSERT_EQ(run(SOCKHIST_COLLECT_BIN, {"--db", live, "--host", "h1"}).exit_code, 0);
   const std::vector<Format> formats = {
       {"netstat", {"-antp"}, true, false, false, false, false, false, 0},
@@ -139,6 +149,7 @@ TEST(ImportLive, EachListingEqualsTheCollectorsSnapshotWhereItsFormatCarriesTheF
     files.push_back((dir / fmt::format("{}{}.txt", f.tool, f.args[0])).string());
     write_text(files.back(), r.out);
   }
+  const auto later_ms = ms_since(began);
   const auto expected = rows_of(live);
   for (std::size_t i = 0; i < formats.size(); ++i) {
     const auto& f = formats[i];
@@ -147,7 +158,7 @@ TEST(ImportLive, EachListingEqualsTheCollectorsSnapshotWhereItsFormatCarriesTheF
     const auto r =
         run(k_sockhist, {"import", f.tool, files[i], "--db", db, "--host", "h1", "--at", "2026-11-20T03:12:00Z"});
     ASSERT_EQ(r.exit_code, 0) << name << ": " << r.err;
-    expect_same_sockets(expected, rows_of(db), f, name);
+    expect_same_sockets(expected, rows_of(db), f, name, later_ms);
   }
   finish_time_wait(population);
 }
@@ -264,6 +275,7 @@ TEST(ImportLive, SosreportSnapshotsEqualTheCollectorsFieldByField) {
   const auto dir = scratch_dir("import-sosreport-live");
   auto population = make_population(dir.string());
   const std::string live = (dir / "live.db").string();
+  const auto began = std::chrono::steady_clock::now();
   ASSERT_EQ(run(SOCKHIST_COLLECT_BIN, {"--db", live, "--host", "h1"}).exit_code, 0);
   const auto report = dir / "sosreport-h1";
   ASSERT_EQ(save_host_report(report, "h1", false), "");
@@ -275,6 +287,7 @@ TEST(ImportLive, SosreportSnapshotsEqualTheCollectorsFieldByField) {
   save(net + "namespaces/inner/ip_netns_exec_inner_nstat_-zas", nstat, {"-zas"});
   save(net + "ip_netns_exec_flat_netstat_-W_-neopa", netstat, {"-W", "-neopa"});
   save(net + "ip_netns_exec_flat_netstat_-s", netstat, {"-s"});
+  const auto later_ms = ms_since(began);
   // A second snapshot after the listings: what the kernel changed meanwhile.
   ASSERT_EQ(run(SOCKHIST_COLLECT_BIN, {"--db", live, "--host", "h1"}).exit_code, 0);
 
@@ -310,7 +323,7 @@ TEST(ImportLive, SosreportSnapshotsEqualTheCollectorsFieldByField) {
   // The /proc/net copies carry every field; owners come from netstat by inode, command lines from ps.
   const Format proc_copies{"proc", {}, true, true, true, true, true, true, 300};
   const auto host = rows_of(db, snapshot_of["(host)"]);
-  expect_same_sockets(expected, host, proc_copies, "sosreport /proc/net copies");
+  expect_same_sockets(expected, host, proc_copies, "sosreport /proc/net copies", later_ms);
   std::size_t with_cmdline = 0;
   for (const auto& [key, want] : expected) {
     const auto it = host.find(key);
@@ -326,9 +339,11 @@ TEST(ImportLive, SosreportSnapshotsEqualTheCollectorsFieldByField) {
   }
   EXPECT_GE(with_cmdline, 8U);
   expect_same_sockets(expected, rows_of(db, snapshot_of["inner"]),
-                      {"ss", {"-peaonmi"}, true, true, true, true, true, true, 1300}, "sosreport ss -peaonmi");
+                      {"ss", {"-peaonmi"}, true, true, true, true, true, true, 1300}, "sosreport ss -peaonmi",
+                      later_ms);
   expect_same_sockets(expected, rows_of(db, snapshot_of["flat"]),
-                      {"netstat", {"-neopa"}, true, true, true, true, true, true, 300}, "sosreport netstat -W -neopa");
+                      {"netstat", {"-neopa"}, true, true, true, true, true, true, 300}, "sosreport netstat -W -neopa",
+                      later_ms);
   // Counters: the copies, nstat -zas and netstat -s all give the collector's values.
   const auto live_counters = counters_of(live, 1);
   std::set<std::string> moved;
