@@ -1,5 +1,7 @@
 // sockhist-history: writes a synthetic history of a busy host through the real store code, for the
-// analyzer's benchmark (bench/analyzer).
+// analyzer's benchmark (bench/analyzer). One file over 500 lines on purpose: it is one program whose
+// model of the host (Host), its counters (Counters) and its command line are read together when a
+// bench figure is questioned; none of it is shared with anything else.
 //
 //   sockhist-history --db PATH [--days 7] [--interval 60] [--sockets 10000] [--churn 1]
 //                    [--counters-from DIR] [--start 2026-11-01T00:00:00Z] [--reboot-at 0.5]
