@@ -37,27 +37,30 @@ render::Value maybe(const std::optional<double>& v) {
   return v ? render::Value(*v) : render::Value();
 }
 
-// The anomaly kinds, in the order the summary lists them.
+// The anomaly kinds, in the order the summary lists them (query::TimeWaitAnomaly's).
 struct AnomalyKind {
   const char* key;
   const char* title;
-  bool (*has)(const TimeWaitSocket&);
+  query::TimeWaitAnomaly kind;
 };
 const AnomalyKind k_anomalies[] = {
     {"reused_tuple", "4-tuple in TIME_WAIT again with a fresh timer (seen > 60 s)",
-     [](const TimeWaitSocket& s) { return s.reused_tuple; }},
-    {"vanished_early", "gone at least 5 s before its 60 s (reused or killed)",
-     [](const TimeWaitSocket& s) { return s.vanished_early; }},
-    {"overstayed", "seen after its 60 s were over", [](const TimeWaitSocket& s) { return s.overstayed; }},
-    {"long_timer", "timer above 60 s (a non-standard kernel)", [](const TimeWaitSocket& s) { return s.long_timer; }},
+     query::TimeWaitAnomaly::reused_tuple},
+    {"vanished_early", "gone at least 5 s before its 60 s (reused or killed)", query::TimeWaitAnomaly::vanished_early},
+    {"overstayed", "seen after its 60 s were over", query::TimeWaitAnomaly::overstayed},
+    {"long_timer", "timer above 60 s (a non-standard kernel)", query::TimeWaitAnomaly::long_timer},
     {"fin_wait2_minisocket", "FIN_WAIT2 minisocket (orphaned; ends by tcp_fin_timeout)",
-     [](const TimeWaitSocket& s) { return s.fin_wait2; }},
+     query::TimeWaitAnomaly::fin_wait2_minisocket},
 };
+
+const query::TimeWaitAnomalies& seen(const query::TimeWaitReport& r, const AnomalyKind& kind) {
+  return r.anomalies[static_cast<std::size_t>(kind.kind)];
+}
 
 std::string anomalies_of(const TimeWaitSocket& s) {
   std::string out;
   for (const auto& kind : k_anomalies) {
-    if (kind.has(s)) {
+    if (query::has(s, kind.kind)) {
       out += out.empty() ? kind.key : fmt::format(",{}", kind.key);
     }
   }
@@ -82,13 +85,9 @@ std::string example(const TimeWaitSocket& s, const render::Options& options) {
   return text;
 }
 
-std::size_t count_if(const query::TimeWaitReport& r, bool (*has)(const TimeWaitSocket&)) {
-  return static_cast<std::size_t>(std::count_if(r.sockets.begin(), r.sockets.end(), has));
-}
-
 bool any_anomaly(const query::TimeWaitReport& r) {
   for (const auto& kind : k_anomalies) {
-    if (count_if(r, kind.has) > 0) {
+    if (seen(r, kind).count > 0) {
       return true;
     }
   }
@@ -151,50 +150,29 @@ render::Table summary_table(const query::TimeWaitReport& r, const render::Option
     }
     add("entries", "agreement", render::Value(), render::Value(), detail);
   }
-  for (const auto closer : {query::Closer::server, query::Closer::client, query::Closer::other}) {
-    std::int64_t n = 0, entered = 0;
-    std::map<std::string, std::int64_t> who;
-    bool carried = false;
-    for (const auto& s : r.sockets) {
-      if (s.fin_wait2 || s.closer != closer) {
-        continue;
-      }
-      ++n;
-      if (s.entered_ms && r.first_ms && *s.entered_ms > *r.first_ms && *s.entered_ms <= *r.last_ms) {
-        ++entered;
-      }
-      const auto owner = program(s.pid, s.comm, "unknown owner");
-      ++who[closer == query::Closer::server ? fmt::format("serves :{} ({})", s.local_port, owner) : owner];
-      carried = carried || (closer != query::Closer::server && s.pid != 0);
-    }
-    if (n == 0) {
-      continue;
-    }
-    const char* what = closer == query::Closer::server   ? "this host's server closes first (listening port)"
-                       : closer == query::Closer::client ? "this host's client closes first (ephemeral port)"
-                                                         : "closes first from a fixed port that does not listen";
-    std::vector<std::pair<std::string, std::int64_t>> ranked(who.begin(), who.end());
-    std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  const double seconds =
+      r.first_ms && *r.last_ms > *r.first_ms ? static_cast<double>(*r.last_ms - *r.first_ms) / 1000.0 : 0;
+  for (const auto& c : r.closers) {
+    const char* what = c.closer == query::Closer::server   ? "this host's server closes first (listening port)"
+                       : c.closer == query::Closer::client ? "this host's client closes first (ephemeral port)"
+                                                           : "closes first from a fixed port that does not listen";
     std::string detail;
-    for (std::size_t i = 0; i < ranked.size() && i < 3; ++i) {
-      detail += fmt::format("{}{} {}", i == 0 ? "" : ", ", ranked[i].first, ranked[i].second);
+    for (std::size_t i = 0; i < c.owners.size() && i < 3; ++i) {
+      detail += fmt::format("{}{} {}", i == 0 ? "" : ", ", c.owners[i].first, c.owners[i].second);
     }
-    if (ranked.size() > 3) {
-      detail += fmt::format(" (+{} more)", ranked.size() - 3);
+    if (c.owners.size() > 3) {
+      detail += fmt::format(" (+{} more)", c.owners.size() - 3);
     }
-    if (carried) {
+    if (c.carried) {
       detail += " [owner carried from the open connection]";
     }
-    const double seconds =
-        r.first_ms && *r.last_ms > *r.first_ms ? static_cast<double>(*r.last_ms - *r.first_ms) / 1000.0 : 0;
-    add("closers", what, whole(n),
-        seconds > 0 ? render::Value(static_cast<double>(entered) / seconds) : render::Value(), detail);
+    add("closers", what, whole(c.sockets),
+        seconds > 0 ? render::Value(static_cast<double>(c.entered) / seconds) : render::Value(), detail);
   }
   for (const auto& kind : k_anomalies) {
-    const auto n = count_if(r, kind.has);
-    const auto first = std::find_if(r.sockets.begin(), r.sockets.end(), kind.has);
-    add("anomalies", kind.title, whole(static_cast<std::int64_t>(n)), render::Value(),
-        first == r.sockets.end() ? std::string("none") : "e.g. " + example(*first, options));
+    const auto& a = seen(r, kind);
+    add("anomalies", kind.title, whole(a.count), render::Value(),
+        a.example ? "e.g. " + example(*a.example, options) : std::string("none"));
   }
   {
     std::int64_t total = 0;
@@ -367,9 +345,22 @@ Result run_time_wait(const TimeWaitOptions& o) {
     throw Error(Exit::usage,
                 fmt::format("--bucket {}: more than 100000 buckets over the range; choose a larger one", *o.bucket));
   }
-  const auto report = query::time_wait_report(db, scope, since, until, bucket);
-  const int code = any_anomaly(report) ? 1 : 0;
+  query::TimeWaitAsk ask;
+  if (o.by == "remote" || o.by == "local") {
+    ask.by = *o.by == "remote" ? query::TimeWaitBy::remote : query::TimeWaitBy::local;
+  }
+  // Sockets are kept only where they are printed: all of them by --by socket, those with an
+  // anomaly by --anomalies and by the summary in JSON; the rest is counted as it is read.
   const auto options = render_options(o.common);
+  if (o.by == "socket") {
+    ask.keep = o.anomalies ? query::TimeWaitAsk::Keep::anomalies : query::TimeWaitAsk::Keep::all;
+  } else if (!o.by && !o.ports && options.format == render::Format::json) {
+    ask.keep = query::TimeWaitAsk::Keep::anomalies;
+  } else {
+    ask.keep = query::TimeWaitAsk::Keep::none;
+  }
+  const auto report = query::time_wait_report(db, scope, since, until, bucket, ask);
+  const int code = any_anomaly(report) ? 1 : 0;
   std::string what;
   render::Table t;
   if (o.ports) {
@@ -377,8 +368,7 @@ Result run_time_wait(const TimeWaitOptions& o) {
     what = "ephemeral-port use per destination at its worst moment";
   } else if (o.by == "remote" || o.by == "local") {
     const bool remote = *o.by == "remote";
-    t = groups_table(query::time_wait_groups(report, remote ? query::TimeWaitBy::remote : query::TimeWaitBy::local),
-                     remote ? "REMOTE ENDPOINT" : "LOCAL ADDRESS", o.top);
+    t = groups_table(report.groups, remote ? "REMOTE ENDPOINT" : "LOCAL ADDRESS", o.top);
     what = remote ? "TIME_WAIT per remote endpoint" : "TIME_WAIT per local address (listening ports apart)";
   } else if (o.by == "socket") {
     t = sockets_table(report, o.anomalies);
@@ -430,7 +420,7 @@ Result run_time_wait(const TimeWaitOptions& o) {
       s["kernel_counters"] = kernel;
       nlohmann::ordered_json counts = nlohmann::ordered_json::object();
       for (const auto& kind : k_anomalies) {
-        counts[kind.key] = count_if(report, kind.has);
+        counts[kind.key] = seen(report, kind).count;
       }
       s["anomaly_counts"] = counts;
       doc["summary"] = s;

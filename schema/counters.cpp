@@ -1,6 +1,8 @@
 // Stored counters read back: names, values as of a snapshot, and a replay over many snapshots.
 #include "sockhist/counters.hpp"
 
+#include <fmt/format.h>
+
 namespace sockhist::store {
 
 std::map<std::int64_t, CounterName> counter_names(SQLite::Database& db) {
@@ -13,13 +15,24 @@ std::map<std::int64_t, CounterName> counter_names(SQLite::Database& db) {
   return names;
 }
 
-CounterValues counters_as_of(SQLite::Database& db, std::int64_t netns_id, std::int64_t snapshot_id) {
+namespace {
+
+// " AND cn.counter_id IN (...)" for a subset of the counters; nothing for all of them.
+std::string only_counters(const std::vector<std::int64_t>* only) {
+  return only == nullptr ? std::string() : fmt::format(" AND cn.counter_id IN ({})", fmt::join(*only, ", "));
+}
+
+}  // namespace
+
+CounterValues counters_as_of(SQLite::Database& db, std::int64_t netns_id, std::int64_t snapshot_id,
+                             const std::vector<std::int64_t>* only) {
   // CROSS JOIN fixes the join order: each counter name is one primary-key seek (as in v_counters).
   SQLite::Statement q(db,
                       "SELECT cn.counter_id, cv.value FROM counter_names cn "
                       "CROSS JOIN counter_values cv ON cv.netns_id = ?1 AND cv.counter_id = cn.counter_id "
                       "AND cv.snapshot_id = (SELECT max(x.snapshot_id) FROM counter_values x WHERE x.netns_id = ?1 "
-                      "AND x.counter_id = cn.counter_id AND x.snapshot_id <= ?2) WHERE cv.value IS NOT NULL");
+                      "AND x.counter_id = cn.counter_id AND x.snapshot_id <= ?2) WHERE cv.value IS NOT NULL" +
+                          only_counters(only));
   q.bind(1, netns_id);
   q.bind(2, snapshot_id);
   CounterValues values;
@@ -30,17 +43,22 @@ CounterValues counters_as_of(SQLite::Database& db, std::int64_t netns_id, std::i
 }
 
 void replay_counters(SQLite::Database& db, std::int64_t netns_id, const std::vector<std::int64_t>& ids,
-                     const std::function<void(std::size_t, const CounterValues&)>& visit) {
-  if (ids.empty()) {
+                     const std::function<void(std::size_t, const CounterValues&)>& visit,
+                     const std::vector<std::int64_t>* only) {
+  if (ids.empty() || (only != nullptr && only->empty())) {
+    for (std::size_t i = 0; only != nullptr && i < ids.size(); ++i) {
+      visit(i, CounterValues{});
+    }
     return;
   }
-  auto values = counters_as_of(db, netns_id, ids.front());
+  auto values = counters_as_of(db, netns_id, ids.front(), only);
   visit(std::size_t{0}, values);
   // One seek per counter name (the key leads with the counter), not the namespace's every row.
   SQLite::Statement q(db,
                       "SELECT cv.snapshot_id, cv.counter_id, cv.value FROM counter_names cn "
                       "CROSS JOIN counter_values cv ON cv.netns_id = ?1 AND cv.counter_id = cn.counter_id "
-                      "AND cv.snapshot_id > ?2 AND cv.snapshot_id <= ?3 ORDER BY cv.snapshot_id");
+                      "AND cv.snapshot_id > ?2 AND cv.snapshot_id <= ?3 WHERE 1" +
+                          only_counters(only) + " ORDER BY cv.snapshot_id");
   q.bind(1, netns_id);
   q.bind(2, ids.front());
   q.bind(3, ids.back());

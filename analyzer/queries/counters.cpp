@@ -42,24 +42,31 @@ std::vector<CounterStep> counter_steps(SQLite::Database& db, const Scope& scope,
   if (wanted.empty()) {
     return out;
   }
+  std::vector<std::int64_t> only;
+  for (const auto& [id, name] : wanted) {
+    only.push_back(id);
+  }
   std::map<std::int64_t, std::int64_t> previous;  // the previous snapshot's values of the wanted counters
-  replay_counters(db, scope.netns_id, ids_of(snapshots), [&](std::size_t i, const auto& values) {
-    const auto interval = i == 0 ? std::nullopt : monotonic_interval_ms(snapshots[i - 1], snapshots[i]);
-    std::map<std::int64_t, std::int64_t> now;
-    for (const auto& [id, name] : wanted) {
-      const auto v = values.find(id);
-      if (v == values.end()) {
-        continue;
-      }
-      now[id] = v->second;
-      const auto p = previous.find(id);
-      if (interval && p != previous.end()) {
-        const bool reset = v->second < p->second;
-        out.push_back({name, i, reset ? 0 : v->second - p->second, *interval, reset});
-      }
-    }
-    previous = std::move(now);
-  });
+  replay_counters(
+      db, scope.netns_id, ids_of(snapshots),
+      [&](std::size_t i, const auto& values) {
+        const auto interval = i == 0 ? std::nullopt : monotonic_interval_ms(snapshots[i - 1], snapshots[i]);
+        std::map<std::int64_t, std::int64_t> now;
+        for (const auto& [id, name] : wanted) {
+          const auto v = values.find(id);
+          if (v == values.end()) {
+            continue;
+          }
+          now[id] = v->second;
+          const auto p = previous.find(id);
+          if (interval && p != previous.end()) {
+            const bool reset = v->second < p->second;
+            out.push_back({name, i, reset ? 0 : v->second - p->second, *interval, reset});
+          }
+        }
+        previous = std::move(now);
+      },
+      &only);
   return out;
 }
 

@@ -13,6 +13,7 @@
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
 
+#include "raw.hpp"
 #include "sockhist/query.hpp"
 
 namespace sockhist::query::detail {
@@ -58,20 +59,24 @@ std::vector<std::int64_t> ids_of(const std::vector<SnapshotSummary>& snapshots);
 // family, local_addr, local_port, remote_addr, remote_port, rx_queue at the span's first snapshot,
 // rx_queue at its last snapshot in the range.
 // The index that finds a namespace's spans alive in [first_id, last_id] reading the fewest:
-// socket_spans_by_first near the start of its history, socket_spans_by_last near the end (schema 7;
-// a version 6 file has only the first).
-std::string_view spans_index(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id);
+// socket_spans_by_first near the start of its history, near the end socket_spans_by_state (schema
+// 8; a reader without a state term adds one for every state), or socket_spans_by_last in a version
+// 7 file; a version 6 file has only the first.
+// `unordered`: the reader wants one state's spans in no order, so that the state's own index serves
+// it from the middle of the history on (otherwise from the later half).
+std::string_view spans_index(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
+                             bool unordered = false);
 
 SQLite::Statement spans_in_state(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
                                  std::int64_t state_id);
 // One span by id (bind 1): prev_span_id, the previous span's state, first_snapshot_id, first_time_ms.
 SQLite::Statement span_by_id(SQLite::Database& db);
-// TIME_WAIT and FIN_WAIT2 spans alive in the range, oldest first: span_id, first_snapshot_id,
-// last_snapshot_id, first_time_ms, state, timer, timer_ms, the previous span's state and timer,
-// pid, comm, cmdline (of the span's owner, else its previous span's), family, local_addr,
-// local_port, remote_addr, remote_port, and the first snapshot's port_range_low and _high.
-SQLite::Statement time_wait_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
-                                  std::int64_t time_wait_id, std::int64_t fin_wait2_id);
+// TIME_WAIT and FIN_WAIT2 spans alive in the range by first snapshot (in the order the index
+// holds them within one), read raw (a week holds a million): span_id, first_snapshot_id, last_snapshot_id,
+// first_time_ms (NULL while its snapshot is kept), state_id, timer, timer_ms, prev_span_id, process_id, family,
+// local_addr_id, local_port, remote_addr, remote_port.
+RawStatement time_wait_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
+                             std::int64_t time_wait_id, std::int64_t fin_wait2_id);
 // Spans that began after first_id (up to last_id) continuing an earlier span: prev_span_id, state.
 SQLite::Statement successors(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id);
 // TCP connections (not LISTEN or CLOSE) from local ports in [low, high] to a remote port, alive in
@@ -79,10 +84,11 @@ SQLite::Statement successors(SQLite::Database& db, const Scope& scope, std::int6
 // remote_addr, remote_port.
 SQLite::Statement connections_from_ports(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
                                          std::int64_t last_id, std::int64_t low, std::int64_t high);
-// Spans in one state alive in the range, for grouping: first_snapshot_id, last_snapshot_id,
-// process_id, local_port, local_addr_id, remote_addr.
-SQLite::Statement grouping_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
-                                 std::int64_t state_id);
+// Spans in one state alive in the range, for grouping, in no particular order, read raw (a week
+// of TIME_WAIT is a million): first_snapshot_id, last_snapshot_id, process_id, local_port,
+// local_addr_id, remote_addr.
+RawStatement grouping_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
+                            std::int64_t state_id);
 // "pid/comm" of a process_id (bind 1); the text of an addr_id (bind 1).
 SQLite::Statement process_label_by_id(SQLite::Database& db);
 SQLite::Statement address_by_id(SQLite::Database& db);

@@ -16,26 +16,45 @@ constexpr const char* k_alive_in_range =
     "sp.netns_id = ?1 AND sp.first_snapshot_id <= ?2 AND sp.last_snapshot_id >= ?3";
 
 // Each reader's SQL names its spans "FROM socket_spans sp "; the index they are read through is
-// put there.
-SQLite::Statement in_range(SQLite::Database& db, std::string sql, const Scope& scope, std::int64_t first_id,
-                           std::int64_t last_id) {
+// put there: the one spans_index picks, or `index` where the reader knows better.
+std::string hinted(SQLite::Database& db, std::string sql, const Scope& scope, std::int64_t first_id,
+                   std::int64_t last_id, std::string_view index = {}) {
   constexpr std::string_view spans = "FROM socket_spans sp ";
   const auto at = sql.find(spans);
   if (at != std::string::npos) {
-    sql.insert(at + spans.size(), fmt::format("INDEXED BY {} ", spans_index(db, scope, first_id, last_id)));
+    sql.insert(at + spans.size(),
+               fmt::format("INDEXED BY {} ", index.empty() ? spans_index(db, scope, first_id, last_id) : index));
   }
-  SQLite::Statement q(db, sql);
+  return sql;
+}
+
+SQLite::Statement in_range(SQLite::Database& db, std::string sql, const Scope& scope, std::int64_t first_id,
+                           std::int64_t last_id, std::string_view index = {}) {
+  SQLite::Statement q(db, hinted(db, std::move(sql), scope, first_id, last_id, index));
   q.bind(1, scope.netns_id);
   q.bind(2, last_id);
   q.bind(3, first_id);
   return q;
 }
 
+// The index of spans by end that this file has: socket_spans_by_state (schema 8), socket_spans_by_last
+// (schema 7, every state mixed), or none (schema 6).
+std::string_view late_index(SQLite::Database& db) {
+  SQLite::Statement has(db,
+                        "SELECT name FROM sqlite_schema WHERE type = 'index' "
+                        "AND name IN ('socket_spans_by_state', 'socket_spans_by_last') ORDER BY name DESC");
+  if (!has.executeStep()) {
+    return {};
+  }
+  return has.getColumn(0).getString() == "socket_spans_by_state" ? "socket_spans_by_state" : "socket_spans_by_last";
+}
+
 }  // namespace
 
-std::string_view spans_index(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id) {
-  SQLite::Statement has(db, "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = 'socket_spans_by_last'");
-  if (!has.executeStep()) {
+std::string_view spans_index(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
+                             bool unordered) {
+  const auto late = late_index(db);
+  if (late.empty()) {
     return "socket_spans_by_first";  // a version 6 file
   }
   // Two subqueries, so that each is one seek at an end of the index (min and max in one SELECT
@@ -49,8 +68,13 @@ std::string_view spans_index(SQLite::Database& db, const Scope& scope, std::int6
   }
   // Spans begun by the range's end against spans ended from its start on: each about in proportion
   // to the snapshots on its side (the spans still open are read either way).
+  // socket_spans_by_state reads only the state's rows, but in the order of their end: from the
+  // middle on it serves a reader that needs no other order (and does not sort a week's rows).
   const auto oldest = ids.getColumn(0).getInt64(), newest = ids.getColumn(1).getInt64();
-  return newest - first_id < last_id - oldest ? "socket_spans_by_last" : "socket_spans_by_first";
+  const bool state_first = unordered && late == "socket_spans_by_state";
+  return newest - first_id < last_id - oldest || (state_first && newest - first_id <= last_id - oldest)
+             ? late
+             : "socket_spans_by_first";
 }
 
 SQLite::Statement spans_in_state(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
@@ -86,23 +110,19 @@ SQLite::Statement span_by_id(SQLite::Database& db) {
                            "LEFT JOIN socket_states pst ON pst.state_id = pv.state_id WHERE sp.span_id = ?");
 }
 
-SQLite::Statement time_wait_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
-                                  std::int64_t time_wait_id, std::int64_t fin_wait2_id) {
-  auto q = in_range(db,
-                    std::string("SELECT sp.span_id, sp.first_snapshot_id, sp.last_snapshot_id, "
-                                "coalesce(sp.first_time_ms, f.time_ms), st.state, sp.timer, sp.timer_ms, pst.state, "
-                                "pv.timer, p.pid, p.comm, p.cmdline, coalesce(sp.family, 4), a.addr, sp.local_port, "
-                                "sp.remote_addr, sp.remote_port, f.port_range_low, f.port_range_high "
-                                "FROM socket_spans sp "
-                                "JOIN socket_states st ON st.state_id = sp.state_id "
-                                "JOIN addresses a ON a.addr_id = sp.local_addr_id "
-                                "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
-                                "LEFT JOIN socket_spans pv ON pv.span_id = sp.prev_span_id "
-                                "LEFT JOIN socket_states pst ON pst.state_id = pv.state_id "
-                                "LEFT JOIN processes p ON p.process_id = coalesce(sp.process_id, pv.process_id) "
-                                "WHERE ") +
-                        k_alive_in_range + " AND sp.state_id IN (?4, ?5) ORDER BY sp.first_snapshot_id, sp.span_id",
-                    scope, first_id, last_id);
+RawStatement time_wait_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
+                             std::int64_t time_wait_id, std::int64_t fin_wait2_id) {
+  RawStatement q(db,
+                 hinted(db,
+                        std::string("SELECT sp.span_id, sp.first_snapshot_id, sp.last_snapshot_id, sp.first_time_ms, "
+                                    "sp.state_id, sp.timer, sp.timer_ms, sp.prev_span_id, sp.process_id, "
+                                    "coalesce(sp.family, 4), sp.local_addr_id, sp.local_port, sp.remote_addr, "
+                                    "sp.remote_port FROM socket_spans sp WHERE ") +
+                            k_alive_in_range + " AND sp.state_id IN (?4, ?5) ORDER BY sp.first_snapshot_id",
+                        scope, first_id, last_id));
+  q.bind(1, scope.netns_id);
+  q.bind(2, last_id);
+  q.bind(3, first_id);
   q.bind(4, time_wait_id);
   q.bind(5, fin_wait2_id);
   return q;
@@ -126,10 +146,10 @@ SQLite::Statement connections_from_ports(SQLite::Database& db, const Scope& scop
                     std::string("SELECT sp.first_snapshot_id, sp.last_snapshot_id, sp.state_id, "
                                 "coalesce(sp.family, 4), a.addr, sp.local_port, sp.remote_addr, sp.remote_port "
                                 "FROM socket_spans sp "
-                                "JOIN socket_states st ON st.state_id = sp.state_id "
                                 "JOIN addresses a ON a.addr_id = sp.local_addr_id WHERE ") +
                         k_alive_in_range +
-                        " AND st.proto = 'tcp' AND st.state NOT IN ('LISTEN', 'CLOSE') "
+                        " AND sp.state_id IN (SELECT state_id FROM socket_states WHERE proto = 'tcp' "
+                        "AND state NOT IN ('LISTEN', 'CLOSE')) "
                         "AND sp.local_port BETWEEN ?4 AND ?5 AND sp.remote_port > 0",
                     scope, first_id, last_id);
   q.bind(4, low);
@@ -137,14 +157,18 @@ SQLite::Statement connections_from_ports(SQLite::Database& db, const Scope& scop
   return q;
 }
 
-SQLite::Statement grouping_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
-                                 std::int64_t state_id) {
-  // socket_spans_by_first holds state_id: only the state's own rows are read from the table.
-  auto q = in_range(db,
-                    std::string("SELECT sp.first_snapshot_id, sp.last_snapshot_id, sp.process_id, sp.local_port, "
-                                "sp.local_addr_id, sp.remote_addr FROM socket_spans sp WHERE ") +
-                        k_alive_in_range + " AND sp.state_id = ?4",
-                    scope, first_id, last_id);
+RawStatement grouping_spans(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
+                            std::int64_t state_id) {
+  // Both span indexes hold state_id: only the state's own rows are read from the table.
+  RawStatement q(db,
+                 hinted(db,
+                        std::string("SELECT sp.first_snapshot_id, sp.last_snapshot_id, sp.process_id, sp.local_port, "
+                                    "sp.local_addr_id, sp.remote_addr FROM socket_spans sp WHERE ") +
+                            k_alive_in_range + " AND sp.state_id = ?4",
+                        scope, first_id, last_id, spans_index(db, scope, first_id, last_id, true)));
+  q.bind(1, scope.netns_id);
+  q.bind(2, last_id);
+  q.bind(3, first_id);
   q.bind(4, state_id);
   return q;
 }
@@ -163,11 +187,16 @@ Listeners listeners(SQLite::Database& db, const Scope& scope, std::int64_t first
   if (!listen) {
     return out;
   }
+  // Listeners are few: by state they are one seek (a version 7 file has no such index).
+  auto late = late_index(db);
+  if (late != "socket_spans_by_state") {
+    late = spans_index(db, scope, first_id, last_id);
+  }
   auto q = in_range(db,
                     std::string("SELECT sp.local_port, sp.first_snapshot_id, p.pid, p.comm, p.cmdline "
                                 "FROM socket_spans sp LEFT JOIN processes p ON p.process_id = sp.process_id WHERE ") +
                         k_alive_in_range + " AND sp.state_id = ?4 ORDER BY sp.first_snapshot_id",
-                    scope, first_id, last_id);
+                    scope, first_id, last_id, late);
   q.bind(4, *listen);
   while (q.executeStep()) {
     auto& list = out[q.getColumn(0).getInt64()];

@@ -2,7 +2,11 @@
 // per time bucket, with gaps and reboots marked.
 #include <algorithm>
 #include <array>
+#include <cstring>
+#include <deque>
+#include <optional>
 #include <set>
+#include <stdexcept>
 #include <unordered_map>
 
 #include <SQLiteCpp/Statement.h>
@@ -215,23 +219,29 @@ Trend trend_counters(SQLite::Database& db, const Scope& scope, std::int64_t sinc
 namespace {
 
 // Interns the group keys of a grouped trend: a week of TIME_WAIT on a busy host is a million
-// spans with half a million peers, so one probe of a flat table per span, no allocation per key.
+// spans with half a million peers, so one probe of a flat table of 16-byte slots per span, no
+// allocation per key. A key of up to 8 bytes (ports, most "pid/comm") and an IPv4 address as
+// netstat writes it are held in the slot itself, so that finding one reads no other memory.
 class KeyTable {
  public:
   std::uint32_t intern(std::string_view key) {
     if ((m_count + 1) * 2 > m_slots.size()) {
       grow();
     }
-    const std::uint64_t hash = std::hash<std::string_view>{}(key);
-    for (std::size_t i = hash & (m_slots.size() - 1);; i = (i + 1) & (m_slots.size() - 1)) {
+    const Slot probe = slot_of(key);
+    for (std::size_t i = mix(probe) & (m_slots.size() - 1);; i = (i + 1) & (m_slots.size() - 1)) {
       Slot& slot = m_slots[i];
       if (slot.index == k_empty) {
-        slot = {hash, m_count};
-        m_offsets.push_back(m_arena.size());
+        slot = probe;
+        slot.index = m_count;
+        if (m_arena.size() > UINT32_MAX - key.size()) {
+          throw std::length_error("trend: more than 4 GiB of group keys");
+        }
+        m_offsets.push_back(static_cast<std::uint32_t>(m_arena.size()));
         m_arena.append(key);
         return m_count++;
       }
-      if (slot.hash == hash && text(slot.index) == key) {
+      if (slot.word == probe.word && slot.form == probe.form && (probe.form != k_hashed || text(slot.index) == key)) {
         return slot.index;
       }
     }
@@ -244,10 +254,55 @@ class KeyTable {
 
  private:
   static constexpr std::uint32_t k_empty = UINT32_MAX;
+  // Slot::form: the key's length when it is held as text (1 to 8), or one of these.
+  static constexpr std::uint32_t k_ipv4 = 100;    // a dotted quad without leading zeros, as 32 bits
+  static constexpr std::uint32_t k_hashed = 101;  // anything else: its hash, compared in the arena
   struct Slot {
-    std::uint64_t hash = 0;
+    std::uint64_t word = 0;
+    std::uint32_t form = 0;
     std::uint32_t index = k_empty;
   };
+  // The 32 bits of "a.b.c.d" when that is the one way to write them; nullopt otherwise.
+  static std::optional<std::uint32_t> dotted_quad(std::string_view key) {
+    std::uint32_t address = 0;
+    std::size_t at = 0;
+    for (int part = 0; part < 4; ++part) {
+      std::uint32_t value = 0;
+      const std::size_t start = at;
+      while (at < key.size() && key[at] >= '0' && key[at] <= '9' && at - start < 3) {
+        value = value * 10 + static_cast<std::uint32_t>(key[at++] - '0');
+      }
+      const std::size_t digits = at - start;
+      if (digits == 0 || value > 255 || (digits > 1 && key[start] == '0')) {
+        return std::nullopt;
+      }
+      address = address << 8 | value;
+      if (part < 3 && (at >= key.size() || key[at++] != '.')) {
+        return std::nullopt;
+      }
+    }
+    return at == key.size() ? std::optional(address) : std::nullopt;
+  }
+  static Slot slot_of(std::string_view key) {
+    Slot s;
+    if (key.size() <= sizeof s.word) {
+      std::memcpy(&s.word, key.data(), key.size());
+      s.form = static_cast<std::uint32_t>(key.size());
+    } else if (const auto v4 = dotted_quad(key)) {
+      s.word = *v4;
+      s.form = k_ipv4;
+    } else {
+      s.word = std::hash<std::string_view>{}(key);
+      s.form = k_hashed;
+    }
+    return s;
+  }
+  static std::uint64_t mix(const Slot& s) {
+    std::uint64_t h = (s.word ^ (static_cast<std::uint64_t>(s.form) << 56)) * 0x9E3779B97F4A7C15ULL;
+    h ^= h >> 32;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    return h ^ (h >> 29);
+  }
   void grow() {
     std::vector<Slot> old = std::move(m_slots);
     m_slots.assign(std::max<std::size_t>(1024, old.size() * 2), Slot{});
@@ -255,7 +310,7 @@ class KeyTable {
       if (slot.index == k_empty) {
         continue;
       }
-      std::size_t i = slot.hash & (m_slots.size() - 1);
+      std::size_t i = mix(slot) & (m_slots.size() - 1);
       while (m_slots[i].index != k_empty) {
         i = (i + 1) & (m_slots.size() - 1);
       }
@@ -263,7 +318,7 @@ class KeyTable {
     }
   }
   std::vector<Slot> m_slots;
-  std::vector<std::size_t> m_offsets;
+  std::vector<std::uint32_t> m_offsets;
   std::string m_arena;
   std::uint32_t m_count = 0;
 };
@@ -282,7 +337,7 @@ Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since
     std::uint32_t first, last;
     std::uint32_t key;  // index into `keys`
   };
-  std::vector<Span> spans;
+  std::deque<Span> spans;  // a week's million grows without copying itself
   KeyTable keys;
   const auto intern = [&](std::string_view key) { return keys.intern(key); };
   const auto wanted = state_id(db, proto, state);
@@ -309,46 +364,50 @@ Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since
     for (const auto& snap : snapshots) {
       ids.push_back(snap.id);
     }
-    while (q.executeStep()) {
-      const auto first = std::lower_bound(ids.begin(), ids.end(), q.getColumn(0).getInt64()) - ids.begin();
-      const auto last = std::upper_bound(ids.begin(), ids.end(), q.getColumn(1).getInt64()) - ids.begin() - 1;
+    while (q.step()) {
+      const auto first = std::lower_bound(ids.begin(), ids.end(), q.integer(0)) - ids.begin();
+      const auto last = std::upper_bound(ids.begin(), ids.end(), q.integer(1)) - ids.begin() - 1;
       if (first > last) {
         continue;  // between two snapshots of the range (a namespace's spans, another host's ids)
       }
       std::uint32_t key = none;
       if (by == GroupBy::process) {
-        if (!q.getColumn(2).isNull()) {
-          key = label_of(key_of_process, process_label, q.getColumn(2).getInt64());
+        if (!q.null(2)) {
+          key = label_of(key_of_process, process_label, q.integer(2));
         }
       } else if (by == GroupBy::local_port) {
-        key = q.getColumn(3).isNull() ? label_of(key_of_address, address_label, q.getColumn(4).getInt64())
-                                      : intern(std::to_string(q.getColumn(3).getInt64()));
-      } else if (!q.getColumn(5).isNull()) {
-        const auto column = q.getColumn(5);
-        key = intern(std::string_view(column.getText(), static_cast<std::size_t>(column.getBytes())));
+        key = q.null(3) ? label_of(key_of_address, address_label, q.integer(4)) : intern(std::to_string(q.integer(3)));
+      } else if (!q.null(5)) {
+        key = intern(q.text(5));
       }
       spans.push_back({static_cast<std::uint32_t>(first), static_cast<std::uint32_t>(last), key});
     }
   }
   // The series: the keys with the most sockets in the range, the rest summed as "other".
-  std::vector<std::size_t> per_key(keys.size(), 0);
+  std::vector<std::uint32_t> per_key(keys.size(), 0);
   for (const auto& s : spans) {
     ++per_key[s.key];
   }
-  std::vector<std::pair<std::size_t, std::string>> ranked;
+  // Only the top ones are ordered: a week's half a million peers are not sorted.
+  std::vector<std::uint32_t> ranked;
   for (std::uint32_t k = 0; k < keys.size(); ++k) {
     if (per_key[k] > 0) {
-      ranked.emplace_back(per_key[k], std::string(keys.text(k)));
+      ranked.push_back(k);
     }
   }
-  std::sort(ranked.begin(), ranked.end(),
-            [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+  const auto before = [&](std::uint32_t a, std::uint32_t b) {
+    return per_key[a] != per_key[b] ? per_key[a] > per_key[b] : keys.text(a) < keys.text(b);
+  };
   const bool has_other = ranked.size() > top;
   const std::size_t shown = std::min(ranked.size(), top);
-  std::vector<std::size_t> series_of_key(keys.size(), shown);  // `shown` is "other"
+  if (has_other) {
+    std::nth_element(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(shown), ranked.end(), before);
+  }
+  std::sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(shown), before);
+  std::vector<std::uint32_t> series_of_key(keys.size(), static_cast<std::uint32_t>(shown));  // `shown`: "other"
   for (std::size_t i = 0; i < shown; ++i) {
-    series_of_key[keys.intern(ranked[i].second)] = i;
-    t.series.push_back(ranked[i].second);
+    series_of_key[ranked[i]] = static_cast<std::uint32_t>(i);
+    t.series.emplace_back(keys.text(ranked[i]));
   }
   if (has_other) {
     t.series.push_back("other");

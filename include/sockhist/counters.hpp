@@ -28,12 +28,16 @@ using CounterValues = std::unordered_map<std::int64_t, std::int64_t>;
 
 // The value of every counter of a namespace as of one snapshot (of that namespace or later): one
 // index seek per counter name, never a scan of the history. Disappeared counters are absent.
-CounterValues counters_as_of(SQLite::Database& db, std::int64_t netns_id, std::int64_t snapshot_id);
+// `only`: these counter ids alone.
+CounterValues counters_as_of(SQLite::Database& db, std::int64_t netns_id, std::int64_t snapshot_id,
+                             const std::vector<std::int64_t>* only = nullptr);
 
 // Replays the stored counter values of one namespace at each snapshot of `ids` (ascending): the
 // first one's full values, then the stored changes (those of snapshots between the ids too).
-// `visit(index, values)` sees each snapshot's values in order.
+// `visit(index, values)` sees each snapshot's values in order. `only`: these counter ids alone
+// (a week's replay of four counters reads their changes, not every counter's).
 void replay_counters(SQLite::Database& db, std::int64_t netns_id, const std::vector<std::int64_t>& ids,
-                     const std::function<void(std::size_t, const CounterValues&)>& visit);
+                     const std::function<void(std::size_t, const CounterValues&)>& visit,
+                     const std::vector<std::int64_t>* only = nullptr);
 
 }  // namespace sockhist::store

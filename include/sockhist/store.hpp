@@ -25,8 +25,9 @@ inline constexpr std::int64_t k_span_open = 2147483647;
 int schema_version();
 
 // The SELECT of the view v_snapshot_sockets, its own text, with its spans read through `index`
-// (socket_spans_by_first or socket_spans_by_last): what a reader runs instead of the view when it
-// knows which index reads less (the planner picks one for every moment).
+// (socket_spans_by_first, socket_spans_by_state, or a version 7 file's socket_spans_by_last): what
+// a reader runs instead of the view when it knows which index reads less (the planner picks one
+// for every moment).
 std::string snapshot_sockets_select(std::string_view index);
 
 // Whether a database's tables, indexes and views are exactly those this build's migrations make,

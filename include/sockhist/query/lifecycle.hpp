@@ -3,6 +3,7 @@
 // kernel gives them; ephemeral-port pressure. Queries only; the commands render them (analyzer/cmd_*.cpp).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -155,12 +156,60 @@ struct TimeWaitBucket {
   std::optional<double> counter_per_s;     // TcpExt.TW per second over its snapshot pairs
 };
 
+// TIME_WAIT grouped by remote endpoint (a server's peers by address: their ports are their own
+// ephemeral ones) or by local address (a listening port keeps its port; ephemeral ports are summed
+// under the address).
+struct TimeWaitGroup {
+  std::string key;
+  std::string closer;  // "server", "client", "other" or "mixed"
+  std::int64_t sockets = 0;
+  std::int64_t peak = 0;  // the highest count in one snapshot
+  std::int64_t peak_ms = 0;
+  std::optional<double> entries_per_s;  // sockets entering over the span of the report's snapshots
+  std::string owners;                   // the most frequent owner, "(+N more)"
+};
+enum class TimeWaitBy { remote, local };
+
+// The anomalies a TIME_WAIT socket can show, in the order reports list them.
+enum class TimeWaitAnomaly { reused_tuple, vanished_early, overstayed, long_timer, fin_wait2_minisocket };
+inline constexpr std::size_t k_time_wait_anomaly_kinds = 5;
+bool has(const TimeWaitSocket& s, TimeWaitAnomaly anomaly);
+
+// The sockets with one anomaly: how many, and the first of them.
+struct TimeWaitAnomalies {
+  std::int64_t count = 0;
+  std::optional<TimeWaitSocket> example;
+};
+
+// TIME_WAIT sockets by who closed first, and by whom: "serves :443 (752/nginx)" for a server's,
+// "869/java" for a client's ("unknown owner" without one), the most sockets first.
+struct TimeWaitClosers {
+  Closer closer = Closer::other;
+  std::int64_t sockets = 0;
+  std::int64_t entered = 0;  // entered between the range's first and last snapshot
+  std::vector<std::pair<std::string, std::int64_t>> owners;
+  bool carried = false;  // some owner of a client's socket was carried from its open connection
+};
+
+// What a report keeps beyond its totals: a week of a busy host holds a million TIME_WAIT sockets,
+// which are counted as they are read and kept only as asked.
+struct TimeWaitAsk {
+  enum class Keep { none, anomalies, all } keep = Keep::anomalies;
+  std::optional<TimeWaitBy> by;  // groups to make
+  // Sockets kept up to this many have what followed each looked up one by one; more, in one scan.
+  std::size_t successor_lookups_max = 64;
+};
+
 struct TimeWaitReport {
   std::int64_t since_ms = 0, until_ms = 0;  // the range asked for
   std::int64_t snapshots = 0;
   std::vector<SnapshotSummary> snapshot_list;     // the range's snapshots, oldest first
   std::optional<std::int64_t> first_ms, last_ms;  // its first and last snapshot
-  std::vector<TimeWaitSocket> sockets;            // TIME_WAIT and FIN_WAIT2 minisockets seen, oldest first
+  // The TIME_WAIT sockets and FIN_WAIT2 minisockets seen that TimeWaitAsk::keep asked for, oldest first.
+  std::vector<TimeWaitSocket> sockets;
+  std::array<TimeWaitAnomalies, k_time_wait_anomaly_kinds> anomalies;  // by TimeWaitAnomaly
+  std::vector<TimeWaitClosers> closers;                                // those with sockets: server, client, other
+  std::vector<TimeWaitGroup> groups;                                   // TimeWaitAsk::by: the most at their peak first
   // Entries whose estimate falls between the first and the last snapshot, and their rate. They are
   // all seen only when no two consecutive snapshots are more than 60 s apart (`complete`).
   std::int64_t entries = 0;
@@ -196,22 +245,7 @@ struct TimeWaitReport {
 
 // TIME_WAIT over the snapshots of [since_ms, until_ms]; bucket_ms 0 picks a size.
 TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
-                                std::int64_t bucket_ms);
-
-// TIME_WAIT grouped by remote endpoint (a server's peers by address: their ports are their own
-// ephemeral ones) or by local address (a listening port keeps its port; ephemeral ports are summed
-// under the address).
-struct TimeWaitGroup {
-  std::string key;
-  std::string closer;  // "server", "client", "other" or "mixed"
-  std::int64_t sockets = 0;
-  std::int64_t peak = 0;  // the highest count in one snapshot
-  std::int64_t peak_ms = 0;
-  std::optional<double> entries_per_s;  // sockets entering over the span of the report's snapshots
-  std::string owners;                   // the most frequent owner, "(+N more)"
-};
-enum class TimeWaitBy { remote, local };
-std::vector<TimeWaitGroup> time_wait_groups(const TimeWaitReport& report, TimeWaitBy by);
+                                std::int64_t bucket_ms, const TimeWaitAsk& ask = {});
 
 // Ephemeral-port pressure towards one destination: connections from ports in ip_local_port_range
 // (TIME_WAIT and open ones) per (local address, remote address, remote port), at the snapshot
