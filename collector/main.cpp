@@ -12,6 +12,7 @@
 #include "sockhist/store.hpp"
 
 int main(int argc, char** argv) {
+  sockhist::model::keep_freed_memory();
   CLI::App app("sockhist-collect", "sockhist-collect");
   sockhist::collector::CollectOptions options;
   sockhist::collector::setup_collect(app, options);

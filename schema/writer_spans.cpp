@@ -3,6 +3,7 @@
 // changes of their last states, and the spans that end or begin.
 #include <fmt/format.h>
 
+#include "sockhist/raw_statement.hpp"
 #include "sockhist/store.hpp"
 #include "writer_impl.hpp"
 
@@ -38,7 +39,8 @@ std::vector<SnapshotWriter::Impl::OpenSpan> SnapshotWriter::Impl::open_spans_bef
     }
     return open;
   }
-  SQLite::Statement select(
+  // Read raw, text as views into SQLite's row: 50,000 open spans are read back by every new process.
+  RawStatement select(
       db, fmt::format("SELECT sp.span_id, st.proto, coalesce(sp.family, 0), a.addr, coalesce(sp.local_port, 0), "
                       "coalesce(sp.remote_addr, ''), coalesce(sp.remote_port, 0), sp.inode, st.state, "
                       "sp.process_id, sp.owner_carried, coalesce(sp.first_time_ms, f.time_ms, 0), sp.cookie, "
@@ -54,43 +56,41 @@ std::vector<SnapshotWriter::Impl::OpenSpan> SnapshotWriter::Impl::open_spans_bef
                       k_span_open));
   select.bind(1, netns_id);
   open.reserve(static_cast<std::size_t>(prev.socket_count));
-  const auto u32 = [&](int column) { return static_cast<std::uint32_t>(select.getColumn(column).getInt64()); };
-  const auto optional_u32 = [&](int column) {
-    return select.getColumn(column).isNull() ? std::nullopt : std::optional(u32(column));
-  };
-  while (select.executeStep()) {
-    OpenSpan span;
-    span.span_id = select.getColumn(0).getInt64();
-    const std::string proto = select.getColumn(1).getString();
-    const int family = select.getColumn(2).getInt();
-    const std::string local_addr = select.getColumn(3).getString();
-    const int local_port = select.getColumn(4).getInt();
-    const std::string remote_addr = select.getColumn(5).getString();
-    const int remote_port = select.getColumn(6).getInt();
-    const auto inode = static_cast<std::uint64_t>(select.getColumn(7).getInt64());
+  const auto u32 = [&](int column) { return static_cast<std::uint32_t>(select.integer(column)); };
+  const auto optional_u32 = [&](int column) { return select.null(column) ? std::nullopt : std::optional(u32(column)); };
+  while (select.step()) {
+    OpenSpan& span = open.emplace_back();
+    span.span_id = select.integer(0);
+    const std::string_view proto = select.text(1);
+    const int family = static_cast<int>(select.integer(2));
+    const std::string_view local_addr = select.text(3);
+    const int local_port = static_cast<int>(select.integer(4));
+    const std::string_view remote_addr = select.text(5);
+    const int remote_port = static_cast<int>(select.integer(6));
+    const auto inode = static_cast<std::uint64_t>(select.integer(7));
     span.id = model::identity(proto, family, local_addr, local_port, remote_addr, remote_port, inode);
     span.connection = model::identity(proto, family, local_addr, local_port, remote_addr, remote_port, 0);
     span.proto = model::proto_from_name(proto).value_or(model::Proto::tcp);
     // A state this build does not know cannot match any socket it reads: the span closes.
-    span.state = model::sock_state_from_name(select.getColumn(8).getString()).value_or(SockState::bound_inactive);
-    span.process_id = select.getColumn(9).isNull() ? 0 : select.getColumn(9).getInt64();
-    span.carried = select.getColumn(10).getInt() != 0;
-    const std::int64_t first_time_ms = select.getColumn(11).getInt64();
-    span.has_cookie = !select.getColumn(12).isNull();
-    span.cookie = span.has_cookie ? select.getColumn(12).getInt64() : 0;
+    span.state = model::sock_state_from_name(select.text(8)).value_or(SockState::bound_inactive);
+    span.process_id = select.null(9) ? 0 : select.integer(9);
+    span.carried = select.integer(10) != 0;
+    const std::int64_t first_time_ms = select.integer(11);
+    span.has_cookie = !select.null(12);
+    span.cookie = span.has_cookie ? select.integer(12) : 0;
     // The values as last stored: the newest socket_values row, else the span's first ones.
     SocketValues& v = span.values;
-    const int base = select.getColumn(20).getInt() != 0 ? 21 : 13;
+    const int base = select.integer(20) != 0 ? 21 : 13;
     v.tx_queue = u32(base);
     v.rx_queue = u32(base + 1);
-    v.timer = static_cast<std::uint8_t>(select.getColumn(base + 2).getInt());
+    v.timer = static_cast<std::uint8_t>(select.integer(base + 2));
     if (base == 21) {
-      v.timer_expires_ms = select.getColumn(24).getInt64();
+      v.timer_expires_ms = select.integer(24);
       v.retransmits = u32(25);
       v.probes = u32(26);
       v.backlog = optional_u32(27);
     } else {
-      const std::int64_t timer_ms = select.getColumn(16).getInt64();
+      const std::int64_t timer_ms = select.integer(16);
       if (v.timer == 0) {
         v.timer_off_ms = static_cast<std::uint32_t>(timer_ms);
       } else {
@@ -100,7 +100,6 @@ std::vector<SnapshotWriter::Impl::OpenSpan> SnapshotWriter::Impl::open_spans_bef
       v.probes = u32(18);
       v.backlog = optional_u32(19);
     }
-    open.push_back(std::move(span));
   }
   return open;
 }

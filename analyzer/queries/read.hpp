@@ -13,10 +13,12 @@
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
 
-#include "raw.hpp"
 #include "sockhist/query.hpp"
+#include "sockhist/raw_statement.hpp"
 
 namespace sockhist::query::detail {
+
+using store::RawStatement;
 
 inline std::optional<std::string> opt_text(const SQLite::Column& c) {
   return c.isNull() ? std::nullopt : std::optional(c.getString());

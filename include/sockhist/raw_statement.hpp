@@ -1,6 +1,7 @@
 // A prepared statement read through SQLite's own column functions, for the readers that step over
-// a million rows: SQLite::Statement::getColumn copies a shared pointer (two atomic operations) per
-// column read, which costs more than the read itself at that scale. Private to analyzer/queries.
+// a million rows (the analyzer's range readers, the writer reading a namespace's open spans back):
+// SQLite::Statement::getColumn copies a shared pointer (two atomic operations) per column read,
+// which costs more than the read itself at that scale.
 #pragma once
 
 #include <cstdint>
@@ -11,7 +12,7 @@
 #include <SQLiteCpp/Exception.h>
 #include <sqlite3.h>
 
-namespace sockhist::query::detail {
+namespace sockhist::store {
 
 class RawStatement {
  public:
@@ -56,4 +57,4 @@ class RawStatement {
   std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> stmt_;
 };
 
-}  // namespace sockhist::query::detail
+}  // namespace sockhist::store
