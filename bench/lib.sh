@@ -11,6 +11,7 @@ build=${SOCKHIST_BUILD_DIR:-build}
 measure=$build/bench/sockhist-measure
 population=$build/tests/sockhist-population
 collect=$(realpath "$build/collector/sockhist-collect")
+floors=$build/bench/sockhist-floors
 for tool in ss netstat; do command -v $tool >/dev/null || { echo "$me: error: $tool is not installed" >&2; exit 2; }; done
 
 ns=sockhist-bench-$$

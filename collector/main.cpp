@@ -12,7 +12,6 @@
 #include "sockhist/store.hpp"
 
 int main(int argc, char** argv) {
-  sockhist::model::keep_freed_memory();
   CLI::App app("sockhist-collect", "sockhist-collect");
   sockhist::collector::CollectOptions options;
   sockhist::collector::setup_collect(app, options);
@@ -25,6 +24,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     fmt::print(stderr, "sockhist-collect: error: {}\nRun 'sockhist-collect --help' for the options.\n", e.what());
     return static_cast<int>(sockhist::Exit::usage);
+  }
+  if (!options.interval) {
+    // One snapshot and out: memory kept for reuse is speed; a loop lives on, and keeps its size.
+    sockhist::model::keep_freed_memory();
   }
   try {
     return sockhist::collector::run_collect(options);
