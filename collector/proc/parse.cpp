@@ -45,14 +45,16 @@ namespace {
 // doubling copies every row into fresh pages, which cost more here than parsing them).
 void reserve_rows(std::string_view text, Parsed<Socket>& result, std::unordered_set<std::uint64_t>& seen) {
   const auto lines = static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
-  result.rows.reserve(lines);
+  result.rows.reserve(result.rows.size() + lines);
   seen.reserve(lines);
 }
 
 }  // namespace
 
-Parsed<Socket> parse_inet(std::string_view text, Proto proto, int family, std::int64_t user_hz) {
+Parsed<Socket> parse_inet(std::string_view text, Proto proto, int family, std::int64_t user_hz,
+                          std::vector<Socket> rows) {
   Parsed<Socket> result;
+  result.rows = std::move(rows);
   if (user_hz <= 0) {
     user_hz = 100;
   }
@@ -137,8 +139,9 @@ Parsed<Socket> parse_inet(std::string_view text, Proto proto, int family, std::i
   return result;
 }
 
-Parsed<Socket> parse_unix(std::string_view text) {
+Parsed<Socket> parse_unix(std::string_view text, std::vector<Socket> rows) {
   Parsed<Socket> result;
+  result.rows = std::move(rows);
   std::unordered_set<std::uint64_t> seen;
   reserve_rows(text, result, seen);
   const auto header_ok = [](const Fields& h) { return h.count >= 7 && h.at[0] == "Num" && h.at[1] == "RefCount"; };

@@ -21,11 +21,13 @@ namespace sockhist::proc {
 
 // Parses /proc/net/tcp, tcp6, udp or udp6 (family 4 or 6). Timer values are converted from
 // USER_HZ ticks to milliseconds. Rows repeated under churn are dropped and counted; malformed
-// lines are skipped and listed; a missing or foreign header is an error.
-model::Parsed<model::Socket> parse_inet(std::string_view text, model::Proto proto, int family, std::int64_t user_hz);
+// lines are skipped and listed; a missing or foreign header is an error. The rows are appended to
+// `rows` (the tables read before, moved in), so that a namespace's sockets are parsed in place.
+model::Parsed<model::Socket> parse_inet(std::string_view text, model::Proto proto, int family, std::int64_t user_hz,
+                                        std::vector<model::Socket> rows = {});
 
-// Parses /proc/net/unix.
-model::Parsed<model::Socket> parse_unix(std::string_view text);
+// Parses /proc/net/unix; `rows` as for parse_inet.
+model::Parsed<model::Socket> parse_unix(std::string_view text, std::vector<model::Socket> rows = {});
 
 // Parses /proc/net/snmp or /proc/net/netstat: pairs of `Section: names` / `Section: values` lines.
 // Fields are taken by name; a section may repeat (IcmpMsg) or be absent. A pair whose name and
@@ -133,7 +135,11 @@ class Loader {
     if (parsed.duplicates > 0) {
       note(path, 0, std::to_string(parsed.duplicates) + " duplicate rows dropped");
     }
-    std::move(parsed.rows.begin(), parsed.rows.end(), std::back_inserter(out));
+    if (out.empty()) {
+      out = std::move(parsed.rows);  // a parser that appended to `out` moved in: no copy
+    } else {
+      std::move(parsed.rows.begin(), parsed.rows.end(), std::back_inserter(out));
+    }
     return true;
   }
 
