@@ -1,7 +1,6 @@
 // sockhist-history: writes a synthetic history of a busy host through the real store code, for the
-// analyzer's benchmark (bench/analyzer). One file over 500 lines on purpose: it is one program whose
-// model of the host (Host), its counters (Counters) and its command line are read together when a
-// bench figure is questioned; none of it is shared with anything else.
+// analyzer's benchmark (bench/analyzer): the model of the host (Host) and the command line; its
+// counters are in history_counters.hpp.
 //
 //   sockhist-history --db PATH [--days 7] [--interval 60] [--sockets 10000] [--churn 1]
 //                    [--counters-from DIR] [--start 2026-11-01T00:00:00Z] [--reboot-at 0.5]
@@ -35,6 +34,7 @@
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 
+#include "history_counters.hpp"
 #include "sockhist/error.hpp"
 #include "sockhist/model.hpp"
 #include "sockhist/proc.hpp"
@@ -45,21 +45,13 @@
 namespace {
 
 using namespace sockhist;
+using bench::Counters;
 using model::Proto;
 using model::Socket;
 using model::SockState;
 using model::TimerKind;
 
 constexpr std::int64_t k_minute_ms = 60'000;
-
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw Error(Exit::bad_input, fmt::format("{}: cannot read", path.string()));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // The processes that own the host's sockets.
 struct Owners {
@@ -338,78 +330,6 @@ class Host {
   std::uint16_t m_next_port = 32768;
   std::uint64_t m_next_inode = 20000;
   std::uint64_t m_next_cookie = 4096;
-};
-
-// Counters from a real capture, growing at the rates it implies.
-class Counters {
- public:
-  Counters(const std::filesystem::path& dir, std::uint64_t seed) : m_rng(seed) {
-    auto add = [&](model::Parsed<model::Counter> parsed, const std::filesystem::path& file) {
-      if (parsed.error)
-        throw Error(Exit::bad_input, fmt::format("{}: {}", file.string(), *parsed.error));
-      for (auto& c : parsed.rows)
-        m_template.push_back(std::move(c));
-    };
-    add(proc::parse_counter_pairs(read_text(dir / "snmp")), dir / "snmp");
-    add(proc::parse_counter_pairs(read_text(dir / "netstat")), dir / "netstat");
-    if (std::filesystem::exists(dir / "snmp6"))
-      add(proc::parse_snmp6(read_text(dir / "snmp6")), dir / "snmp6");
-    add(proc::parse_sockstat(read_text(dir / "sockstat"), "Sockstat"), dir / "sockstat");
-    // The template's uptime sets the rates; the sample captures about a day of uptime.
-    const std::string uptime = read_text(dir.parent_path() / "uptime");
-    m_template_uptime_s = std::max(1.0, std::stod(uptime));
-  }
-
-  void reboot() {
-    m_values.clear();
-    for (const auto& c : m_template)
-      m_values[c.section + "." + c.name] = c.is_gauge ? c.value : 0;
-  }
-
-  // Advances the counters by one interval and returns them, with the gauges set from `sockets`.
-  std::vector<model::Counter> step(double interval_s, const std::vector<Socket>& sockets) {
-    std::map<std::string, std::int64_t> gauges;
-    std::int64_t tcp_inuse = 0, tw = 0, udp_inuse = 0, estab = 0;
-    for (const auto& s : sockets) {
-      if (s.proto == Proto::tcp) {
-        if (s.state == SockState::time_wait)
-          ++tw;
-        else
-          ++tcp_inuse;
-        if (s.state == SockState::established || s.state == SockState::close_wait)
-          ++estab;
-      } else if (s.proto == Proto::udp) {
-        ++udp_inuse;
-      }
-    }
-    gauges["Sockstat.TCP_inuse"] = tcp_inuse;
-    gauges["Sockstat.TCP_tw"] = tw;
-    gauges["Sockstat.TCP_alloc"] = tcp_inuse + tw;
-    gauges["Sockstat.UDP_inuse"] = udp_inuse;
-    gauges["Tcp.CurrEstab"] = estab;
-    std::vector<model::Counter> out;
-    out.reserve(m_template.size());
-    for (const auto& c : m_template) {
-      const std::string key = c.section + "." + c.name;
-      std::int64_t& value = m_values[key];
-      if (c.is_gauge) {
-        if (auto g = gauges.find(key); g != gauges.end())
-          value = g->second;
-      } else if (c.value > 0) {
-        const double mean = static_cast<double>(c.value) / m_template_uptime_s * interval_s;
-        std::poisson_distribution<std::int64_t> draw(std::max(mean, 1e-9));
-        value += mean > 1e6 ? static_cast<std::int64_t>(mean) : draw(m_rng);
-      }
-      out.push_back({c.section, c.name, value, c.is_gauge});
-    }
-    return out;
-  }
-
- private:
-  std::vector<model::Counter> m_template;
-  std::map<std::string, std::int64_t> m_values;
-  double m_template_uptime_s = 1;
-  std::mt19937_64 m_rng;
 };
 
 }  // namespace
