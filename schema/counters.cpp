@@ -17,9 +17,14 @@ std::map<std::int64_t, CounterName> counter_names(SQLite::Database& db) {
 
 namespace {
 
-// " AND cn.counter_id IN (...)" for a subset of the counters; nothing for all of them.
+// " AND cn.counter_id IN (...)" for a subset of the counters (none: IN (NULL), which holds for no
+// row); nothing for all of them.
 std::string only_counters(const std::vector<std::int64_t>* only) {
-  return only == nullptr ? std::string() : fmt::format(" AND cn.counter_id IN ({})", fmt::join(*only, ", "));
+  if (only == nullptr) {
+    return {};
+  }
+  return only->empty() ? std::string(" AND cn.counter_id IN (NULL)")
+                       : fmt::format(" AND cn.counter_id IN ({})", fmt::join(*only, ", "));
 }
 
 }  // namespace
@@ -45,10 +50,7 @@ CounterValues counters_as_of(SQLite::Database& db, std::int64_t netns_id, std::i
 void replay_counters(SQLite::Database& db, std::int64_t netns_id, const std::vector<std::int64_t>& ids,
                      const std::function<void(std::size_t, const CounterValues&)>& visit,
                      const std::vector<std::int64_t>* only) {
-  if (ids.empty() || (only != nullptr && only->empty())) {
-    for (std::size_t i = 0; only != nullptr && i < ids.size(); ++i) {
-      visit(i, CounterValues{});
-    }
+  if (ids.empty()) {
     return;
   }
   auto values = counters_as_of(db, netns_id, ids.front(), only);

@@ -1,7 +1,5 @@
 #include "sockhist/model.hpp"
 
-#include <malloc.h>
-
 #include <array>
 #include <utility>
 
@@ -218,13 +216,6 @@ bool is_gauge(std::string_view section, std::string_view name) {
     return name == "RtoAlgorithm" || name == "RtoMin" || name == "RtoMax" || name == "MaxConn" || name == "CurrEstab";
   }
   return false;
-}
-
-void keep_freed_memory() {
-  // Blocks up to 32 MiB (glibc's largest mmap threshold) come from the heap and are reused once
-  // freed; the heap's top is returned to the kernel only past 64 MiB.
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 }
 
 }  // namespace sockhist::model

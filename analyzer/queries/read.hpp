@@ -49,6 +49,11 @@ inline std::ptrdiff_t at_or_before(const std::vector<std::int64_t>& ids, std::in
   return std::upper_bound(ids.begin(), ids.end(), id) - ids.begin() - 1;
 }
 
+// The position in `times` (ascending) of the first snapshot at or after `time_ms`.
+inline std::size_t position_of(const std::vector<std::int64_t>& times, std::int64_t time_ms) {
+  return static_cast<std::size_t>(std::lower_bound(times.begin(), times.end(), time_ms) - times.begin());
+}
+
 // The snapshots' ids in order.
 std::vector<std::int64_t> ids_of(const std::vector<SnapshotSummary>& snapshots);
 

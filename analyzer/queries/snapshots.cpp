@@ -230,8 +230,8 @@ std::vector<SocketRow> snapshot_sockets(SQLite::Database& db, std::int64_t snaps
     }
   }
   const auto text = [&](int column) { return std::string(q.text(column)); };
-  const auto opt_text = [&](int column) { return q.null(column) ? std::nullopt : std::optional(text(column)); };
-  const auto opt_int = [&](int column) { return q.null(column) ? std::nullopt : std::optional(q.integer(column)); };
+  const auto text_or_null = [&](int column) { return q.null(column) ? std::nullopt : std::optional(text(column)); };
+  const auto int_or_null = [&](int column) { return q.null(column) ? std::nullopt : std::optional(q.integer(column)); };
   while (q.step()) {
     SocketRow& r = rows.emplace_back();
     r.proto = proto_of(text(0), snapshot_id);
@@ -252,15 +252,15 @@ std::vector<SocketRow> snapshot_sockets(SQLite::Database& db, std::int64_t snaps
       r.user = it->second;
     }
     r.inode = static_cast<std::uint64_t>(q.integer(14));
-    r.pid = opt_int(15);
-    r.comm = opt_text(16);
-    r.cmdline = opt_text(17);
+    r.pid = int_or_null(15);
+    r.comm = text_or_null(16);
+    r.cmdline = text_or_null(17);
     r.owner_carried = q.integer(18) != 0;
-    r.sock_type = opt_text(19);
+    r.sock_type = text_or_null(19);
     r.unix_flags = q.integer(20);
-    r.backlog = opt_int(21);
-    r.peer_inode = opt_int(22);
-    r.cookie = opt_int(23);
+    r.backlog = int_or_null(21);
+    r.peer_inode = int_or_null(22);
+    r.cookie = int_or_null(23);
     r.first_time_ms = q.integer(24);
     r.span_id = q.integer(25);
   }

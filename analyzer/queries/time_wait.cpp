@@ -15,13 +15,7 @@ namespace sockhist::query {
 
 using namespace detail;
 
-namespace {
-
-std::size_t position_of(const std::vector<std::int64_t>& times, std::int64_t time_ms) {
-  return static_cast<std::size_t>(std::lower_bound(times.begin(), times.end(), time_ms) - times.begin());
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::string_view name(Closer closer) {
   switch (closer) {
@@ -104,8 +98,8 @@ struct GroupTally {
 // Counts every socket as the reader completes it; keeps only what the report prints.
 class Tally {
  public:
-  Tally(TimeWaitReport& r, TimeWaitReader& reader, const TimeWaitAsk& ask, std::vector<std::int64_t> times)
-      : r_(r), reader_(reader), ask_(ask), times_(std::move(times)) {}
+  Tally(TimeWaitReport& r, TimeWaitReader& reader, const TimeWaitAsk& ask)
+      : r_(r), reader_(reader), ask_(ask), times_(reader.times()) {}
 
   void add(const TimeWaitSeen& s) {
     bool anomalous = false;
@@ -150,9 +144,18 @@ class Tally {
     if (ask_.by) {
       make_groups();
     }
+    // The examples' text and neighbours, looked up together.
+    std::vector<TimeWaitSeen> examples;
+    for (const auto& e : examples_) {
+      if (e) {
+        examples.push_back(*e);
+      }
+    }
+    auto looked_up = reader_.sockets(examples, ask_.successor_lookups_max);
+    auto example = looked_up.begin();
     for (std::size_t k = 0; k < k_time_wait_anomaly_kinds; ++k) {
       if (examples_[k]) {
-        r_.anomalies[k].example = reader_.sockets({*examples_[k]}, ask_.successor_lookups_max).front();
+        r_.anomalies[k].example = std::move(*example++);
       }
     }
     std::sort(kept_.begin(), kept_.end(), listed_before);
@@ -288,7 +291,7 @@ class Tally {
   TimeWaitReport& r_;
   TimeWaitReader& reader_;
   const TimeWaitAsk& ask_;
-  const std::vector<std::int64_t> times_;
+  const std::vector<std::int64_t>& times_;
   std::array<std::optional<TimeWaitSeen>, k_time_wait_anomaly_kinds> examples_;
   std::vector<TimeWaitSeen> kept_;
   std::int64_t from_minisocket_ = 0, minisockets_entered_ = 0;
@@ -404,18 +407,13 @@ TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::i
   }
   r.first_ms = r.snapshot_list.front().time_ms;
   r.last_ms = r.snapshot_list.back().time_ms;
-  std::vector<std::int64_t> times;
-  times.reserve(r.snapshot_list.size());
-  for (const auto& s : r.snapshot_list) {
-    times.push_back(s.time_ms);
-  }
   read_settings(r, db, r.snapshot_list.back().id);
   make_buckets(r);
   TimeWaitReader reader(db, scope, r.snapshot_list);
-  Tally tally(r, reader, ask, times);
+  Tally tally(r, reader, ask);
   reader.read([&](const TimeWaitSeen& s) { tally.add(s); });
   tally.finish();
-  count_snapshots(r, db, scope, times);
+  count_snapshots(r, db, scope, reader.times());
   return r;
 }
 

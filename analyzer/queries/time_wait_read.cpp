@@ -77,8 +77,9 @@ struct TimeWaitReader::Impl {
   std::unordered_map<std::int64_t, std::uint32_t> owner_of_process;
   std::unordered_map<const Listener*, std::uint32_t> owner_of_listener;
   std::unordered_map<std::int64_t, std::string> local_addrs;
-  std::unordered_map<std::int64_t, FirstSnapshot> outside;  // first snapshots before the range
-  std::unordered_set<std::int64_t> minisockets;             // FIN_WAIT2 minisocket spans read
+  std::unordered_map<std::int64_t, FirstSnapshot> outside;    // first snapshots before the range
+  std::unordered_set<std::int64_t> minisockets;               // FIN_WAIT2 minisocket spans read
+  std::unordered_map<std::string, std::uint64_t> long_texts;  // remote addresses TupleKey numbers
   std::optional<SQLite::Statement> process_q, prev_owner_q, snapshot_q, address_q;
 
   Impl(SQLite::Database& d, const Scope& s, const std::vector<SnapshotSummary>& snaps)
@@ -90,8 +91,6 @@ struct TimeWaitReader::Impl {
     time_wait_id = state_id(db, model::Proto::tcp, model::SockState::time_wait);
     fin_wait2_id = state_id(db, model::Proto::tcp, model::SockState::fin_wait2);
   }
-
-  std::unordered_map<std::string, std::uint64_t> long_texts;  // remote addresses TupleKey numbers
 
   TupleKey tuple_key(const TimeWaitSeen& s) {
     TupleKey k;
@@ -110,9 +109,7 @@ struct TimeWaitReader::Impl {
     return k;
   }
 
-  std::size_t position_of(std::int64_t time_ms) const {
-    return static_cast<std::size_t>(std::lower_bound(times.begin(), times.end(), time_ms) - times.begin());
-  }
+  std::size_t position_of(std::int64_t time_ms) const { return detail::position_of(times, time_ms); }
 
   std::optional<std::int64_t> before_range() {
     if (!before_range_ms) {
@@ -265,6 +262,10 @@ TimeWaitReader::TimeWaitReader(SQLite::Database& db, const Scope& scope, const s
     : impl_(std::make_unique<Impl>(db, scope, snapshots)) {}
 
 TimeWaitReader::~TimeWaitReader() = default;
+
+const std::vector<std::int64_t>& TimeWaitReader::times() const {
+  return impl_->times;
+}
 
 const Owner& TimeWaitReader::owner(std::uint32_t id) const {
   return impl_->owners[id];

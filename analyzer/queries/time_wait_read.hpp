@@ -66,6 +66,8 @@ class TimeWaitReader {
 
   const Owner& owner(std::uint32_t id) const;
   const std::string& local_addr(std::int64_t addr_id);
+  // The range's snapshot times, oldest first.
+  const std::vector<std::int64_t>& times() const;
 
   // The sockets with their text, the state seen before each and what followed it on its 4-tuple,
   // in the order given. Up to `lookups_max` sockets have their successor looked up one by one;

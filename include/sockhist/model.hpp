@@ -210,15 +210,6 @@ struct Capture {
   std::size_t skipped_lines = 0;
 };
 
-// Tells the allocator to keep what the program frees for its next allocations rather than hand it
-// back to the kernel at once: a snapshot of 100,000 sockets (or a week read by the analyzer) grows
-// and frees tables of megabytes, and every fresh page costs a page fault, which on a virtual
-// machine cost more than the parsing that fills it. A collector that takes one snapshot calls it
-// first thing; it changes speed only (measured in bench/README.md). A looping collector does not
-// (it would keep 5 MB more at 100,000 sockets for as long as it runs), nor does the analyzer (its
-// largest command, a grouped trend of a week, would keep 1.3 MB more than its memory target).
-void keep_freed_memory();
-
 }  // namespace sockhist::model
 
 // fmt 9 has no format_as; these formatters print the enums by their names.
