@@ -1,5 +1,7 @@
 // The schema's versions: the migrations embedded from schema/*.sql, bringing a database to a
 // version in one transaction, and the view SQL readers run with an index named.
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -25,6 +27,50 @@ int schema_version() {
   return static_cast<int>(sql::k_migrations.size());
 }
 
+std::string span_length_class(std::string_view alias) {
+  const std::string prefix = alias.empty() ? std::string() : std::string(alias) + ".";
+  // An open span first: every span is inserted open, and its class is then one test, not 31.
+  std::string out = fmt::format("CASE WHEN {}last_snapshot_id = {} THEN 31", prefix, k_span_open);
+  for (int c = 0; c < k_span_length_classes - 1; ++c) {
+    out +=
+        fmt::format(" WHEN {0}last_snapshot_id - {0}first_snapshot_id < {1} THEN {2}", prefix, std::int64_t{1} << c, c);
+  }
+  return out + fmt::format(" ELSE {} END", k_span_length_classes - 1);
+}
+
+std::string read_by_length(std::string sql, std::string_view after, std::string_view start) {
+  constexpr std::string_view spans = "socket_spans sp ";
+  const auto at = sql.find(spans);
+  if (at == std::string::npos || at < 5) {
+    throw std::logic_error("a span reader reads no socket_spans sp");
+  }
+  // Each class's window of first ids, the spans read in the loop inside it (CROSS JOIN keeps that
+  // order: read the other way round, the planner would scan every span of a state).
+  std::string windows = "(VALUES ";
+  for (int c = 0; c < k_span_length_classes; ++c) {
+    windows +=
+        fmt::format("{}({}, {})", c ? ", " : "", c,
+                    c + 1 < k_span_length_classes ? std::int64_t{1} << c : std::numeric_limits<std::int64_t>::max());
+  }
+  windows += ") lc CROSS JOIN ";
+  const auto term =
+      fmt::format(" AND {} = lc.column1 AND sp.first_snapshot_id > {} - lc.column2", span_length_class("sp"), start);
+  const auto cond = sql.find(after, at);
+  if (cond == std::string::npos) {
+    throw std::logic_error(fmt::format("a span reader has no condition '{}'", after));
+  }
+  sql.insert(cond + after.size(), term);
+  sql.insert(at + spans.size(), "INDEXED BY socket_spans_by_length ");
+  if (sql.compare(at - 5, 5, "FROM ") == 0) {
+    sql.insert(at, windows);
+  } else if (sql.compare(at - 5, 5, "JOIN ") == 0) {
+    sql.replace(at - 5, 5, "CROSS JOIN " + windows);
+  } else {
+    throw std::logic_error("a span reader names socket_spans sp after neither FROM nor JOIN");
+  }
+  return sql;
+}
+
 std::string snapshot_sockets_select(std::string_view index) {
   const std::string_view views = sql::k_views;
   constexpr std::string_view head = "CREATE VIEW v_snapshot_sockets AS\n";
@@ -39,21 +85,27 @@ std::string snapshot_sockets_select(std::string_view index) {
   if (at == std::string::npos) {
     throw std::logic_error("v_snapshot_sockets reads no socket_spans sp");
   }
+  constexpr std::string_view netns = "ON sp.netns_id = s.netns_id";
+  if (select.find(netns, at) == std::string::npos) {
+    throw std::logic_error("v_snapshot_sockets joins socket_spans otherwise than by namespace");
+  }
+  // The state-led indexes' second column: every state, one seek each.
+  const auto every_state = [&] {
+    select.insert(select.find(netns, at) + netns.size(), " AND sp.state_id IN (SELECT state_id FROM socket_states)");
+  };
+  if (index == "socket_spans_by_length") {
+    every_state();
+    return read_by_length(std::move(select), netns, "s.snapshot_id");
+  }
   select.insert(at + spans.size(), fmt::format("INDEXED BY {} ", index));
   if (index == "socket_spans_by_state") {
-    // Its second column: every state, one seek each.
-    constexpr std::string_view netns = "ON sp.netns_id = s.netns_id";
-    const auto on = select.find(netns, at);
-    if (on == std::string::npos) {
-      throw std::logic_error("v_snapshot_sockets joins socket_spans otherwise than by namespace");
-    }
-    select.insert(on + netns.size(), " AND sp.state_id IN (SELECT state_id FROM socket_states)");
+    every_state();
   }
   return select;
 }
 
 int oldest_readable_schema_version() {
-  return 6;  // versions 7 and 8 changed indexes only: a version 6 or 7 file reads as it is
+  return 6;  // versions 7 to 9 changed indexes only: a version 6, 7 or 8 file reads as it is
 }
 
 std::string_view migration_sql(int version) {

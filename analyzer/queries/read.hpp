@@ -54,6 +54,45 @@ inline std::size_t position_of(const std::vector<std::int64_t>& times, std::int6
   return static_cast<std::size_t>(std::lower_bound(times.begin(), times.end(), time_ms) - times.begin());
 }
 
+// position_of and at_or_before for a reader that looks positions up in the order of its rows,
+// each near the one before (a week's TIME_WAIT spans, by first snapshot, each a snapshot or two
+// long): searched outwards from the previous answer, a few steps rather than a binary search of
+// every snapshot.
+class NearSearch {
+ public:
+  explicit NearSearch(const std::vector<std::int64_t>& sorted) : v_(sorted) {}
+  // std::lower_bound's position: the first value >= x.
+  std::size_t lower(std::int64_t x) {
+    const auto n = v_.size();
+    const auto h = std::min(hint_, n);
+    std::size_t lo = 0, hi = 0;  // the answer is in [lo, hi]
+    std::size_t step = 1;
+    if (h < n && v_[h] < x) {
+      while (h + step < n && v_[h + step] < x) {
+        step *= 2;
+      }
+      lo = h + step / 2 + 1;
+      hi = std::min(h + step, n);
+    } else {
+      while (step <= h && v_[h - step] >= x) {
+        step *= 2;
+      }
+      lo = step > h ? 0 : h - step + 1;
+      hi = step == 1 ? h : h - step / 2;
+    }
+    hint_ = static_cast<std::size_t>(std::lower_bound(v_.begin() + static_cast<std::ptrdiff_t>(lo),
+                                                      v_.begin() + static_cast<std::ptrdiff_t>(hi), x) -
+                                     v_.begin());
+    return hint_;
+  }
+  // at_or_before's position: the last value <= id, -1 when none (ids are below INT64_MAX).
+  std::ptrdiff_t at_or_before(std::int64_t id) { return static_cast<std::ptrdiff_t>(lower(id + 1)) - 1; }
+
+ private:
+  const std::vector<std::int64_t>& v_;
+  std::size_t hint_ = 0;
+};
+
 // The snapshots' ids in order.
 std::vector<std::int64_t> ids_of(const std::vector<SnapshotSummary>& snapshots);
 
@@ -66,11 +105,14 @@ std::vector<std::int64_t> ids_of(const std::vector<SnapshotSummary>& snapshots);
 // family, local_addr, local_port, remote_addr, remote_port, rx_queue at the span's first snapshot,
 // rx_queue at its last snapshot in the range.
 // The index that finds a namespace's spans alive in [first_id, last_id] reading the fewest:
-// socket_spans_by_first near the start of its history, near the end socket_spans_by_state (schema
-// 8; a reader without a state term adds one for every state), or socket_spans_by_last in a version
-// 7 file; a version 6 file has only the first.
-// `unordered`: the reader wants one state's spans in no order, so that the state's own index serves
-// it from the middle of the history on (otherwise from the later half).
+// socket_spans_by_length (schema 9: about twice the spans alive in the range, anywhere in the
+// history, in no useful order), else socket_spans_by_first (in order of first snapshot) for a range
+// that reaches back over most of the history before its end. In older files: socket_spans_by_first
+// near the start of the history, near the end socket_spans_by_state (schema 8) or
+// socket_spans_by_last (schema 7); a version 6 file has only the first. Every reader names the
+// states it reads (the state-led indexes' second column).
+// `unordered`: the reader needs its spans in no order, so that the state-led index serves it
+// anywhere (socket_spans_by_state from the middle of the history on).
 std::string_view spans_index(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id,
                              bool unordered = false);
 

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "read.hpp"
+#include "sockhist/store.hpp"
 
 namespace sockhist::query::detail {
 
@@ -19,11 +20,14 @@ constexpr const char* k_alive_in_range =
 // put there: the one spans_index picks, or `index` where the reader knows better.
 std::string hinted(SQLite::Database& db, std::string sql, const Scope& scope, std::int64_t first_id,
                    std::int64_t last_id, std::string_view index = {}) {
+  const auto use = index.empty() ? spans_index(db, scope, first_id, last_id) : index;
+  if (use == "socket_spans_by_length") {
+    return store::read_by_length(std::move(sql), k_alive_in_range, "?3");
+  }
   constexpr std::string_view spans = "FROM socket_spans sp ";
   const auto at = sql.find(spans);
   if (at != std::string::npos) {
-    sql.insert(at + spans.size(),
-               fmt::format("INDEXED BY {} ", index.empty() ? spans_index(db, scope, first_id, last_id) : index));
+    sql.insert(at + spans.size(), fmt::format("INDEXED BY {} ", use));
   }
   return sql;
 }
@@ -37,16 +41,16 @@ SQLite::Statement in_range(SQLite::Database& db, std::string sql, const Scope& s
   return q;
 }
 
-// The index of spans by end that this file has: socket_spans_by_state (schema 8), socket_spans_by_last
-// (schema 7, every state mixed), or none (schema 6).
+// The state-led span index this file has: socket_spans_by_length (schema 9), socket_spans_by_state
+// (schema 8), a version 7 file's socket_spans_by_last (every state mixed), or none (schema 6).
 std::string_view late_index(SQLite::Database& db) {
+  constexpr std::string_view names[] = {"socket_spans_by_length", "socket_spans_by_state", "socket_spans_by_last"};
   SQLite::Statement has(db,
-                        "SELECT name FROM sqlite_schema WHERE type = 'index' "
-                        "AND name IN ('socket_spans_by_state', 'socket_spans_by_last') ORDER BY name DESC");
-  if (!has.executeStep()) {
-    return {};
-  }
-  return has.getColumn(0).getString() == "socket_spans_by_state" ? "socket_spans_by_state" : "socket_spans_by_last";
+                        "SELECT CASE name WHEN 'socket_spans_by_length' THEN 0 WHEN 'socket_spans_by_state' THEN 1 "
+                        "ELSE 2 END AS rank FROM sqlite_schema WHERE type = 'index' AND name IN "
+                        "('socket_spans_by_length', 'socket_spans_by_state', 'socket_spans_by_last') "
+                        "ORDER BY rank LIMIT 1");
+  return has.executeStep() ? names[has.getColumn(0).getInt()] : std::string_view{};
 }
 
 }  // namespace
@@ -66,11 +70,18 @@ std::string_view spans_index(SQLite::Database& db, const Scope& scope, std::int6
   if (!ids.executeStep() || ids.getColumn(0).isNull()) {
     return "socket_spans_by_first";
   }
+  const auto oldest = ids.getColumn(0).getInt64(), newest = ids.getColumn(1).getInt64();
+  if (late == "socket_spans_by_length") {
+    // Each class is read in a window that begins about one span length before the range: about
+    // twice the spans alive in it, at any place in the history, but not in the order of their
+    // first snapshot. A reader that needs that order and most of the history before the range's
+    // end reads it in order, by first snapshot, rather than sort it.
+    return unordered || 2 * (last_id - first_id) < last_id - oldest ? late : "socket_spans_by_first";
+  }
   // Spans begun by the range's end against spans ended from its start on: each about in proportion
   // to the snapshots on its side (the spans still open are read either way).
   // socket_spans_by_state reads only the state's rows, but in the order of their end: from the
   // middle on it serves a reader that needs no other order (and does not sort a week's rows).
-  const auto oldest = ids.getColumn(0).getInt64(), newest = ids.getColumn(1).getInt64();
   const bool state_first = unordered && late == "socket_spans_by_state";
   return newest - first_id < last_id - oldest || (state_first && newest - first_id <= last_id - oldest)
              ? late
@@ -187,9 +198,9 @@ Listeners listeners(SQLite::Database& db, const Scope& scope, std::int64_t first
   if (!listen) {
     return out;
   }
-  // Listeners are few: by state they are one seek (a version 7 file has no such index).
+  // Listeners are few: by state they are a few seeks (a version 7 file has no such index).
   auto late = late_index(db);
-  if (late != "socket_spans_by_state") {
+  if (late != "socket_spans_by_length" && late != "socket_spans_by_state") {
     late = spans_index(db, scope, first_id, last_id);
   }
   auto q = in_range(db,

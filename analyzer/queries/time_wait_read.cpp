@@ -82,6 +82,8 @@ struct TimeWaitReader::Impl {
   std::unordered_map<std::string, std::uint64_t> long_texts;  // remote addresses TupleKey numbers
   std::optional<SQLite::Statement> process_q, prev_owner_q, snapshot_q, address_q;
 
+  NearSearch id_search{ids}, time_search{times};  // ids and times are not changed once made
+
   Impl(SQLite::Database& d, const Scope& s, const std::vector<SnapshotSummary>& snaps)
       : db(d), scope(s), snapshots(snaps), ids(ids_of(snaps)) {
     for (const auto& snap : snaps) {
@@ -109,7 +111,7 @@ struct TimeWaitReader::Impl {
     return k;
   }
 
-  std::size_t position_of(std::int64_t time_ms) const { return detail::position_of(times, time_ms); }
+  std::size_t position_of(std::int64_t time_ms) { return time_search.lower(time_ms); }
 
   std::optional<std::int64_t> before_range() {
     if (!before_range_ms) {
@@ -126,8 +128,8 @@ struct TimeWaitReader::Impl {
   // The time and ip_local_port_range of a span's first snapshot.
   FirstSnapshot first_snapshot(std::int64_t id) {
     FirstSnapshot f;
-    if (const auto it = std::lower_bound(ids.begin(), ids.end(), id); it != ids.end() && *it == id) {
-      const auto& snap = snapshots[static_cast<std::size_t>(it - ids.begin())];
+    if (const auto at = id_search.lower(id); at < ids.size() && ids[at] == id) {
+      const auto& snap = snapshots[at];
       f.time_ms = snap.time_ms;
       f.port_low = snap.port_range_low.value_or(f.port_low);
       f.port_high = snap.port_range_high.value_or(f.port_high);
@@ -231,13 +233,13 @@ struct TimeWaitReader::Impl {
     }
     // Where in the range it was first and last seen. A socket first seen before the range keeps its
     // own first sighting (and timer) for the estimate, and no lower bound from the range.
-    const auto first_pos = at_or_before(ids, s.first_id);
+    const auto first_pos = id_search.at_or_before(s.first_id);
     if (first_pos > 0) {
       s.entered_after_ms = times[static_cast<std::size_t>(first_pos - 1)];
     } else if (first_pos == 0) {
       s.entered_after_ms = before_range();
     }
-    const auto last_pos = at_or_before(ids, s.last_id);
+    const auto last_pos = id_search.at_or_before(s.last_id);
     s.last_seen_ms = times[static_cast<std::size_t>(std::max<std::ptrdiff_t>(last_pos, 0))];
     if (s.last_id < ids.back()) {
       const auto& gone = snapshots[static_cast<std::size_t>(last_pos + 1)];

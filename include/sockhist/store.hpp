@@ -25,10 +25,26 @@ inline constexpr std::int64_t k_span_open = 2147483647;
 int schema_version();
 
 // The SELECT of the view v_snapshot_sockets, its own text, with its spans read through `index`
-// (socket_spans_by_first, socket_spans_by_state, or a version 7 file's socket_spans_by_last): what
-// a reader runs instead of the view when it knows which index reads less (the planner picks one
-// for every moment).
+// (socket_spans_by_length; an older file's socket_spans_by_first, socket_spans_by_state (version 8)
+// or socket_spans_by_last (version 7)): what a reader runs instead of the view when it knows which
+// index reads less (the planner picks one for every moment).
 std::string snapshot_sockets_select(std::string_view index);
+
+// Schema 9's span length classes (socket_spans_by_length): class c holds the spans whose
+// last_snapshot_id - first_snapshot_id has c bits (0 for a span seen once), 31 the open spans
+// (whose length to k_span_open is under 2^31), the last one every longer span. What the readers
+// rely on: a span of class c is shorter than 2^c.
+inline constexpr int k_span_length_classes = 33;
+
+// The expression socket_spans_by_length indexes, its columns named through `alias` ("sp" gives
+// sp.first_snapshot_id): SQLite uses the index only for a query that writes this same expression.
+std::string span_length_class(std::string_view alias);
+
+// `sql`, a query that reads `socket_spans sp` (after FROM or JOIN), rewritten to read it through
+// socket_spans_by_length: the classes' windows joined before it, and after the condition text
+// `after` a term keeping each class to the spans that began late enough to reach the snapshot id
+// `start` (SQL text: a parameter or a column). The query must name the states it reads.
+std::string read_by_length(std::string sql, std::string_view after, std::string_view start);
 
 // Whether a database's tables, indexes and views are exactly those this build's migrations make,
 // and nothing else: the schema check's fast path, against the objects the build dumped (an older

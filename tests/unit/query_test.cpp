@@ -115,10 +115,10 @@ TEST(DiffSides, OwnersMatchAcrossCutNamesOrByPid) {
   EXPECT_EQ(moved->b, 0);
 }
 
-// Read through any span index, every moment's sockets are the view's: the analyzer reads a late
-// moment through socket_spans_by_state (schema 8; a version 7 file's socket_spans_by_last) and an
-// early one through socket_spans_by_first, and snapshot_sockets gives the same rows in the same
-// order either way.
+// Read through any span index, every moment's sockets are the view's: the analyzer reads a moment
+// through socket_spans_by_length (schema 9; an older file's socket_spans_by_state or
+// socket_spans_by_last late in the history, socket_spans_by_first early), and snapshot_sockets
+// gives the same rows in the same order whichever it is.
 TEST_F(Queries, EitherSpanIndexGivesTheViewsSocketsAtEveryMoment) {
   const auto rows = [&](const std::string& from, std::int64_t id) {
     return dump_rows(db,
@@ -126,12 +126,16 @@ TEST_F(Queries, EitherSpanIndexGivesTheViewsSocketsAtEveryMoment) {
                      "rx_queue, timer, timer_ms, retransmits, pid, process, inode FROM " +
                          from + " WHERE snapshot_id = " + std::to_string(id) + " ORDER BY span_id");
   };
-  // socket_spans_by_last is a version 7 file's: made here beside the others, as such a file holds it.
+  // socket_spans_by_last and socket_spans_by_state are version 7's and 8's: made here beside the
+  // others, as such files hold them.
   db.exec("CREATE INDEX socket_spans_by_last ON socket_spans(netns_id, last_snapshot_id, first_snapshot_id, state_id)");
+  db.exec(
+      "CREATE INDEX socket_spans_by_state ON socket_spans(netns_id, state_id, last_snapshot_id, first_snapshot_id)");
   for (const auto& snapshot : snapshots) {
     const auto view = rows("v_snapshot_sockets", snapshot.id);
     ASSERT_FALSE(view.empty());
-    for (const char* index : {"socket_spans_by_first", "socket_spans_by_state", "socket_spans_by_last"}) {
+    for (const char* index :
+         {"socket_spans_by_length", "socket_spans_by_first", "socket_spans_by_state", "socket_spans_by_last"}) {
       EXPECT_EQ(rows("(" + store::snapshot_sockets_select(index) + ")", snapshot.id), view)
           << index << " at snapshot " << snapshot.id;
     }
@@ -181,11 +185,11 @@ std::vector<std::string> range_answers(SQLite::Database& db) {
   return out;
 }
 
-// A version 6 or 7 file (schemas 7 and 8 changed indexes only) is read as it is, through the
+// A version 6, 7 or 8 file (schemas 7 to 9 changed indexes only) is read as it is, through the
 // indexes it has, with the same answers; a version 5 file is refused, asking for a collector run.
-TEST(StoreVersions, VersionSixAndSevenFilesAreReadAsTheyAre) {
+TEST(StoreVersions, VersionSixToEightFilesAreReadAsTheyAre) {
   std::filesystem::path version_six;
-  for (const int version : {6, 7}) {
+  for (const int version : {6, 7, 8}) {
     SCOPED_TRACE(fmt::format("version {}", version));
     const auto path = scratch_dir(fmt::format("version-{}", version)) / "old.db";
     if (version == 6) {
@@ -196,13 +200,17 @@ TEST(StoreVersions, VersionSixAndSevenFilesAreReadAsTheyAre) {
       auto db = store::open_for_write(path);
       write_sample_history(db, {"00", "01", "02", "03"}, "web1");
       answers = range_answers(db);
-      db.exec("DROP INDEX socket_spans_by_state");
+      db.exec("DROP INDEX socket_spans_by_length");
       if (version == 6) {
         db.exec("DROP INDEX snapshots_by_netns_time");
-      } else {
+      } else if (version == 7) {
         db.exec(
             "CREATE INDEX socket_spans_by_last ON socket_spans(netns_id, last_snapshot_id, first_snapshot_id, "
             "state_id)");
+      } else {
+        db.exec(
+            "CREATE INDEX socket_spans_by_state ON socket_spans(netns_id, state_id, last_snapshot_id, "
+            "first_snapshot_id)");
       }
       db.exec(fmt::format("PRAGMA user_version = {}", version));
     }
