@@ -37,6 +37,15 @@ inline void bind_optional(SQLite::Statement& stmt, int index, const std::optiona
   }
 }
 
+// Binds a row id, or NULL for 0 (row ids start at 1).
+inline void bind_id(SQLite::Statement& stmt, int index, std::int64_t id) {
+  if (id != 0) {
+    stmt.bind(index, id);
+  } else {
+    stmt.bind(index);
+  }
+}
+
 inline void bind_optional_text(SQLite::Statement& stmt, int index, const std::optional<std::string>& value) {
   if (value) {
     stmt.bind(index, *value);
@@ -72,10 +81,12 @@ struct OpenSpan {
   bool links_connections() const { return proto == model::Proto::tcp && state != SockState::listen; }
 };
 
+// A span to open, pointing at its socket in the capture; a first snapshot holds one per socket, so
+// ids are plain (0: no owner, no previous span; row ids start at 1).
 struct NewSpan {
   const Socket* socket = nullptr;
-  std::optional<std::int64_t> process_id;
-  std::optional<std::int64_t> prev_span_id;
+  std::int64_t process_id = 0;
+  std::int64_t prev_span_id = 0;
   bool carried = false;
 };
 

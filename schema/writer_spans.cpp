@@ -10,6 +10,7 @@
 namespace sockhist::store {
 
 using model::SockState;
+using writer::bind_id;
 using writer::bind_optional;
 using writer::identity_of;
 using writer::k_timewait_slack_ms;
@@ -141,6 +142,8 @@ SnapshotWriter::Impl::Matching SnapshotWriter::Impl::match_sockets(
     open_by_key.emplace(open[i].id.hash, i);
   }
   Matching out;
+  // One per socket at most; what a second snapshot does not use is never touched (no memory).
+  out.fresh.reserve(cap.sockets.size());
   for (const Socket& s : cap.sockets) {
     const auto owner = owner_of(s);
     const auto id = identity_of(s, s.inode);
@@ -154,20 +157,20 @@ SnapshotWriter::Impl::Matching SnapshotWriter::Impl::match_sockets(
         }
         continue;
       }
-      NewSpan next{&s, owner, std::nullopt, false};
+      NewSpan next{&s, owner.value_or(0), 0, false};
       const bool reused_tuple = span.state == s.state;  // same state, so TIME_WAIT reuse or a new owner
       if (!(reused_tuple && s.state == SockState::time_wait)) {
         next.prev_span_id = span.span_id;
         span.linked = true;
         if (s.inode == 0 && !owner && span.owner()) {
-          next.process_id = span.owner();
+          next.process_id = span.process_id;
           next.carried = true;
         }
       }
       out.fresh.push_back(next);
       continue;
     }
-    out.fresh.push_back(NewSpan{&s, owner, std::nullopt, false});
+    out.fresh.push_back(NewSpan{&s, owner.value_or(0), 0, false});
     if (s.proto == model::Proto::tcp && s.state != SockState::listen) {
       out.unlinked.push_back(out.fresh.size() - 1);
     }
@@ -198,8 +201,8 @@ void SnapshotWriter::Impl::link_by_connection(std::vector<OpenSpan>& open, Match
     OpenSpan& span = open[it->second];
     span.linked = true;
     next.prev_span_id = span.span_id;
-    if (next.socket->inode == 0 && !next.process_id && span.owner()) {
-      next.process_id = span.owner();
+    if (next.socket->inode == 0 && next.process_id == 0 && span.owner()) {
+      next.process_id = span.process_id;
       next.carried = true;
     }
   }
@@ -256,7 +259,7 @@ bool SnapshotWriter::Impl::bind_span(const Capture& cap, const NewSpan& next, st
   q.reset();
   q.bind(1, netns_id);
   q.bind(2, snapshot_id);
-  bind_optional(q, 3, next.prev_span_id);
+  bind_id(q, 3, next.prev_span_id);
   q.bind(4, ensure_state(s.proto, s.state));
   if (is_unix) {
     q.bind(5);
@@ -291,7 +294,7 @@ bool SnapshotWriter::Impl::bind_span(const Capture& cap, const NewSpan& next, st
     q.bind(21);
     q.bind(22);
   }
-  bind_optional(q, 23, next.process_id);
+  bind_id(q, 23, next.process_id);
   // A merge names owners the input had carried forward: they stay marked as carried.
   const auto index = static_cast<std::size_t>(next.socket - cap.sockets.data());
   const bool carried = next.carried || (index < cap.owner_carried.size() && cap.owner_carried[index] != 0);
@@ -307,16 +310,15 @@ bool SnapshotWriter::Impl::bind_span(const Capture& cap, const NewSpan& next, st
 void SnapshotWriter::Impl::write_spans(const Capture& cap, std::int64_t netns_id, std::int64_t snapshot_id,
                                        std::vector<OpenSpan> open, const std::vector<NewSpan>& fresh) {
   const bool remember = open_spans == OpenSpans::remember;
-  std::vector<OpenSpan> still_open;
+  // What matching needed is done: the spans that stay open are kept in place (a second vector of
+  // them would hold a 100,000-socket namespace's spans twice), the rest given back before the
+  // inserts.
   if (remember) {
-    still_open.reserve(open.size() + fresh.size());
-    for (auto& span : open) {
-      if (span.matched) {
-        still_open.push_back(std::move(span));
-      }
-    }
+    std::erase_if(open, [](const OpenSpan& span) { return !span.matched; });
+    open.reserve(open.size() + fresh.size());
+  } else {
+    open = {};
   }
-  open = {};  // what matching needed is done: give the memory back before the inserts
   for (const NewSpan& next : fresh) {
     const bool carried = bind_span(cap, next, netns_id, snapshot_id);
     if (!remember) {
@@ -329,15 +331,15 @@ void SnapshotWriter::Impl::write_spans(const Capture& cap, std::int64_t netns_id
     opened.connection = identity_of(s, 0);
     opened.proto = s.proto;
     opened.state = s.state;
-    opened.process_id = next.process_id.value_or(0);
+    opened.process_id = next.process_id;
     opened.carried = carried;
     opened.values = SocketValues::of(s, cap.time_ms);
     opened.has_cookie = s.cookie.has_value();
     opened.cookie = static_cast<std::int64_t>(s.cookie.value_or(0));
-    still_open.push_back(std::move(opened));
+    open.push_back(std::move(opened));
   }
   if (remember) {
-    open_cache[netns_id] = OpenCache{snapshot_id, std::move(still_open)};
+    open_cache[netns_id] = OpenCache{snapshot_id, std::move(open)};
   }
 }
 
