@@ -29,6 +29,7 @@ void keep_freed_memory() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sockhist::store::skip_memory_statistics();  // the collector sets no SQLite heap limit
   CLI::App app("sockhist-collect", "sockhist-collect");
   sockhist::collector::CollectOptions options;
   sockhist::collector::setup_collect(app, options);

@@ -24,6 +24,13 @@ inline constexpr std::int64_t k_span_open = 2147483647;
 // The schema version this build writes (`PRAGMA user_version`).
 int schema_version();
 
+// Turns off SQLite's memory statistics for the process, and with them the mutex SQLite takes
+// around every allocation and free (the 3.9 % of a first snapshot's perf samples that were still
+// mutex calls once the writer's connection was opened without its own mutex). For
+// a program that sets no heap limit (`sockhist sql` does, and needs them); call it before any
+// database is opened. Returns false when SQLite was already initialised and kept them.
+bool skip_memory_statistics();
+
 // The SELECT of the view v_snapshot_sockets, its own text, with its spans read through `index`
 // (socket_spans_by_length; an older file's socket_spans_by_first, socket_spans_by_state (version 8)
 // or socket_spans_by_last (version 7)): what a reader runs instead of the view when it knows which
