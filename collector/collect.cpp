@@ -276,6 +276,9 @@ int run_collect(const CollectOptions& o) {
   store::SnapshotWriter writer(db, r.interval_ms > 0 ? store::OpenSpans::remember : store::OpenSpans::forget);
   // What a loop learns of the processes' fd tables spares most of the owner scan next time.
   capture::OwnerTracker owner_tracker(r.capture.cmdlines, r.capture.live);
+  if (r.interval_ms == 0) {
+    owner_tracker.keep_nothing();  // one snapshot and out: no next scan to spare
+  }
   if (r.capture.live) {
     r.capture.owner_tracker = &owner_tracker;
   }

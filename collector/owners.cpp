@@ -120,6 +120,9 @@ OwnerMap OwnerTracker::scan(const ProcRoot& root, const std::vector<const std::v
     }
   }
   m_seen.clear();
+  if (!m_remember) {
+    return result;
+  }
   for (const auto* list : sockets) {
     for (const auto& s : *list) {
       if (s.inode != 0) {
@@ -276,7 +279,11 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
     }
   }
   std::vector<std::pair<std::uint64_t, std::int32_t>> pairs;
-  pairs.reserve(m_seen.size());
+  std::size_t links = 0;
+  for (const auto& [pid, fds] : current) {
+    links += fds.sockets.size();
+  }
+  pairs.reserve(links);
   for (const auto& [pid, fds] : current) {
     for (const std::uint64_t inode : fds.sockets) {
       pairs.emplace_back(inode, pid);
@@ -290,7 +297,9 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
   // Keep for next time only what can be trusted to identify its process.
   std::erase_if(current, [](const auto& item) { return !item.second.identified && !item.second.sockets.empty(); });
   result.links_resolved = m_last_resolved;
-  m_known = std::move(current);
+  if (m_remember) {
+    m_known = std::move(current);
+  }
   m_scans_since_full = full ? 0 : m_scans_since_full + 1;
   m_last_full = full;
   if (result.unreadable_processes > 0) {
@@ -301,6 +310,7 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
 
 OwnerMap scan_owners(const ProcRoot& root, Cmdlines cmdlines, bool resolve_users) {
   OwnerTracker tracker(cmdlines, resolve_users, 1);
+  tracker.keep_nothing();
   return tracker.scan(root, {});
 }
 

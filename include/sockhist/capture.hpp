@@ -70,6 +70,10 @@ class OwnerTracker {
   // The owners of the sockets in `sockets` (the lists of one snapshot's namespaces).
   OwnerMap scan(const ProcRoot& root, const std::vector<const std::vector<model::Socket>*>& sockets);
 
+  // For a run with no next scan (a collector that takes one snapshot): nothing is kept for one.
+  // At 100,000 sockets that is about 5 MB of fd tables and inodes less while the snapshot is written.
+  void keep_nothing() { m_remember = false; }
+
   std::size_t last_resolved() const { return m_last_resolved; }  // fd links the last scan read
   bool last_was_full() const { return m_last_full; }
 
@@ -90,6 +94,7 @@ class OwnerTracker {
   bool m_resolve_users;
   int m_full_scan_every;
   int m_scans_since_full = 0;
+  bool m_remember = true;
   std::unordered_map<std::int32_t, ProcessFds> m_known;
   std::unordered_set<std::uint64_t> m_seen;  // socket inodes of the previous snapshot
   std::size_t m_last_resolved = 0;
