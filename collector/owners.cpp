@@ -294,10 +294,10 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
   result.owner_of_inode.erase_pids([&current](std::int32_t pid) { return current.at(pid).sockets.empty(); });
   std::sort(result.processes.begin(), result.processes.end(),
             [](const model::Process& a, const model::Process& b) { return a.pid < b.pid; });
-  // Keep for next time only what can be trusted to identify its process.
-  std::erase_if(current, [](const auto& item) { return !item.second.identified && !item.second.sockets.empty(); });
   result.links_resolved = m_last_resolved;
   if (m_remember) {
+    // Keep for next time only what can be trusted to identify its process.
+    std::erase_if(current, [](const auto& item) { return !item.second.identified && !item.second.sockets.empty(); });
     m_known = std::move(current);
   }
   m_scans_since_full = full ? 0 : m_scans_since_full + 1;

@@ -30,8 +30,6 @@ bool skip_memory_statistics() {
   return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
 }
 
-namespace {}  // namespace
-
 namespace detail {
 
 [[noreturn]] void refuse(const std::filesystem::path& path, std::string_view why) {

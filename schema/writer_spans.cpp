@@ -15,6 +15,22 @@ using writer::bind_optional;
 using writer::identity_of;
 using writer::k_timewait_slack_ms;
 
+namespace {
+
+// `next` continues `span` in another state (or with another owner): it links back to it, and a
+// socket the kernel no longer ties to a process (inode 0: orphaned, a TIME_WAIT minisocket) keeps
+// the span's owner, marked as carried.
+void continue_span(writer::OpenSpan& span, writer::NewSpan& next) {
+  span.linked = true;
+  next.prev_span_id = span.span_id;
+  if (next.socket->inode == 0 && next.process_id == 0 && span.process_id != 0) {
+    next.process_id = span.process_id;
+    next.carried = true;
+  }
+}
+
+}  // namespace
+
 std::vector<SnapshotWriter::Impl::OpenSpan> SnapshotWriter::Impl::open_spans_before(std::int64_t netns_id,
                                                                                     const Previous& prev,
                                                                                     bool same_boot) {
@@ -160,12 +176,7 @@ SnapshotWriter::Impl::Matching SnapshotWriter::Impl::match_sockets(
       NewSpan next{&s, owner.value_or(0), 0, false};
       const bool reused_tuple = span.state == s.state;  // same state, so TIME_WAIT reuse or a new owner
       if (!(reused_tuple && s.state == SockState::time_wait)) {
-        next.prev_span_id = span.span_id;
-        span.linked = true;
-        if (s.inode == 0 && !owner && span.owner()) {
-          next.process_id = span.process_id;
-          next.carried = true;
-        }
+        continue_span(span, next);
       }
       out.fresh.push_back(next);
       continue;
@@ -198,13 +209,7 @@ void SnapshotWriter::Impl::link_by_connection(std::vector<OpenSpan>& open, Match
     if (it == ending_by_connection.end() || open[it->second].linked || open[it->second].connection != connection) {
       continue;
     }
-    OpenSpan& span = open[it->second];
-    span.linked = true;
-    next.prev_span_id = span.span_id;
-    if (next.socket->inode == 0 && next.process_id == 0 && span.owner()) {
-      next.process_id = span.process_id;
-      next.carried = true;
-    }
+    continue_span(open[it->second], next);
   }
 }
 

@@ -15,8 +15,6 @@ namespace sockhist::query {
 
 using namespace detail;
 
-namespace {}  // namespace
-
 std::string_view name(Closer closer) {
   switch (closer) {
     case Closer::server:

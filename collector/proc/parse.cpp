@@ -37,8 +37,6 @@ std::optional<std::string> decode_address(std::string_view hex) {
   return std::string(out.data());
 }
 
-// One function, not several: the columns are taken in order off one split line, and the three kinds
-// of row (full socket, TIME_WAIT, request) share the fields read before they part.
 namespace {
 
 // Room for a row per line, so that a table of 100,000 sockets is not grown by doubling (each
@@ -51,6 +49,8 @@ void reserve_rows(std::string_view text, Parsed<Socket>& result, std::unordered_
 
 }  // namespace
 
+// One function, not several: the columns are taken in order off one split line, and the three kinds
+// of row (full socket, TIME_WAIT, request) share the fields read before they part.
 Parsed<Socket> parse_inet(std::string_view text, Proto proto, int family, std::int64_t user_hz,
                           std::vector<Socket> rows) {
   Parsed<Socket> result;
