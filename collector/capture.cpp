@@ -16,9 +16,11 @@
 #include <map>
 #include <thread>
 #include <unordered_set>
+#include <utility>
 
 #include <fmt/format.h>
 
+#include "socket_filter.hpp"
 #include "sockhist/capture.hpp"
 #include "sockhist/error.hpp"
 #include "sockhist/timeutil.hpp"
@@ -66,10 +68,15 @@ netlink::DiagSocket* open_diag(const CaptureOptions& options, std::optional<netl
 
 // One table through netlink; false when netlink cannot dump it (then /proc is read instead).
 bool dump_table(model::Capture& cap, Loader& reader, netlink::DiagSocket& diag, const proc::SocketTable& table,
-                const CaptureOptions& options) {
+                const CaptureOptions& options, SocketFilter& filter) {
+  filter.begin_table();
   try {
-    const auto dump = table.proto == model::Proto::unix_domain ? diag.dump_unix(cap.sockets)
-                                                               : diag.dump_inet(table.family, table.proto, cap.sockets);
+    const netlink::AfterBatch after_batch = [&filter](std::vector<model::Socket>& out, std::size_t first) {
+      filter(out, first);
+    };
+    const auto dump = table.proto == model::Proto::unix_domain
+                          ? diag.dump_unix(cap.sockets, after_batch)
+                          : diag.dump_inet(table.family, table.proto, cap.sockets, after_batch);
     if (dump.malformed > 0) {
       cap.skipped_lines += dump.malformed;
       reader.note(fmt::format("netlink {}", table.file), 0,
@@ -80,6 +87,7 @@ bool dump_table(model::Capture& cap, Loader& reader, netlink::DiagSocket& diag, 
     }
     return true;
   } catch (const netlink::Unavailable& e) {
+    filter.withdraw_table();  // the dump removed what it had appended; the sieve forgets it too
     if (options.source == Source::netlink) {
       throw Error(Exit::failure, fmt::format("--source netlink: {}", e.what()));
     }
@@ -108,23 +116,23 @@ std::optional<std::uint64_t> current_netns_cookie() {
   return known ? std::optional(cookie) : std::nullopt;
 }
 
+// Reads a namespace's sockets through `filter`: cap.netns_cookie is set (and a sieve chosen) first.
 void read_namespace(model::Capture& cap, Loader& reader, const ProcRoot& net, const ProcRoot& sys,
-                    netlink::DiagSocket* diag, const CaptureOptions& options) {
-  // The cookie is the calling thread's namespace's: the one read only when reading the live /proc.
-  if (net.path() == "/proc" || net.path() == "/proc/thread-self") {
-    cap.netns_cookie = current_netns_cookie();
-  }
+                    netlink::DiagSocket* diag, const CaptureOptions& options, SocketFilter& filter) {
   const auto tables_started = std::chrono::steady_clock::now();
   proc::reserve_sockets(cap, net);
   bool any_table = false;
   bool used_netlink = false;
   bool used_proc = false;
   for (const auto& table : proc::k_socket_tables) {
-    if (diag != nullptr && dump_table(cap, reader, *diag, table, options)) {
+    if (diag != nullptr && dump_table(cap, reader, *diag, table, options, filter)) {
       any_table = used_netlink = true;
       continue;
     }
+    const std::size_t first = cap.sockets.size();
+    filter.begin_table();
     const bool present = proc::read_socket_table(cap, reader, net, table);
+    filter(cap.sockets, first);
     any_table |= present;
     used_proc |= present;
   }
@@ -135,17 +143,21 @@ void read_namespace(model::Capture& cap, Loader& reader, const ProcRoot& net, co
   proc::read_settings(cap, sys);
 }
 
-// Gives each socket its owner from one scan, and keeps the processes that own something.
-void attach_owners(model::Capture& cap, Loader& reader, const OwnerMap& owners, const std::string& root) {
+// Keeps the processes that own one of the capture's sockets, giving each socket its owner from
+// `owners` first when `attach` (a copied tree's sockets, or a live capture's after a full rescan:
+// a live capture's filter attached them as it read them).
+void keep_owners(model::Capture& cap, Loader& reader, const OwnerMap& owners, const std::string& root, bool attach) {
   cap.owners = owners.completeness;
   std::unordered_set<std::int32_t> used;
   for (auto& socket : cap.sockets) {
     if (socket.inode == 0) {
       continue;
     }
-    if (const auto pid = owners.owner_of_inode.find(socket.inode)) {
-      socket.pid = *pid;
-      used.insert(*pid);
+    if (attach) {
+      socket.pid = owners.owner_of_inode.find(socket.inode).value_or(0);
+    }
+    if (socket.pid != 0) {
+      used.insert(socket.pid);
     }
   }
   for (const auto& process : owners.processes) {
@@ -161,11 +173,8 @@ void attach_owners(model::Capture& cap, Loader& reader, const OwnerMap& owners, 
   }
 }
 
-void attach_users(model::Capture& cap) {
-  std::unordered_set<std::uint32_t> uids;
-  for (const auto& socket : cap.sockets) {
-    uids.insert(socket.uid);
-  }
+// The names of the uids of every socket the capture read (those a sieve left out included).
+void attach_users(model::Capture& cap, const std::unordered_set<std::uint32_t>& uids) {
   for (const auto uid : uids) {
     if (auto user = user_name(uid)) {
       cap.users.emplace_back(uid, std::move(*user));
@@ -186,15 +195,60 @@ std::uint64_t initial_namespace_inode(const std::filesystem::path& proc) {
   return inode != 0 ? inode : namespace_inode(proc / "self/ns/net");
 }
 
-// The owners of one capture's sockets (a copied tree's or the live host's).
+// The owners of a copied tree's sockets.
 void scan_and_attach(model::Capture& cap, const ProcRoot& root, const CaptureOptions& options) {
   const auto owners_started = std::chrono::steady_clock::now();
-  const auto owners = options.owner_tracker != nullptr ? options.owner_tracker->scan(root, {&cap.sockets})
-                                                       : scan_owners(root, options.cmdlines, options.live);
+  const auto owners = scan_owners(root, options.cmdlines, options.live);
   Loader reader(cap);
-  attach_owners(cap, reader, owners, root.path().string());
+  keep_owners(cap, reader, owners, root.path().string(), true);
   cap.owners_ms = model::ms_since(owners_started);
   cap.links_resolved = owners.links_resolved;
+}
+
+// A live capture's owner scan, done before its sockets are read so that each is read with its
+// owner (a sieve compares owners): one full scan, or the tracker's.
+OwnerMap scan_live_owners(const ProcRoot& root, const CaptureOptions& options) {
+  if (!options.owners) {
+    OwnerMap none;
+    none.completeness = model::OwnerScan::skipped;
+    return none;
+  }
+  return options.owner_tracker != nullptr ? options.owner_tracker->scan_tables(root)
+                                          : scan_owners(root, options.cmdlines, options.live);
+}
+
+// Once every namespace was read: the tracker's verdict (a full rescan when a new socket found no
+// owner), then each capture keeps the processes its sockets name. `attached`: the filter gave
+// each socket its owner as it was read; else they are given now. owners_ms: the scan so far.
+void settle_owners(std::vector<model::Capture*> captures, OwnerMap owners, SocketFilter& filter, bool attached,
+                   const ProcRoot& root, const CaptureOptions& options, std::int64_t owners_ms) {
+  if (!options.owners) {
+    return;
+  }
+  bool attach = !attached;
+  if (auto* tracker = options.owner_tracker) {
+    const auto started = std::chrono::steady_clock::now();
+    bool unexplained = filter.unexplained();
+    for (const auto* cap : captures) {
+      for (const auto& s : cap->sockets) {
+        unexplained |=
+            !attached && s.inode != 0 && !owners.owner_of_inode.contains(s.inode) && tracker->is_new(s.inode);
+      }
+    }
+    if (auto full = tracker->settle(root, std::move(filter.inodes()), unexplained)) {
+      // Sockets a sieve left out keep the first scan's owners; the next snapshot sees the full one's.
+      owners = std::move(*full);
+      attach = true;
+    }
+    owners_ms += model::ms_since(started);
+  }
+  for (auto* cap : captures) {
+    Loader reader(*cap);
+    keep_owners(*cap, reader, owners, root.path().string(), attach);
+    cap->owners_ms = owners_ms;
+    cap->links_resolved =
+        options.owner_tracker != nullptr ? options.owner_tracker->last_resolved() : owners.links_resolved;
+  }
 }
 
 }  // namespace
@@ -214,14 +268,38 @@ model::Capture take(const CaptureOptions& options) {
   model::Capture cap;
   Loader reader(cap);
   read_host_facts(cap, root, options);
-  std::optional<netlink::DiagSocket> own_diag;
-  read_namespace(cap, reader, root, root, open_diag(options, own_diag, reader), options);
   cap.netns_inode = proc::netns_inode_of(root);
   cap.netns_initial = cap.netns_inode == initial_namespace_inode(root.path());
-  if (options.owners) {
-    scan_and_attach(cap, root, options);
+  // The cookie is the calling thread's namespace's: the one read only when reading the live /proc.
+  if (root.path() == "/proc") {
+    cap.netns_cookie = current_netns_cookie();
   }
-  attach_users(cap);
+  // The fd tables are kernel work of their own: scanned while the store reads what it holds open.
+  OwnerMap owners;
+  std::int64_t owners_ms = 0;
+  Background scan([&] {
+    const auto owners_started = std::chrono::steady_clock::now();
+    owners = scan_live_owners(root, options);
+    owners_ms = model::ms_since(owners_started);
+  });
+  cap.sieve = options.sieve_for ? options.sieve_for(cap) : nullptr;
+  SocketFilter filter(options.owners ? options.owner_tracker : nullptr);
+  std::optional<netlink::DiagSocket> own_diag;
+  auto* diag = open_diag(options, own_diag, reader);
+  if (cap.sieve) {
+    // A sieve compares owners: the sockets are read once the scan is done, each with its owner.
+    scan.finish();
+    cap.sieve->know_owners(owners.processes);
+    filter.use_owners(&owners);
+    filter.use_sieve(cap.sieve.get());
+    read_namespace(cap, reader, root, root, diag, options, filter);
+  } else {
+    // Nothing to compare with (a first snapshot): the sockets are read while the scan runs.
+    read_namespace(cap, reader, root, root, diag, options, filter);
+    scan.finish();
+  }
+  attach_users(cap, filter.take_uids());
+  settle_owners({&cap}, std::move(owners), filter, cap.sieve != nullptr, root, options, owners_ms);
   cap.capture_ms = model::ms_since(started);
   return cap;
 }
@@ -311,7 +389,14 @@ std::vector<model::Capture> take_namespaces(const CaptureOptions& options,
   model::Capture host;
   read_host_facts(host, root, options);
   const auto shared_ms = model::ms_since(started);
+  // Socket inodes are unique across namespaces: one scan of the fd tables serves them all.
+  const auto owners_started = std::chrono::steady_clock::now();
+  auto owners = scan_live_owners(root, options);
+  const auto owners_ms = model::ms_since(owners_started);
+  SocketFilter filter(options.owners ? options.owner_tracker : nullptr);
+  filter.use_owners(&owners);
   std::vector<model::Capture> captures;
+  captures.reserve(targets.size());
   for (const auto& target : targets) {
     const auto namespace_started = std::chrono::steady_clock::now();
     model::Capture cap = host;
@@ -322,6 +407,7 @@ std::vector<model::Capture> take_namespaces(const CaptureOptions& options,
     cap.netns_initial = target.initial;
     // setns() moves only the calling thread, so a helper thread enters the namespace, reads it
     // (net/ through /proc/thread-self, sys/net through /proc, both then show its namespace), ends.
+    // It asks for the namespace's sieve too (the cookie is read in there), while this thread waits.
     std::exception_ptr failure;
     std::thread worker([&] {
       try {
@@ -337,10 +423,20 @@ std::vector<model::Capture> take_namespaces(const CaptureOptions& options,
           throw Error(Exit::failure, fmt::format("{}: cannot enter network namespace: {} (needs CAP_SYS_ADMIN)",
                                                  target.path.string(), std::strerror(err)));
         }
+        cap.netns_cookie = current_netns_cookie();
+        cap.sieve = options.sieve_for ? options.sieve_for(cap) : nullptr;
+        if (cap.sieve) {
+          cap.sieve->know_owners(owners.processes);
+        }
+        SocketFilter inside_filter = std::move(filter);
+        inside_filter.use_sieve(cap.sieve.get());
         CaptureOptions inside = options;
         inside.diag = nullptr;  // a netlink socket belongs to the namespace it was opened in
         std::optional<netlink::DiagSocket> diag;
-        read_namespace(cap, reader, ProcRoot("/proc/thread-self"), root, open_diag(inside, diag, reader), inside);
+        read_namespace(cap, reader, ProcRoot("/proc/thread-self"), root, open_diag(inside, diag, reader), inside,
+                       inside_filter);
+        attach_users(cap, inside_filter.take_uids());
+        filter = std::move(inside_filter);
       } catch (...) {
         failure = std::current_exception();
       }
@@ -352,26 +448,13 @@ std::vector<model::Capture> take_namespaces(const CaptureOptions& options,
     cap.capture_ms = shared_ms + model::ms_since(namespace_started);
     captures.push_back(std::move(cap));
   }
-  // Socket inodes are unique across namespaces: one scan of the fd tables serves them all.
-  if (options.owners) {
-    const auto owners_started = std::chrono::steady_clock::now();
-    std::vector<const std::vector<model::Socket>*> lists;
-    for (const auto& cap : captures) {
-      lists.push_back(&cap.sockets);
-    }
-    const auto owners = options.owner_tracker != nullptr ? options.owner_tracker->scan(root, lists)
-                                                         : scan_owners(root, options.cmdlines, true);
-    const auto owners_ms = model::ms_since(owners_started);
-    for (auto& cap : captures) {
-      Loader reader(cap);
-      attach_owners(cap, reader, owners, "/proc");
-      cap.capture_ms += owners_ms;
-      cap.owners_ms = owners_ms;
-      cap.links_resolved = owners.links_resolved;
-    }
-  }
+  std::vector<model::Capture*> all;
   for (auto& cap : captures) {
-    attach_users(cap);
+    all.push_back(&cap);
+  }
+  settle_owners(all, std::move(owners), filter, true, root, options, owners_ms);
+  for (auto& cap : captures) {
+    cap.capture_ms += cap.owners_ms;
   }
   return captures;
 }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -152,7 +153,11 @@ std::vector<model::Capture> take_snapshot(const CollectOptions& o, const RunSett
   const auto known = capture::discover_namespaces();  // one walk of /proc for every spec
   std::vector<capture::NamespaceTarget> targets;
   for (const auto& spec : o.netns) {
-    targets.push_back(capture::resolve_namespace(spec, known));
+    auto target = capture::resolve_namespace(spec, known);
+    // Two names of one namespace (a pid in it and its /run/netns name) make one snapshot.
+    if (std::none_of(targets.begin(), targets.end(), [&](const auto& t) { return t.inode == target.inode; })) {
+      targets.push_back(std::move(target));
+    }
   }
   return capture::take_namespaces(r.capture, targets);
 }
@@ -281,6 +286,8 @@ int run_collect(const CollectOptions& o) {
   }
   if (r.capture.live) {
     r.capture.owner_tracker = &owner_tracker;
+    // Sockets the open spans hold unchanged are counted as they are read, never held.
+    r.capture.sieve_for = [&writer](const model::Capture& facts) { return writer.sieve_for(facts); };
   }
   // One netlink socket for the whole run; a failure to open it is handled by the capture itself.
   std::optional<netlink::DiagSocket> diag;

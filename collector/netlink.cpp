@@ -2,6 +2,8 @@
 // kernel fills them in net/ipv4/inet_diag.c and net/unix/diag.c.
 #include "sockhist/netlink.hpp"
 
+#include "key_set.hpp"
+
 #include <arpa/inet.h>
 #include <libmnl/libmnl.h>
 #include <linux/inet_diag.h>
@@ -14,7 +16,8 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <unordered_set>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -206,7 +209,7 @@ DiagSocket::~DiagSocket() {
 
 template <class Request>
 DumpStats DiagSocket::dump(const Request& request, std::size_t request_size, Proto proto, const char* what,
-                           std::vector<Socket>& out) {
+                           std::vector<Socket>& out, const AfterBatch& after_batch) {
   auto& impl = *m_impl;
   std::array<unsigned char, 256> message{};
   nlmsghdr* nlh = mnl_nlmsg_put_header(message.data());
@@ -221,7 +224,7 @@ DumpStats DiagSocket::dump(const Request& request, std::size_t request_size, Pro
     std::vector<Socket>& out;
     Proto proto;
     DumpStats stats;
-    std::unordered_set<std::uint64_t> seen;
+    KeySet seen;
   } context{out, proto, {}, {}};
   const std::size_t first = out.size();
   const auto on_message = [](const nlmsghdr* reply, void* data) -> int {
@@ -236,7 +239,7 @@ DumpStats DiagSocket::dump(const Request& request, std::size_t request_size, Pro
     // drop one row of one snapshot.
     const std::uint64_t key =
         model::identity_hash(*socket) ^ (socket->inode == 0 ? static_cast<std::uint64_t>(socket->state) << 56 : 0);
-    if (!ctx.seen.insert(key).second) {
+    if (!ctx.seen.insert(key)) {
       ++ctx.stats.duplicates;
       return MNL_CB_OK;
     }
@@ -250,8 +253,12 @@ DumpStats DiagSocket::dump(const Request& request, std::size_t request_size, Pro
       if (received < 0) {
         throw Unavailable(fmt::format("netlink {} dump: {}", what, std::strerror(errno)));
       }
+      const std::size_t batch = out.size();
       const int status = mnl_cb_run(impl.buffer.data(), static_cast<std::size_t>(received), nlh->nlmsg_seq,
                                     impl.port_id, on_message, &context);
+      if (after_batch && out.size() > batch) {
+        after_batch(out, batch);
+      }
       if (status == MNL_CB_ERROR) {
         throw Unavailable(fmt::format("netlink {} dump: {}", what, std::strerror(errno)));
       }
@@ -265,21 +272,21 @@ DumpStats DiagSocket::dump(const Request& request, std::size_t request_size, Pro
   }
 }
 
-DumpStats DiagSocket::dump_inet(int family, Proto proto, std::vector<Socket>& out) {
+DumpStats DiagSocket::dump_inet(int family, Proto proto, std::vector<Socket>& out, const AfterBatch& after_batch) {
   inet_diag_req_v2 request{};
   request.sdiag_family = family == 6 ? AF_INET6 : AF_INET;
   request.sdiag_protocol = proto == Proto::udp ? IPPROTO_UDP : IPPROTO_TCP;
   request.idiag_states = k_all_inet_states;
   const auto what = fmt::format("{}{}", model::name(proto), family == 6 ? "6" : "");
-  return dump(request, sizeof(request), proto, what.c_str(), out);
+  return dump(request, sizeof(request), proto, what.c_str(), out, after_batch);
 }
 
-DumpStats DiagSocket::dump_unix(std::vector<Socket>& out) {
+DumpStats DiagSocket::dump_unix(std::vector<Socket>& out, const AfterBatch& after_batch) {
   unix_diag_req request{};
   request.sdiag_family = AF_UNIX;
   request.udiag_states = 0xFFFFFFFF;
   request.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID;
-  return dump(request, sizeof(request), Proto::unix_domain, "unix", out);
+  return dump(request, sizeof(request), Proto::unix_domain, "unix", out, after_batch);
 }
 
 }  // namespace sockhist::netlink

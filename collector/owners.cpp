@@ -101,36 +101,48 @@ OwnerTracker::OwnerTracker(Cmdlines cmdlines, bool resolve_users, int full_scan_
 OwnerTracker::~OwnerTracker() = default;
 
 OwnerMap OwnerTracker::scan(const ProcRoot& root, const std::vector<const std::vector<model::Socket>*>& sockets) {
-  const bool due = m_scans_since_full + 1 >= m_full_scan_every || m_known.empty();
-  auto result = scan_once(root, due);
-  if (!due) {
-    // A socket that is new since the last snapshot and has no owner lives in an fd table the
-    // listing could not show as changed (an fd number reused): look at every process again.
-    bool unexplained = false;
-    for (const auto* list : sockets) {
-      for (const auto& s : *list) {
-        if (s.inode != 0 && !result.owner_of_inode.contains(s.inode) && !m_seen.contains(s.inode)) {
-          unexplained = true;
-          break;
-        }
-      }
-    }
-    if (unexplained) {
-      result = scan_once(root, true);
-    }
-  }
-  m_seen.clear();
-  if (!m_remember) {
-    return result;
-  }
+  auto result = scan_tables(root);
+  std::vector<std::uint64_t> inodes;
+  bool unexplained = false;
   for (const auto* list : sockets) {
     for (const auto& s : *list) {
       if (s.inode != 0) {
-        m_seen.insert(s.inode);
+        inodes.push_back(s.inode);
+        unexplained |= !result.owner_of_inode.contains(s.inode) && is_new(s.inode);
       }
     }
   }
+  if (auto full = settle(root, std::move(inodes), unexplained)) {
+    return std::move(*full);
+  }
   return result;
+}
+
+OwnerMap OwnerTracker::scan_tables(const ProcRoot& root) {
+  const bool due = m_scans_since_full + 1 >= m_full_scan_every || m_known.empty();
+  return scan_once(root, due);
+}
+
+bool OwnerTracker::is_new(std::uint64_t inode) const {
+  return !std::binary_search(m_seen.begin(), m_seen.end(), inode);
+}
+
+std::optional<OwnerMap> OwnerTracker::settle(const ProcRoot& root, std::vector<std::uint64_t> inodes,
+                                             bool unexplained) {
+  std::optional<OwnerMap> full;
+  // A socket that is new since the last snapshot and has no owner lives in an fd table the
+  // listing could not show as changed (an fd number reused): look at every process again.
+  if (unexplained && !m_last_full) {
+    full = scan_once(root, true);
+  }
+  m_seen.clear();
+  if (m_remember) {
+    std::sort(inodes.begin(), inodes.end());
+    inodes.erase(std::unique(inodes.begin(), inodes.end()), inodes.end());
+    inodes.shrink_to_fit();
+    m_seen = std::move(inodes);
+  }
+  return full;
 }
 
 namespace {

@@ -75,24 +75,39 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
                             model::format_iso_utc(cap.time_ms), cap.host, model::format_iso_utc(prev->time_ms)));
   }
   const bool same_boot = prev && prev->boot_id == cap.boot_id.value_or("");
+  // A sieve compared the capture with these very open spans: nothing can have moved them since
+  // (the writer lock), and if something had, its verdicts would be wrong, so that is refused.
+  auto* sieve = dynamic_cast<writer::Sieve*>(cap.sieve.get());
+  if (cap.sieve &&
+      (sieve == nullptr || sieve->netns_id() != netns_id || !prev || !same_boot || sieve->previous_id() != prev->id)) {
+    throw Error(Exit::failure, fmt::format("the capture of host {} was sieved against other open spans than those "
+                                           "stored now; nothing was written",
+                                           cap.host));
+  }
   const std::int64_t snapshot_id = insert_snapshot(cap, netns_id);
   write_diagnostics(cap, snapshot_id);
   write_users(cap, host_id);
   const auto process_of_pid = write_processes(cap, host_id);
   std::vector<OpenSpan> open;
-  if (prev) {
+  writer::OpenIndex open_by_key;
+  if (sieve != nullptr) {
+    open = sieve->take_open();
+    open_by_key = sieve->take_index();
+  } else if (prev) {
     open = open_spans_before(netns_id, *prev, same_boot);
+    open_by_key = writer::OpenIndex(open);
   }
-  auto matching = match_sockets(cap, open, process_of_pid);
+  auto matching = match_sockets(cap, open, open_by_key, process_of_pid);
+  open_by_key = {};
   link_by_connection(open, matching);
   if (prev) {
     close_ended(open, *prev);
   }
   write_values(cap, snapshot_id, open, matching);
   write_spans(cap, netns_id, snapshot_id, std::move(open), matching.fresh);
-  write_state_counts(cap, snapshot_id);
+  write_state_counts(cap, sieve, snapshot_id);
   write_counters(cap, netns_id, snapshot_id, prev, same_boot);
-  finish(cap, snapshot_id);
+  finish(cap.sockets.size() + (sieve != nullptr ? sieve->left_out() : 0), snapshot_id);
   return stats;
 }
 
@@ -177,10 +192,16 @@ std::unordered_map<std::int32_t, std::int64_t> SnapshotWriter::Impl::write_proce
 }
 
 // Per-state counts, so that trends never need to reconstruct snapshots.
-void SnapshotWriter::Impl::write_state_counts(const Capture& cap, std::int64_t snapshot_id) {
+void SnapshotWriter::Impl::write_state_counts(const Capture& cap, const writer::Sieve* sieve,
+                                              std::int64_t snapshot_id) {
   std::map<std::pair<std::string_view, std::string_view>, std::int64_t> counts;
   for (const Socket& s : cap.sockets) {
     ++counts[{model::name(s.proto), model::name(s.state)}];
+  }
+  if (sieve != nullptr) {  // the sockets it left out are in the snapshot all the same
+    for (const auto& [key, count] : sieve->counts()) {
+      counts[{model::name(key.first), model::name(key.second)}] += count;
+    }
   }
   for (const auto& [key, count] : counts) {
     insert_count.reset();
@@ -232,8 +253,8 @@ void SnapshotWriter::Impl::write_counters(const Capture& cap, std::int64_t netns
   counter_cache[netns_id] = std::move(current);
 }
 
-void SnapshotWriter::Impl::finish(const Capture& cap, std::int64_t snapshot_id) {
-  stats.sockets = cap.sockets.size();
+void SnapshotWriter::Impl::finish(std::size_t sockets, std::int64_t snapshot_id) {
+  stats.sockets = sockets;
   finish_snapshot.reset();
   finish_snapshot.bind(1, static_cast<std::int64_t>(stats.sockets));
   finish_snapshot.bind(2, static_cast<std::int64_t>(stats.spans_opened));
@@ -248,6 +269,10 @@ SnapshotWriter::SnapshotWriter(SQLite::Database& db, OpenSpans open_spans)
     : m_impl(std::make_unique<Impl>(db, open_spans)) {}
 
 SnapshotWriter::~SnapshotWriter() = default;
+
+std::shared_ptr<model::SocketSieve> SnapshotWriter::sieve_for(const model::Capture& facts) {
+  return m_impl->make_sieve(facts);
+}
 
 void SnapshotWriter::forget_removable_ids() {
   m_impl->process_ids.clear();

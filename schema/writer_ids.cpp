@@ -52,18 +52,9 @@ std::int64_t SnapshotWriter::Impl::ensure_host(const Capture& cap) {
 // The host's own namespace (PID 1's) lives as long as the kernel: it always continues. Anything
 // else starts a new row, and what is recorded stays where it is.
 bool SnapshotWriter::Impl::same_namespace(std::int64_t netns_id, bool initial, const Capture& cap) {
-  if (cap.netns_inode == 0 || (initial && cap.netns_initial)) {
-    return true;  // a copied tree (no namespace identity to tell apart), or the host's own
-  }
   const auto prev = previous_snapshot(netns_id);
-  if (!prev) {
-    return true;
-  }
-  if (prev->boot_id != cap.boot_id.value_or("")) {
-    return false;
-  }
-  if (prev->netns_cookie && cap.netns_cookie) {
-    return static_cast<std::uint64_t>(*prev->netns_cookie) == *cap.netns_cookie;
+  if (const auto known = same_namespace_by_identity(initial, cap, prev)) {
+    return *known;
   }
   const auto& before = counters_before(netns_id, prev->id).values;
   for (const auto& c : cap.counters) {
@@ -78,19 +69,29 @@ bool SnapshotWriter::Impl::same_namespace(std::int64_t netns_id, bool initial, c
   return true;
 }
 
+// The newest namespace row of a host and inode: its id and whether it is the host's own.
+std::optional<std::pair<std::int64_t, bool>> SnapshotWriter::Impl::newest_netns(std::int64_t host_id,
+                                                                                std::uint64_t inode) {
+  SQLite::Statement select(
+      db, "SELECT netns_id, is_initial FROM netns WHERE host_id = ? AND inode = ? ORDER BY netns_id DESC LIMIT 1");
+  select.bind(1, host_id);
+  select.bind(2, static_cast<std::int64_t>(inode));
+  if (!select.executeStep()) {
+    return std::nullopt;
+  }
+  return std::pair(select.getColumn(0).getInt64(), select.getColumn(1).getInt() != 0);
+}
+
 std::int64_t SnapshotWriter::Impl::ensure_netns(std::int64_t host_id, const Capture& cap) {
   // A looping collector meets its namespaces again: with a cookie, the cache answers.
   const auto key = std::make_tuple(host_id, cap.netns_inode, cap.netns_cookie.value_or(0));
   if (auto it = netns_ids.find(key); cap.netns_cookie && it != netns_ids.end()) {
     return it->second;
   }
-  SQLite::Statement select(
-      db, "SELECT netns_id, is_initial FROM netns WHERE host_id = ? AND inode = ? ORDER BY netns_id DESC LIMIT 1");
-  select.bind(1, host_id);
-  select.bind(2, static_cast<std::int64_t>(cap.netns_inode));
   std::int64_t id = 0;
-  if (select.executeStep() && same_namespace(select.getColumn(0).getInt64(), select.getColumn(1).getInt() != 0, cap)) {
-    id = select.getColumn(0).getInt64();
+  if (const auto newest = newest_netns(host_id, cap.netns_inode);
+      newest && same_namespace(newest->first, newest->second, cap)) {
+    id = newest->first;
     // A name learnt later (ip netns add after the first snapshot) is kept.
     SQLite::Statement update(db,
                              "UPDATE netns SET name = coalesce(?, name), is_initial = ? WHERE netns_id = ? AND "
@@ -102,7 +103,6 @@ std::int64_t SnapshotWriter::Impl::ensure_netns(std::int64_t host_id, const Capt
     update.bind(5, cap.netns_initial ? 1 : 0);
     stats.rows_written += static_cast<std::size_t>(update.exec());
   } else {
-    select.reset();
     SQLite::Statement insert(db, "INSERT INTO netns(host_id, inode, name, is_initial) VALUES (?, ?, ?, ?)");
     insert.bind(1, host_id);
     insert.bind(2, static_cast<std::int64_t>(cap.netns_inode));
@@ -116,22 +116,30 @@ std::int64_t SnapshotWriter::Impl::ensure_netns(std::int64_t host_id, const Capt
   return id;
 }
 
+// The tests of same_namespace that need no counters; nullopt when only the counters can tell.
+std::optional<bool> SnapshotWriter::Impl::same_namespace_by_identity(bool initial, const Capture& cap,
+                                                                     const std::optional<Previous>& prev) {
+  if (cap.netns_inode == 0 || (initial && cap.netns_initial)) {
+    return true;  // a copied tree (no namespace identity to tell apart), or the host's own
+  }
+  if (!prev) {
+    return true;
+  }
+  if (prev->boot_id != cap.boot_id.value_or("")) {
+    return false;
+  }
+  if (prev->netns_cookie && cap.netns_cookie) {
+    return static_cast<std::uint64_t>(*prev->netns_cookie) == *cap.netns_cookie;
+  }
+  return std::nullopt;
+}
+
 std::int64_t SnapshotWriter::Impl::ensure_process(std::int64_t host_id, const std::string& boot_id,
                                                   const model::Process& p) {
   const auto key = std::make_tuple(host_id, boot_id, p.pid, p.start_ticks);
-  if (auto it = process_ids.find(key); it != process_ids.end()) {
-    return it->second;
-  }
-  SQLite::Statement select(db,
-                           "SELECT process_id FROM processes WHERE host_id = ? AND boot_id = ? AND pid = ? AND "
-                           "start_ticks = ?");
-  select.bind(1, host_id);
-  select.bind(2, boot_id);
-  select.bind(3, p.pid);
-  select.bind(4, static_cast<std::int64_t>(p.start_ticks));
   std::int64_t id = 0;
-  if (select.executeStep()) {
-    id = select.getColumn(0).getInt64();
+  if (const auto found = find_process(host_id, boot_id, p)) {
+    id = *found;
   } else {
     SQLite::Statement insert(db,
                              "INSERT INTO processes(host_id, boot_id, pid, start_ticks, comm, cmdline, uid, user) "

@@ -4,6 +4,7 @@
 // capture's sockets against the open spans). Private to schema/.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -75,6 +76,7 @@ struct OpenSpan {
   bool carried = false;
   bool matched = false;  // seen again unchanged: stays open
   bool linked = false;   // a new span already continues it
+  bool sieved = false;   // a capture's sieve met a socket of its identity (the first one decides)
 
   std::optional<std::int64_t> owner() const { return process_id != 0 ? std::optional(process_id) : std::nullopt; }
   // A TCP connection (not a listener) whose later states may carry other inodes.
@@ -89,6 +91,28 @@ struct NewSpan {
   std::int64_t prev_span_id = 0;
   bool carried = false;
 };
+
+// Whether socket `s` (owned by process row `owner`), seen at time_ms, is still `open`'s socket:
+// the same state, cookie and owner, and not a new TIME_WAIT socket on a reused 4-tuple.
+bool same_socket(const OpenSpan& open, const Socket& s, const std::optional<std::int64_t>& owner, std::int64_t time_ms);
+
+// A namespace's open spans by identity hash: the first span with a hash, found by linear probing
+// in a table of 32-bit positions (1 MiB at 100,000 spans, where a hash map of them took 3.3).
+class OpenIndex {
+ public:
+  OpenIndex() = default;
+  explicit OpenIndex(const std::vector<OpenSpan>& open);
+  // The position in `open` (the vector it was built from, or that vector moved) of the first span
+  // whose identity hash is `hash`.
+  std::optional<std::size_t> find(const std::vector<OpenSpan>& open, std::uint64_t hash) const;
+
+ private:
+  std::size_t slot_of(std::uint64_t hash) const { return (hash ^ (hash >> 31)) & m_mask; }
+  std::vector<std::uint32_t> m_slots;  // position + 1; 0: empty
+  std::size_t m_mask = 0;
+};
+
+class Sieve;
 
 struct CounterCache {
   std::int64_t snapshot_id = 0;  // the snapshot these values describe
@@ -163,6 +187,7 @@ struct SnapshotWriter::Impl {
   // Row ids, created when new (writer_ids.cpp).
   std::int64_t ensure_host(const Capture& cap);
   std::int64_t ensure_netns(std::int64_t host_id, const Capture& cap);
+  std::optional<std::pair<std::int64_t, bool>> newest_netns(std::int64_t host_id, std::uint64_t inode);
   bool same_namespace(std::int64_t netns_id, bool initial, const Capture& cap);
   std::int64_t ensure_process(std::int64_t host_id, const std::string& boot_id, const model::Process& p);
   std::int64_t ensure_counter(const model::Counter& c);
@@ -179,16 +204,14 @@ struct SnapshotWriter::Impl {
   void write_diagnostics(const Capture& cap, std::int64_t snapshot_id);
   void write_users(const Capture& cap, std::int64_t host_id);
   std::unordered_map<std::int32_t, std::int64_t> write_processes(const Capture& cap, std::int64_t host_id);
-  void write_state_counts(const Capture& cap, std::int64_t snapshot_id);
+  void write_state_counts(const Capture& cap, const writer::Sieve* sieve, std::int64_t snapshot_id);
   void write_counters(const Capture& cap, std::int64_t netns_id, std::int64_t snapshot_id,
                       const std::optional<Previous>& prev, bool same_boot);
-  void finish(const Capture& cap, std::int64_t snapshot_id);
+  void finish(std::size_t sockets, std::int64_t snapshot_id);
 
   // The span phases (writer_spans.cpp).
   std::vector<OpenSpan> open_spans_before(std::int64_t netns_id, const Previous& prev, bool same_boot);
-  bool same_socket(const OpenSpan& open, const Socket& s, const std::optional<std::int64_t>& owner,
-                   std::int64_t time_ms) const;
-  Matching match_sockets(const Capture& cap, std::vector<OpenSpan>& open,
+  Matching match_sockets(const Capture& cap, std::vector<OpenSpan>& open, const writer::OpenIndex& open_by_key,
                          const std::unordered_map<std::int32_t, std::int64_t>& process_of_pid) const;
   void link_by_connection(std::vector<OpenSpan>& open, Matching& matching) const;
   void close_ended(const std::vector<OpenSpan>& open, const Previous& prev);
@@ -197,6 +220,54 @@ struct SnapshotWriter::Impl {
   void write_spans(const Capture& cap, std::int64_t netns_id, std::int64_t snapshot_id, std::vector<OpenSpan> open,
                    const std::vector<NewSpan>& fresh);
   bool bind_span(const Capture& cap, const NewSpan& next, std::int64_t netns_id, std::int64_t snapshot_id);
+
+  // The sieve (writer_sieve.cpp) and its lookups: ids that exist already, nothing written.
+  std::shared_ptr<model::SocketSieve> make_sieve(const Capture& facts);
+  std::optional<std::int64_t> find_host(const Capture& cap);
+  std::optional<std::int64_t> find_netns(std::int64_t host_id, const Capture& cap);
+  std::optional<bool> same_namespace_by_identity(bool initial, const Capture& cap, const std::optional<Previous>& prev);
+  std::optional<std::int64_t> find_process(std::int64_t host_id, const std::string& boot_id, const model::Process& p);
 };
+
+namespace writer {
+
+// A namespace's open spans, as a capture's sieve compares its sockets with them before write()
+// takes them over (SnapshotWriter::sieve_for).
+class Sieve final : public model::SocketSieve {
+ public:
+  // find_process: a process's stored row, nullopt when it has none yet.
+  using FindProcess = std::function<std::optional<std::int64_t>(const model::Process&)>;
+  Sieve(std::int64_t netns_id, std::int64_t previous_id, std::int64_t time_ms, std::vector<OpenSpan> open,
+        FindProcess find_process);
+
+  void know_owners(const std::vector<model::Process>& processes) override;
+  bool keep(const model::Socket& socket) override;
+  void begin_table() override { m_touched.clear(); }
+  void withdraw_table() override;
+  std::size_t left_out() const override { return m_left_out; }
+
+  std::int64_t netns_id() const { return m_netns_id; }
+  std::int64_t previous_id() const { return m_previous_id; }
+  // What write() takes over: the open spans (those whose socket was left out marked matched) and
+  // their index.
+  std::vector<OpenSpan> take_open() { return std::move(m_open); }
+  OpenIndex take_index() { return std::move(m_index); }
+  // The sockets left out, per protocol and state.
+  const std::map<std::pair<model::Proto, SockState>, std::int64_t>& counts() const { return m_counts; }
+
+ private:
+  std::int64_t m_netns_id;
+  std::int64_t m_previous_id;
+  std::int64_t m_time_ms;
+  std::vector<OpenSpan> m_open;
+  OpenIndex m_index;
+  FindProcess m_find_process;
+  std::unordered_map<std::int32_t, std::int64_t> m_process_of_pid;  // 0: no row yet (a new process)
+  std::vector<std::size_t> m_touched;                               // open spans met since begin_table
+  std::map<std::pair<model::Proto, SockState>, std::int64_t> m_counts;
+  std::size_t m_left_out = 0;
+};
+
+}  // namespace writer
 
 }  // namespace sockhist::store

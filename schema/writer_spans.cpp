@@ -53,6 +53,7 @@ std::vector<SnapshotWriter::Impl::OpenSpan> SnapshotWriter::Impl::open_spans_bef
     for (auto& span : open) {
       span.matched = false;
       span.linked = false;
+      span.sieved = false;
     }
     return open;
   }
@@ -121,8 +122,8 @@ std::vector<SnapshotWriter::Impl::OpenSpan> SnapshotWriter::Impl::open_spans_bef
   return open;
 }
 
-bool SnapshotWriter::Impl::same_socket(const OpenSpan& open, const Socket& s, const std::optional<std::int64_t>& owner,
-                                       std::int64_t time_ms) const {
+bool writer::same_socket(const OpenSpan& open, const Socket& s, const std::optional<std::int64_t>& owner,
+                         std::int64_t time_ms) {
   if (open.state != s.state) {
     return false;
   }
@@ -142,8 +143,39 @@ bool SnapshotWriter::Impl::same_socket(const OpenSpan& open, const Socket& s, co
   return true;
 }
 
+writer::OpenIndex::OpenIndex(const std::vector<OpenSpan>& open) {
+  std::size_t capacity = 16;
+  while (capacity < open.size() + open.size() / 3) {  // at most three quarters full
+    capacity *= 2;
+  }
+  m_slots.assign(capacity, 0);
+  m_mask = capacity - 1;
+  for (std::size_t i = 0; i < open.size(); ++i) {
+    const std::uint64_t hash = open[i].id.hash;
+    std::size_t slot = slot_of(hash);
+    while (m_slots[slot] != 0 && open[m_slots[slot] - 1].id.hash != hash) {
+      slot = (slot + 1) & m_mask;
+    }
+    if (m_slots[slot] == 0) {  // a second span of one hash is never found, as in a map's emplace
+      m_slots[slot] = static_cast<std::uint32_t>(i + 1);
+    }
+  }
+}
+
+std::optional<std::size_t> writer::OpenIndex::find(const std::vector<OpenSpan>& open, std::uint64_t hash) const {
+  if (m_slots.empty()) {
+    return std::nullopt;
+  }
+  for (std::size_t slot = slot_of(hash); m_slots[slot] != 0; slot = (slot + 1) & m_mask) {
+    if (open[m_slots[slot] - 1].id.hash == hash) {
+      return m_slots[slot] - 1;
+    }
+  }
+  return std::nullopt;
+}
+
 SnapshotWriter::Impl::Matching SnapshotWriter::Impl::match_sockets(
-    const Capture& cap, std::vector<OpenSpan>& open,
+    const Capture& cap, std::vector<OpenSpan>& open, const writer::OpenIndex& open_by_key,
     const std::unordered_map<std::int32_t, std::int64_t>& process_of_pid) const {
   const auto owner_of = [&](const Socket& s) -> std::optional<std::int64_t> {
     if (s.pid == 0) {
@@ -152,24 +184,22 @@ SnapshotWriter::Impl::Matching SnapshotWriter::Impl::match_sockets(
     const auto it = process_of_pid.find(s.pid);
     return it == process_of_pid.end() ? std::nullopt : std::optional(it->second);
   };
-  std::unordered_map<std::uint64_t, std::size_t> open_by_key;
-  open_by_key.reserve(open.size());
-  for (std::size_t i = 0; i < open.size(); ++i) {
-    open_by_key.emplace(open[i].id.hash, i);
-  }
   Matching out;
-  // One per socket at most; what a second snapshot does not use is never touched (no memory).
-  out.fresh.reserve(cap.sockets.size());
+  // One per socket at most: reserved at once where most sockets are new (a first snapshot), left
+  // to grow where most are expected to match.
+  if (cap.sockets.size() > open.size()) {
+    out.fresh.reserve(cap.sockets.size() - open.size() / 2);
+  }
   for (const Socket& s : cap.sockets) {
     const auto owner = owner_of(s);
     const auto id = identity_of(s, s.inode);
-    const auto it = open_by_key.find(id.hash);
-    if (it != open_by_key.end() && open[it->second].id == id && !open[it->second].matched && !open[it->second].linked) {
-      OpenSpan& span = open[it->second];
-      if (same_socket(span, s, owner, cap.time_ms)) {
+    const auto found = open_by_key.find(open, id.hash);
+    if (found && open[*found].id == id && !open[*found].matched && !open[*found].linked) {
+      OpenSpan& span = open[*found];
+      if (writer::same_socket(span, s, owner, cap.time_ms)) {
         span.matched = true;
         if (span.values.differ(SocketValues::of(s, cap.time_ms), cap.time_ms)) {
-          out.changed.emplace_back(it->second, &s);
+          out.changed.emplace_back(*found, &s);
         }
         continue;
       }
@@ -314,7 +344,13 @@ bool SnapshotWriter::Impl::bind_span(const Capture& cap, const NewSpan& next, st
 // those that continued and those it opened.
 void SnapshotWriter::Impl::write_spans(const Capture& cap, std::int64_t netns_id, std::int64_t snapshot_id,
                                        std::vector<OpenSpan> open, const std::vector<NewSpan>& fresh) {
-  const bool remember = open_spans == OpenSpans::remember;
+  // A namespace's first snapshot (or its first of a boot) opens a span per socket: remembering
+  // them would hold each socket twice, in the capture and in the memory, at the run's peak. The
+  // next snapshot reads them back instead, once.
+  const bool remember = open_spans == OpenSpans::remember && !open.empty();
+  if (!remember) {
+    open_cache.erase(netns_id);
+  }
   // What matching needed is done: the spans that stay open are kept in place (a second vector of
   // them would hold a 100,000-socket namespace's spans twice), the rest given back before the
   // inserts.

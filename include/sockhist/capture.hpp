@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -67,8 +69,20 @@ class OwnerTracker {
   OwnerTracker(const OwnerTracker&) = delete;
   OwnerTracker& operator=(const OwnerTracker&) = delete;
 
-  // The owners of the sockets in `sockets` (the lists of one snapshot's namespaces).
+  // The owners of the sockets in `sockets` (the lists of one snapshot's namespaces): scan_tables,
+  // then settle with what the lists show.
   OwnerMap scan(const ProcRoot& root, const std::vector<const std::vector<model::Socket>*>& sockets);
+
+  // The same in two steps, for a capture that attaches owners as it reads its sockets. First the
+  // fd tables: all of them when a full scan is due, else those whose fd numbers changed.
+  OwnerMap scan_tables(const ProcRoot& root);
+  // Whether a socket inode was not in the last snapshot the tracker settled.
+  bool is_new(std::uint64_t inode) const;
+  // Then, once every socket of the snapshot was read: `inodes` are all their inodes, `unexplained`
+  // whether one new since the last snapshot found no owner in scan_tables' map. A partial scan
+  // then could not see an fd number reused: the tables are scanned again in full and that map is
+  // returned (nullopt when the first one stands).
+  std::optional<OwnerMap> settle(const ProcRoot& root, std::vector<std::uint64_t> inodes, bool unexplained);
 
   // For a run with no next scan (a collector that takes one snapshot): nothing is kept for one.
   // At 100,000 sockets that is about 5 MB of fd tables and inodes less while the snapshot is written.
@@ -96,7 +110,7 @@ class OwnerTracker {
   int m_scans_since_full = 0;
   bool m_remember = true;
   std::unordered_map<std::int32_t, ProcessFds> m_known;
-  std::unordered_set<std::uint64_t> m_seen;  // socket inodes of the previous snapshot
+  std::vector<std::uint64_t> m_seen;  // socket inodes of the previous snapshot, sorted
   std::size_t m_last_resolved = 0;
   bool m_last_full = false;
 };
@@ -115,6 +129,10 @@ struct CaptureOptions {
   std::optional<std::int64_t> at_ms;  // the time to record (copied trees only)
   bool owners = true;
   Cmdlines cmdlines = Cmdlines::store;
+  // A live capture asks this, once its namespace, boot and owners are known and before reading its
+  // sockets, for a sieve that leaves out the sockets already stored unchanged (may return null).
+  // Called on the thread that reads the namespace, while no other thread uses what it reads.
+  std::function<std::shared_ptr<model::SocketSieve>(const model::Capture&)> sieve_for;
   Source source = Source::automatic;      // copied trees are always read as /proc text
   netlink::DiagSocket* diag = nullptr;    // a socket to reuse across snapshots; opened per capture if null
   OwnerTracker* owner_tracker = nullptr;  // a looping collector's memory of fd tables; a full scan if null

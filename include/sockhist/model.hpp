@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -175,6 +176,26 @@ enum class OwnerScan : std::uint8_t { complete, partial, skipped };
 std::string_view name(OwnerScan scan);
 
 // Everything one capture produced, ready for the store.
+// Leaves out of a live capture, as its sockets are read, those its namespace's open spans already
+// hold unchanged, so that a snapshot of a busy, quiet host never holds every socket at once. The
+// store's writer makes one per namespace (SnapshotWriter::sieve_for) and counts what it leaves out;
+// the capture calls it with each socket's owner (pid) attached.
+class SocketSieve {
+ public:
+  virtual ~SocketSieve() = default;
+  // The processes the owner scan found, before the first keep(): their stored rows are the owners
+  // a socket's pid is compared by.
+  virtual void know_owners(const std::vector<Process>& processes) = 0;
+  // False when the snapshot need not keep `socket`: its open span holds it as it is.
+  virtual bool keep(const Socket& socket) = 0;
+  // What follows up to the next begin_table may be withdrawn: a table whose netlink dump fails
+  // part-way is read again from /proc.
+  virtual void begin_table() = 0;
+  virtual void withdraw_table() = 0;
+  // How many sockets it left out.
+  virtual std::size_t left_out() const = 0;
+};
+
 struct Capture {
   std::string host;      // the name the snapshot is recorded under
   std::string hostname;  // what the kernel calls itself (may differ from host)
@@ -199,7 +220,8 @@ struct Capture {
       netns_cookie;  // SO_NETNS_COOKIE (Linux 5.14+): tells a namespace from a later one on its inode
   Settings settings;
   OwnerScan owners = OwnerScan::skipped;
-  std::vector<Socket> sockets;
+  std::vector<Socket> sockets;         // with a sieve: only those it kept
+  std::shared_ptr<SocketSieve> sieve;  // a live capture's, when its namespace had open spans
   std::vector<Counter> counters;
   std::vector<Process> processes;  // owners referenced by Socket::pid
   // Per socket, 1 when its owner (Socket::pid) was carried forward from the connection's earlier

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -37,6 +38,10 @@ struct DumpStats {
   std::size_t duplicates = 0;  // replies repeated under churn (dropped)
 };
 
+// Called after each receive buffer of a dump with `out` and the index of the first socket that
+// buffer appended; it may remove any of those (a capture's sieve), and nothing before them.
+using AfterBatch = std::function<void(std::vector<model::Socket>& out, std::size_t first)>;
+
 // A NETLINK_SOCK_DIAG socket of the calling thread's network namespace, reused across dumps.
 class DiagSocket {
  public:
@@ -51,16 +56,18 @@ class DiagSocket {
   // no second copy of a large table is ever held. A socket the dump repeats under churn (the same
   // full socket by inode, the same inode-less one by endpoints and state) is dropped. Throws
   // Unavailable if the kernel refuses the dump (for example ENOENT: no udp_diag); what was
-  // appended before a failure is removed again.
-  DumpStats dump_inet(int family, model::Proto proto, std::vector<model::Socket>& out);
+  // appended before a failure is removed again. `after_batch`, when given, sees each buffer's
+  // sockets as they are appended.
+  DumpStats dump_inet(int family, model::Proto proto, std::vector<model::Socket>& out,
+                      const AfterBatch& after_batch = {});
 
   // Appends every UNIX socket to `out`, likewise.
-  DumpStats dump_unix(std::vector<model::Socket>& out);
+  DumpStats dump_unix(std::vector<model::Socket>& out, const AfterBatch& after_batch = {});
 
  private:
   template <class Request>
   DumpStats dump(const Request& request, std::size_t request_size, model::Proto proto, const char* what,
-                 std::vector<model::Socket>& out);
+                 std::vector<model::Socket>& out, const AfterBatch& after_batch);
 
   struct Impl;
   std::unique_ptr<Impl> m_impl;

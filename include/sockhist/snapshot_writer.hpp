@@ -48,6 +48,16 @@ class SnapshotWriter {
   // db_growth of each result are those of the whole transaction.
   std::vector<WriteStats> write_all(const std::vector<model::Capture>& captures);
 
+  // A sieve for a live capture about to read its sockets (capture::CaptureOptions::sieve_for):
+  // given the capture's host, boot and namespace (and, through know_owners, the processes its
+  // owner scan found), it leaves
+  // out each socket that the namespace's open span holds unchanged (same identity, state, owner
+  // and values), so that write() then handles only the rest and counts those it left out. Null
+  // when there is nothing to compare with (no snapshot of this namespace and boot yet), or when
+  // telling the namespace apart would need the capture's counters (no namespace cookie). Reads the
+  // database only, outside any transaction: the writer lock keeps it unchanged until write().
+  std::shared_ptr<model::SocketSieve> sieve_for(const model::Capture& facts);
+
   // Forgets the row ids of processes and addresses it has cached: call after apply_retention has
   // removed snapshots, since it deletes the processes and addresses no span refers to any more.
   void forget_removable_ids();

@@ -2,14 +2,19 @@
 // snapshot with the right state, this process as owner, a TIME_WAIT timer within 60 s and its
 // owner carried forward; ss sees the same TCP sockets; an unchanged population writes nothing.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <fmt/format.h>
 
 #include "files.hpp"
 #include "netns.hpp"
@@ -228,4 +233,86 @@ TEST(Live, NoCmdlineStoresNone) {
   ASSERT_EQ(run(SOCKHIST_COLLECT_BIN, {"--db", with.string()}).exit_code, 0);
   auto db2 = store::open_read_only(with);
   EXPECT_GT(db2.execAndGet("SELECT count(*) FROM processes WHERE cmdline LIKE '%live_test%'").getInt(), 0);
+}
+
+// A second snapshot by a new process (cron) compares each socket with its open span as it reads
+// it and keeps only what changed. What it stores must still be the whole moment: ss's sockets,
+// a socket handed to another process under its new owner, a grown queue, and the count of all.
+TEST(Live, ASecondSnapshotStoresTheWholeMomentWhileLeavingOutWhatIsUnchanged) {
+  std::string why;
+  if (!enter_private_netns(why)) {
+    GTEST_SKIP() << "needs a private network namespace (root): " << why;
+  }
+  const auto dir = scratch_dir("live-sieve");
+  const std::string db_path = (dir / "sieve.db").string();
+  const std::vector<std::string> args = {"--db", db_path, "--retain", "0"};
+  Population pop = make_population(dir.string(), true);
+  std::vector<Pair> pairs;
+  for (int i = 0; i < 40; ++i) {
+    pairs.push_back(connect_pair(i % 2 == 0 ? 4 : 6, i % 2 == 0 ? pop.listener4 : pop.listener6));
+  }
+  ASSERT_EQ(run(SOCKHIST_COLLECT_BIN, args).exit_code, 0);
+
+  // Between the snapshots: one connection is handed to a child process (the parent closes its
+  // copy), one gains unread bytes, one closes, one is new; the other 37 and the rest stay.
+  const int handed_port = local_port(pairs[0].client);
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    for (int fd = 3; fd < 1024; ++fd) {  // keep only the handed socket and the pipe
+      if (fd != pairs[0].client.get() && fd != ready[1]) {
+        ::close(fd);
+      }
+    }
+    (void)::write(ready[1], "x", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::close(ready[0]);
+  pairs[0].client = Fd();
+  ASSERT_EQ(::send(pairs[1].client.get(), "hello", 5, 0), 5);
+  const int closed_port = local_port(pairs[2].client);
+  pairs[2] = Pair{};
+  pairs.push_back(connect_pair(4, pop.listener4));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+
+  const auto ss_before = ss_view();
+  const auto second = run(SOCKHIST_COLLECT_BIN, args);
+  const auto ss_after = ss_view();
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  ASSERT_EQ(ss_before, ss_after) << "the population moved while it was captured";
+
+  auto db = store::open_read_only(db_path);
+  EXPECT_EQ(stored_tcp_view(db, 2), ss_before) << "the second snapshot holds every TCP socket ss shows";
+  const auto snapshot = sockets_of(db, 2);
+  EXPECT_EQ(db.execAndGet("SELECT socket_count FROM snapshots WHERE snapshot_id = 2").getInt64(),
+            static_cast<std::int64_t>(snapshot.size()))
+      << "the count includes the sockets that were left out";
+  const auto handed = snapshot.equal_range(key("tcp", "127.0.0.1", handed_port, "127.0.0.1", pop.port4));
+  ASSERT_EQ(std::distance(handed.first, handed.second), 1);
+  EXPECT_EQ(handed.first->second.pid, child) << "the handed socket is stored under its new owner";
+  const auto closed = snapshot.equal_range(key("tcp", "127.0.0.1", closed_port, "127.0.0.1", pop.port4));
+  ASSERT_EQ(std::distance(closed.first, closed.second), 1);
+  EXPECT_EQ(closed.first->second.state, "TIME_WAIT") << "the closed client's end waits out 2*MSL";
+  EXPECT_EQ(db.execAndGet(fmt::format("SELECT rx_queue FROM v_snapshot_sockets WHERE snapshot_id = 2 AND "
+                                      "remote_port = {} AND local_port = {}",
+                                      local_port(pairs[1].client), pop.port6))
+                .getInt64(),
+            5)
+      << "the reader's unread bytes are this snapshot's";
+  // What changed is all that was written: the handed socket's new span, the new connection's two
+  // ends, the closed connection's TIME_WAIT end, and one values row for the unread bytes.
+  SQLite::Statement writes(db, "SELECT spans_opened, value_rows FROM snapshots WHERE snapshot_id = 2");
+  ASSERT_TRUE(writes.executeStep());
+  EXPECT_GE(writes.getColumn(0).getInt64(), 4);
+  EXPECT_LE(writes.getColumn(0).getInt64(), 6);
+  EXPECT_EQ(writes.getColumn(1).getInt64(), 1);
 }

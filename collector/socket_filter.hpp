@@ -1,0 +1,120 @@
+// What a live capture does to each socket as it reads it, and the thread its owner scan runs on
+// meanwhile. Private to collector/ (capture.cpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <thread>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "sockhist/capture.hpp"
+
+namespace sockhist::capture {
+
+// What happens to each socket as a live capture reads it: its uid and inode are noted and, once
+// the owner scan is done, its owner attached and the sieve (if any) asked whether the snapshot
+// keeps it. Runs over each receive buffer of a netlink dump, or over a /proc table once read, so
+// that a sieved socket is never held for long.
+class SocketFilter {
+ public:
+  explicit SocketFilter(OwnerTracker* tracker) : m_tracker(tracker) {}
+
+  // The owner scan's map, for the namespaces read from now on (null: owners attached later).
+  void use_owners(const OwnerMap* owners) { m_owners = owners; }
+  // The sieve of the namespace read next.
+  void use_sieve(model::SocketSieve* sieve) { m_sieve = sieve; }
+
+  // Attaches, notes and sieves out[first..], keeping what stays in order.
+  void operator()(std::vector<model::Socket>& out, std::size_t first) {
+    std::size_t kept = first;
+    for (std::size_t i = first; i < out.size(); ++i) {
+      model::Socket& s = out[i];
+      m_uids.insert(s.uid);
+      if (s.inode != 0) {
+        if (m_tracker != nullptr) {
+          m_inodes.push_back(s.inode);
+        }
+        if (m_owners != nullptr) {
+          const auto pid = m_owners->owner_of_inode.find(s.inode);
+          s.pid = pid.value_or(0);
+          m_unexplained |= !pid && m_tracker != nullptr && m_tracker->is_new(s.inode);
+        }
+      }
+      if (m_sieve != nullptr && !m_sieve->keep(s)) {
+        continue;
+      }
+      if (kept != i) {
+        out[kept] = std::move(s);
+      }
+      ++kept;
+    }
+    out.resize(kept);
+  }
+
+  // A table that may be withdrawn (its netlink dump failing part-way) begins, or is withdrawn.
+  void begin_table() {
+    m_inodes_at_table = m_inodes.size();
+    if (m_sieve != nullptr) {
+      m_sieve->begin_table();
+    }
+  }
+  void withdraw_table() {
+    m_inodes.resize(m_inodes_at_table);
+    if (m_sieve != nullptr) {
+      m_sieve->withdraw_table();
+    }
+  }
+
+  // The uids of the sockets read since the last call (those sieved out included).
+  std::unordered_set<std::uint32_t> take_uids() { return std::exchange(m_uids, {}); }
+  std::vector<std::uint64_t>& inodes() { return m_inodes; }
+  // Whether a socket read with its owner attached is new since the last snapshot and has none.
+  bool unexplained() const { return m_unexplained; }
+
+ private:
+  OwnerTracker* m_tracker;
+  const OwnerMap* m_owners = nullptr;
+  model::SocketSieve* m_sieve = nullptr;
+  std::unordered_set<std::uint32_t> m_uids;
+  std::vector<std::uint64_t> m_inodes;  // every socket inode, for the tracker's next snapshot
+  std::size_t m_inodes_at_table = 0;
+  bool m_unexplained = false;
+};
+
+// Runs a function on its own thread and joins it however the caller's scope is left.
+class Background {
+ public:
+  template <class F>
+  explicit Background(F work)
+      : m_thread([this, work = std::move(work)]() mutable {
+          try {
+            work();
+          } catch (...) {
+            m_failure = std::current_exception();
+          }
+        }) {}
+  ~Background() { join(); }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+  // Waits for it; rethrows what it threw.
+  void finish() {
+    join();
+    if (m_failure) {
+      std::rethrow_exception(std::exchange(m_failure, nullptr));
+    }
+  }
+
+ private:
+  void join() {
+    if (m_thread.joinable()) {
+      m_thread.join();
+    }
+  }
+  std::exception_ptr m_failure;
+  std::thread m_thread;
+};
+
+}  // namespace sockhist::capture
