@@ -198,7 +198,7 @@ std::uint64_t initial_namespace_inode(const std::filesystem::path& proc) {
 // The owners of a copied tree's sockets.
 void scan_and_attach(model::Capture& cap, const ProcRoot& root, const CaptureOptions& options) {
   const auto owners_started = std::chrono::steady_clock::now();
-  const auto owners = scan_owners(root, options.cmdlines, options.live);
+  const auto owners = scan_owners(root, options.cmdlines);
   Loader reader(cap);
   keep_owners(cap, reader, owners, root.path().string(), true);
   cap.owners_ms = model::ms_since(owners_started);
@@ -214,12 +214,12 @@ OwnerMap scan_live_owners(const ProcRoot& root, const CaptureOptions& options) {
     return none;
   }
   return options.owner_tracker != nullptr ? options.owner_tracker->scan_tables(root)
-                                          : scan_owners(root, options.cmdlines, options.live);
+                                          : scan_owners(root, options.cmdlines);
 }
 
-// Once every namespace was read: the tracker's verdict (a full rescan when a new socket found no
-// owner), then each capture keeps the processes its sockets name. `attached`: the filter gave
-// each socket its owner as it was read; else they are given now. owners_ms: the scan so far.
+// Once every namespace was read: the tracker's verdict (the tables read again when a new socket
+// found no owner), then each capture keeps the processes its sockets name. `attached`: the filter
+// gave each socket its owner as it was read; else they are given now. owners_ms: the scan so far.
 void settle_owners(std::vector<model::Capture*> captures, OwnerMap owners, SocketFilter& filter, bool attached,
                    const ProcRoot& root, const CaptureOptions& options, std::int64_t owners_ms) {
   if (!options.owners) {
@@ -228,23 +228,34 @@ void settle_owners(std::vector<model::Capture*> captures, OwnerMap owners, Socke
   bool attach = !attached;
   if (auto* tracker = options.owner_tracker) {
     const auto started = std::chrono::steady_clock::now();
-    bool unexplained = filter.unexplained();
-    for (const auto* cap : captures) {
-      for (const auto& s : cap->sockets) {
-        unexplained |=
-            !attached && s.inode != 0 && !owners.owner_of_inode.contains(s.inode) && tracker->is_new(s.inode);
+    const auto unexplained = [&](const OwnerMap& map) {
+      for (const auto* cap : captures) {
+        for (const auto& s : cap->sockets) {
+          if (s.inode != 0 && !map.owner_of_inode.contains(s.inode) && tracker->is_new(s.inode)) {
+            return true;
+          }
+        }
       }
-    }
-    if (auto full = tracker->settle(root, std::move(filter.inodes()), unexplained)) {
-      // Sockets a sieve left out keep the first scan's owners; the next snapshot sees the full one's.
-      owners = std::move(*full);
+      return false;
+    };
+    if (auto better = tracker->settle(root, owners, std::move(filter.inodes()), unexplained)) {
+      // Sockets a sieve left out keep the first scan's owners: each matched its span by it.
+      owners = std::move(*better);
       attach = true;
     }
     owners_ms += model::ms_since(started);
   }
+  std::map<std::uint32_t, std::optional<std::string>> users;  // looked up now the sockets are read
   for (auto* cap : captures) {
     Loader reader(*cap);
     keep_owners(*cap, reader, owners, root.path().string(), attach);
+    for (auto& process : cap->processes) {
+      auto [it, added] = users.try_emplace(process.uid);
+      if (added) {
+        it->second = user_name(process.uid);
+      }
+      process.user = it->second;
+    }
     cap->owners_ms = owners_ms;
     cap->links_resolved =
         options.owner_tracker != nullptr ? options.owner_tracker->last_resolved() : owners.links_resolved;
@@ -282,11 +293,28 @@ model::Capture take(const CaptureOptions& options) {
     owners = scan_live_owners(root, options);
     owners_ms = model::ms_since(owners_started);
   });
-  cap.sieve = options.sieve_for ? options.sieve_for(cap) : nullptr;
   SocketFilter filter(options.owners ? options.owner_tracker : nullptr);
   std::optional<netlink::DiagSocket> own_diag;
   auto* diag = open_diag(options, own_diag, reader);
-  if (cap.sieve) {
+  if (diag == nullptr) {
+    // /proc's text is read a table at a time, whole: read it while the store reads what it holds
+    // open, and sieve it after.
+    std::shared_ptr<model::SocketSieve> sieve;
+    {
+      const model::Capture facts = cap;
+      Background store_read([&] { sieve = options.sieve_for ? options.sieve_for(facts) : nullptr; });
+      read_namespace(cap, reader, root, root, nullptr, options, filter);
+      store_read.finish();
+    }
+    cap.sieve = std::move(sieve);
+    scan.finish();
+    if (cap.sieve) {
+      cap.sieve->know_owners(owners.processes);
+      filter.use_owners(&owners);
+      filter.use_sieve(cap.sieve.get());
+      filter.attach_and_sieve(cap.sockets, 0);
+    }
+  } else if ((cap.sieve = options.sieve_for ? options.sieve_for(cap) : nullptr)) {
     // A sieve compares owners: the sockets are read once the scan is done, each with its owner.
     scan.finish();
     cap.sieve->know_owners(owners.processes);

@@ -280,7 +280,7 @@ int run_collect(const CollectOptions& o) {
   // Only a loop has a next snapshot to keep the open spans in memory for.
   store::SnapshotWriter writer(db, r.interval_ms > 0 ? store::OpenSpans::remember : store::OpenSpans::forget);
   // What a loop learns of the processes' fd tables spares most of the owner scan next time.
-  capture::OwnerTracker owner_tracker(r.capture.cmdlines, r.capture.live);
+  capture::OwnerTracker owner_tracker(r.capture.cmdlines);
   if (r.interval_ms == 0) {
     owner_tracker.keep_nothing();  // one snapshot and out: no next scan to spare
   }

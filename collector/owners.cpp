@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <functional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -95,31 +96,35 @@ std::optional<std::int32_t> InodeOwners::find(std::uint64_t inode) const {
   return it->second;
 }
 
-OwnerTracker::OwnerTracker(Cmdlines cmdlines, bool resolve_users, int full_scan_every)
-    : m_cmdlines(cmdlines), m_resolve_users(resolve_users), m_full_scan_every(std::max(1, full_scan_every)) {}
+OwnerTracker::OwnerTracker(Cmdlines cmdlines, int full_scan_every)
+    : m_cmdlines(cmdlines), m_full_scan_every(std::max(1, full_scan_every)) {}
 
 OwnerTracker::~OwnerTracker() = default;
 
 OwnerMap OwnerTracker::scan(const ProcRoot& root, const std::vector<const std::vector<model::Socket>*>& sockets) {
   auto result = scan_tables(root);
   std::vector<std::uint64_t> inodes;
-  bool unexplained = false;
   for (const auto* list : sockets) {
     for (const auto& s : *list) {
       if (s.inode != 0) {
         inodes.push_back(s.inode);
-        unexplained |= !result.owner_of_inode.contains(s.inode) && is_new(s.inode);
       }
     }
   }
-  if (auto full = settle(root, std::move(inodes), unexplained)) {
-    return std::move(*full);
+  const auto unexplained = [&](const OwnerMap& map) {
+    return std::any_of(inodes.begin(), inodes.end(),
+                       [&](std::uint64_t inode) { return !map.owner_of_inode.contains(inode) && is_new(inode); });
+  };
+  if (auto better = settle(root, result, inodes, unexplained)) {
+    return std::move(*better);
   }
   return result;
 }
 
 OwnerMap OwnerTracker::scan_tables(const ProcRoot& root) {
   const bool due = m_scans_since_full + 1 >= m_full_scan_every || m_known.empty();
+  m_full_this_snapshot = due;
+  m_last_resolved = 0;
   return scan_once(root, due);
 }
 
@@ -127,13 +132,20 @@ bool OwnerTracker::is_new(std::uint64_t inode) const {
   return !std::binary_search(m_seen.begin(), m_seen.end(), inode);
 }
 
-std::optional<OwnerMap> OwnerTracker::settle(const ProcRoot& root, std::vector<std::uint64_t> inodes,
-                                             bool unexplained) {
-  std::optional<OwnerMap> full;
-  // A socket that is new since the last snapshot and has no owner lives in an fd table the
-  // listing could not show as changed (an fd number reused): look at every process again.
-  if (unexplained && !m_last_full) {
-    full = scan_once(root, true);
+std::optional<OwnerMap> OwnerTracker::settle(const ProcRoot& root, const OwnerMap& first,
+                                             std::vector<std::uint64_t> inodes,
+                                             const std::function<bool(const OwnerMap&)>& unexplained) {
+  std::optional<OwnerMap> better;
+  if (unexplained(first)) {
+    // A socket new since the last snapshot has no owner. It may have appeared after its
+    // process's table was read (the scan runs before or beside the reading of the sockets): the
+    // tables are listed again and those whose fd numbers changed are read.
+    better = scan_once(root, false);
+    // Or it lives in an fd number the listing cannot show as changed (one reused): unless a scan
+    // of this snapshot was full, every table is read.
+    if (!m_full_this_snapshot && unexplained(*better)) {
+      better = scan_once(root, true);
+    }
   }
   m_seen.clear();
   if (m_remember) {
@@ -141,8 +153,10 @@ std::optional<OwnerMap> OwnerTracker::settle(const ProcRoot& root, std::vector<s
     inodes.erase(std::unique(inodes.begin(), inodes.end()), inodes.end());
     inodes.shrink_to_fit();
     m_seen = std::move(inodes);
+  } else {
+    m_known = {};  // one snapshot and out: nothing is kept while it is written
   }
-  return full;
+  return better;
 }
 
 namespace {
@@ -221,7 +235,7 @@ void scan_process(const ProcRoot& root, std::int32_t pid, bool full,
 // Describes the processes that own some socket (name, uid, command line, user), reading what
 // cannot change for a process only once; a process that exited meanwhile loses its sockets.
 void describe_owners(const ProcRoot& root, std::unordered_map<std::int32_t, OwnerTracker::ProcessFds>& current,
-                     OwnerMap& result, Cmdlines cmdlines, bool resolve_users) {
+                     OwnerMap& result, Cmdlines cmdlines) {
   std::unordered_set<std::int32_t> owners;
   for (const auto& [inode, pid] : result.owner_of_inode.pairs()) {
     owners.insert(pid);
@@ -245,9 +259,6 @@ void describe_owners(const ProcRoot& root, std::unordered_map<std::int32_t, Owne
         if (const auto raw = root.try_read(fmt::format("{}/cmdline", pid))) {
           process.cmdline = format_cmdline(*raw);
         }
-      }
-      if (resolve_users) {
-        process.user = user_name(process.uid);
       }
       fds.description = std::move(process);
     }
@@ -282,7 +293,6 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
   }
 
   std::unordered_map<std::int32_t, ProcessFds> current;
-  m_last_resolved = 0;
   for (auto& slice : slices) {
     result.unreadable_processes += slice.unreadable;
     m_last_resolved += slice.resolved;
@@ -302,16 +312,16 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
     }
   }
   result.owner_of_inode = InodeOwners(std::move(pairs));
-  describe_owners(root, current, result, m_cmdlines, m_resolve_users);
+  describe_owners(root, current, result, m_cmdlines);
   result.owner_of_inode.erase_pids([&current](std::int32_t pid) { return current.at(pid).sockets.empty(); });
   std::sort(result.processes.begin(), result.processes.end(),
             [](const model::Process& a, const model::Process& b) { return a.pid < b.pid; });
   result.links_resolved = m_last_resolved;
-  if (m_remember) {
-    // Keep for next time only what can be trusted to identify its process.
-    std::erase_if(current, [](const auto& item) { return !item.second.identified && !item.second.sockets.empty(); });
-    m_known = std::move(current);
-  }
+  // Kept for a listing later in this snapshot (settle) and, unless keep_nothing, for the next one:
+  // only what can be trusted to identify its process.
+  std::erase_if(current, [](const auto& item) { return !item.second.identified && !item.second.sockets.empty(); });
+  m_known = std::move(current);
+  m_full_this_snapshot |= full;
   m_scans_since_full = full ? 0 : m_scans_since_full + 1;
   m_last_full = full;
   if (result.unreadable_processes > 0) {
@@ -320,8 +330,8 @@ OwnerMap OwnerTracker::scan_once(const ProcRoot& root, bool full) {
   return result;
 }
 
-OwnerMap scan_owners(const ProcRoot& root, Cmdlines cmdlines, bool resolve_users) {
-  OwnerTracker tracker(cmdlines, resolve_users, 1);
+OwnerMap scan_owners(const ProcRoot& root, Cmdlines cmdlines) {
+  OwnerTracker tracker(cmdlines, 1);
   tracker.keep_nothing();
   return tracker.scan(root, {});
 }

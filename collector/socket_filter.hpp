@@ -27,21 +27,29 @@ class SocketFilter {
   // The sieve of the namespace read next.
   void use_sieve(model::SocketSieve* sieve) { m_sieve = sieve; }
 
-  // Attaches, notes and sieves out[first..], keeping what stays in order.
+  // Notes, attaches and sieves out[first..], keeping what stays in order.
   void operator()(std::vector<model::Socket>& out, std::size_t first) {
+    note(out, first);
+    attach_and_sieve(out, first);
+  }
+
+  // Notes each socket's uid and inode (every socket read, whatever the sieve decides).
+  void note(const std::vector<model::Socket>& out, std::size_t first) {
+    for (std::size_t i = first; i < out.size(); ++i) {
+      m_uids.insert(out[i].uid);
+      if (m_tracker != nullptr && out[i].inode != 0) {
+        m_inodes.push_back(out[i].inode);
+      }
+    }
+  }
+
+  // Gives out[first..] their owners (once the scan's map is in use) and keeps what the sieve keeps.
+  void attach_and_sieve(std::vector<model::Socket>& out, std::size_t first) {
     std::size_t kept = first;
     for (std::size_t i = first; i < out.size(); ++i) {
       model::Socket& s = out[i];
-      m_uids.insert(s.uid);
-      if (s.inode != 0) {
-        if (m_tracker != nullptr) {
-          m_inodes.push_back(s.inode);
-        }
-        if (m_owners != nullptr) {
-          const auto pid = m_owners->owner_of_inode.find(s.inode);
-          s.pid = pid.value_or(0);
-          m_unexplained |= !pid && m_tracker != nullptr && m_tracker->is_new(s.inode);
-        }
+      if (s.inode != 0 && m_owners != nullptr) {
+        s.pid = m_owners->owner_of_inode.find(s.inode).value_or(0);
       }
       if (m_sieve != nullptr && !m_sieve->keep(s)) {
         continue;
@@ -71,8 +79,6 @@ class SocketFilter {
   // The uids of the sockets read since the last call (those sieved out included).
   std::unordered_set<std::uint32_t> take_uids() { return std::exchange(m_uids, {}); }
   std::vector<std::uint64_t>& inodes() { return m_inodes; }
-  // Whether a socket read with its owner attached is new since the last snapshot and has none.
-  bool unexplained() const { return m_unexplained; }
 
  private:
   OwnerTracker* m_tracker;
@@ -81,7 +87,6 @@ class SocketFilter {
   std::unordered_set<std::uint32_t> m_uids;
   std::vector<std::uint64_t> m_inodes;  // every socket inode, for the tracker's next snapshot
   std::size_t m_inodes_at_table = 0;
-  bool m_unexplained = false;
 };
 
 // Runs a function on its own thread and joins it however the caller's scope is left.

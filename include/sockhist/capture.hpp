@@ -63,8 +63,9 @@ enum class Cmdlines { store, omit };
 // another process still holds the old socket) is thereby bounded to full_scan_every snapshots.
 class OwnerTracker {
  public:
-  // resolve_users: name uids through this machine's passwd database (live captures only).
-  OwnerTracker(Cmdlines cmdlines, bool resolve_users, int full_scan_every = 30);
+  // Processes are described without their user's name: looking it up may open a socket (NSS, nscd)
+  // while the capture reads the sockets; the capture names them after.
+  explicit OwnerTracker(Cmdlines cmdlines, int full_scan_every = 30);
   ~OwnerTracker();
   OwnerTracker(const OwnerTracker&) = delete;
   OwnerTracker& operator=(const OwnerTracker&) = delete;
@@ -78,11 +79,14 @@ class OwnerTracker {
   OwnerMap scan_tables(const ProcRoot& root);
   // Whether a socket inode was not in the last snapshot the tracker settled.
   bool is_new(std::uint64_t inode) const;
-  // Then, once every socket of the snapshot was read: `inodes` are all their inodes, `unexplained`
-  // whether one new since the last snapshot found no owner in scan_tables' map. A partial scan
-  // then could not see an fd number reused: the tables are scanned again in full and that map is
-  // returned (nullopt when the first one stands).
-  std::optional<OwnerMap> settle(const ProcRoot& root, std::vector<std::uint64_t> inodes, bool unexplained);
+  // Then, once every socket of the snapshot was read: `inodes` are all their inodes, and
+  // `unexplained` tells whether, by a map, a socket that is new since the last snapshot has no
+  // owner. When one has none by `first` (scan_tables' map), the tables are listed again and those
+  // whose fd numbers changed are read (the socket appeared after its process's table was read);
+  // when one still has none and no scan of this snapshot was full, every table is read (an fd
+  // number reused). Returns the newer map, or nullopt when `first` stands.
+  std::optional<OwnerMap> settle(const ProcRoot& root, const OwnerMap& first, std::vector<std::uint64_t> inodes,
+                                 const std::function<bool(const OwnerMap&)>& unexplained);
 
   // For a run with no next scan (a collector that takes one snapshot): nothing is kept for one.
   // At 100,000 sockets that is about 5 MB of fd tables and inodes less while the snapshot is written.
@@ -105,10 +109,10 @@ class OwnerTracker {
   OwnerMap scan_once(const ProcRoot& root, bool full);
 
   Cmdlines m_cmdlines;
-  bool m_resolve_users;
   int m_full_scan_every;
   int m_scans_since_full = 0;
   bool m_remember = true;
+  bool m_full_this_snapshot = false;  // scan_tables or settle read every table
   std::unordered_map<std::int32_t, ProcessFds> m_known;
   std::vector<std::uint64_t> m_seen;  // socket inodes of the previous snapshot, sorted
   std::size_t m_last_resolved = 0;
@@ -116,7 +120,7 @@ class OwnerTracker {
 };
 
 // One full scan, for a single snapshot.
-OwnerMap scan_owners(const ProcRoot& root, Cmdlines cmdlines, bool resolve_users);
+OwnerMap scan_owners(const ProcRoot& root, Cmdlines cmdlines);
 
 // Where live sockets are read from: sock_diag netlink with /proc as fallback (automatic), or only one.
 enum class Source { automatic, netlink, proc };

@@ -29,7 +29,7 @@ std::int32_t owner(const capture::OwnerMap& map, std::uint64_t inode) {
 
 TEST(OwnerScan, OneShotFindsThisProcessAndDescribesIt) {
   Fd listener = test::listen_tcp(4);
-  const auto map = capture::scan_owners(proc::ProcRoot("/proc"), capture::Cmdlines::store, true);
+  const auto map = capture::scan_owners(proc::ProcRoot("/proc"), capture::Cmdlines::store);
   EXPECT_EQ(owner(map, test::inode_of(listener)), ::getpid());
   const auto me = std::find_if(map.processes.begin(), map.processes.end(),
                                [](const model::Process& p) { return p.pid == ::getpid(); });
@@ -135,7 +135,7 @@ class Holder {
 TEST(OwnerScan, TrackerResolvesOnlyChangedFdTables) {
   Holder holder;
   auto sockets = holder.sockets();
-  capture::OwnerTracker tracker(capture::Cmdlines::omit, false, 100);
+  capture::OwnerTracker tracker(capture::Cmdlines::omit, 100);
   const proc::ProcRoot root("/proc");
   const auto first = tracker.scan(root, {&sockets});
   EXPECT_TRUE(tracker.last_was_full());
@@ -164,7 +164,7 @@ TEST(OwnerScan, ReusedFdNumberForcesAFullScan) {
   Holder holder;
   holder.add_socket();
   auto sockets = holder.sockets();
-  capture::OwnerTracker tracker(capture::Cmdlines::omit, false, 100);
+  capture::OwnerTracker tracker(capture::Cmdlines::omit, 100);
   const proc::ProcRoot root("/proc");
   tracker.scan(root, {&sockets});
   tracker.scan(root, {&sockets});
@@ -178,6 +178,41 @@ TEST(OwnerScan, ReusedFdNumberForcesAFullScan) {
   EXPECT_EQ(owner(map, replaced), holder.pid());
 }
 
+// The scan runs before (or beside) the reading of the sockets: a socket that appears after its
+// process's table was read is found by listing the tables again, and only the changed one is read,
+// in a collector that takes one snapshot (its first scan full) as in a looping one.
+TEST(OwnerScan, ASocketMadeAfterItsTableWasReadIsFoundByListingAgain) {
+  for (const bool one_shot : {true, false}) {
+    Holder holder;
+    capture::OwnerTracker tracker(capture::Cmdlines::omit, 100);
+    if (one_shot) {
+      tracker.keep_nothing();
+    }
+    const proc::ProcRoot root("/proc");
+    auto sockets = holder.sockets();
+    if (!one_shot) {
+      tracker.scan(root, {&sockets});  // a loop's earlier snapshot
+    }
+    const auto first = tracker.scan_tables(root);
+    const auto first_resolved = tracker.last_resolved();
+    const auto added = holder.add_socket();  // made while the sockets are being read
+    sockets = holder.sockets();
+    EXPECT_EQ(owner(first, added), 0) << "not in the table read before it existed";
+    std::vector<std::uint64_t> inodes(holder.inodes.begin(), holder.inodes.end());
+    const auto unexplained = [&](const capture::OwnerMap& map) {
+      return !map.owner_of_inode.contains(added) && tracker.is_new(added);
+    };
+    const auto better = tracker.settle(root, first, inodes, unexplained);
+    ASSERT_TRUE(better.has_value()) << (one_shot ? "one shot" : "loop");
+    EXPECT_EQ(owner(*better, added), holder.pid());
+    // Listed again, and the holder's changed table read (its 102 links), not every table.
+    EXPECT_GE(tracker.last_resolved(), first_resolved + 102U);
+    EXPECT_FALSE(tracker.last_was_full()) << (one_shot ? "one shot" : "loop");
+    // Nothing new without an owner: the first map stands.
+    EXPECT_FALSE(tracker.settle(root, *better, inodes, unexplained).has_value());
+  }
+}
+
 TEST(OwnerScan, TheLowestPidOwnsASharedSocket) {
   const capture::InodeOwners owners({{7, 300}, {5, 40}, {7, 12}, {9, 5}, {7, 55}});
   EXPECT_EQ(owners.find(7), 12);
@@ -188,7 +223,7 @@ TEST(OwnerScan, TheLowestPidOwnsASharedSocket) {
 }
 
 TEST(OwnerScan, FullScanEveryNthTime) {
-  capture::OwnerTracker tracker(capture::Cmdlines::omit, false, 3);
+  capture::OwnerTracker tracker(capture::Cmdlines::omit, 3);
   const proc::ProcRoot root("/proc");
   std::vector<bool> full;
   for (int i = 0; i < 7; ++i) {
