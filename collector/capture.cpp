@@ -116,7 +116,7 @@ std::optional<std::uint64_t> current_netns_cookie() {
   return known ? std::optional(cookie) : std::nullopt;
 }
 
-// Reads a namespace's sockets through `filter`: cap.netns_cookie is set (and a sieve chosen) first.
+// Reads a namespace's sockets, counters and settings, each socket table through `filter`.
 void read_namespace(model::Capture& cap, Loader& reader, const ProcRoot& net, const ProcRoot& sys,
                     netlink::DiagSocket* diag, const CaptureOptions& options, SocketFilter& filter) {
   const auto tables_started = std::chrono::steady_clock::now();
@@ -144,8 +144,8 @@ void read_namespace(model::Capture& cap, Loader& reader, const ProcRoot& net, co
 }
 
 // Keeps the processes that own one of the capture's sockets, giving each socket its owner from
-// `owners` first when `attach` (a copied tree's sockets, or a live capture's after a full rescan:
-// a live capture's filter attached them as it read them).
+// `owners` first when `attach`: a copied tree's sockets, and a live capture's when they were read
+// before its scan ended or the tables were read again (else its filter gave them as it read).
 void keep_owners(model::Capture& cap, Loader& reader, const OwnerMap& owners, const std::string& root, bool attach) {
   cap.owners = owners.completeness;
   std::unordered_set<std::int32_t> used;
