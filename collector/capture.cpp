@@ -293,7 +293,7 @@ model::Capture take(const CaptureOptions& options) {
     owners = scan_live_owners(root, options);
     owners_ms = model::ms_since(owners_started);
   });
-  SocketFilter filter(options.owners ? options.owner_tracker : nullptr);
+  SocketFilter filter(options.owners && options.owner_tracker != nullptr);
   std::optional<netlink::DiagSocket> own_diag;
   auto* diag = open_diag(options, own_diag, reader);
   if (diag == nullptr) {
@@ -309,17 +309,13 @@ model::Capture take(const CaptureOptions& options) {
     cap.sieve = std::move(sieve);
     scan.finish();
     if (cap.sieve) {
-      cap.sieve->know_owners(owners.processes);
-      filter.use_owners(&owners);
-      filter.use_sieve(cap.sieve.get());
+      filter.compare_with(owners, cap.sieve.get());
       filter.attach_and_sieve(cap.sockets, 0);
     }
   } else if ((cap.sieve = options.sieve_for ? options.sieve_for(cap) : nullptr)) {
     // A sieve compares owners: the sockets are read once the scan is done, each with its owner.
     scan.finish();
-    cap.sieve->know_owners(owners.processes);
-    filter.use_owners(&owners);
-    filter.use_sieve(cap.sieve.get());
+    filter.compare_with(owners, cap.sieve.get());
     read_namespace(cap, reader, root, root, diag, options, filter);
   } else {
     // Nothing to compare with (a first snapshot): the sockets are read while the scan runs.
@@ -421,8 +417,7 @@ std::vector<model::Capture> take_namespaces(const CaptureOptions& options,
   const auto owners_started = std::chrono::steady_clock::now();
   auto owners = scan_live_owners(root, options);
   const auto owners_ms = model::ms_since(owners_started);
-  SocketFilter filter(options.owners ? options.owner_tracker : nullptr);
-  filter.use_owners(&owners);
+  SocketFilter filter(options.owners && options.owner_tracker != nullptr);
   std::vector<model::Capture> captures;
   captures.reserve(targets.size());
   for (const auto& target : targets) {
@@ -453,11 +448,8 @@ std::vector<model::Capture> take_namespaces(const CaptureOptions& options,
         }
         cap.netns_cookie = current_netns_cookie();
         cap.sieve = options.sieve_for ? options.sieve_for(cap) : nullptr;
-        if (cap.sieve) {
-          cap.sieve->know_owners(owners.processes);
-        }
         SocketFilter inside_filter = std::move(filter);
-        inside_filter.use_sieve(cap.sieve.get());
+        inside_filter.compare_with(owners, cap.sieve.get());
         CaptureOptions inside = options;
         inside.diag = nullptr;  // a netlink socket belongs to the namespace it was opened in
         std::optional<netlink::DiagSocket> diag;

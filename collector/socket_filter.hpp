@@ -20,12 +20,18 @@ namespace sockhist::capture {
 // that a sieved socket is never held for long.
 class SocketFilter {
  public:
-  explicit SocketFilter(OwnerTracker* tracker) : m_tracker(tracker) {}
+  // keep_inodes: note every socket inode for an owner tracker's next snapshot.
+  explicit SocketFilter(bool keep_inodes) : m_keep_inodes(keep_inodes) {}
 
-  // The owner scan's map, for the namespaces read from now on (null: owners attached later).
-  void use_owners(const OwnerMap* owners) { m_owners = owners; }
-  // The sieve of the namespace read next.
-  void use_sieve(model::SocketSieve* sieve) { m_sieve = sieve; }
+  // From now on, each socket gets its owner from the scan's map and meets `sieve` (the namespace
+  // read next; none when null), which learns the scan's processes first.
+  void compare_with(const OwnerMap& owners, model::SocketSieve* sieve) {
+    m_owners = &owners;
+    m_sieve = sieve;
+    if (sieve != nullptr) {
+      sieve->know_owners(owners.processes);
+    }
+  }
 
   // Notes, attaches and sieves out[first..], keeping what stays in order.
   void operator()(std::vector<model::Socket>& out, std::size_t first) {
@@ -37,7 +43,7 @@ class SocketFilter {
   void note(const std::vector<model::Socket>& out, std::size_t first) {
     for (std::size_t i = first; i < out.size(); ++i) {
       m_uids.insert(out[i].uid);
-      if (m_tracker != nullptr && out[i].inode != 0) {
+      if (m_keep_inodes && out[i].inode != 0) {
         m_inodes.push_back(out[i].inode);
       }
     }
@@ -81,7 +87,7 @@ class SocketFilter {
   std::vector<std::uint64_t>& inodes() { return m_inodes; }
 
  private:
-  OwnerTracker* m_tracker;
+  bool m_keep_inodes;
   const OwnerMap* m_owners = nullptr;
   model::SocketSieve* m_sieve = nullptr;
   std::unordered_set<std::uint32_t> m_uids;

@@ -42,12 +42,6 @@ std::vector<std::string> everything(SQLite::Database& db) {
   return rows;
 }
 
-// A capture and its processes as a live capture would offer them to sieve_for (every process the
-// owner scan found, here those the sockets name).
-Capture with_processes(std::vector<Socket> sockets, std::int64_t time_ms) {
-  return capture_at(time_ms, std::move(sockets));
-}
-
 // Sieves `cap` as a live capture does: sockets in batches of `batch`, a table at a time; with
 // `withdraw_first`, the first table is sieved halfway, withdrawn (its dump failed) and read again.
 Capture sieved(store::SnapshotWriter& writer, Capture cap, std::size_t batch, bool withdraw_first) {
@@ -165,7 +159,7 @@ void expect_same_history(store::OpenSpans mode, std::size_t batch, bool withdraw
     Churn churn(seed);
     std::size_t left_out = 0;
     for (int snapshot = 0; snapshot < 8; ++snapshot) {
-      const auto cap = with_processes(churn.next(), 1'000'000 + snapshot * 10'000);
+      const auto cap = capture_at(1'000'000 + snapshot * 10'000, churn.next());
       // A collector started by cron is a new writer for every snapshot.
       std::optional<store::SnapshotWriter> new_whole, new_sieving;
       auto& writer_whole = mode == store::OpenSpans::forget ? new_whole.emplace(whole, mode) : looping_whole;
