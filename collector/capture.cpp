@@ -31,6 +31,11 @@ namespace {
 
 using proc::Loader;
 
+// How many sockets a /proc capture holds unsieved while the store reads its open spans back: about
+// 160 bytes each, so at most 8 MB. At 100,000 sockets the store takes as long as 60,000 rows take
+// to read; bench/README.md has the time and memory of other bounds.
+constexpr std::size_t k_read_ahead = 49152;
+
 // What is the same for every namespace of the live host: identity, boot, kernel, clock.
 void read_host_facts(model::Capture& cap, const ProcRoot& root, const CaptureOptions& options) {
   cap.time_ms = options.at_ms.value_or(model::now_ms());
@@ -129,10 +134,9 @@ void read_namespace(model::Capture& cap, Loader& reader, const ProcRoot& net, co
       any_table = used_netlink = true;
       continue;
     }
-    const std::size_t first = cap.sockets.size();
     filter.begin_table();
-    const bool present = proc::read_socket_table(cap, reader, net, table);
-    filter(cap.sockets, first);
+    const bool present = proc::read_socket_table(
+        cap, reader, net, table, [&filter](std::vector<model::Socket>& out, std::size_t first) { filter(out, first); });
     any_table |= present;
     used_proc |= present;
   }
@@ -297,21 +301,24 @@ model::Capture take(const CaptureOptions& options) {
   std::optional<netlink::DiagSocket> own_diag;
   auto* diag = open_diag(options, own_diag, reader);
   if (diag == nullptr) {
-    // /proc's text is read a table at a time, whole: read it while the store reads what it holds
-    // open, and sieve it after.
+    // /proc's tables are read while the store reads what it holds open: up to k_read_ahead sockets
+    // are held until the owners and sieve are there, and every later read is sieved as it comes.
     std::shared_ptr<model::SocketSieve> sieve;
-    {
-      const model::Capture facts = cap;
-      Background store_read([&] { sieve = options.sieve_for ? options.sieve_for(facts) : nullptr; });
-      read_namespace(cap, reader, root, root, nullptr, options, filter);
-      store_read.finish();
-    }
+    const model::Capture facts = cap;
+    Background store_read([&] { sieve = options.sieve_for ? options.sieve_for(facts) : nullptr; });
+    filter.compare_later([&] { return store_read.done() && (sieve == nullptr || scan.done()); },
+                         [&] {
+                           store_read.finish();
+                           if (sieve) {  // a sieve compares owners; without one they are given after
+                             scan.finish();
+                             filter.compare_with(owners, sieve.get());
+                           }
+                         },
+                         k_read_ahead);
+    read_namespace(cap, reader, root, root, nullptr, options, filter);
+    filter.arm_now(cap.sockets);
     cap.sieve = std::move(sieve);
     scan.finish();
-    if (cap.sieve) {
-      filter.compare_with(owners, cap.sieve.get());
-      filter.attach_and_sieve(cap.sockets, 0);
-    }
   } else if ((cap.sieve = options.sieve_for ? options.sieve_for(cap) : nullptr)) {
     // A sieve compares owners: the sockets are read once the scan is done, each with its owner.
     scan.finish();

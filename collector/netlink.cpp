@@ -2,8 +2,6 @@
 // kernel fills them in net/ipv4/inet_diag.c and net/unix/diag.c.
 #include "sockhist/netlink.hpp"
 
-#include "key_set.hpp"
-
 #include <arpa/inet.h>
 #include <libmnl/libmnl.h>
 #include <linux/inet_diag.h>
@@ -21,6 +19,8 @@
 
 #include <fmt/format.h>
 
+#include "sockhist/proc.hpp"
+
 namespace sockhist::netlink {
 
 using model::Proto;
@@ -37,14 +37,6 @@ constexpr std::size_t k_receive_buffer = 32768;
 
 std::uint64_t cookie_of(const std::uint32_t (&cookie)[2]) {
   return static_cast<std::uint64_t>(cookie[0]) | (static_cast<std::uint64_t>(cookie[1]) << 32);
-}
-
-std::string address_text(int af, const void* bytes) {
-  std::array<char, INET6_ADDRSTRLEN> out{};
-  if (::inet_ntop(af, bytes, out.data(), out.size()) == nullptr) {
-    return {};
-  }
-  return out.data();
 }
 
 // The payload of a validated message, or nullptr if it is shorter than its header says or than `need`.
@@ -78,8 +70,8 @@ std::optional<Socket> parse_inet_diag(std::span<const unsigned char> message, Pr
   s.proto = proto;
   s.family = r->idiag_family == AF_INET ? 4 : 6;
   s.state = *state == SockState::new_syn_recv ? SockState::syn_recv : *state;
-  s.local_addr = address_text(r->idiag_family, r->id.idiag_src);
-  s.remote_addr = address_text(r->idiag_family, r->id.idiag_dst);
+  s.local_addr = proc::address_text(s.family, reinterpret_cast<const unsigned char*>(r->id.idiag_src));
+  s.remote_addr = proc::address_text(s.family, reinterpret_cast<const unsigned char*>(r->id.idiag_dst));
   s.local_port = ntohs(r->id.idiag_sport);
   s.remote_port = ntohs(r->id.idiag_dport);
   s.timer = static_cast<model::TimerKind>(r->idiag_timer);
@@ -224,7 +216,7 @@ DumpStats DiagSocket::dump(const Request& request, std::size_t request_size, Pro
     std::vector<Socket>& out;
     Proto proto;
     DumpStats stats;
-    KeySet seen;
+    proc::KeySet seen;
   } context{out, proto, {}, {}};
   const std::size_t first = out.size();
   const auto on_message = [](const nlmsghdr* reply, void* data) -> int {
@@ -235,11 +227,7 @@ DumpStats DiagSocket::dump(const Request& request, std::size_t request_size, Pro
       ++ctx.stats.malformed;
       return MNL_CB_OK;
     }
-    // The identity plus, for inode-less sockets, the state; a 64-bit collision would at worst
-    // drop one row of one snapshot.
-    const std::uint64_t key =
-        model::identity_hash(*socket) ^ (socket->inode == 0 ? static_cast<std::uint64_t>(socket->state) << 56 : 0);
-    if (!ctx.seen.insert(key)) {
+    if (!ctx.seen.insert(proc::repeat_key(*socket))) {
       ++ctx.stats.duplicates;
       return MNL_CB_OK;
     }

@@ -2,9 +2,12 @@
 // meanwhile. Private to collector/ (capture.cpp).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
+#include <optional>
 #include <thread>
 #include <unordered_set>
 #include <utility>
@@ -33,9 +36,43 @@ class SocketFilter {
     }
   }
 
-  // Notes, attaches and sieves out[first..], keeping what stays in order.
+  // The owners and sieve come later (the store reads what it holds open meanwhile): until
+  // ready() says they are there (asked after each read) or `read_ahead` sockets wait, sockets are
+  // only noted and held; then arm() (which waits for them and calls compare_with) runs and the
+  // held sockets are attached and sieved with the rest. Only where nothing read is ever withdrawn
+  // (/proc text): the held sockets lie before the read's own.
+  void compare_later(std::function<bool()> ready, std::function<void()> arm, std::size_t read_ahead) {
+    m_ready = std::move(ready);
+    m_arm = std::move(arm);
+    m_read_ahead = read_ahead;
+    m_held_from.reset();
+  }
+
+  // Arms the filter if compare_later's arm has not run yet (the reading ended first), and
+  // attaches and sieves what it held.
+  void arm_now(std::vector<model::Socket>& out) {
+    if (!m_arm) {
+      return;
+    }
+    std::exchange(m_arm, {})();
+    m_ready = {};
+    if (m_held_from) {
+      attach_and_sieve(out, *std::exchange(m_held_from, std::nullopt));
+    }
+  }
+
+  // Notes, attaches and sieves out[first..], keeping what stays in order (once armed).
   void operator()(std::vector<model::Socket>& out, std::size_t first) {
     note(out, first);
+    if (m_arm) {
+      if (!m_held_from) {
+        m_held_from = first;
+      }
+      if (m_ready() || out.size() - *m_held_from >= m_read_ahead) {
+        arm_now(out);
+      }
+      return;
+    }
     attach_and_sieve(out, first);
   }
 
@@ -88,6 +125,10 @@ class SocketFilter {
 
  private:
   bool m_keep_inodes;
+  std::function<bool()> m_ready;  // compare_later's
+  std::function<void()> m_arm;
+  std::size_t m_read_ahead = 0;
+  std::optional<std::size_t> m_held_from;  // the first socket held for the arming
   const OwnerMap* m_owners = nullptr;
   model::SocketSieve* m_sieve = nullptr;
   std::unordered_set<std::uint32_t> m_uids;
@@ -106,8 +147,11 @@ class Background {
           } catch (...) {
             m_failure = std::current_exception();
           }
+          m_done.store(true, std::memory_order_release);
         }) {}
   ~Background() { join(); }
+  // Whether the work has ended (finish() then does not wait).
+  bool done() const { return m_done.load(std::memory_order_acquire); }
   Background(const Background&) = delete;
   Background& operator=(const Background&) = delete;
   // Waits for it; rethrows what it threw.
@@ -125,7 +169,8 @@ class Background {
     }
   }
   std::exception_ptr m_failure;
-  std::thread m_thread;
+  std::atomic<bool> m_done{false};
+  std::thread m_thread;  // last: started once the members it uses are made
 };
 
 }  // namespace sockhist::capture

@@ -116,34 +116,42 @@ std::string describe_kind(unsigned mode) {
   }
 }
 
+void read_chunks(int fd, const std::string& name, const std::function<void(std::string_view)>& chunk) {
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) > k_max_file_bytes) {
+    refuse_size(name, static_cast<std::uint64_t>(st.st_size));
+  }
+  std::array<char, k_read_chunk_bytes> buffer{};
+  std::uint64_t total = 0;
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      throw Error(Exit::bad_input, fmt::format("{}: cannot read: {}", name, std::strerror(errno)));
+    }
+    if (n == 0) {
+      return;
+    }
+    total += static_cast<std::uint64_t>(n);
+    if (total > k_max_file_bytes) {
+      refuse_size(name, total);
+    }
+    chunk(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+  }
+}
+
 std::string read_to_end(int fd, const std::string& name) {
   std::string out;
   try {
     struct stat st {};
-    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-      if (static_cast<std::uint64_t>(st.st_size) > k_max_file_bytes) {
-        refuse_size(name, static_cast<std::uint64_t>(st.st_size));
-      }
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) <= k_max_file_bytes) {
       // /proc reports 0 for its files: their size is known only at the end.
       out.reserve(static_cast<std::size_t>(st.st_size));
     }
-    std::array<char, 65536> buffer{};
-    for (;;) {
-      const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-      if (n < 0) {
-        if (errno == EINTR) {
-          continue;
-        }
-        throw Error(Exit::bad_input, fmt::format("{}: cannot read: {}", name, std::strerror(errno)));
-      }
-      if (n == 0) {
-        return out;
-      }
-      if (out.size() + static_cast<std::size_t>(n) > k_max_file_bytes) {
-        refuse_size(name, out.size() + static_cast<std::size_t>(n));
-      }
-      out.append(buffer.data(), static_cast<std::size_t>(n));
-    }
+    read_chunks(fd, name, [&out](std::string_view chunk) { out.append(chunk); });
+    return out;
   } catch (const std::bad_alloc&) {
     throw Error(Exit::failure, fmt::format("{}: out of memory after reading {} bytes of it", name, out.size()));
   }
@@ -268,14 +276,14 @@ Fd Tree::resolve(std::string_view relative, bool follow, int flags) const {
   return walk(path, follow, flags);
 }
 
-std::optional<std::string> Tree::read(std::string_view relative) const {
+Fd Tree::open_file(std::string_view relative) const {
   const std::string name = join(m_root, {}, relative);
   // Opened for reading at once, without blocking (a FIFO opens and is then refused unread); only
   // root can put a device in a tree, and a link to one outside it is refused before any open.
-  const Fd fd = resolve(relative, true, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+  Fd fd = resolve(relative, true, O_RDONLY | O_NONBLOCK | O_NOCTTY);
   if (!fd) {
     if (errno == ENOENT || errno == ENOTDIR || errno == ESRCH) {
-      return std::nullopt;  // absent, or a /proc file whose process ended in between
+      return fd;  // absent, or a /proc file whose process ended in between
     }
     throw Error(Exit::bad_input, fmt::format("{}: cannot read: {}", name, std::strerror(errno)));
   }
@@ -286,7 +294,24 @@ std::optional<std::string> Tree::read(std::string_view relative) const {
   if (!S_ISREG(st.st_mode)) {
     refuse_kind(name, st.st_mode);
   }
-  return read_to_end(fd.get(), name);
+  return fd;
+}
+
+std::optional<std::string> Tree::read(std::string_view relative) const {
+  const Fd fd = open_file(relative);
+  if (!fd) {
+    return std::nullopt;
+  }
+  return read_to_end(fd.get(), join(m_root, {}, relative));
+}
+
+bool Tree::read_each(std::string_view relative, const std::function<void(std::string_view)>& chunk) const {
+  const Fd fd = open_file(relative);
+  if (!fd) {
+    return false;
+  }
+  read_chunks(fd.get(), join(m_root, {}, relative), chunk);
+  return true;
 }
 
 Fd Tree::open_directory(std::string_view relative) const {

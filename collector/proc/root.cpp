@@ -40,6 +40,10 @@ std::optional<std::string> ProcRoot::read_link(std::string_view relative) const 
   return m_tree.read_link(inside(relative));
 }
 
+bool ProcRoot::read_each(std::string_view relative, const std::function<void(std::string_view)>& chunk) const {
+  return m_tree.read_each(inside(relative), chunk);
+}
+
 input::Fd ProcRoot::open_directory(std::string_view relative) const {
   return m_tree.open_directory(inside(relative));
 }

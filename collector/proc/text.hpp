@@ -1,12 +1,12 @@
-// What the /proc parsers share: line iteration, field splitting without allocation, number
-// parsing, and the walk of a /proc table with its header. Private to collector/proc.
+// What the /proc parsers share: line iteration (of a whole text, or of one handed over in
+// pieces), field splitting without allocation, number parsing. Private to collector/proc.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <charconv>
+#include <string>
 #include <string_view>
-
-#include <fmt/format.h>
 
 #include "sockhist/model.hpp"
 
@@ -31,6 +31,60 @@ inline void for_each_line(std::string_view text, Fn&& fn) {
     text.remove_prefix(end + 1);
   }
 }
+
+// The lines of a text handed over in pieces split anywhere: fn(line, line_number, complete) for
+// each line once its end has arrived (a line split between pieces is joined first), and at
+// finish() for a last line that lacks its newline, as for_each_line does. A line is never held
+// longer than max_line + 1 bytes: the rest of a longer one is dropped, so fn sees it cut, and
+// longer than max_line.
+class LineJoiner {
+ public:
+  explicit LineJoiner(std::size_t max_line) : m_max(max_line) {}
+
+  template <class Fn>
+  void feed(std::string_view text, Fn&& fn) {
+    if (!m_partial.empty()) {
+      const auto end = text.find('\n');
+      hold(text.substr(0, end));
+      if (end == std::string_view::npos) {
+        return;
+      }
+      fn(std::string_view(m_partial), ++m_number, true);
+      m_partial.clear();
+      text.remove_prefix(end + 1);
+    }
+    while (!text.empty()) {
+      const auto end = text.find('\n');
+      if (end == std::string_view::npos) {
+        hold(text);
+        return;
+      }
+      fn(text.substr(0, end), ++m_number, true);
+      text.remove_prefix(end + 1);
+    }
+  }
+
+  template <class Fn>
+  void finish(Fn&& fn) {
+    if (!m_partial.empty()) {
+      fn(std::string_view(m_partial), ++m_number, false);
+      m_partial.clear();
+    }
+  }
+
+  // How much is held of the line whose end has not arrived yet.
+  std::size_t pending() const { return m_partial.size(); }
+
+ private:
+  void hold(std::string_view piece) {
+    const std::size_t room = m_max + 1 - std::min(m_partial.size(), m_max + 1);
+    m_partial.append(piece.substr(0, std::min(piece.size(), room)));
+  }
+
+  std::size_t m_max;
+  std::string m_partial;  // the start of a line whose end has not arrived
+  std::size_t m_number = 0;
+};
 
 inline constexpr std::size_t k_max_fields = 32;
 
@@ -81,40 +135,6 @@ inline bool parse_hex_pair(std::string_view text, A& first, B& second) {
 
 inline bool is_blank(std::string_view line) {
   return line.find_first_not_of(" \t\r") == std::string_view::npos;
-}
-
-// The shared walk of a /proc socket table: checks the header line, skips blank lines, records
-// truncated lines, and hands every other line to row(line, fields, skip).
-template <class T, class HeaderOk, class RowFn>
-inline void parse_table(std::string_view text, Parsed<T>& result, std::size_t min_fields, const char* wrong_header,
-                        HeaderOk&& header_ok, RowFn&& row) {
-  bool header_seen = false;
-  for_each_line(text, [&](std::string_view line, std::size_t number, bool complete) {
-    if (!header_seen) {
-      header_seen = true;
-      if (!header_ok(split(line))) {
-        result.error = wrong_header;
-      }
-      return;
-    }
-    if (result.error || is_blank(line)) {
-      return;
-    }
-    const auto skip = [&](std::string reason) { result.issues.push_back({number, std::move(reason)}); };
-    if (!complete) {
-      skip("truncated line (no end of line)");
-      return;
-    }
-    const auto fields = split(line);
-    if (fields.count < min_fields) {
-      skip(fmt::format("truncated line ({} fields, at least {} expected)", fields.count, min_fields));
-      return;
-    }
-    row(line, fields, skip);
-  });
-  if (!header_seen && !result.error) {
-    result.error = "empty file (no header line)";
-  }
 }
 
 }  // namespace sockhist::proc::text

@@ -57,6 +57,44 @@ void Loader::note(const std::string& file, std::size_t line, std::string message
   }
 }
 
+void Loader::report(const std::string& path, std::vector<model::LineIssue>& issues, std::size_t duplicates) {
+  for (auto& issue : issues) {
+    note(path, issue.line, std::move(issue.reason));
+  }
+  m_cap.skipped_lines += issues.size();
+  if (duplicates > 0) {
+    note(path, 0, std::to_string(duplicates) + " duplicate rows dropped");
+  }
+}
+
+bool Loader::load_table(const ProcRoot& root, std::string_view relative, SocketTableParser& parser,
+                        std::vector<model::Socket>& out, const AfterRows& after_rows) {
+  const std::string path = (root.path() / relative).string();
+  const auto after = [&](std::size_t first) {
+    if (const auto& error = parser.outcome().error) {
+      fail(path, *error);
+    }
+    if (after_rows && out.size() > first) {
+      after_rows(out, first);
+    }
+  };
+  const bool present = root.read_each(relative, [&](std::string_view chunk) {
+    const std::size_t first = out.size();
+    parser.feed(chunk, out);
+    after(first);
+  });
+  if (!present) {
+    note(path, 0, "not present");
+    return false;
+  }
+  const std::size_t first = out.size();
+  parser.finish(out);
+  after(first);
+  auto outcome = parser.take_outcome();
+  report(path, outcome.issues, outcome.duplicates);
+  return true;
+}
+
 void Loader::fail(const std::string& path, const std::string& error) {
   throw Error(Exit::bad_input, fmt::format("{}: {}", path, error));
 }
@@ -84,22 +122,10 @@ void reserve_sockets(model::Capture& cap, const ProcRoot& net) {
   }
 }
 
-bool read_socket_table(model::Capture& cap, Loader& loader, const ProcRoot& net, const SocketTable& table) {
-  // The tables read so far are moved into the parser, which appends to them, and back (Loader::load
-  // takes the rows whole into an empty vector): 100,000 sockets are not copied table by table.
-  const auto taken = [&] {
-    auto rows = std::move(cap.sockets);
-    cap.sockets.clear();
-    return rows;
-  };
-  if (table.proto == model::Proto::unix_domain) {
-    return loader.load(
-        net, table.file, [&](std::string_view t) { return parse_unix(t, taken()); }, cap.sockets);
-  }
-  const std::int64_t hz = cap.user_hz;
-  return loader.load(
-      net, table.file, [&](std::string_view t) { return parse_inet(t, table.proto, table.family, hz, taken()); },
-      cap.sockets);
+bool read_socket_table(model::Capture& cap, Loader& loader, const ProcRoot& net, const SocketTable& table,
+                       const AfterRows& after_rows) {
+  SocketTableParser parser(table.proto, table.family, cap.user_hz);
+  return loader.load_table(net, table.file, parser, cap.sockets, after_rows);
 }
 
 void require_a_table(bool any_table, const ProcRoot& net) {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,6 +64,11 @@ class Tree {
   // failure (permission, a process gone while its files were read).
   std::optional<std::string> read(std::string_view relative) const;
 
+  // The same file handed to `chunk` a read at a time (at most k_read_chunk_bytes each, split
+  // anywhere), so that a large /proc table is never held whole; false when it does not exist.
+  // Throws as read() does, at the read that fails (after the chunks before it were handed over).
+  bool read_each(std::string_view relative, const std::function<void(std::string_view)>& chunk) const;
+
   // A directory below the tree opened for reading its entries (O_DIRECTORY); an empty Fd with
   // errno set when it cannot be opened. Throws Refused for a link leaving the tree.
   Fd open_directory(std::string_view relative) const;
@@ -78,6 +84,8 @@ class Tree {
   std::optional<std::string> read_link(std::string_view relative) const;
 
  private:
+  // `relative` opened for reading, refused unless it is a regular file; an empty Fd when absent.
+  Fd open_file(std::string_view relative) const;
   // `relative` opened with `flags` (O_PATH, or O_RDONLY and more), resolved inside the tree, the
   // last component followed when `follow`; an empty Fd with errno set when it cannot be opened.
   Fd resolve(std::string_view relative, bool follow, int flags) const;
@@ -92,6 +100,14 @@ std::string describe_kind(unsigned mode);
 
 // Reads an open file to its end, refusing more than `k_max_file_bytes`; `name` is for messages.
 std::string read_to_end(int fd, const std::string& name);
+
+// The size of the reads read_chunks makes: 64 KiB, about 430 rows of /proc/net/tcp (larger reads
+// take /proc no faster).
+inline constexpr std::size_t k_read_chunk_bytes = 64 * 1024;
+
+// Reads an open file to its end a read at a time, handing each piece to `chunk`; refuses more
+// than `k_max_file_bytes` (at the read that passes it).
+void read_chunks(int fd, const std::string& name, const std::function<void(std::string_view)>& chunk);
 
 namespace detail {
 // For tests: resolve every path by the walk alone, as on a kernel without openat2 (before 5.6).

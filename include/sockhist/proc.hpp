@@ -7,7 +7,9 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +20,53 @@
 #include "sockhist/model.hpp"
 
 namespace sockhist::proc {
+
+// A set of 64-bit keys probed linearly in one flat table, at most three quarters full (1 MiB for
+// 75,000 keys, where a std::unordered_set of them takes 3).
+class KeySet {
+ public:
+  // False when `key` was there already.
+  bool insert(std::uint64_t key);
+
+ private:
+  static bool place(std::vector<std::uint64_t>& slots, std::uint64_t key);
+  void grow();
+
+  std::vector<std::uint64_t> m_slots;
+  std::size_t m_size = 0;
+  bool m_zero = false;  // 0 marks an empty slot, so it is kept aside
+};
+
+// What tells the rows a socket table repeats under churn (the kernel's walk of a hash that
+// changes under it) from distinct sockets, in /proc text and netlink dumps alike: a socket's
+// inode (unique to it while it lives), or for a TIME_WAIT or request socket (inode 0) its
+// identity and state. A 64-bit collision would at worst drop one row of one snapshot.
+std::uint64_t repeat_key(const model::Socket& socket);
+
+// A socket table parsed as it is read: the text is fed in pieces split anywhere (a line split
+// between them is joined), each row appended as its line is complete, so that no table is held
+// whole. The checks and outcome are parse_inet's and parse_unix's (which are this parser fed once).
+class SocketTableParser {
+ public:
+  // proto tcp or udp with family 4 or 6, or unix_domain (family 0); user_hz converts timers.
+  SocketTableParser(model::Proto proto, int family, std::int64_t user_hz);
+  ~SocketTableParser();
+  SocketTableParser(SocketTableParser&&) noexcept;
+  SocketTableParser& operator=(SocketTableParser&&) noexcept;
+
+  // Parses the lines of `text` that are complete, appending their rows to `rows`.
+  void feed(std::string_view text, std::vector<model::Socket>& rows);
+  // The end of the file: a last line without its newline is recorded as truncated; a file with
+  // no header line is an error.
+  void finish(std::vector<model::Socket>& rows);
+  // The skipped lines, dropped repeats and the error (a foreign header) so far; rows stay empty.
+  const model::Parsed<model::Socket>& outcome() const;
+  model::Parsed<model::Socket> take_outcome();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> m_impl;
+};
 
 // Parses /proc/net/tcp, tcp6, udp or udp6 (family 4 or 6). Timer values are converted from
 // USER_HZ ticks to milliseconds. Rows repeated under churn are dropped and counted; malformed
@@ -40,6 +89,10 @@ model::Parsed<model::Counter> parse_snmp6(std::string_view text);
 // Parses /proc/net/sockstat or sockstat6 into section "Sockstat" or "Sockstat6" (pass it), with
 // names such as TCP_inuse and sockets_used. Every value is a gauge.
 model::Parsed<model::Counter> parse_sockstat(std::string_view text, std::string_view section);
+
+// An address (family 4: 4 bytes, 6: 16, network order) as inet_ntop prints it, which is what
+// netstat -n and ss -n print: "10.0.0.1", "::ffff:10.0.0.1", "2001:db8::1".
+std::string address_text(int family, const unsigned char* bytes);
 
 // Parses an IPv4 or IPv6 address as /proc prints it (host-order 32-bit words in hex) into the
 // text netstat -n prints; nullopt on bad hex or a wrong length.
@@ -83,6 +136,9 @@ class ProcRoot {
   // nullopt on any failure.
   std::optional<std::string> read_link(std::string_view relative) const;
 
+  // The file handed over a read at a time (input::Tree::read_each); false if it does not exist.
+  bool read_each(std::string_view relative, const std::function<void(std::string_view)>& chunk) const;
+
   // A directory below the root opened for its entries; an empty Fd with errno set if it cannot be.
   input::Fd open_directory(std::string_view relative) const;
 
@@ -103,6 +159,10 @@ std::optional<std::string> read_trimmed(const ProcRoot& root, std::string_view r
 
 // A snapshot keeps at most this many diagnostics; skipped_lines still counts them all.
 inline constexpr std::size_t k_max_diagnostics = 100;
+
+// Called after each read of a socket table with the rows so far and the index of the first row
+// that read appended (a live capture's owners and sieve).
+using AfterRows = std::function<void(std::vector<model::Socket>& out, std::size_t first)>;
 
 // Reads files of a capture through their parsers, keeping what went wrong as the capture's
 // diagnostics: a missing file is a diagnostic, a malformed one an error.
@@ -128,13 +188,7 @@ class Loader {
     if (parsed.error) {
       fail(path, *parsed.error);
     }
-    for (auto& issue : parsed.issues) {
-      note(path, issue.line, std::move(issue.reason));
-    }
-    m_cap.skipped_lines += parsed.issues.size();
-    if (parsed.duplicates > 0) {
-      note(path, 0, std::to_string(parsed.duplicates) + " duplicate rows dropped");
-    }
+    report(path, parsed.issues, parsed.duplicates);
     if (out.empty()) {
       out = std::move(parsed.rows);  // a parser that appended to `out` moved in: no copy
     } else {
@@ -143,7 +197,16 @@ class Loader {
     return true;
   }
 
+  // Reads the socket table `relative` below `root` a read at a time through `parser`, appending
+  // its rows to `out`; after each read whose lines gave rows, after_rows(out, first) with the
+  // index of the first of them (it may remove any of those, and nothing before them). Missing,
+  // refused and malformed files as for load(); a foreign header is refused at the first read.
+  bool load_table(const ProcRoot& root, std::string_view relative, SocketTableParser& parser,
+                  std::vector<model::Socket>& out, const AfterRows& after_rows);
+
  private:
+  // The skipped lines and dropped repeats of a file read, as diagnostics.
+  void report(const std::string& path, std::vector<model::LineIssue>& issues, std::size_t duplicates);
   [[noreturn]] static void fail(const std::string& path, const std::string& error);
   model::Capture& m_cap;
 };
@@ -165,8 +228,10 @@ void read_kernel_facts(model::Capture& cap, const ProcRoot& root);
 // Reserves room in cap.sockets for every socket ROOT/net/sockstat counts.
 void reserve_sockets(model::Capture& cap, const ProcRoot& net);
 
-// Appends one socket table's rows from its /proc text; false when the file is missing.
-bool read_socket_table(model::Capture& cap, Loader& loader, const ProcRoot& net, const SocketTable& table);
+// Appends one socket table's rows from its /proc text, read and parsed a read at a time, with
+// after_rows (if given) called on each read's rows; false when the file is missing.
+bool read_socket_table(model::Capture& cap, Loader& loader, const ProcRoot& net, const SocketTable& table,
+                       const AfterRows& after_rows = {});
 
 // Throws Error(bad_input) naming the root when no socket table was found below it.
 void require_a_table(bool any_table, const ProcRoot& net);

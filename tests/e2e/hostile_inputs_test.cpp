@@ -183,13 +183,16 @@ namespace {
 
 // Garbage no kernel writes, planted in a copied tree: each field is bounded to what the kernel can
 // produce, and what was cut or refused is in the snapshot's diagnostics. Before, a 5 MB path, a
-// 10 MB command line and 50,000 counters were stored, and an uptime of 1e300 became INT64_MIN.
+// 10 MB command line and 50,000 counters were stored, and an uptime of 1e300 became INT64_MIN. A
+// 5,000-byte path is refused by the bounds; a 5 MB line is skipped by the parser, never held whole.
 TEST_F(HostileInputs, FieldsBeyondWhatAKernelWritesAreCutOrRefusedAndSaid) {
   const auto tree = give_copy(tree_sample(), "garbage");
   as_neighbour(fmt::format(
       "cd {} && "
-      "printf '0000000000000001: 00000002 00000000 00010000 0001 01 99999 /' >> net/unix && head -c 5000000 "
+      "printf '0000000000000001: 00000002 00000000 00010000 0001 01 99999 /' >> net/unix && head -c 5000 "
       "/dev/zero | tr '\\0' p >> net/unix && echo >> net/unix && "
+      "printf '0000000000000001: 00000002 00000000 00010000 0001 01 99998 /' >> net/unix && head -c 5000000 "
+      "/dev/zero | tr '\\0' q >> net/unix && echo >> net/unix && "
       "head -c 10000000 /dev/zero | tr '\\0' a > 4864/cmdline && "
       "seq -f 'n%.0f' 50000 | paste -sd' ' | sed 's/^/Bogus: /' >> net/snmp && "
       "seq 50000 | paste -sd' ' | sed 's/^/Bogus: /' >> net/snmp && "
@@ -210,6 +213,8 @@ TEST_F(HostileInputs, FieldsBeyondWhatAKernelWritesAreCutOrRefusedAndSaid) {
   }
   EXPECT_NE(said.find("(bounds): 1 sockets refused: an address longer than the kernel's (UNIX 108, Internet 64 bytes)"),
             std::string::npos)
+      << said;
+  EXPECT_NE(said.find("/net/unix: longer than 65536 bytes, which no line of a socket table is"), std::string::npos)
       << said;
   EXPECT_NE(said.find("(bounds): the command line of pid 4864 cut from 10000000 to 4096 bytes"), std::string::npos)
       << said;

@@ -238,14 +238,18 @@ TEST(Live, NoCmdlineStoresNone) {
 // A second snapshot by a new process (cron) compares each socket with its open span as it reads
 // it and keeps only what changed. What it stores must still be the whole moment: ss's sockets,
 // a socket handed to another process under its new owner, a grown queue, and the count of all.
-TEST(Live, ASecondSnapshotStoresTheWholeMomentWhileLeavingOutWhatIsUnchanged) {
+// Through netlink, and through /proc's text (read while the store reads its open spans back, the
+// sockets read meanwhile held and sieved once it has).
+class LiveSieve : public testing::TestWithParam<std::string> {};
+
+TEST_P(LiveSieve, ASecondSnapshotStoresTheWholeMomentWhileLeavingOutWhatIsUnchanged) {
   std::string why;
   if (!enter_private_netns(why)) {
     GTEST_SKIP() << "needs a private network namespace (root): " << why;
   }
-  const auto dir = scratch_dir("live-sieve");
+  const auto dir = scratch_dir("live-sieve-" + GetParam());
   const std::string db_path = (dir / "sieve.db").string();
-  const std::vector<std::string> args = {"--db", db_path, "--retain", "0"};
+  const std::vector<std::string> args = {"--db", db_path, "--retain", "0", "--source", GetParam()};
   Population pop = make_population(dir.string(), true);
   std::vector<Pair> pairs;
   for (int i = 0; i < 40; ++i) {
@@ -316,3 +320,6 @@ TEST(Live, ASecondSnapshotStoresTheWholeMomentWhileLeavingOutWhatIsUnchanged) {
   EXPECT_LE(writes.getColumn(0).getInt64(), 6);
   EXPECT_EQ(writes.getColumn(1).getInt64(), 1);
 }
+
+INSTANTIATE_TEST_SUITE_P(Sources, LiveSieve, testing::Values("netlink", "proc"),
+                         [](const testing::TestParamInfo<std::string>& param) { return param.param; });

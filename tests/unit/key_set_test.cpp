@@ -1,13 +1,13 @@
-// The collector's KeySet (collector/key_set.hpp), which drops the replies a netlink dump repeats:
-// it must answer as std::unordered_set does, for any keys, through its growth.
+// proc::KeySet, with which the /proc parsers and the netlink dumps drop the rows a socket table
+// repeats: it must answer as std::unordered_set does, for any keys, through its growth.
 #include <gtest/gtest.h>
 
 #include <random>
 #include <unordered_set>
 
-#include "key_set.hpp"
+#include "sockhist/proc.hpp"
 
-using sockhist::netlink::KeySet;
+using sockhist::proc::KeySet;
 
 TEST(KeySet, AnswersAsAHashSetDoesThroughItsGrowth) {
   std::mt19937_64 random(7);
