@@ -170,7 +170,12 @@ bool KeySet::insert(std::uint64_t key) {
 
 bool KeySet::place(std::vector<std::uint64_t>& slots, std::uint64_t key) {
   const std::size_t mask = slots.size() - 1;
-  for (std::size_t slot = (key ^ (key >> 31)) & mask;; slot = (slot + 1) & mask) {
+  // Keys may be consecutive (the inodes of sockets made together): unmixed, they would fill one
+  // run of slots that every later probe walks. splitmix64's finalizer scatters them.
+  std::uint64_t mixed = (key ^ (key >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  mixed = (mixed ^ (mixed >> 27)) * 0x94d049bb133111ebULL;
+  mixed ^= mixed >> 31;
+  for (std::size_t slot = mixed & mask;; slot = (slot + 1) & mask) {
     if (slots[slot] == key) {
       return false;
     }
