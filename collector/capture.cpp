@@ -31,9 +31,9 @@ namespace {
 
 using proc::Loader;
 
-// How many sockets a /proc capture holds unsieved while the store reads its open spans back: about
-// 160 bytes each, so at most 8 MB. At 100,000 sockets the store takes as long as 60,000 rows take
-// to read; bench/README.md has the time and memory of other bounds.
+// How many sockets a capture without an owner scan holds unsieved while the store reads its open
+// spans back: about 160 bytes each, so at most 8 MB. At 100,000 sockets the store takes as long as
+// 60,000 rows of /proc take to read; bench/README.md has the time and memory of other bounds.
 constexpr std::size_t k_read_ahead = 49152;
 
 // What is the same for every namespace of the live host: identity, boot, kernel, clock.
@@ -131,12 +131,14 @@ void read_namespace(model::Capture& cap, Loader& reader, const ProcRoot& net, co
   bool used_proc = false;
   for (const auto& table : proc::k_socket_tables) {
     if (diag != nullptr && dump_table(cap, reader, *diag, table, options, filter)) {
+      filter.end_table(cap.sockets);
       any_table = used_netlink = true;
       continue;
     }
     filter.begin_table();
     const bool present = proc::read_socket_table(
         cap, reader, net, table, [&filter](std::vector<model::Socket>& out, std::size_t first) { filter(out, first); });
+    filter.end_table(cap.sockets);
     any_table |= present;
     used_proc |= present;
   }
@@ -300,35 +302,28 @@ model::Capture take(const CaptureOptions& options) {
   SocketFilter filter(options.owners && options.owner_tracker != nullptr);
   std::optional<netlink::DiagSocket> own_diag;
   auto* diag = open_diag(options, own_diag, reader);
-  if (diag == nullptr) {
-    // /proc's tables are read while the store reads what it holds open: up to k_read_ahead sockets
-    // are held until the owners and sieve are there, and every later read is sieved as it comes.
-    std::shared_ptr<model::SocketSieve> sieve;
-    const model::Capture facts = cap;
-    Background store_read([&] { sieve = options.sieve_for ? options.sieve_for(facts) : nullptr; });
-    filter.compare_later([&] { return store_read.done() && (sieve == nullptr || scan.done()); },
-                         [&] {
-                           store_read.finish();
-                           if (sieve) {  // a sieve compares owners; without one they are given after
-                             scan.finish();
-                             filter.compare_with(owners, sieve.get());
-                           }
-                         },
-                         k_read_ahead);
-    read_namespace(cap, reader, root, root, nullptr, options, filter);
-    filter.arm_now(cap.sockets);
-    cap.sieve = std::move(sieve);
-    scan.finish();
-  } else if ((cap.sieve = options.sieve_for ? options.sieve_for(cap) : nullptr)) {
-    // A sieve compares owners: the sockets are read once the scan is done, each with its owner.
-    scan.finish();
-    filter.compare_with(owners, cap.sieve.get());
-    read_namespace(cap, reader, root, root, diag, options, filter);
-  } else {
-    // Nothing to compare with (a first snapshot): the sockets are read while the scan runs.
-    read_namespace(cap, reader, root, root, diag, options, filter);
-    scan.finish();
-  }
+  // The sockets are read while the store reads back what it holds open: without an owner scan, up
+  // to k_read_ahead of a table are held until it is done, and every later read is compared with
+  // the open spans as it comes. With one, the reading waits at its first read for the scan (which
+  // takes longer than the store, and holds its map of every fd meanwhile: at 100,000 sockets,
+  // holding both would pass 32 MB). Without a sieve (a first snapshot) nothing waits: the owners
+  // are given once the scan is done.
+  std::shared_ptr<model::SocketSieve> sieve;
+  const model::Capture facts = cap;
+  Background store_read([&] { sieve = options.sieve_for ? options.sieve_for(facts) : nullptr; });
+  filter.compare_later([&] { return store_read.done() && (sieve == nullptr || scan.done()); },
+                       [&] {
+                         store_read.finish();
+                         if (sieve) {
+                           scan.finish();
+                           filter.compare_with(owners, sieve.get());
+                         }
+                       },
+                       options.owners ? 0 : k_read_ahead);
+  read_namespace(cap, reader, root, root, diag, options, filter);
+  filter.arm_now(cap.sockets);
+  cap.sieve = std::move(sieve);
+  scan.finish();
   attach_users(cap, filter.take_uids());
   settle_owners({&cap}, std::move(owners), filter, cap.sieve != nullptr, root, options, owners_ms);
   cap.capture_ms = model::ms_since(started);

@@ -36,11 +36,12 @@ class SocketFilter {
     }
   }
 
-  // The owners and sieve come later (the store reads what it holds open meanwhile): until
-  // ready() says they are there (asked after each read) or `read_ahead` sockets wait, sockets are
-  // only noted and held; then arm() (which waits for them and calls compare_with) runs and the
-  // held sockets are attached and sieved with the rest. Only where nothing read is ever withdrawn
-  // (/proc text): the held sockets lie before the read's own.
+  // The owners and sieve come later (the owner scan runs and the store reads what it holds open
+  // meanwhile): until ready() says they are there (asked after each read), `read_ahead` sockets
+  // wait, or the table ends (end_table), sockets are only noted and held; then arm() (which waits
+  // for them and calls compare_with) runs and the held sockets are attached and sieved with the
+  // rest. Held sockets never outlive their table, so that a dump failing part-way withdraws them
+  // with it, and the sieve's verdicts on them fall in their table's window.
   void compare_later(std::function<bool()> ready, std::function<void()> arm, std::size_t read_ahead) {
     m_ready = std::move(ready);
     m_arm = std::move(arm);
@@ -105,15 +106,22 @@ class SocketFilter {
     out.resize(kept);
   }
 
-  // A table that may be withdrawn (its netlink dump failing part-way) begins, or is withdrawn.
+  // A table that may be withdrawn (its netlink dump failing part-way) begins, ends (what it held
+  // is then sieved, once the owners and sieve are there), or is withdrawn (with what it held).
   void begin_table() {
     m_inodes_at_table = m_inodes.size();
     if (m_sieve != nullptr) {
       m_sieve->begin_table();
     }
   }
+  void end_table(std::vector<model::Socket>& out) {
+    if (m_held_from) {
+      arm_now(out);
+    }
+  }
   void withdraw_table() {
     m_inodes.resize(m_inodes_at_table);
+    m_held_from.reset();
     if (m_sieve != nullptr) {
       m_sieve->withdraw_table();
     }

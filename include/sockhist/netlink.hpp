@@ -39,7 +39,8 @@ struct DumpStats {
 };
 
 // Called after each receive buffer of a dump with `out` and the index of the first socket that
-// buffer appended; it may remove any of those (a capture's sieve), and nothing before them.
+// buffer appended; it may remove any socket this dump appended, earlier buffers' too (a capture's
+// sieve), and nothing before them.
 using AfterBatch = std::function<void(std::vector<model::Socket>& out, std::size_t first)>;
 
 // A NETLINK_SOCK_DIAG socket of the calling thread's network namespace, reused across dumps.

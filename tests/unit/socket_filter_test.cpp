@@ -112,8 +112,9 @@ TEST(SocketFilterLater, TheSocketsReadBeforeTheArmingAreOwnedAndSievedWithTheRes
     std::size_t ready_after, read_ahead, armed_after, held_at_most;
   };
   // Ready at the third read; at the bound (25 sockets, during the third read) before the store is;
-  // never before the last read; ready at once.
-  for (const auto& c : {Case{3, 1000, 3, 20}, Case{100, 25, 3, 20}, Case{100, 1000, 0, 100}, Case{0, 1000, 1, 0}}) {
+  // never before the last read; ready at once; no read-ahead (an owner scan runs): at the first.
+  for (const auto& c :
+       {Case{3, 1000, 3, 20}, Case{100, 25, 3, 20}, Case{100, 1000, 0, 100}, Case{0, 1000, 1, 0}, Case{100, 0, 1, 0}}) {
     EvenSieve sieve;
     const auto outcome = read_with(10, 10, c.ready_after, c.read_ahead, sieve);
     SCOPED_TRACE(testing::Message() << "ready after " << c.ready_after << ", read-ahead " << c.read_ahead);
@@ -142,4 +143,56 @@ TEST(SocketFilterLater, WithoutASieveNothingIsHeldBackOrDropped) {
   EXPECT_EQ(filter.inodes().size(), 5U);
   filter.arm_now(out);  // a second arming does nothing
   EXPECT_EQ(out.size(), 5U);
+}
+
+// A netlink dump may fail part-way and its table be read again from /proc: what the filter held of
+// it goes with it, and nothing held outlives its table (the sieve's verdicts stay in its window).
+TEST(SocketFilterLater, HeldSocketsEndWithTheirTableOrGoWithItsWithdrawal) {
+  EvenSieve sieve;
+  const auto owners = owners_of(60);
+  capture::SocketFilter filter(true);
+  bool armed = false;
+  filter.compare_later([] { return false; },
+                       [&] {
+                         armed = true;
+                         filter.compare_with(owners, &sieve);
+                       },
+                       1000);
+  std::vector<Socket> out;
+  const auto read = [&](std::uint64_t from, std::uint64_t to) {
+    const std::size_t first = out.size();
+    for (std::uint64_t inode = from; inode <= to; ++inode) {
+      Socket s;
+      s.inode = inode;
+      out.push_back(s);
+    }
+    filter(out, first);
+  };
+  // The first table's dump fails after two buffers: the dump removes what it appended.
+  filter.begin_table();
+  read(1, 10);
+  read(11, 20);
+  out.clear();
+  filter.withdraw_table();
+  EXPECT_FALSE(armed);
+  EXPECT_TRUE(filter.inodes().empty());
+  filter.end_table(out);  // nothing held: nothing to wait for
+  EXPECT_FALSE(armed);
+  // Read again (from /proc), then the next table.
+  filter.begin_table();
+  read(1, 10);
+  read(11, 20);
+  EXPECT_EQ(out.size(), 20U) << "held until the table ends";
+  filter.end_table(out);
+  EXPECT_TRUE(armed) << "the table's end waits for the owners and sieve";
+  EXPECT_EQ(out.size(), 10U);
+  filter.begin_table();
+  read(21, 40);
+  EXPECT_EQ(out.size(), 20U) << "sieved as it is read once armed";
+  filter.end_table(out);
+  filter.arm_now(out);
+  EXPECT_EQ(sieve.asked.size(), 40U);
+  EXPECT_EQ(std::set<std::uint64_t>(sieve.asked.begin(), sieve.asked.end()).size(), 40U) << "each asked once";
+  EXPECT_EQ(sieve.unowned, 0U);
+  EXPECT_EQ(filter.inodes().size(), 40U);
 }
