@@ -347,7 +347,8 @@ Result run_sql(const SqlOptions& o) {
 void setup_sql(CLI::App& app, Runner& selected) {
   auto o = std::make_shared<SqlOptions>();
   auto* sub = add_command(app, "sql",
-                          "Runs one read-only SQL statement (the views of schema/README.md make most questions one "
+                          "Runs one read-only SQL statement (the views of schema/README.md, installed under "
+                          "/usr/share/doc/sockhist, make most questions one "
                           "line), guarded: no writes, no ATTACH, no extensions, interrupted after --timeout",
                           selected, [o] { return run_sql(*o); });
   add_common(*sub, o->common, false, false);  // the statement says which hosts; --timeout is its own

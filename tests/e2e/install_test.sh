@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# cmake --install into a scratch prefix: the binaries, their man pages, the systemd units (pointing at
-# the installed binary) and the cron sample land where they belong and are well-formed.
+# cmake --install into a scratch prefix: the binaries, their man pages, the systemd units and the
+# cron sample (both pointing at the installed binary) and the schema's documentation land where they
+# belong and are well-formed.
 set -euo pipefail
 build=$1
 prefix=$(mktemp -d)
@@ -28,4 +29,9 @@ if command -v systemd-analyze >/dev/null; then
   [ -z "$out" ] || fail "systemd-analyze verify: $out"
 fi
 [ -f "$prefix/share/doc/sockhist/examples/sockhist" ] || fail "no cron example"
+grep -q "^\* \* \* \* \* root $prefix/sbin/sockhist-collect " "$prefix/share/doc/sockhist/examples/sockhist" ||
+  fail "the installed cron example does not run the installed binary"
+! grep -q /usr/local "$prefix/share/doc/sockhist/examples/sockhist" || fail "the cron example still names /usr/local"
+cmp -s "$prefix/share/doc/sockhist/schema/README.md" "$(dirname "$0")/../../schema/README.md" ||
+  fail "schema/README.md, which --help and the man pages point to, is not installed"
 echo "install_test: ok ($prefix)"
