@@ -13,14 +13,7 @@ namespace {
 struct CheckOptions {
   Common common;
   Window window;
-  std::optional<std::string> close_wait_max_age;
-  std::optional<std::string> max_age;
-  std::optional<std::int64_t> close_wait_max_per_process;
-  std::optional<std::int64_t> time_wait_max;
-  std::optional<double> port_pressure_max;
-  std::optional<std::int64_t> listen_overflows;
-  std::optional<std::int64_t> time_wait_overflows;
-  std::optional<std::int64_t> syn_recv_max;
+  ThresholdOptions thresholds;
   bool verbose = false;
 };
 
@@ -29,11 +22,6 @@ const WindowDefaults k_window{std::nullopt, true, "only the newest snapshot"};
 
 using query::Check;
 using query::CheckOutcome;
-
-// The default --max-age: this many usual intervals between snapshots, and never less than the floor
-// (a minute's cron may run late; a few missed runs are not yet an outage).
-constexpr std::int64_t k_stale_intervals = 3;
-constexpr std::int64_t k_stale_floor_ms = 5 * 60'000;
 
 std::string number(double v) {
   return v == static_cast<double>(static_cast<std::int64_t>(v)) ? fmt::format("{}", static_cast<std::int64_t>(v))
@@ -106,14 +94,7 @@ std::string message(const CheckOutcome& x, bool window, const render::Options& o
 }
 
 Result run_check(const CheckOptions& o) {
-  query::Thresholds limits;
-  limits.close_wait_max_per_process = o.close_wait_max_per_process;
-  limits.time_wait_max = o.time_wait_max;
-  limits.syn_recv_max = o.syn_recv_max;
-  limits.port_pressure_max = o.port_pressure_max;
-  limits.listen_overflows = o.listen_overflows;
-  limits.time_wait_overflows = o.time_wait_overflows;
-  if (!limits.any() && !o.close_wait_max_age && !o.max_age) {
+  if (!o.thresholds.any()) {
     throw Error(Exit::usage,
                 "check: give at least one threshold (--close-wait-max-age, --close-wait-max-per-process, "
                 "--time-wait-max, --port-pressure-max, --listen-overflows, --time-wait-overflows, --syn-recv-max, "
@@ -121,9 +102,6 @@ Result run_check(const CheckOptions& o) {
   }
   if (o.window.until && !o.window.since) {
     throw Error(Exit::usage, "--until needs --since (without them check looks at the newest snapshot)");
-  }
-  if (o.close_wait_max_age) {
-    limits.close_wait_max_age_ms = parse_duration(*o.close_wait_max_age, "--close-wait-max-age", true);
   }
   auto db = open_db(o.common);
   const auto scope = resolve_scope(db, o.common.host, o.common.netns);
@@ -135,17 +113,7 @@ Result run_check(const CheckOptions& o) {
     range = query::newest_range(db, scope);
   }
   // Staleness, whenever the range reaches now: a collector that stopped must not look healthy.
-  if (!o.window.until) {
-    const auto given = o.max_age ? std::optional(parse_duration(*o.max_age, "--max-age", true)) : std::nullopt;
-    limits.usual_interval_ms = query::usual_interval_ms(db, scope);
-    if (!given) {
-      limits.max_age_ms =
-          std::max(k_stale_intervals * limits.usual_interval_ms.value_or(k_stale_floor_ms), k_stale_floor_ms);
-    } else if (*given > 0) {
-      limits.max_age_ms = given;
-    }
-    limits.now_ms = o.common.now_ms;
-  }
+  const auto limits = o.thresholds.resolve(db, scope, o.window.until ? std::nullopt : std::optional(o.common.now_ms));
   const auto outcomes = query::evaluate_checks(db, scope, range, limits);
   const auto options = render_options(o.common);
 
@@ -199,6 +167,65 @@ Result run_check(const CheckOptions& o) {
 
 }  // namespace
 
+bool ThresholdOptions::any() const {
+  return close_wait_max_age || max_age || close_wait_max_per_process || time_wait_max || port_pressure_max ||
+         listen_overflows || time_wait_overflows || syn_recv_max;
+}
+
+void ThresholdOptions::add_to(CLI::App& sub) {
+  sub.add_option("--max-age", max_age,
+                 "The newest snapshot older than this is a finding: the collector stopped (default: 3 times the "
+                 "usual interval between snapshots, at least 5m; 0: off; not with --until)");
+  sub.add_option("--close-wait-max-age", close_wait_max_age,
+                 "A CLOSE_WAIT socket staying this long (for example 10m) is a finding, one line per owner");
+  sub.add_option("--close-wait-max-per-process", close_wait_max_per_process,
+                 "More CLOSE_WAIT sockets than this in one process is a finding")
+      ->check(CLI::NonNegativeNumber);
+  sub.add_option("--time-wait-max", time_wait_max, "More TIME_WAIT sockets than this is a finding")
+      ->check(CLI::NonNegativeNumber);
+  sub.add_option("--port-pressure-max", port_pressure_max,
+                 "A destination using more than this percentage of the ephemeral ports is a finding")
+      ->check(CLI::Range(0.0, 100.0));
+  sub.add_option("--listen-overflows", listen_overflows,
+                 "TcpExt.ListenOverflows growing by more than this is a finding (0: any)")
+      ->check(CLI::NonNegativeNumber);
+  sub.add_option("--time-wait-overflows", time_wait_overflows,
+                 "TcpExt.TCPTimeWaitOverflow growing by more than this is a finding (0: any)")
+      ->check(CLI::NonNegativeNumber);
+  sub.add_option("--syn-recv-max", syn_recv_max, "More SYN_RECV sockets than this is a finding")
+      ->check(CLI::NonNegativeNumber);
+}
+
+query::Thresholds ThresholdOptions::resolve(SQLite::Database& db, const query::Scope& scope,
+                                            std::optional<std::int64_t> now_ms) const {
+  // The default --max-age: this many usual intervals between snapshots, and never less than the
+  // floor (a minute's cron may run late; a few missed runs are not yet an outage).
+  constexpr std::int64_t k_stale_intervals = 3;
+  constexpr std::int64_t k_stale_floor_ms = 5 * 60'000;
+  query::Thresholds limits;
+  limits.close_wait_max_per_process = close_wait_max_per_process;
+  limits.time_wait_max = time_wait_max;
+  limits.syn_recv_max = syn_recv_max;
+  limits.port_pressure_max = port_pressure_max;
+  limits.listen_overflows = listen_overflows;
+  limits.time_wait_overflows = time_wait_overflows;
+  if (close_wait_max_age) {
+    limits.close_wait_max_age_ms = parse_duration(*close_wait_max_age, "--close-wait-max-age", true);
+  }
+  if (now_ms) {
+    const auto given = max_age ? std::optional(parse_duration(*max_age, "--max-age", true)) : std::nullopt;
+    limits.usual_interval_ms = query::usual_interval_ms(db, scope);
+    if (!given) {
+      limits.max_age_ms =
+          std::max(k_stale_intervals * limits.usual_interval_ms.value_or(k_stale_floor_ms), k_stale_floor_ms);
+    } else if (*given > 0) {
+      limits.max_age_ms = given;
+    }
+    limits.now_ms = *now_ms;
+  }
+  return limits;
+}
+
 void setup_check(CLI::App& app, Runner& selected) {
   auto o = std::make_shared<CheckOptions>();
   auto* sub = add_command(app, "check",
@@ -207,27 +234,7 @@ void setup_check(CLI::App& app, Runner& selected) {
                           selected, [o] { return run_check(*o); });
   add_common(*sub, o->common);
   add_window(*sub, o->window, k_window, "Look at every snapshot from then");
-  sub->add_option("--max-age", o->max_age,
-                  "The newest snapshot older than this is a finding: the collector stopped (default: 3 times the "
-                  "usual interval between snapshots, at least 5m; 0: off; not with --until)");
-  sub->add_option("--close-wait-max-age", o->close_wait_max_age,
-                  "A CLOSE_WAIT socket staying this long (for example 10m) is a finding, one line per owner");
-  sub->add_option("--close-wait-max-per-process", o->close_wait_max_per_process,
-                  "More CLOSE_WAIT sockets than this in one process is a finding")
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("--time-wait-max", o->time_wait_max, "More TIME_WAIT sockets than this is a finding")
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("--port-pressure-max", o->port_pressure_max,
-                  "A destination using more than this percentage of the ephemeral ports is a finding")
-      ->check(CLI::Range(0.0, 100.0));
-  sub->add_option("--listen-overflows", o->listen_overflows,
-                  "TcpExt.ListenOverflows growing by more than this is a finding (0: any)")
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("--time-wait-overflows", o->time_wait_overflows,
-                  "TcpExt.TCPTimeWaitOverflow growing by more than this is a finding (0: any)")
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("--syn-recv-max", o->syn_recv_max, "More SYN_RECV sockets than this is a finding")
-      ->check(CLI::NonNegativeNumber);
+  o->thresholds.add_to(*sub);
   sub->add_flag("-v,--verbose", o->verbose, "Also print the thresholds that were not crossed");
 }
 

@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "sockhist/query.hpp"
+#include "sockhist/query/check.hpp"
 #include "sockhist/render.hpp"
 
 namespace sockhist::analyzer {
@@ -83,6 +84,25 @@ std::int64_t parse_duration(const std::string& text, const char* option, bool al
 query::SnapshotSummary snapshot_for(SQLite::Database& db, const query::Scope& scope,
                                     const std::optional<std::string>& at, std::int64_t now_ms);
 
+// The thresholds `check` takes, and `metrics` with it, as given.
+struct ThresholdOptions {
+  std::optional<std::string> close_wait_max_age;
+  std::optional<std::string> max_age;
+  std::optional<std::int64_t> close_wait_max_per_process;
+  std::optional<std::int64_t> time_wait_max;
+  std::optional<double> port_pressure_max;
+  std::optional<std::int64_t> listen_overflows;
+  std::optional<std::int64_t> time_wait_overflows;
+  std::optional<std::int64_t> syn_recv_max;
+
+  bool any() const;
+  // Declares --max-age, --close-wait-max-age and the others on `sub`.
+  void add_to(CLI::App& sub);
+  // As query::Thresholds, durations parsed (Error(usage) naming the option). With `now_ms` (a check
+  // that reaches now), staleness too: --max-age, by default 3 usual intervals and at least 5m.
+  query::Thresholds resolve(SQLite::Database& db, const query::Scope& scope, std::optional<std::int64_t> now_ms) const;
+};
+
 // A JSON document's common head: the command, the database, the host and namespace.
 nlohmann::ordered_json json_head(const std::string& command, const Common& common, const query::Scope* scope);
 
@@ -100,6 +120,7 @@ void setup_explain(CLI::App& app, Runner& selected);
 void setup_close_wait(CLI::App& app, Runner& selected);
 void setup_time_wait(CLI::App& app, Runner& selected);
 void setup_check(CLI::App& app, Runner& selected);
+void setup_metrics(CLI::App& app, Runner& selected);
 void setup_merge(CLI::App& app, Runner& selected);
 void setup_export(CLI::App& app, Runner& selected);
 void setup_sql(CLI::App& app, Runner& selected);

@@ -37,7 +37,7 @@ for page in "$source_dir/analyzer/sockhist.1" "$source_dir/collector/sockhist-co
   [ -z "$unknown" ] || fail "$page names options no --help lists: $(echo $unknown)"
   if [[ $page == *.1 ]]; then
     for sub in $subcommands; do
-      line=$(printf '%s\n' "$text" | grep -E "^ {7}$sub( |\$)" | head -1)
+      line=$(printf '%s\n' "$text" | grep -E "^ {7}$sub( |\$)" | head -1 || true)
       [ -n "$line" ] || fail "$page: no synopsis line for $sub"
       opened=$(tr -cd '[(' <<<"$line" | wc -c)
       closed=$(tr -cd '])' <<<"$line" | wc -c)

@@ -1,0 +1,265 @@
+// sockhist metrics: the newest snapshot in Prometheus's text exposition format (version 0.0.4), for
+// node_exporter's textfile collector: sockets per protocol and state, the kernel's counters as
+// counters and its gauges as gauges, the snapshot's age, and the outcome of every threshold given
+// as to `check`. --output replaces a file atomically (a temporary file renamed over it), as the
+// textfile collector requires.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "common.hpp"
+#include "sockhist/error.hpp"
+#include "sockhist/model.hpp"
+
+namespace sockhist::analyzer {
+
+namespace {
+
+struct MetricsOptions {
+  Common common;
+  ThresholdOptions thresholds;
+  std::optional<std::string> output;
+};
+
+// A label value, escaped as the exposition format asks (backslash, double quote, newline).
+std::string label_value(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string number(double v) {
+  if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15) {
+    return fmt::format("{}", static_cast<std::int64_t>(v));
+  }
+  return fmt::format("{}", v);
+}
+
+// The families in the order first written, each with its HELP and TYPE once, then its samples.
+class Exposition {
+ public:
+  explicit Exposition(std::string labels) : m_labels(std::move(labels)) {}
+
+  void family(const std::string& name, const char* type, const std::string& help) {
+    m_text += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  }
+  // A sample with the scope's labels and `extra` ones ("proto=\"tcp\"", already escaped).
+  void sample(const std::string& name, double value, const std::string& extra = {}) {
+    m_text += fmt::format("{}{{{}{}{}}} {}\n", name, m_labels, extra.empty() ? "" : ",", extra, number(value));
+  }
+  const std::string& text() const { return m_text; }
+
+ private:
+  std::string m_labels;
+  std::string m_text;
+};
+
+// What each threshold's value is, in a unit Prometheus names: seconds, a ratio, a count.
+struct CheckMetric {
+  const char* name;
+  const char* help;
+  double scale;
+};
+CheckMetric check_metric(query::Check check) {
+  using query::Check;
+  switch (check) {
+    case Check::max_age:
+      return {"sockhist_check_max_age_seconds", "How old the newest snapshot is (check --max-age).", 1};
+    case Check::close_wait_max_age:
+      return {"sockhist_check_close_wait_age_seconds",
+              "The longest CLOSE_WAIT stay of an owner past --close-wait-max-age (at least; the longest of all "
+              "when none is past it).",
+              1};
+    case Check::close_wait_max_per_process:
+      return {"sockhist_check_close_wait_sockets",
+              "CLOSE_WAIT sockets of a process (check --close-wait-max-per-process).", 1};
+    case Check::time_wait_max:
+      return {"sockhist_check_time_wait_sockets", "TIME_WAIT sockets (check --time-wait-max).", 1};
+    case Check::syn_recv_max:
+      return {"sockhist_check_syn_recv_sockets", "SYN_RECV sockets (check --syn-recv-max).", 1};
+    case Check::port_pressure_max:
+      return {"sockhist_check_port_pressure_ratio",
+              "The share of the ephemeral ports a destination uses, 0 to 1 (check --port-pressure-max).", 0.01};
+    case Check::listen_overflows:
+      return {"sockhist_check_listen_overflows",
+              "TcpExt.ListenOverflows' increase since the snapshot before (check --listen-overflows).", 1};
+    case Check::time_wait_overflows:
+      return {"sockhist_check_time_wait_overflows",
+              "TcpExt.TCPTimeWaitOverflow's increase since the snapshot before (check --time-wait-overflows).", 1};
+  }
+  return {"sockhist_check_value", "", 1};
+}
+
+// The label a namespace is known by: its /run/netns name, "own" for the host's, else its inode.
+std::string netns_label(const query::Scope& scope) {
+  if (scope.netns_name) {
+    return *scope.netns_name;
+  }
+  return scope.netns_initial ? std::string("own") : std::to_string(scope.netns_inode);
+}
+
+void add_checks(Exposition& out, SQLite::Database& db, const query::Scope& scope, const MetricsOptions& o) {
+  const auto range = query::newest_range(db, scope);
+  const auto limits = o.thresholds.resolve(db, scope, o.common.now_ms);
+  const auto outcomes = query::evaluate_checks(db, scope, range, limits);
+  std::map<query::Check, int> findings;
+  for (const auto& x : outcomes) {
+    findings[x.check] += x.found ? 1 : 0;
+  }
+  out.family("sockhist_check_findings", "gauge",
+             "Findings of each threshold given, as sockhist check counts them (0: healthy).");
+  for (const auto& [check, n] : findings) {
+    out.sample("sockhist_check_findings", n, fmt::format("check=\"{}\"", query::name(check)));
+  }
+  out.family("sockhist_check_finding", "gauge",
+             "1 for each owner, destination or host over its threshold, 0 for a threshold not crossed.");
+  for (const auto& x : outcomes) {
+    out.sample("sockhist_check_finding", x.found ? 1 : 0,
+               fmt::format("check=\"{}\",subject=\"{}\"", query::name(x.check), label_value(x.subject)));
+  }
+  std::set<std::string> declared;
+  for (const auto& x : outcomes) {
+    const auto metric = check_metric(x.check);
+    if (declared.insert(metric.name).second) {
+      out.family(metric.name, "gauge", metric.help);
+    }
+    out.sample(metric.name, x.value * metric.scale, fmt::format("subject=\"{}\"", label_value(x.subject)));
+  }
+}
+
+std::string exposition(const MetricsOptions& o) {
+  auto db = open_db(o.common);
+  const auto scope = resolve_scope(db, o.common.host, o.common.netns);
+  const auto newest = query::latest_snapshot(db, scope);
+  if (!newest) {
+    throw Error(Exit::usage, fmt::format("metrics: no snapshot of {}", scope_line(scope)));
+  }
+  Exposition out(fmt::format("host=\"{}\",netns=\"{}\"", label_value(scope.host), label_value(netns_label(scope))));
+  out.family("sockhist_snapshot_timestamp_seconds", "gauge", "When the newest snapshot was taken (Unix time).");
+  out.sample("sockhist_snapshot_timestamp_seconds", static_cast<double>(newest->time_ms) / 1000.0);
+  out.family("sockhist_snapshot_age_seconds", "gauge", "How old the newest snapshot was when these metrics were made.");
+  out.sample("sockhist_snapshot_age_seconds", static_cast<double>(o.common.now_ms - newest->time_ms) / 1000.0);
+  out.family("sockhist_snapshot_capture_seconds", "gauge", "How long the newest snapshot's capture took.");
+  out.sample("sockhist_snapshot_capture_seconds", static_cast<double>(newest->capture_ms) / 1000.0);
+
+  // Every TCP state, 0 where none was seen (the snapshot holds every socket), and whatever else
+  // the snapshot counted (UDP and UNIX states).
+  std::map<std::pair<std::string, std::string>, std::int64_t> counts;
+  for (unsigned code = 1; code <= 11; ++code) {  // ESTABLISHED to CLOSING, as the kernel numbers them
+    counts[{"tcp", std::string(model::name(*model::tcp_state_from_code(code)))}] = 0;
+  }
+  for (const auto& [key, n] : newest->counts) {
+    const auto space = key.find(' ');
+    counts[{key.substr(0, space), key.substr(space + 1)}] = n;
+  }
+  out.family("sockhist_sockets", "gauge", "Sockets in the newest snapshot, by protocol and state (netstat's names).");
+  for (const auto& [key, n] : counts) {
+    out.sample("sockhist_sockets", static_cast<double>(n),
+               fmt::format("proto=\"{}\",state=\"{}\"", label_value(key.first), label_value(key.second)));
+  }
+
+  // The kernel's counters as of the newest snapshot, by section and field as the kernel names them
+  // (labels, not metric names: TcpExt's names are the kernel's CamelCase), counts apart from levels.
+  const auto counters = query::snapshot_counters(db, newest->id);
+  for (const bool gauges : {false, true}) {
+    const std::string name = gauges ? "sockhist_kernel_level" : "sockhist_kernel_events_total";
+    out.family(name, gauges ? "gauge" : "counter",
+               gauges ? "A level the kernel reports (Sockstat, Tcp CurrEstab, ...), as of the newest snapshot."
+                      : "A count the kernel keeps since boot (/proc/net/snmp, netstat, snmp6), as of the newest "
+                        "snapshot.");
+    for (const auto& c : counters) {
+      if (c.is_gauge == gauges) {
+        out.sample(name, static_cast<double>(c.value),
+                   fmt::format("section=\"{}\",field=\"{}\"", label_value(c.section), label_value(c.name)));
+      }
+    }
+  }
+  if (o.thresholds.any()) {
+    add_checks(out, db, scope, o);
+  }
+  return out.text();
+}
+
+// Replaces `path` with `text` as the textfile collector needs it: whole or not at all, through a
+// temporary file in the same directory (a name it does not read: not *.prom) renamed over it.
+void write_atomically(const std::string& path, const std::string& text) {
+  const std::filesystem::path target(path);
+  const auto dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+  const auto tmp = dir / fmt::format(".{}.{}.tmp", target.filename().string(), ::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) {
+    throw Error(Exit::usage,
+                fmt::format("--output {}: cannot write in {}: {}", path, dir.string(), std::strerror(errno)));
+  }
+  std::size_t done = 0;
+  int err = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (err == 0 && ::fsync(fd) != 0) {
+    err = errno;
+  }
+  if (::close(fd) != 0 && err == 0) {
+    err = errno;
+  }
+  if (err == 0 && ::rename(tmp.c_str(), target.c_str()) != 0) {
+    err = errno;
+  }
+  if (err != 0) {
+    ::unlink(tmp.c_str());
+    throw Error(Exit::usage, fmt::format("--output {}: {}; left as it was", path, std::strerror(err)));
+  }
+}
+
+Result run_metrics(const MetricsOptions& o) {
+  auto text = exposition(o);
+  if (o.output) {
+    write_atomically(*o.output, text);
+    return {"", 0};
+  }
+  return {std::move(text), 0};
+}
+
+}  // namespace
+
+void setup_metrics(CLI::App& app, Runner& selected) {
+  auto o = std::make_shared<MetricsOptions>();
+  auto* sub = add_command(app, "metrics",
+                          "The newest snapshot as Prometheus metrics (text format) for node_exporter's textfile "
+                          "collector: sockets per protocol and state, the kernel's counters and gauges, the "
+                          "snapshot's age, and each threshold given as to check",
+                          selected, [o] { return run_metrics(*o); });
+  add_common(*sub, o->common);
+  sub->add_option("-o,--output", o->output,
+                  "Replace this file atomically (a temporary file renamed over it) instead of printing: a "
+                  "*.prom file in the textfile collector's directory");
+  o->thresholds.add_to(*sub);
+}
+
+}  // namespace sockhist::analyzer
