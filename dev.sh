@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 packages=(cmake make g++ pkg-config libsqlite3-dev libsqlitecpp-dev libcli11-dev libfmt-dev libgtest-dev
-          libmnl-dev nlohmann-json3-dev sqlite3 iproute2 net-tools procps groff-base
+          libmnl-dev nlohmann-json3-dev sqlite3 iproute2 net-tools procps groff-base bash-completion
           prometheus prometheus-node-exporter)  # the last two for the metrics tests: promtool, the exporter
 build_dir=${SOCKHIST_BUILD_DIR:-build}
 

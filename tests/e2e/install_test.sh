@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cmake --install into a scratch prefix: the binaries, their man pages, the systemd units and the
-# cron sample (both pointing at the installed binary) and the schema's documentation land where they
-# belong and are well-formed.
+# cron sample (both pointing at the installed binary), the bash completion and the schema's
+# documentation land where they belong and are well-formed.
 set -euo pipefail
 build=$1
 prefix=$(mktemp -d)
@@ -32,6 +32,11 @@ fi
 grep -q "^\* \* \* \* \* root $prefix/sbin/sockhist-collect " "$prefix/share/doc/sockhist/examples/sockhist" ||
   fail "the installed cron example does not run the installed binary"
 ! grep -q /usr/local "$prefix/share/doc/sockhist/examples/sockhist" || fail "the cron example still names /usr/local"
+for name in sockhist sockhist-collect; do
+  completion="$prefix/share/bash-completion/completions/$name"
+  [ -f "$completion" ] || fail "no bash completion for $name"
+  bash -n "$completion" || fail "$completion is not bash"
+done
 cmp -s "$prefix/share/doc/sockhist/schema/README.md" "$(dirname "$0")/../../schema/README.md" ||
   fail "schema/README.md, which --help and the man pages point to, is not installed"
 echo "install_test: ok ($prefix)"

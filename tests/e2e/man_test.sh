@@ -34,7 +34,7 @@ for page in "$source_dir/analyzer/sockhist.1" "$source_dir/collector/sockhist-co
   text=$(groff -man -Tutf8 -P-cbou -rLL=200n "$page" 2>/dev/null)
   unknown=$(printf '%s\n' "$text" | grep -oE '(^|[^a-z0-9-])--[a-z0-9][a-z0-9-]*' | sed 's/^[^-]//' | sort -u |
     comm -23 - "$known")
-  [ -z "$unknown" ] || fail "$page names options no --help lists: $(echo $unknown)"
+  [ -z "$unknown" ] || fail "$page names options no --help lists: ${unknown//$'\n'/ }"
   if [[ $page == *.1 ]]; then
     for sub in $subcommands; do
       line=$(printf '%s\n' "$text" | grep -E "^ {7}$sub( |\$)" | head -1 || true)
