@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -119,7 +120,9 @@ std::string netns_label(const query::Scope& scope) {
 void add_checks(Exposition& out, SQLite::Database& db, const query::Scope& scope, const MetricsOptions& o) {
   const auto range = query::newest_range(db, scope);
   const auto limits = o.thresholds.resolve(db, scope, o.common.now_ms);
-  const auto outcomes = query::evaluate_checks(db, scope, range, limits);
+  // Grouped by threshold, as each family's samples must be (evaluate_checks gives them so already).
+  auto outcomes = query::evaluate_checks(db, scope, range, limits);
+  std::stable_sort(outcomes.begin(), outcomes.end(), [](const auto& a, const auto& b) { return a.check < b.check; });
   std::map<query::Check, int> findings;
   for (const auto& x : outcomes) {
     findings[x.check] += x.found ? 1 : 0;
