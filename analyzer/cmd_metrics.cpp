@@ -29,6 +29,7 @@ struct MetricsOptions {
   Common common;
   ThresholdOptions thresholds;
   std::optional<std::string> output;
+  bool all_netns = false;
 };
 
 // A label value, escaped as the exposition format asks (backslash, double quote, newline).
@@ -54,23 +55,39 @@ std::string number(double v) {
   return fmt::format("{}", v);
 }
 
-// The families in the order first written, each with its HELP and TYPE once, then its samples.
+// The families in the order first declared, each with its HELP and TYPE once and then all its
+// samples, whichever namespace they came from (the format wants a family's samples together).
 class Exposition {
  public:
-  explicit Exposition(std::string labels) : m_labels(std::move(labels)) {}
+  // The labels every following sample carries (a namespace's host and netns, already escaped).
+  void scope(std::string labels) { m_labels = std::move(labels); }
 
   void family(const std::string& name, const char* type, const std::string& help) {
-    m_text += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    if (m_index.try_emplace(name, m_families.size()).second) {
+      m_families.push_back({fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type), {}});
+    }
   }
-  // A sample with the scope's labels and `extra` ones ("proto=\"tcp\"", already escaped).
+  // A sample of a declared family with the scope's labels and `extra` ones ("proto=\"tcp\"").
   void sample(const std::string& name, double value, const std::string& extra = {}) {
-    m_text += fmt::format("{}{{{}{}{}}} {}\n", name, m_labels, extra.empty() ? "" : ",", extra, number(value));
+    m_families[m_index.at(name)].samples +=
+        fmt::format("{}{{{}{}{}}} {}\n", name, m_labels, extra.empty() ? "" : ",", extra, number(value));
   }
-  const std::string& text() const { return m_text; }
+  std::string text() const {
+    std::string out;
+    for (const auto& f : m_families) {
+      out += f.head + f.samples;
+    }
+    return out;
+  }
 
  private:
+  struct Family {
+    std::string head;
+    std::string samples;
+  };
   std::string m_labels;
-  std::string m_text;
+  std::vector<Family> m_families;
+  std::map<std::string, std::size_t> m_index;
 };
 
 // What each threshold's value is, in a unit Prometheus names: seconds, a ratio, a count.
@@ -148,20 +165,16 @@ void add_checks(Exposition& out, SQLite::Database& db, const query::Scope& scope
   }
 }
 
-std::string exposition(const MetricsOptions& o) {
-  auto db = open_db(o.common);
-  const auto scope = resolve_scope(db, o.common.host, o.common.netns);
-  const auto newest = query::latest_snapshot(db, scope);
-  if (!newest) {
-    throw Error(Exit::usage, fmt::format("metrics: no snapshot of {}", scope_line(scope)));
-  }
-  Exposition out(fmt::format("host=\"{}\",netns=\"{}\"", label_value(scope.host), label_value(netns_label(scope))));
+// One namespace's newest snapshot, labelled `netns`.
+void add_scope(Exposition& out, SQLite::Database& db, const query::Scope& scope, const query::SnapshotSummary& newest,
+               const std::string& netns, const MetricsOptions& o) {
+  out.scope(fmt::format("host=\"{}\",netns=\"{}\"", label_value(scope.host), label_value(netns)));
   out.family("sockhist_snapshot_timestamp_seconds", "gauge", "When the newest snapshot was taken (Unix time).");
-  out.sample("sockhist_snapshot_timestamp_seconds", static_cast<double>(newest->time_ms) / 1000.0);
+  out.sample("sockhist_snapshot_timestamp_seconds", static_cast<double>(newest.time_ms) / 1000.0);
   out.family("sockhist_snapshot_age_seconds", "gauge", "How old the newest snapshot was when these metrics were made.");
-  out.sample("sockhist_snapshot_age_seconds", static_cast<double>(o.common.now_ms - newest->time_ms) / 1000.0);
+  out.sample("sockhist_snapshot_age_seconds", static_cast<double>(o.common.now_ms - newest.time_ms) / 1000.0);
   out.family("sockhist_snapshot_capture_seconds", "gauge", "How long the newest snapshot's capture took.");
-  out.sample("sockhist_snapshot_capture_seconds", static_cast<double>(newest->capture_ms) / 1000.0);
+  out.sample("sockhist_snapshot_capture_seconds", static_cast<double>(newest.capture_ms) / 1000.0);
 
   // Every TCP state, 0 where none was seen (the snapshot holds every socket), and whatever else
   // the snapshot counted (UDP and UNIX states).
@@ -169,7 +182,7 @@ std::string exposition(const MetricsOptions& o) {
   for (unsigned code = 1; code <= 11; ++code) {  // ESTABLISHED to CLOSING, as the kernel numbers them
     counts[{"tcp", std::string(model::name(*model::tcp_state_from_code(code)))}] = 0;
   }
-  for (const auto& [key, n] : newest->counts) {
+  for (const auto& [key, n] : newest.counts) {
     const auto space = key.find(' ');
     counts[{key.substr(0, space), key.substr(space + 1)}] = n;
   }
@@ -181,7 +194,7 @@ std::string exposition(const MetricsOptions& o) {
 
   // The kernel's counters as of the newest snapshot, by section and field as the kernel names them
   // (labels, not metric names: TcpExt's names are the kernel's CamelCase), counts apart from levels.
-  const auto counters = query::snapshot_counters(db, newest->id);
+  const auto counters = query::snapshot_counters(db, newest.id);
   for (const bool gauges : {false, true}) {
     const std::string name = gauges ? "sockhist_kernel_level" : "sockhist_kernel_events_total";
     out.family(name, gauges ? "gauge" : "counter",
@@ -197,6 +210,56 @@ std::string exposition(const MetricsOptions& o) {
   }
   if (o.thresholds.any()) {
     add_checks(out, db, scope, o);
+  }
+}
+
+// The namespaces --all-netns writes: each whose newest snapshot is no staler, against the host's
+// newest, than check's default --max-age (3 usual intervals, at least 5 minutes), so that a
+// namespace deleted since drops out instead of lingering with its last counts.
+std::vector<std::pair<query::Scope, query::SnapshotSummary>> live_namespaces(SQLite::Database& db,
+                                                                             const MetricsOptions& o) {
+  std::vector<std::pair<query::Scope, query::SnapshotSummary>> all;
+  std::int64_t host_newest = 0;
+  for (auto& scope : query::namespace_scopes(db, o.common.host)) {
+    if (auto newest = query::latest_snapshot(db, scope)) {
+      host_newest = std::max(host_newest, newest->time_ms);
+      all.emplace_back(std::move(scope), std::move(*newest));
+    }
+  }
+  std::vector<std::pair<query::Scope, query::SnapshotSummary>> live;
+  for (auto& [scope, newest] : all) {
+    const ThresholdOptions defaults;
+    const auto stale_after_ms = *defaults.resolve(db, scope, host_newest).max_age_ms;
+    if (newest.time_ms >= host_newest - stale_after_ms) {
+      live.emplace_back(std::move(scope), std::move(newest));
+    }
+  }
+  return live;
+}
+
+std::string exposition(const MetricsOptions& o) {
+  auto db = open_db(o.common);
+  Exposition out;
+  if (!o.all_netns) {
+    const auto scope = resolve_scope(db, o.common.host, o.common.netns);
+    const auto newest = query::latest_snapshot(db, scope);
+    if (!newest) {
+      throw Error(Exit::usage, fmt::format("metrics: no snapshot of {}", scope_line(scope)));
+    }
+    add_scope(out, db, scope, *newest, netns_label(scope), o);
+    return out.text();
+  }
+  std::map<std::string, int> labels;  // a label two live namespaces share gets each its row id
+  const auto live = live_namespaces(db, o);
+  for (const auto& [scope, newest] : live) {
+    ++labels[netns_label(scope)];
+  }
+  for (const auto& [scope, newest] : live) {
+    auto label = netns_label(scope);
+    if (labels[label] > 1) {
+      label += fmt::format("#{}", scope.netns_id);
+    }
+    add_scope(out, db, scope, newest, label, o);
   }
   return out.text();
 }
@@ -241,6 +304,10 @@ void write_atomically(const std::string& path, const std::string& text) {
 }
 
 Result run_metrics(const MetricsOptions& o) {
+  if (o.common.format != "table") {
+    throw Error(Exit::usage,
+                fmt::format("--format {}: metrics writes Prometheus's text format, nothing else", o.common.format));
+  }
   auto text = exposition(o);
   if (o.output) {
     write_atomically(*o.output, text);
@@ -259,6 +326,10 @@ void setup_metrics(CLI::App& app, Runner& selected) {
                           "snapshot's age, and each threshold given as to check",
                           selected, [o] { return run_metrics(*o); });
   add_common(*sub, o->common);
+  sub->add_flag("--all-netns", o->all_netns,
+                "Every namespace of the host whose newest snapshot is current (no staler than check's default "
+                "--max-age against the host's newest), each under its netns label")
+      ->excludes("--netns");
   sub->add_option("-o,--output", o->output,
                   "Replace this file atomically (a temporary file renamed over it) instead of printing: a "
                   "*.prom file in the textfile collector's directory");

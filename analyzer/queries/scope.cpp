@@ -143,8 +143,10 @@ std::vector<HostSummary> list_hosts(SQLite::Database& db) {
   return hosts;
 }
 
-Scope resolve_scope(SQLite::Database& db, const std::optional<std::string>& host,
-                    const std::optional<std::string>& netns) {
+namespace {
+
+// --host resolved: the host's row and name. Without --host the database must hold one host.
+std::pair<std::int64_t, std::string> resolve_host(SQLite::Database& db, const std::optional<std::string>& host) {
   std::vector<std::pair<std::int64_t, std::string>> hosts;
   {
     SQLite::Statement q(db,
@@ -177,6 +179,22 @@ Scope resolve_scope(SQLite::Database& db, const std::optional<std::string>& host
     host_id = hosts.front().first;
     host_name = hosts.front().second;
   }
+  return {host_id, host_name};
+}
+
+}  // namespace
+
+std::vector<Scope> namespace_scopes(SQLite::Database& db, const std::optional<std::string>& host) {
+  std::vector<Scope> scopes;
+  for (const auto& space : host_namespaces(db, resolve_host(db, host).first)) {
+    scopes.push_back(scope_from_netns(db, std::get<0>(space)));
+  }
+  return scopes;
+}
+
+Scope resolve_scope(SQLite::Database& db, const std::optional<std::string>& host,
+                    const std::optional<std::string>& netns) {
+  const auto [host_id, host_name] = resolve_host(db, host);
   const auto spaces = host_namespaces(db, host_id);
   if (netns) {
     std::vector<std::int64_t> matches;  // newest first

@@ -57,6 +57,10 @@ struct Scope {
 Scope resolve_scope(SQLite::Database& db, const std::optional<std::string>& host,
                     const std::optional<std::string>& netns);
 
+// Every namespace of the host (--host as for resolve_scope) that has snapshots, its own first, then
+// the one with the newest snapshot first.
+std::vector<Scope> namespace_scopes(SQLite::Database& db, const std::optional<std::string>& host);
+
 // The scope a snapshot id belongs to; throws Error(usage) for an unknown id.
 Scope scope_of_snapshot(SQLite::Database& db, std::int64_t snapshot_id);
 

@@ -199,6 +199,62 @@ TEST(Metrics, OutputReplacesTheFileWholeAndRefusesWhatItCannotWrite) {
   EXPECT_EQ(std::count(missing.err.begin(), missing.err.end(), '\n'), 1);
 }
 
+TEST(Metrics, AllNetnsWritesEveryCurrentNamespaceAndDropsStaleOnes) {
+  const auto dir = scratch_dir("metrics-netns");
+  const auto db = (dir / "web3.db").string();
+  const auto imported = run(SOCKHIST_ANALYZER_BIN,
+                            {"import", "sosreport", (samples_dir() / "sosreport-web3").string(), "--db", db, "-q"});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  const auto all = [&] { return run(SOCKHIST_ANALYZER_BIN, {"metrics", "--db", db, "--all-netns"}); };
+  auto r = all();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto e = parse(r.out);
+  EXPECT_TRUE(e.problems.empty()) << e.problems.front();
+  // Both namespaces of the report, each with the sockets the view gives its snapshot.
+  SQLite::Database stored(db, SQLite::OPEN_READONLY);
+  SQLite::Statement states(stored,
+                           "SELECT coalesce(n.name, 'own'), s.proto, s.state, count(*) FROM v_snapshot_sockets s "
+                           "JOIN snapshots p ON p.snapshot_id = s.snapshot_id JOIN netns n ON n.netns_id = p.netns_id "
+                           "GROUP BY 1, 2, 3");
+  std::set<std::string> namespaces;
+  while (states.executeStep()) {
+    const auto key =
+        fmt::format(R"(sockhist_sockets{{host="web3",netns="{}",proto="{}",state="{}"}})",
+                    states.getColumn(0).getString(), states.getColumn(1).getString(), states.getColumn(2).getString());
+    ASSERT_TRUE(e.samples.contains(key)) << key;
+    EXPECT_EQ(e.samples.at(key), states.getColumn(3).getInt64()) << key;
+    namespaces.insert(states.getColumn(0).getString());
+  }
+  EXPECT_EQ(namespaces, (std::set<std::string>{"blue", "own"}));
+  // An hour later only the host's own namespace is snapshotted again: blue, and the report's own
+  // namespace, are no longer current and drop out.
+  const auto later =
+      run(SOCKHIST_COLLECT_BIN, {"--db", db, "--proc-root", (samples_dir() / "history-busy/00/proc").string(), "--host",
+                                 "web3", "--at", "2026-11-24T07:17:25Z", "-q"});
+  ASSERT_EQ(later.exit_code, 0) << later.err;
+  r = all();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  e = parse(r.out);
+  std::set<std::string> timestamps;
+  for (const auto& [key, value] : e.samples) {
+    if (key.starts_with("sockhist_snapshot_timestamp_seconds{")) {
+      timestamps.insert(key);
+    }
+  }
+  EXPECT_EQ(timestamps.size(), 1U);
+  EXPECT_EQ(e.samples.count(R"(sockhist_snapshot_timestamp_seconds{host="web3",netns="own"})"), 1U)
+      << r.out.substr(0, 800);
+  for (const auto& [key, value] : e.samples) {
+    EXPECT_EQ(key.find("netns=\"blue\""), std::string::npos) << key;
+  }
+  // --netns and --all-netns together, and a format metrics does not write, are refused.
+  const auto both = run(SOCKHIST_ANALYZER_BIN, {"metrics", "--db", db, "--all-netns", "--netns", "blue"});
+  EXPECT_EQ(both.exit_code, 2);
+  const auto json = run(SOCKHIST_ANALYZER_BIN, {"metrics", "--db", db, "--format", "json"});
+  EXPECT_EQ(json.exit_code, 2);
+  EXPECT_EQ(json.err, "sockhist: error: --format json: metrics writes Prometheus's text format, nothing else\n");
+}
+
 TEST(Metrics, PromtoolFindsNothingToSay) {
   const auto promtool = find_tool("promtool");
   if (promtool.empty()) {
