@@ -29,8 +29,25 @@ if command -v systemd-analyze >/dev/null; then
   [ -z "$out" ] || fail "systemd-analyze verify: $out"
 fi
 [ -f "$prefix/share/doc/sockhist/examples/sockhist" ] || fail "no cron example"
-grep -q "^\* \* \* \* \* root $prefix/sbin/sockhist-collect " "$prefix/share/doc/sockhist/examples/sockhist" ||
-  fail "the installed cron example does not run the installed binary"
+cron="$prefix/share/doc/sockhist/examples/sockhist"
+grep -q " || $prefix/sbin/sockhist-collect " "$cron" || fail "the installed cron example does not run the installed binary"
+# The cron line as cron's shell runs it, its database moved to a scratch one, with systemctl saying
+# the timer is enabled (the line must stand down) and then that it is not (it must take a snapshot).
+command=$(sed -n 's/^\* \* \* \* \* root //p' "$cron" | sed "s|/var/lib/sockhist/sockhist.db|$prefix/cron.db|")
+[ -n "$command" ] || fail "no cron line in $cron"
+mkdir -p "$prefix/stub"
+for answer in 0 1; do  # systemctl is-enabled's exit status: 0 enabled, 1 not
+  printf '#!/bin/sh\n[ "$*" = "is-enabled --quiet sockhist-collect.timer" ] && exit %s\nexit 2\n' "$answer" \
+    >"$prefix/stub/systemctl"
+  chmod +x "$prefix/stub/systemctl"
+  PATH="$prefix/stub:/usr/bin:/bin" sh -c "$command --proc-root $(dirname "$0")/../../samples/history-busy/00/proc" ||
+    fail "the cron line failed (systemctl is-enabled answering $answer)"
+  if [ "$answer" = 0 ]; then
+    [ ! -e "$prefix/cron.db" ] || fail "the cron line took a snapshot beside an enabled timer"
+  else
+    [ -f "$prefix/cron.db" ] || fail "the cron line took no snapshot with the timer disabled"
+  fi
+done
 ! grep -q /usr/local "$prefix/share/doc/sockhist/examples/sockhist" || fail "the cron example still names /usr/local"
 for name in sockhist sockhist-collect; do
   completion="$prefix/share/bash-completion/completions/$name"
