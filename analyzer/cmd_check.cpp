@@ -196,12 +196,16 @@ void ThresholdOptions::add_to(CLI::App& sub) {
       ->check(CLI::NonNegativeNumber);
 }
 
-query::Thresholds ThresholdOptions::resolve(SQLite::Database& db, const query::Scope& scope,
-                                            std::optional<std::int64_t> now_ms) const {
-  // The default --max-age: this many usual intervals between snapshots, and never less than the
-  // floor (a minute's cron may run late; a few missed runs are not yet an outage).
+std::int64_t default_max_age_ms(std::optional<std::int64_t> usual_interval_ms) {
+  // This many usual intervals between snapshots, and never less than the floor (a minute's cron
+  // may run late; a few missed runs are not yet an outage).
   constexpr std::int64_t k_stale_intervals = 3;
   constexpr std::int64_t k_stale_floor_ms = 5 * 60'000;
+  return std::max(k_stale_intervals * usual_interval_ms.value_or(k_stale_floor_ms), k_stale_floor_ms);
+}
+
+query::Thresholds ThresholdOptions::resolve(SQLite::Database& db, const query::Scope& scope,
+                                            std::optional<std::int64_t> now_ms) const {
   query::Thresholds limits;
   limits.close_wait_max_per_process = close_wait_max_per_process;
   limits.time_wait_max = time_wait_max;
@@ -216,8 +220,7 @@ query::Thresholds ThresholdOptions::resolve(SQLite::Database& db, const query::S
     const auto given = max_age ? std::optional(parse_duration(*max_age, "--max-age", true)) : std::nullopt;
     limits.usual_interval_ms = query::usual_interval_ms(db, scope);
     if (!given) {
-      limits.max_age_ms =
-          std::max(k_stale_intervals * limits.usual_interval_ms.value_or(k_stale_floor_ms), k_stale_floor_ms);
+      limits.max_age_ms = default_max_age_ms(limits.usual_interval_ms);
     } else if (*given > 0) {
       limits.max_age_ms = given;
     }

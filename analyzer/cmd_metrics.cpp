@@ -228,9 +228,7 @@ std::vector<std::pair<query::Scope, query::SnapshotSummary>> live_namespaces(SQL
   }
   std::vector<std::pair<query::Scope, query::SnapshotSummary>> live;
   for (auto& [scope, newest] : all) {
-    const ThresholdOptions defaults;
-    const auto stale_after_ms = *defaults.resolve(db, scope, host_newest).max_age_ms;
-    if (newest.time_ms >= host_newest - stale_after_ms) {
+    if (newest.time_ms >= host_newest - default_max_age_ms(query::usual_interval_ms(db, scope))) {
       live.emplace_back(std::move(scope), std::move(newest));
     }
   }

@@ -103,6 +103,10 @@ struct ThresholdOptions {
   query::Thresholds resolve(SQLite::Database& db, const query::Scope& scope, std::optional<std::int64_t> now_ms) const;
 };
 
+// check's default --max-age for a scope whose snapshots come every `usual_interval_ms`: 3 intervals,
+// at least 5 minutes (query::usual_interval_ms gives the interval).
+std::int64_t default_max_age_ms(std::optional<std::int64_t> usual_interval_ms);
+
 // A JSON document's common head: the command, the database, the host and namespace.
 nlohmann::ordered_json json_head(const std::string& command, const Common& common, const query::Scope* scope);
 
