@@ -5,12 +5,14 @@
 #   ./dev.sh test   install what is missing, build with warnings as errors, run every test (ctest)
 #   ./dev.sh build  install what is missing and build
 #   ./dev.sh sanitize  the whole test suite again under AddressSanitizer and UBSan (build-asan/)
+#   ./dev.sh package [DIR]  the Debian package (sockhist_VERSION_ARCH.deb) into DIR, default build-deb/
 set -euo pipefail
 cd "$(dirname "$0")"
 
 packages=(cmake make g++ pkg-config libsqlite3-dev libsqlitecpp-dev libcli11-dev libfmt-dev libgtest-dev
-          libmnl-dev nlohmann-json3-dev sqlite3 iproute2 net-tools procps groff-base bash-completion
-          prometheus prometheus-node-exporter)  # the last two for the metrics tests: promtool, the exporter
+          libmnl-dev nlohmann-json3-dev sqlite3 iproute2 net-tools procps groff-base man-db bash-completion zsh
+          prometheus prometheus-node-exporter   # the metrics tests: promtool, the exporter
+          build-essential debhelper dpkg-dev lintian systemd)  # the package test: build, check, verify units
 build_dir=${SOCKHIST_BUILD_DIR:-build}
 
 install_missing() {
@@ -83,10 +85,37 @@ sanitize() {
   ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$(nproc)" --timeout 600
 }
 
+# The Debian package, built with dpkg-buildpackage from a copy of the tree as it stands (committed
+# or not, without build directories), so that nothing is written beside the source. The .deb files
+# land in $1 (default build-deb/).
+package() {
+  install_missing
+  local out=${1:-build-deb}
+  rm -rf "$out/src"
+  mkdir -p "$out/src"
+  out=$(cd "$out" && pwd)
+  if git rev-parse --git-dir >/dev/null 2>&1; then
+    git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf - 2>/dev/null |
+      tar -xf - -C "$out/src"
+  else
+    tar --exclude='./build*' --exclude=./debian/sockhist --exclude=./obj-\* -cf - . | tar -xf - -C "$out/src"
+  fi
+  rm -f "$out"/sockhist*_*.deb "$out"/sockhist_*.changes "$out"/sockhist_*.buildinfo
+  if ! (cd "$out/src" && DEB_BUILD_OPTIONS="parallel=$(nproc) ${DEB_BUILD_OPTIONS:-}" \
+          dpkg-buildpackage -b -us -uc >"$out/build.log" 2>&1); then
+    tail -n 40 "$out/build.log" >&2
+    echo "dev.sh: dpkg-buildpackage failed; the whole log is $out/build.log" >&2
+    return 1
+  fi
+  rm -rf "$out/src"
+  ls "$out"/sockhist*_*.deb
+}
+
 case "${1:-}" in
   demo) demo ;;
   test) run_tests ;;
   build) build ;;
   sanitize) sanitize ;;
-  *) echo "usage: ./dev.sh demo|test|build|sanitize" >&2; exit 2 ;;
+  package) package "${2:-}" ;;
+  *) echo "usage: ./dev.sh demo|test|build|sanitize|package [DIR]" >&2; exit 2 ;;
 esac
