@@ -408,6 +408,21 @@ NamespaceTarget resolve_namespace(std::string_view spec, const std::vector<Names
   return target;
 }
 
+void enter_network_namespace(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    throw Error(Exit::failure,
+                fmt::format("{}: cannot open network namespace: {}", path.string(), std::strerror(errno)));
+  }
+  const int entered = ::setns(fd, CLONE_NEWNET);
+  const int err = errno;
+  ::close(fd);
+  if (entered != 0) {
+    throw Error(Exit::failure, fmt::format("{}: cannot enter network namespace: {} (needs CAP_SYS_ADMIN)",
+                                           path.string(), std::strerror(err)));
+  }
+}
+
 std::vector<model::Capture> take_namespaces(const CaptureOptions& options,
                                             const std::vector<NamespaceTarget>& targets) {
   const auto started = std::chrono::steady_clock::now();
@@ -436,18 +451,7 @@ std::vector<model::Capture> take_namespaces(const CaptureOptions& options,
     std::exception_ptr failure;
     std::thread worker([&] {
       try {
-        const int fd = ::open(target.path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-          throw Error(Exit::failure,
-                      fmt::format("{}: cannot open network namespace: {}", target.path.string(), std::strerror(errno)));
-        }
-        const int entered = ::setns(fd, CLONE_NEWNET);
-        const int err = errno;
-        ::close(fd);
-        if (entered != 0) {
-          throw Error(Exit::failure, fmt::format("{}: cannot enter network namespace: {} (needs CAP_SYS_ADMIN)",
-                                                 target.path.string(), std::strerror(err)));
-        }
+        enter_network_namespace(target.path);
         cap.netns_cookie = current_netns_cookie();
         cap.sieve = options.sieve_for ? options.sieve_for(cap) : nullptr;
         SocketFilter inside_filter = std::move(filter);

@@ -7,12 +7,15 @@
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
+#include <linux/tcp.h>
 #include <linux/unix_diag.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -49,6 +52,24 @@ const nlmsghdr* checked(std::span<const unsigned char> message, std::size_t need
     return nullptr;
   }
   return nlh;
+}
+
+// A message's attributes after its fixed header, by type (types above Max are ignored); nullopt
+// when they do not parse.
+template <int Max>
+std::optional<std::array<const nlattr*, Max + 1>> attributes_of(const nlmsghdr* nlh, std::size_t header) {
+  std::array<const nlattr*, Max + 1> by_type{};
+  const auto collect = [](const nlattr* attr, void* data) -> int {
+    const auto type = mnl_attr_get_type(attr);
+    if (type <= Max) {
+      (*static_cast<std::array<const nlattr*, Max + 1>*>(data))[type] = attr;
+    }
+    return MNL_CB_OK;
+  };
+  if (mnl_attr_parse(nlh, static_cast<unsigned>(header), collect, &by_type) < 0) {
+    return std::nullopt;
+  }
+  return by_type;
 }
 
 }  // namespace
@@ -124,20 +145,12 @@ std::optional<Socket> parse_unix_diag(std::span<const unsigned char> message) {
       s.state = SockState::unix_unconnected;
       break;
   }
-  struct Attributes {
-    const nlattr* by_type[UNIX_DIAG_MAX + 1] = {};
-  } attributes;
-  const auto collect = [](const nlattr* attr, void* data) -> int {
-    const auto type = mnl_attr_get_type(attr);
-    if (type <= UNIX_DIAG_MAX) {
-      static_cast<Attributes*>(data)->by_type[type] = attr;
-    }
-    return MNL_CB_OK;
-  };
-  if (mnl_attr_parse(nlh, sizeof(unix_diag_msg), collect, &attributes) < 0) {
+  const auto attributes = attributes_of<UNIX_DIAG_MAX>(nlh, sizeof(unix_diag_msg));
+  if (!attributes) {
     return std::nullopt;
   }
-  if (const nlattr* name = attributes.by_type[UNIX_DIAG_NAME]) {
+  const auto& by_type = *attributes;
+  if (const nlattr* name = by_type[UNIX_DIAG_NAME]) {
     const auto* bytes = static_cast<const char*>(mnl_attr_get_payload(name));
     std::size_t length = mnl_attr_get_payload_len(name);
     if (length > 0 && bytes[0] == '\0') {
@@ -153,11 +166,10 @@ std::optional<Socket> parse_unix_diag(std::span<const unsigned char> message) {
       s.local_addr.assign(bytes, length);
     }
   }
-  if (const nlattr* peer = attributes.by_type[UNIX_DIAG_PEER]; peer && mnl_attr_get_payload_len(peer) >= 4) {
+  if (const nlattr* peer = by_type[UNIX_DIAG_PEER]; peer && mnl_attr_get_payload_len(peer) >= 4) {
     s.peer_inode = mnl_attr_get_u32(peer);
   }
-  if (const nlattr* rq = attributes.by_type[UNIX_DIAG_RQLEN];
-      rq && mnl_attr_get_payload_len(rq) >= sizeof(unix_diag_rqlen)) {
+  if (const nlattr* rq = by_type[UNIX_DIAG_RQLEN]; rq && mnl_attr_get_payload_len(rq) >= sizeof(unix_diag_rqlen)) {
     unix_diag_rqlen lengths{};
     std::memcpy(&lengths, mnl_attr_get_payload(rq), sizeof(lengths));
     s.rx_queue = lengths.udiag_rqueue;
@@ -167,7 +179,7 @@ std::optional<Socket> parse_unix_diag(std::span<const unsigned char> message) {
       s.tx_queue = lengths.udiag_wqueue;
     }
   }
-  if (const nlattr* uid = attributes.by_type[UNIX_DIAG_UID]; uid && mnl_attr_get_payload_len(uid) >= 4) {
+  if (const nlattr* uid = by_type[UNIX_DIAG_UID]; uid && mnl_attr_get_payload_len(uid) >= 4) {
     s.uid = mnl_attr_get_u32(uid);
   }
   return s;
@@ -275,6 +287,151 @@ DumpStats DiagSocket::dump_unix(std::vector<Socket>& out, const AfterBatch& afte
   request.udiag_states = 0xFFFFFFFF;
   request.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID;
   return dump(request, sizeof(request), Proto::unix_domain, "unix", out, after_batch);
+}
+
+std::optional<model::SocketEnd> parse_destroy_event(std::span<const unsigned char> message) {
+  const nlmsghdr* nlh = checked(message, sizeof(inet_diag_msg));
+  if (nlh == nullptr || nlh->nlmsg_type != SOCK_DIAG_BY_FAMILY) {
+    return std::nullopt;
+  }
+  const auto* r = static_cast<const inet_diag_msg*>(mnl_nlmsg_get_payload(nlh));
+  const auto state = model::tcp_state_from_code(r->idiag_state);
+  const auto attributes = attributes_of<INET_DIAG_MAX>(nlh, sizeof(inet_diag_msg));
+  if ((r->idiag_family != AF_INET && r->idiag_family != AF_INET6) || !state || !attributes) {
+    return std::nullopt;
+  }
+  const auto& by_type = *attributes;
+  const nlattr* protocol = by_type[INET_DIAG_PROTOCOL];
+  if (protocol == nullptr || mnl_attr_get_payload_len(protocol) < 1) {
+    return std::nullopt;
+  }
+  model::SocketEnd end;
+  switch (mnl_attr_get_u8(protocol)) {
+    case IPPROTO_TCP:
+      end.proto = Proto::tcp;
+      break;
+    case IPPROTO_UDP:
+      end.proto = Proto::udp;
+      break;
+    default:
+      return std::nullopt;  // UDP-Lite, SCTP, MPTCP...: not recorded
+  }
+  end.family = r->idiag_family == AF_INET ? 4 : 6;
+  end.state = *state;
+  end.local_addr = proc::address_text(end.family, reinterpret_cast<const unsigned char*>(r->id.idiag_src));
+  end.remote_addr = proc::address_text(end.family, reinterpret_cast<const unsigned char*>(r->id.idiag_dst));
+  end.local_port = ntohs(r->id.idiag_sport);
+  end.remote_port = ntohs(r->id.idiag_dport);
+  end.cookie = cookie_of(r->id.idiag_cookie);  // idiag_uid and idiag_inode are 0 here: not kept
+  if (const nlattr* info = by_type[INET_DIAG_INFO]; info && end.proto == Proto::tcp) {
+    // The kernel's tcp_info may be longer (newer) or shorter (older) than this build's.
+    tcp_info ti{};
+    const std::size_t length = mnl_attr_get_payload_len(info);
+    if (length < offsetof(tcp_info, tcpi_segs_out)) {
+      return std::nullopt;  // older than 4.2: no byte counts
+    }
+    std::memcpy(&ti, mnl_attr_get_payload(info), std::min(length, sizeof(ti)));
+    model::TcpTotals totals;
+    totals.bytes_acked = ti.tcpi_bytes_acked;
+    totals.bytes_received = ti.tcpi_bytes_received;
+    if (length >= offsetof(tcp_info, tcpi_dsack_dups)) {
+      totals.bytes_sent = ti.tcpi_bytes_sent;
+      totals.bytes_retrans = ti.tcpi_bytes_retrans;
+    }
+    totals.delivery_rate = ti.tcpi_delivery_rate;
+    totals.segs_out = ti.tcpi_segs_out;
+    totals.segs_in = ti.tcpi_segs_in;
+    totals.data_segs_out = ti.tcpi_data_segs_out;
+    totals.data_segs_in = ti.tcpi_data_segs_in;
+    totals.total_retrans = ti.tcpi_total_retrans;
+    totals.rtt_us = ti.tcpi_rtt;
+    totals.min_rtt_us = ti.tcpi_min_rtt;
+    totals.lost = ti.tcpi_lost;
+    end.tcp = totals;
+  }
+  return end;
+}
+
+struct DestroyListener::Impl {
+  mnl_socket* socket = nullptr;
+  int granted = 0;
+  std::vector<unsigned char> buffer = std::vector<unsigned char>(k_receive_buffer);
+};
+
+DestroyListener::DestroyListener(int receive_buffer) : m_impl(std::make_unique<Impl>()) {
+  auto& impl = *m_impl;
+  impl.socket = mnl_socket_open2(NETLINK_SOCK_DIAG, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (impl.socket == nullptr) {
+    throw Unavailable(fmt::format("netlink sock_diag socket: {}", std::strerror(errno)));
+  }
+  const auto fail = [&](const char* what) {
+    const int err = errno;
+    mnl_socket_close(impl.socket);
+    impl.socket = nullptr;
+    throw Unavailable(fmt::format("netlink sock_diag {}: {}", what, std::strerror(err)));
+  };
+  if (mnl_socket_bind(impl.socket, 0, MNL_SOCKET_AUTOPID) < 0) {
+    fail("bind");
+  }
+  for (int group :
+       {SKNLGRP_INET_TCP_DESTROY, SKNLGRP_INET_UDP_DESTROY, SKNLGRP_INET6_TCP_DESTROY, SKNLGRP_INET6_UDP_DESTROY}) {
+    if (mnl_socket_setsockopt(impl.socket, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)) < 0) {
+      fail("destroy group membership");
+    }
+  }
+  const int fd = mnl_socket_get_fd(impl.socket);
+  if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &receive_buffer, sizeof(receive_buffer)) != 0) {
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));  // capped by rmem_max
+  }
+  socklen_t size = sizeof(impl.granted);
+  ::getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &impl.granted, &size);
+}
+
+DestroyListener::~DestroyListener() {
+  if (m_impl && m_impl->socket != nullptr) {
+    mnl_socket_close(m_impl->socket);
+  }
+}
+
+int DestroyListener::fd() const {
+  return mnl_socket_get_fd(m_impl->socket);
+}
+
+int DestroyListener::receive_buffer() const {
+  return m_impl->granted;
+}
+
+DrainStats DestroyListener::drain(std::vector<model::SocketEnd>& out, std::int64_t time_ms) {
+  auto& impl = *m_impl;
+  DrainStats stats;
+  for (;;) {
+    const ssize_t received = ::recv(fd(), impl.buffer.data(), impl.buffer.size(), MSG_DONTWAIT);
+    if (received < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      if (errno == ENOBUFS) {
+        ++stats.overruns;  // the kernel dropped announcements; the socket goes on
+        continue;
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return stats;
+      }
+      throw Unavailable(fmt::format("netlink sock_diag destroy announcements: {}", std::strerror(errno)));
+    }
+    auto remaining = static_cast<int>(received);
+    for (const auto* nlh = reinterpret_cast<const nlmsghdr*>(impl.buffer.data()); mnl_nlmsg_ok(nlh, remaining);
+         nlh = mnl_nlmsg_next(nlh, &remaining)) {
+      auto end = parse_destroy_event({reinterpret_cast<const unsigned char*>(nlh), nlh->nlmsg_len});
+      if (!end) {
+        ++stats.malformed;
+        continue;
+      }
+      end->time_ms = time_ms;
+      out.push_back(std::move(*end));
+      ++stats.events;
+    }
+  }
 }
 
 }  // namespace sockhist::netlink

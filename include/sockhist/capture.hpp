@@ -173,6 +173,10 @@ NamespaceTarget resolve_namespace(std::string_view spec, const std::vector<Names
                                   const std::filesystem::path& proc = "/proc",
                                   const std::filesystem::path& run_netns = "/run/netns");
 
+// Moves the calling thread into the network namespace `path` names (setns, CAP_SYS_ADMIN); sockets
+// it opens afterwards belong there. Throws Error(failure) naming the path when it cannot.
+void enter_network_namespace(const std::filesystem::path& path);
+
 // One capture per namespace, entering each with setns() in a helper thread (CAP_SYS_ADMIN). Host
 // facts and the owner scan are read once and shared. Throws Error(failure) for a namespace that
 // cannot be entered.

@@ -89,6 +89,46 @@ struct Socket {
   bool operator==(const Socket&) const = default;
 };
 
+// What tcp_info said of a TCP socket as the kernel destroyed it: its lifetime totals. Byte counts
+// are the kernel's, in sequence space where it says so: bytes_acked and bytes_received count the
+// SYN and FIN each takes as one (RFC 4898's ThruOctets), bytes_sent and bytes_retrans only payload.
+struct TcpTotals {
+  std::uint64_t bytes_acked = 0;               // tcpi_bytes_acked
+  std::uint64_t bytes_received = 0;            // tcpi_bytes_received
+  std::optional<std::uint64_t> bytes_sent;     // tcpi_bytes_sent, payload incl. retransmits (4.19+)
+  std::optional<std::uint64_t> bytes_retrans;  // tcpi_bytes_retrans (4.19+)
+  std::uint64_t delivery_rate = 0;             // bytes per second, the last estimate
+  std::uint32_t segs_out = 0;
+  std::uint32_t segs_in = 0;
+  std::uint32_t data_segs_out = 0;
+  std::uint32_t data_segs_in = 0;
+  std::uint32_t total_retrans = 0;  // segments retransmitted over the connection's life
+  std::uint32_t rtt_us = 0;         // smoothed RTT
+  std::uint32_t min_rtt_us = 0;
+  std::uint32_t lost = 0;
+
+  bool operator==(const TcpTotals&) const = default;
+};
+
+// A TCP or UDP socket the kernel announced as destroyed (sock_diag's destroy multicast groups, what
+// `ss -E` shows). A full TCP socket is destroyed when it closes or enters TIME_WAIT (the TIME_WAIT
+// socket that follows has the same cookie); the kernel reports its state then as CLOSE. It says
+// nothing of the owner: uid and inode are 0 once the socket has lost its file.
+struct SocketEnd {
+  std::string local_addr;
+  std::string remote_addr;
+  std::uint64_t cookie = 0;
+  std::optional<TcpTotals> tcp;  // TCP only
+  std::int64_t time_ms = 0;      // when the announcement was read (epoch ms); the kernel sends none
+  int family = 0;                // 4 or 6
+  std::uint16_t local_port = 0;
+  std::uint16_t remote_port = 0;
+  Proto proto = Proto::tcp;
+  SockState state = SockState::close;  // as the kernel gave it at destruction
+
+  bool operator==(const SocketEnd&) const = default;
+};
+
 // One kernel counter or gauge, stored by (section, name) as the kernel names them.
 struct Counter {
   std::string section;  // Tcp, TcpExt, Udp, Ip6, Sockstat, ...

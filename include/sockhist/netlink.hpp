@@ -74,4 +74,43 @@ class DiagSocket {
   std::unique_ptr<Impl> m_impl;
 };
 
+// Decodes one destroy announcement (SOCK_DIAG_BY_FAMILY from a destroy multicast group: an
+// inet_diag_msg with INET_DIAG_PROTOCOL and, for TCP, INET_DIAG_INFO); nullopt when truncated,
+// malformed or of another protocol. time_ms is left 0 for the caller.
+std::optional<model::SocketEnd> parse_destroy_event(std::span<const unsigned char> message);
+
+// What one drain of a DestroyListener read.
+struct DrainStats {
+  std::size_t events = 0;     // announcements appended
+  std::size_t malformed = 0;  // messages that could not be decoded (skipped)
+  std::size_t overruns = 0;   // ENOBUFS: the receive buffer overflowed and announcements were lost
+};
+
+// A NETLINK_SOCK_DIAG socket of the calling thread's network namespace subscribed to the kernel's
+// TCP and UDP destroy groups, IPv4 and IPv6. The kernel sends each announcement as the socket is
+// freed, from a work queue; nothing is queued for a socket freed while nobody listens.
+class DestroyListener {
+ public:
+  // Asks for a receive buffer of `receive_buffer` bytes (SO_RCVBUFFORCE where CAP_NET_ADMIN allows
+  // it, else SO_RCVBUF within net.core.rmem_max). Throws Unavailable when the socket cannot be
+  // opened or a group cannot be joined.
+  explicit DestroyListener(int receive_buffer = 8 << 20);
+  ~DestroyListener();
+  DestroyListener(const DestroyListener&) = delete;
+  DestroyListener& operator=(const DestroyListener&) = delete;
+
+  // The socket, non-blocking, for poll().
+  int fd() const;
+  // The receive buffer the kernel granted (what getsockopt says, twice the request or the cap).
+  int receive_buffer() const;
+
+  // Appends every announcement waiting in the receive buffer to `out`, stamped `time_ms`, and
+  // returns without blocking once the buffer is empty.
+  DrainStats drain(std::vector<model::SocketEnd>& out, std::int64_t time_ms);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> m_impl;
+};
+
 }  // namespace sockhist::netlink

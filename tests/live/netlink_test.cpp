@@ -15,6 +15,7 @@
 #include <set>
 
 #include "files.hpp"
+#include "netlink_message.hpp"
 #include "sockets.hpp"
 #include "sockhist/capture.hpp"
 #include "sockhist/netlink.hpp"
@@ -27,11 +28,7 @@ using model::TimerKind;
 
 namespace {
 
-struct Message {
-  std::array<unsigned char, 1024> buffer{};
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buffer.data());
-  std::span<const unsigned char> bytes() const { return {buffer.data(), nlh->nlmsg_len}; }
-};
+using Message = test::NetlinkMessage;
 
 Message inet_reply(int af, unsigned state, unsigned timer, const char* src, int sport, const char* dst, int dport) {
   Message m;

@@ -1,0 +1,215 @@
+// One reader thread polls every namespace's DestroyListener and an eventfd that wakes it when the
+// set of namespaces changes or the log closes. Each listener is read only by that thread; what it
+// read is handed over under the mutex, which takes() share.
+#include "sockhist/connection_log.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "sockhist/capture.hpp"
+#include "sockhist/error.hpp"
+#include "sockhist/netlink.hpp"
+#include "sockhist/timeutil.hpp"
+
+namespace sockhist::capture {
+
+namespace {
+
+// One namespace's listener and what it heard since the last take.
+struct Ear {
+  std::unique_ptr<netlink::DestroyListener> listener;
+  HeardEnds heard;      // guarded by Impl::mutex
+  bool failed = false;  // guarded by Impl::mutex: the listener broke; no longer polled
+};
+
+// A listener opened inside the namespace `path` names (the calling thread's own when empty).
+std::unique_ptr<netlink::DestroyListener> open_listener(const std::filesystem::path& path) {
+  if (path.empty()) {
+    return std::make_unique<netlink::DestroyListener>();
+  }
+  std::unique_ptr<netlink::DestroyListener> listener;
+  std::exception_ptr failure;
+  std::thread helper([&] {
+    try {
+      enter_network_namespace(path);
+      listener = std::make_unique<netlink::DestroyListener>();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  });
+  helper.join();
+  if (failure) {
+    std::rethrow_exception(failure);
+  }
+  return listener;
+}
+
+std::string reason_of(const std::exception_ptr& failure) {
+  try {
+    std::rethrow_exception(failure);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown error";
+  }
+}
+
+}  // namespace
+
+struct ConnectionLog::Impl {
+  std::size_t bound = 0;
+  std::mutex mutex;
+  std::map<std::uint64_t, std::shared_ptr<Ear>> ears;  // by namespace inode
+  std::vector<std::string> problems;
+  int wake = -1;
+  std::atomic<bool> closing{false};
+  std::thread reader;
+
+  void poke() const {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto written = ::write(wake, &one, sizeof(one));
+  }
+
+  void read_loop();
+  void hear(Ear& ear);
+};
+
+void ConnectionLog::Impl::hear(Ear& ear) {
+  std::vector<model::SocketEnd> fresh;
+  netlink::DrainStats stats;
+  std::string broke;
+  try {
+    stats = ear.listener->drain(fresh, model::now_ms());
+  } catch (const std::exception& e) {
+    broke = e.what();
+  }
+  const std::lock_guard lock(mutex);
+  auto& heard = ear.heard;
+  const std::size_t room = bound > heard.ends.size() ? bound - heard.ends.size() : 0;
+  const std::size_t kept = std::min(room, fresh.size());
+  heard.ends.insert(heard.ends.end(), std::make_move_iterator(fresh.begin()),
+                    std::make_move_iterator(fresh.begin() + static_cast<std::ptrdiff_t>(kept)));
+  heard.over_bound += fresh.size() - kept;
+  heard.overruns += stats.overruns;
+  heard.malformed += stats.malformed;
+  if (!broke.empty()) {
+    ear.failed = true;
+    heard.listening = false;
+    problems.push_back(fmt::format("stopped hearing socket ends: {}", broke));
+  }
+}
+
+void ConnectionLog::Impl::read_loop() {
+  while (!closing.load()) {
+    std::vector<std::shared_ptr<Ear>> current;
+    std::vector<pollfd> fds{{wake, POLLIN, 0}};
+    {
+      const std::lock_guard lock(mutex);
+      for (const auto& [inode, ear] : ears) {
+        if (!ear->failed) {
+          current.push_back(ear);
+          fds.push_back({ear->listener->fd(), POLLIN, 0});
+        }
+      }
+    }
+    if (::poll(fds.data(), fds.size(), -1) < 0) {
+      continue;  // EINTR
+    }
+    if ((fds[0].revents & POLLIN) != 0) {
+      std::uint64_t count = 0;
+      [[maybe_unused]] const auto got = ::read(wake, &count, sizeof(count));
+      continue;  // the set changed, or the log closes: poll again with the new set
+    }
+    for (std::size_t i = 1; i < fds.size(); ++i) {
+      if (fds[i].revents != 0) {
+        hear(*current[i - 1]);
+      }
+    }
+  }
+}
+
+ConnectionLog::ConnectionLog(std::size_t bound) : m_impl(std::make_unique<Impl>()) {
+  m_impl->bound = bound;
+  m_impl->wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (m_impl->wake < 0) {
+    throw Error(Exit::failure, fmt::format("eventfd: {}", std::strerror(errno)));
+  }
+  m_impl->reader = std::thread([impl = m_impl.get()] { impl->read_loop(); });
+}
+
+ConnectionLog::~ConnectionLog() {
+  m_impl->closing.store(true);
+  m_impl->poke();
+  m_impl->reader.join();
+  ::close(m_impl->wake);
+}
+
+void ConnectionLog::watch(const std::vector<ListenTarget>& targets) {
+  auto& impl = *m_impl;
+  std::map<std::uint64_t, std::shared_ptr<Ear>> opened;
+  std::vector<std::string> problems;
+  const auto now = model::now_ms();
+  for (const auto& target : targets) {
+    {
+      const std::lock_guard lock(impl.mutex);
+      if (impl.ears.contains(target.inode)) {
+        continue;
+      }
+    }
+    auto ear = std::make_shared<Ear>();
+    ear->heard.since_ms = now;
+    try {
+      ear->listener = open_listener(target.path);
+      ear->heard.listening = true;
+      opened.emplace(target.inode, std::move(ear));
+    } catch (...) {
+      problems.push_back(fmt::format("{}: cannot hear socket ends: {}",
+                                     target.path.empty() ? "own namespace" : target.path.string(),
+                                     reason_of(std::current_exception())));
+    }
+  }
+  {
+    const std::lock_guard lock(impl.mutex);
+    std::erase_if(impl.ears, [&](const auto& entry) {
+      return std::none_of(targets.begin(), targets.end(),
+                          [&](const ListenTarget& target) { return target.inode == entry.first; });
+    });
+    impl.ears.merge(opened);
+    impl.problems.insert(impl.problems.end(), problems.begin(), problems.end());
+  }
+  impl.poke();
+}
+
+HeardEnds ConnectionLog::take(std::uint64_t inode, std::int64_t now_ms) {
+  const std::lock_guard lock(m_impl->mutex);
+  const auto it = m_impl->ears.find(inode);
+  if (it == m_impl->ears.end()) {
+    HeardEnds none;
+    none.since_ms = now_ms;
+    return none;
+  }
+  HeardEnds taken = std::move(it->second->heard);
+  it->second->heard = HeardEnds{};
+  it->second->heard.since_ms = now_ms;
+  it->second->heard.listening = !it->second->failed;
+  return taken;
+}
+
+std::vector<std::string> ConnectionLog::take_problems() {
+  const std::lock_guard lock(m_impl->mutex);
+  return std::exchange(m_impl->problems, {});
+}
+
+}  // namespace sockhist::capture

@@ -1,0 +1,58 @@
+// The connection log's ears: the kernel's socket-destroy announcements heard in every network
+// namespace a looping collector captures, by a thread of their own that stamps each with the time
+// it was read, held until the next snapshot takes them. Only the collector links it.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sockhist/model.hpp"
+
+namespace sockhist::capture {
+
+// What was heard in one namespace between two takes.
+struct HeardEnds {
+  std::vector<model::SocketEnd> ends;  // in the order they were read
+  std::int64_t since_ms = 0;           // listening since (the previous take, or when it began)
+  std::size_t overruns = 0;            // times the receive buffer overflowed: announcements lost, how many unknown
+  std::size_t malformed = 0;           // messages that could not be decoded
+  std::size_t over_bound = 0;          // announcements read but not kept: more than the bound held at once
+  bool listening = false;              // false: nothing was heard because nobody listened (see problems())
+};
+
+// One namespace to listen in: the file that names it (/proc/PID/ns/net, /run/netns/NAME) and its
+// inode, by which takes find it. An empty path is the collector's own namespace.
+struct ListenTarget {
+  std::filesystem::path path;
+  std::uint64_t inode = 0;
+};
+
+class ConnectionLog {
+ public:
+  // `bound`: announcements held per namespace between two takes; beyond it they are counted in
+  // over_bound and dropped, so a storm cannot take the collector's memory.
+  explicit ConnectionLog(std::size_t bound = 1'000'000);
+  ~ConnectionLog();
+  ConnectionLog(const ConnectionLog&) = delete;
+  ConnectionLog& operator=(const ConnectionLog&) = delete;
+
+  // Listens in exactly these namespaces from now on: starts listening in new ones (entering each
+  // in a helper thread), stops in those no longer named. A namespace that cannot be listened in is
+  // named in problems() and taken as not listening; the others go on.
+  void watch(const std::vector<ListenTarget>& targets);
+
+  // Takes what was heard in the namespace of `inode` since the previous take, and starts afresh.
+  HeardEnds take(std::uint64_t inode, std::int64_t now_ms);
+
+  // One line per namespace that could not be listened in, and why; emptied as it is read.
+  std::vector<std::string> take_problems();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> m_impl;
+};
+
+}  // namespace sockhist::capture
