@@ -91,7 +91,7 @@ void ConnectionLog::Impl::hear(Ear& ear) {
   netlink::DrainStats stats;
   std::string broke;
   try {
-    stats = ear.listener->drain(fresh, model::now_ms());
+    stats = ear.listener->drain(fresh);
   } catch (const std::exception& e) {
     broke = e.what();
   }
@@ -125,7 +125,17 @@ void ConnectionLog::Impl::read_loop() {
       }
     }
     if (::poll(fds.data(), fds.size(), -1) < 0) {
-      continue;  // EINTR
+      if (errno == EINTR) {
+        continue;
+      }
+      // Nothing more can be heard: say so, and let every take report that nobody listened.
+      const std::lock_guard lock(mutex);
+      problems.push_back(fmt::format("stopped hearing socket ends: poll: {}", std::strerror(errno)));
+      for (auto& [inode, ear] : ears) {
+        ear->failed = true;
+        ear->heard.listening = false;
+      }
+      return;
     }
     if ((fds[0].revents & POLLIN) != 0) {
       std::uint64_t count = 0;

@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include "sockhist/proc.hpp"
+#include "sockhist/timeutil.hpp"
 
 namespace sockhist::netlink {
 
@@ -401,7 +402,7 @@ int DestroyListener::receive_buffer() const {
   return m_impl->granted;
 }
 
-DrainStats DestroyListener::drain(std::vector<model::SocketEnd>& out, std::int64_t time_ms) {
+DrainStats DestroyListener::drain(std::vector<model::SocketEnd>& out) {
   auto& impl = *m_impl;
   DrainStats stats;
   for (;;) {
@@ -419,6 +420,7 @@ DrainStats DestroyListener::drain(std::vector<model::SocketEnd>& out, std::int64
       }
       throw Unavailable(fmt::format("netlink sock_diag destroy announcements: {}", std::strerror(errno)));
     }
+    const std::int64_t time_ms = model::now_ms();
     auto remaining = static_cast<int>(received);
     for (const auto* nlh = reinterpret_cast<const nlmsghdr*>(impl.buffer.data()); mnl_nlmsg_ok(nlh, remaining);
          nlh = mnl_nlmsg_next(nlh, &remaining)) {

@@ -104,9 +104,10 @@ class DestroyListener {
   // The receive buffer the kernel granted (what getsockopt says, twice the request or the cap).
   int receive_buffer() const;
 
-  // Appends every announcement waiting in the receive buffer to `out`, stamped `time_ms`, and
-  // returns without blocking once the buffer is empty.
-  DrainStats drain(std::vector<model::SocketEnd>& out, std::int64_t time_ms);
+  // Appends every announcement waiting in the receive buffer to `out` and returns without blocking
+  // once the buffer is empty. Each is stamped with the wall clock read as its recv() returned, so
+  // no stamp is earlier than the end it reports, however long a storm keeps the drain going.
+  DrainStats drain(std::vector<model::SocketEnd>& out);
 
  private:
   struct Impl;

@@ -16,6 +16,9 @@ if dpkg-query -W -f='${Status}' sockhist 2>/dev/null | grep -q 'install\|config-
 fi
 rm -rf /var/lib/sockhist /etc/cron.d/sockhist /etc/systemd/system/*.wants/sockhist-collect*
 if getent group sockhist >/dev/null; then groupdel sockhist; fi
+# Slim container images tell dpkg to skip man pages and documentation (path-exclude); a standard
+# system installs them, and so must this one for the checks below to see what the package ships.
+{ grep -l '^path-exclude' /etc/dpkg/dpkg.cfg.d/* 2>/dev/null || true; } | xargs -r rm -f
 # Each path the package ships, and whether it existed before (shared directories such as /usr/bin).
 mapfile -t shipped < <(dpkg-deb --fsys-tarfile "$deb" | tar -t | sed 's|^\./|/|; s|/$||' | grep -v '^/\?$')
 declare -A existed=()

@@ -174,7 +174,7 @@ std::vector<model::SocketEnd> collect(netlink::DestroyListener& listener, std::s
   while (out.size() < want && std::chrono::steady_clock::now() < deadline) {
     pollfd p{listener.fd(), POLLIN, 0};
     if (::poll(&p, 1, 50) > 0) {
-      const auto stats = listener.drain(out, now_ms());
+      const auto stats = listener.drain(out);
       total.events += stats.events;
       total.malformed += stats.malformed;
       total.overruns += stats.overruns;
@@ -302,7 +302,7 @@ TEST(DestroyEventsLive, AnOverflowingReceiveBufferIsCountedNotHidden) {
     test::udp_bound(4);  // bound and closed at once: one announcement each
   }
   std::vector<model::SocketEnd> ends;
-  const auto stats = listener.drain(ends, now_ms());
+  const auto stats = listener.drain(ends);
   EXPECT_LT(ends.size(), static_cast<std::size_t>(k_sockets));
   EXPECT_GE(stats.overruns, 1U) << ends.size() << " of " << k_sockets << " read, no overrun reported";
   for (const auto& end : ends) {
