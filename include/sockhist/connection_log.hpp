@@ -32,9 +32,10 @@ struct ListenTarget {
 
 class ConnectionLog {
  public:
-  // `bound`: announcements held per namespace between two takes; beyond it they are counted in
-  // over_bound and dropped, so a storm cannot take the collector's memory.
-  explicit ConnectionLog(std::size_t bound = 1'000'000);
+  // `bound`: announcements held per namespace between two takes (about 0.47 KB each, measured in
+  // bench/connections); beyond it they are counted in over_bound and dropped, so a storm cannot
+  // take the collector's memory.
+  explicit ConnectionLog(std::size_t bound = 100'000);
   ~ConnectionLog();
   ConnectionLog(const ConnectionLog&) = delete;
   ConnectionLog& operator=(const ConnectionLog&) = delete;
