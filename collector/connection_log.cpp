@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -27,12 +28,30 @@ namespace sockhist::capture {
 
 namespace {
 
+// What an aggregate sums over: second, local port, remote address, state, protocol, family.
+using AggregateKey = std::tuple<std::int64_t, std::uint16_t, std::string, model::SockState, model::Proto, int>;
+
 // One namespace's listener and what it heard since the last take.
 struct Ear {
   std::unique_ptr<netlink::DestroyListener> listener;
-  HeardEnds heard;      // guarded by Impl::mutex
-  bool failed = false;  // guarded by Impl::mutex: the listener broke; no longer polled
+  HeardEnds heard;                                   // guarded by Impl::mutex
+  std::map<AggregateKey, std::size_t> aggregate_of;  // guarded by Impl::mutex: index in heard.aggregates
+  bool failed = false;                               // guarded by Impl::mutex: the listener broke; not polled
 };
+
+void add_to(EndAggregate& aggregate, const model::SocketEnd& end) {
+  ++aggregate.count;
+  if (end.tcp) {
+    aggregate.bytes_acked += end.tcp->bytes_acked;
+    aggregate.bytes_received += end.tcp->bytes_received;
+    aggregate.total_retrans += end.tcp->total_retrans;
+    if (end.tcp->bytes_sent) {
+      aggregate.bytes_sent += *end.tcp->bytes_sent;
+    } else {
+      ++aggregate.without_bytes_sent;
+    }
+  }
+}
 
 // A listener opened inside the namespace `path` names (the calling thread's own when empty).
 std::unique_ptr<netlink::DestroyListener> open_listener(const std::filesystem::path& path) {
@@ -69,7 +88,8 @@ std::string reason_of(const std::exception_ptr& failure) {
 }  // namespace
 
 struct ConnectionLog::Impl {
-  std::size_t bound = 0;
+  std::size_t budget = 0;
+  std::size_t aggregate_bound = 0;
   std::mutex mutex;
   std::map<std::uint64_t, std::shared_ptr<Ear>> ears;  // by namespace inode
   std::vector<std::string> problems;
@@ -97,11 +117,31 @@ void ConnectionLog::Impl::hear(Ear& ear) {
   }
   const std::lock_guard lock(mutex);
   auto& heard = ear.heard;
-  const std::size_t room = bound > heard.ends.size() ? bound - heard.ends.size() : 0;
-  const std::size_t kept = std::min(room, fresh.size());
-  heard.ends.insert(heard.ends.end(), std::make_move_iterator(fresh.begin()),
-                    std::make_move_iterator(fresh.begin() + static_cast<std::ptrdiff_t>(kept)));
-  heard.over_bound += fresh.size() - kept;
+  heard.heard += fresh.size();
+  for (auto& end : fresh) {
+    if (heard.ends.size() < budget) {
+      heard.ends.push_back(std::move(end));
+      continue;
+    }
+    AggregateKey key{end.time_ms / 1000 * 1000, end.local_port, end.remote_addr, end.state, end.proto, end.family};
+    auto it = ear.aggregate_of.find(key);
+    if (it == ear.aggregate_of.end()) {
+      if (heard.aggregates.size() >= aggregate_bound) {
+        ++heard.over_bound;
+        continue;
+      }
+      EndAggregate aggregate;
+      aggregate.second_ms = std::get<0>(key);
+      aggregate.local_port = end.local_port;
+      aggregate.remote_addr = end.remote_addr;
+      aggregate.state = end.state;
+      aggregate.proto = end.proto;
+      aggregate.family = end.family;
+      heard.aggregates.push_back(std::move(aggregate));
+      it = ear.aggregate_of.emplace(std::move(key), heard.aggregates.size() - 1).first;
+    }
+    add_to(heard.aggregates[it->second], end);
+  }
   heard.overruns += stats.overruns;
   heard.malformed += stats.malformed;
   if (!broke.empty()) {
@@ -150,8 +190,9 @@ void ConnectionLog::Impl::read_loop() {
   }
 }
 
-ConnectionLog::ConnectionLog(std::size_t bound) : m_impl(std::make_unique<Impl>()) {
-  m_impl->bound = bound;
+ConnectionLog::ConnectionLog(std::size_t budget, std::size_t aggregate_bound) : m_impl(std::make_unique<Impl>()) {
+  m_impl->budget = budget;
+  m_impl->aggregate_bound = aggregate_bound;
   m_impl->wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (m_impl->wake < 0) {
     throw Error(Exit::failure, fmt::format("eventfd: {}", std::strerror(errno)));
@@ -212,6 +253,7 @@ HeardEnds ConnectionLog::take(std::uint64_t inode, std::int64_t now_ms) {
   }
   HeardEnds taken = std::move(it->second->heard);
   it->second->heard = HeardEnds{};
+  it->second->aggregate_of.clear();
   it->second->heard.since_ms = now_ms;
   it->second->heard.listening = !it->second->failed;
   return taken;

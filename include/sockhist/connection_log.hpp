@@ -13,14 +13,37 @@
 
 namespace sockhist::capture {
 
-// What was heard in one namespace between two takes.
+// Ends heard beyond the per-connection budget, summed per second, local port, remote address, final
+// state, protocol and family. Byte sums are of what tcp_info said; ends whose bytes_sent the kernel
+// did not give (before 4.19) are counted apart.
+struct EndAggregate {
+  std::string remote_addr;
+  std::int64_t second_ms = 0;  // the start of the second (epoch ms) in which they were read
+  std::uint64_t count = 0;
+  std::uint64_t bytes_acked = 0;
+  std::uint64_t bytes_received = 0;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t without_bytes_sent = 0;  // ends in `count` whose bytes_sent is unknown
+  std::uint64_t total_retrans = 0;
+  int family = 0;
+  std::uint16_t local_port = 0;
+  model::Proto proto = model::Proto::tcp;
+  model::SockState state = model::SockState::close;
+
+  bool operator==(const EndAggregate&) const = default;
+};
+
+// What was heard in one namespace between two takes. Every announcement read is in exactly one of
+// ends, an aggregate's count, or over_bound: heard == ends.size() + sum of counts + over_bound.
 struct HeardEnds {
-  std::vector<model::SocketEnd> ends;  // in the order they were read
-  std::int64_t since_ms = 0;           // listening since (the previous take, or when it began)
-  std::size_t overruns = 0;            // times the receive buffer overflowed: announcements lost, how many unknown
-  std::size_t malformed = 0;           // messages that could not be decoded
-  std::size_t over_bound = 0;          // announcements read but not kept: more than the bound held at once
-  bool listening = false;              // false: nothing was heard because nobody listened (see problems())
+  std::vector<model::SocketEnd> ends;    // the first `budget` read, whole, in the order they were read
+  std::vector<EndAggregate> aggregates;  // the rest, in the order their keys first appeared
+  std::int64_t since_ms = 0;             // listening since (the previous take, or when it began)
+  std::size_t heard = 0;                 // announcements read and decoded
+  std::size_t overruns = 0;              // times the receive buffer overflowed: announcements lost, how many unknown
+  std::size_t malformed = 0;             // messages that could not be decoded
+  std::size_t over_bound = 0;            // read but neither kept nor aggregated: more aggregate keys than allowed
+  bool listening = false;                // false: nothing was heard because nobody listened (see problems())
 };
 
 // One namespace to listen in: the file that names it (/proc/PID/ns/net, /run/netns/NAME) and its
@@ -32,10 +55,10 @@ struct ListenTarget {
 
 class ConnectionLog {
  public:
-  // `bound`: announcements held per namespace between two takes (about 0.47 KB each, measured in
-  // bench/connections); beyond it they are counted in over_bound and dropped, so a storm cannot
-  // take the collector's memory.
-  explicit ConnectionLog(std::size_t bound = 100'000);
+  // Per namespace between two takes: `budget` ends kept whole (about 0.47 KB each, measured in
+  // bench/connections), the rest summed into at most `aggregate_bound` aggregates; beyond that
+  // they are counted in over_bound and dropped, so a storm cannot take the collector's memory.
+  explicit ConnectionLog(std::size_t budget = 100'000, std::size_t aggregate_bound = 100'000);
   ~ConnectionLog();
   ConnectionLog(const ConnectionLog&) = delete;
   ConnectionLog& operator=(const ConnectionLog&) = delete;

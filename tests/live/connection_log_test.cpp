@@ -163,13 +163,16 @@ TEST(ConnectionLogLive, ABurstIsHeardWhole) {
   const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const auto heard = gather(log, own, 2 * k_connections + 1);
   EXPECT_EQ(heard.ends.size(), 2U * k_connections + 1);
+  EXPECT_TRUE(heard.aggregates.empty());
   EXPECT_EQ(heard.overruns, 0U);
   EXPECT_EQ(heard.over_bound, 0U);
   std::cout << k_connections << " connections in " << seconds << " s (" << k_connections / seconds
             << " a second): " << heard.ends.size() << " ends heard, " << heard.overruns << " overruns\n";
 }
 
-TEST(ConnectionLogLive, ItsBoundIsCountedAndANamespaceItCannotEnterIsNamed) {
+// Beyond its budget the log sums ends per second, port, peer and state: every end read is kept
+// whole, summed, or counted over the bound, and the byte totals survive the summing exactly.
+TEST(ConnectionLogLive, BeyondItsBudgetEndsAreSummedAndNoneGoesUnaccounted) {
   std::string why;
   if (!test::enter_private_netns(why)) {
     GTEST_SKIP() << "needs a private network namespace (root): " << why;
@@ -180,10 +183,50 @@ TEST(ConnectionLogLive, ItsBoundIsCountedAndANamespaceItCannotEnterIsNamed) {
   const auto problems = log.take_problems();
   ASSERT_EQ(problems.size(), 1U);
   EXPECT_NE(problems[0].find("/nonexistent/ns/net"), std::string::npos) << problems[0];
+  EXPECT_FALSE(log.take(12345, model::now_ms()).listening);
+  connections(30);  // each client sends 1 byte: 30 sent, 30 + 30 FINs + 30 FINs received
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto heard = log.take(own, model::now_ms());
+  EXPECT_EQ(heard.heard, 61U);
+  EXPECT_EQ(heard.ends.size(), 10U);
+  std::uint64_t summed = 0, sent = 0, received = 0;
+  for (const auto& end : heard.ends) {
+    sent += end.tcp->bytes_sent.value_or(0);
+    received += end.tcp->bytes_received;
+  }
+  for (const auto& aggregate : heard.aggregates) {
+    summed += aggregate.count;
+    sent += aggregate.bytes_sent;
+    received += aggregate.bytes_received;
+    EXPECT_EQ(aggregate.without_bytes_sent, 0U);
+    EXPECT_EQ(aggregate.second_ms % 1000, 0);
+  }
+  EXPECT_EQ(summed, 51U);
+  EXPECT_EQ(heard.over_bound, 0U);
+  EXPECT_EQ(sent, 30U);
+  EXPECT_EQ(received, 90U);
+  // The server's ends share its port and its peer's address: fewer aggregates than ends summed.
+  EXPECT_LT(heard.aggregates.size(), 51U);
+}
+
+TEST(ConnectionLogLive, MoreKeysThanItsBoundAreCountedNotHidden) {
+  std::string why;
+  if (!test::enter_private_netns(why)) {
+    GTEST_SKIP() << "needs a private network namespace (root): " << why;
+  }
+  const auto own = inode_of_namespace("/proc/self/ns/net");
+  ConnectionLog log(0, 2);
+  log.watch({{"", own}});
   connections(30);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const auto heard = log.take(own, model::now_ms());
-  EXPECT_EQ(heard.ends.size(), 10U);
-  EXPECT_EQ(heard.over_bound, 51U);
-  EXPECT_FALSE(log.take(12345, model::now_ms()).listening);
+  std::uint64_t summed = 0;
+  for (const auto& aggregate : heard.aggregates) {
+    summed += aggregate.count;
+  }
+  EXPECT_TRUE(heard.ends.empty());
+  EXPECT_LE(heard.aggregates.size(), 2U);
+  EXPECT_GT(heard.over_bound, 0U);
+  EXPECT_EQ(heard.heard, 61U);
+  EXPECT_EQ(summed + heard.over_bound, heard.heard);
 }
