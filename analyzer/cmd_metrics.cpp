@@ -13,7 +13,6 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
-#include <set>
 
 #include <fmt/format.h>
 
@@ -155,12 +154,9 @@ void add_checks(Exposition& out, SQLite::Database& db, const query::Scope& scope
     out.sample("sockhist_check_finding", x.found ? 1 : 0,
                fmt::format("check=\"{}\",subject=\"{}\"", query::name(x.check), label_value(x.subject)));
   }
-  std::set<std::string> declared;
   for (const auto& x : outcomes) {
     const auto metric = check_metric(x.check);
-    if (declared.insert(metric.name).second) {
-      out.family(metric.name, "gauge", metric.help);
-    }
+    out.family(metric.name, "gauge", metric.help);  // declared once, however often named
     out.sample(metric.name, x.value * metric.scale, fmt::format("subject=\"{}\"", label_value(x.subject)));
   }
 }

@@ -408,18 +408,31 @@ NamespaceTarget resolve_namespace(std::string_view spec, const std::vector<Names
   return target;
 }
 
-void enter_network_namespace(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    throw Error(Exit::failure,
-                fmt::format("{}: cannot open network namespace: {}", path.string(), std::strerror(errno)));
-  }
-  const int entered = ::setns(fd, CLONE_NEWNET);
-  const int err = errno;
-  ::close(fd);
-  if (entered != 0) {
-    throw Error(Exit::failure, fmt::format("{}: cannot enter network namespace: {} (needs CAP_SYS_ADMIN)",
-                                           path.string(), std::strerror(err)));
+void run_in_network_namespace(const std::filesystem::path& path, const std::function<void()>& fn) {
+  // setns() moves only the calling thread, so a helper thread enters the namespace, runs fn, ends.
+  std::exception_ptr failure;
+  std::thread helper([&] {
+    try {
+      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        throw Error(Exit::failure,
+                    fmt::format("{}: cannot open network namespace: {}", path.string(), std::strerror(errno)));
+      }
+      const int entered = ::setns(fd, CLONE_NEWNET);
+      const int err = errno;
+      ::close(fd);
+      if (entered != 0) {
+        throw Error(Exit::failure, fmt::format("{}: cannot enter network namespace: {} (needs CAP_SYS_ADMIN)",
+                                               path.string(), std::strerror(err)));
+      }
+      fn();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  });
+  helper.join();
+  if (failure) {
+    std::rethrow_exception(failure);
   }
 }
 
@@ -445,32 +458,21 @@ std::vector<model::Capture> take_namespaces(const CaptureOptions& options,
     cap.netns_name = target.name;
     cap.netns_pid = target.pid;
     cap.netns_initial = target.initial;
-    // setns() moves only the calling thread, so a helper thread enters the namespace, reads it
-    // (net/ through /proc/thread-self, sys/net through /proc, both then show its namespace), ends.
-    // It asks for the namespace's sieve too (the cookie is read in there), while this thread waits.
-    std::exception_ptr failure;
-    std::thread worker([&] {
-      try {
-        enter_network_namespace(target.path);
-        cap.netns_cookie = current_netns_cookie();
-        cap.sieve = options.sieve_for ? options.sieve_for(cap) : nullptr;
-        SocketFilter inside_filter = std::move(filter);
-        inside_filter.compare_with(owners, cap.sieve.get());
-        CaptureOptions inside = options;
-        inside.diag = nullptr;  // a netlink socket belongs to the namespace it was opened in
-        std::optional<netlink::DiagSocket> diag;
-        read_namespace(cap, reader, ProcRoot("/proc/thread-self"), root, open_diag(inside, diag, reader), inside,
-                       inside_filter);
-        attach_users(cap, inside_filter.take_uids());
-        filter = std::move(inside_filter);
-      } catch (...) {
-        failure = std::current_exception();
-      }
+    // Read inside the namespace (net/ through /proc/thread-self, sys/net through /proc, both then
+    // show it), with the namespace's sieve asked for in there too (the cookie is read there).
+    run_in_network_namespace(target.path, [&] {
+      cap.netns_cookie = current_netns_cookie();
+      cap.sieve = options.sieve_for ? options.sieve_for(cap) : nullptr;
+      SocketFilter inside_filter = std::move(filter);
+      inside_filter.compare_with(owners, cap.sieve.get());
+      CaptureOptions inside = options;
+      inside.diag = nullptr;  // a netlink socket belongs to the namespace it was opened in
+      std::optional<netlink::DiagSocket> diag;
+      read_namespace(cap, reader, ProcRoot("/proc/thread-self"), root, open_diag(inside, diag, reader), inside,
+                     inside_filter);
+      attach_users(cap, inside_filter.take_uids());
+      filter = std::move(inside_filter);
     });
-    worker.join();
-    if (failure) {
-      std::rethrow_exception(failure);
-    }
     cap.capture_ms = shared_ms + model::ms_since(namespace_started);
     captures.push_back(std::move(cap));
   }

@@ -59,19 +59,7 @@ std::unique_ptr<netlink::DestroyListener> open_listener(const std::filesystem::p
     return std::make_unique<netlink::DestroyListener>();
   }
   std::unique_ptr<netlink::DestroyListener> listener;
-  std::exception_ptr failure;
-  std::thread helper([&] {
-    try {
-      enter_network_namespace(path);
-      listener = std::make_unique<netlink::DestroyListener>();
-    } catch (...) {
-      failure = std::current_exception();
-    }
-  });
-  helper.join();
-  if (failure) {
-    std::rethrow_exception(failure);
-  }
+  run_in_network_namespace(path, [&] { listener = std::make_unique<netlink::DestroyListener>(); });
   return listener;
 }
 
@@ -146,7 +134,6 @@ void ConnectionLog::Impl::hear(Ear& ear) {
   heard.malformed += stats.malformed;
   if (!broke.empty()) {
     ear.failed = true;
-    heard.listening = false;
     problems.push_back(fmt::format("stopped hearing socket ends: {}", broke));
   }
 }
@@ -168,12 +155,11 @@ void ConnectionLog::Impl::read_loop() {
       if (errno == EINTR) {
         continue;
       }
-      // Nothing more can be heard: say so, and let every take report that nobody listened.
+      // Nothing more can be heard: say so, and let every take report that nobody listens.
       const std::lock_guard lock(mutex);
       problems.push_back(fmt::format("stopped hearing socket ends: poll: {}", std::strerror(errno)));
       for (auto& [inode, ear] : ears) {
         ear->failed = true;
-        ear->heard.listening = false;
       }
       return;
     }
@@ -223,7 +209,6 @@ void ConnectionLog::watch(const std::vector<ListenTarget>& targets) {
     ear->heard.since_ms = now;
     try {
       ear->listener = open_listener(target.path);
-      ear->heard.listening = true;
       opened.emplace(target.inode, std::move(ear));
     } catch (...) {
       problems.push_back(fmt::format("{}: cannot hear socket ends: {}",
@@ -252,10 +237,10 @@ HeardEnds ConnectionLog::take(std::uint64_t inode, std::int64_t now_ms) {
     return none;
   }
   HeardEnds taken = std::move(it->second->heard);
+  taken.listening = !it->second->failed;  // a listener that broke meanwhile heard only part
   it->second->heard = HeardEnds{};
-  it->second->aggregate_of.clear();
   it->second->heard.since_ms = now_ms;
-  it->second->heard.listening = !it->second->failed;
+  it->second->aggregate_of.clear();
   return taken;
 }
 

@@ -173,9 +173,10 @@ NamespaceTarget resolve_namespace(std::string_view spec, const std::vector<Names
                                   const std::filesystem::path& proc = "/proc",
                                   const std::filesystem::path& run_netns = "/run/netns");
 
-// Moves the calling thread into the network namespace `path` names (setns, CAP_SYS_ADMIN); sockets
-// it opens afterwards belong there. Throws Error(failure) naming the path when it cannot.
-void enter_network_namespace(const std::filesystem::path& path);
+// Runs fn() in a helper thread that entered the network namespace `path` names (setns moves one
+// thread; CAP_SYS_ADMIN), so that sockets it opens belong there; waits, and rethrows what fn threw.
+// Throws Error(failure) naming the path when the namespace cannot be entered.
+void run_in_network_namespace(const std::filesystem::path& path, const std::function<void()>& fn);
 
 // One capture per namespace, entering each with setns() in a helper thread (CAP_SYS_ADMIN). Host
 // facts and the owner scan are read once and shared. Throws Error(failure) for a namespace that
