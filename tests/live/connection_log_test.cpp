@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -170,6 +171,24 @@ TEST(ConnectionLogLive, ABurstIsHeardWhole) {
             << " a second): " << heard.ends.size() << " ends heard, " << heard.overruns << " overruns\n";
 }
 
+// Takes from `log` until `want` announcements were heard across the takes (10 s at most). Usually
+// the first take, 300 ms after the last close, holds them all; on a loaded machine the reader may
+// still be catching up, and the budget and bounds then apply to each take.
+std::vector<capture::HeardEnds> takes_until(ConnectionLog& log, std::uint64_t inode, std::size_t want) {
+  std::vector<capture::HeardEnds> takes;
+  std::size_t heard = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  while (heard < want && std::chrono::steady_clock::now() < deadline) {
+    takes.push_back(log.take(inode, model::now_ms()));
+    heard += takes.back().heard;
+    if (heard < want) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  return takes;
+}
+
 // Beyond its budget the log sums ends per second, port, peer and state: every end read is kept
 // whole, summed, or counted over the bound, and the byte totals survive the summing exactly.
 TEST(ConnectionLogLive, BeyondItsBudgetEndsAreSummedAndNoneGoesUnaccounted) {
@@ -185,28 +204,33 @@ TEST(ConnectionLogLive, BeyondItsBudgetEndsAreSummedAndNoneGoesUnaccounted) {
   EXPECT_NE(problems[0].find("/nonexistent/ns/net"), std::string::npos) << problems[0];
   EXPECT_FALSE(log.take(12345, model::now_ms()).listening);
   connections(30);  // each client sends 1 byte: 30 sent, 30 + 30 FINs + 30 FINs received
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const auto heard = log.take(own, model::now_ms());
-  EXPECT_EQ(heard.heard, 61U);
-  EXPECT_EQ(heard.ends.size(), 10U);
-  std::uint64_t summed = 0, sent = 0, received = 0;
-  for (const auto& end : heard.ends) {
-    sent += end.tcp->bytes_sent.value_or(0);
-    received += end.tcp->bytes_received;
+  std::uint64_t heard = 0, kept = 0, summed = 0, aggregates = 0, over_bound = 0, sent = 0, received = 0;
+  for (const auto& take : takes_until(log, own, 61)) {
+    heard += take.heard;
+    kept += take.ends.size();
+    aggregates += take.aggregates.size();
+    over_bound += take.over_bound;
+    EXPECT_EQ(take.ends.size(), std::min<std::size_t>(take.heard, 10));  // the budget, per take
+    for (const auto& end : take.ends) {
+      sent += end.tcp->bytes_sent.value_or(0);
+      received += end.tcp->bytes_received;
+    }
+    for (const auto& aggregate : take.aggregates) {
+      summed += aggregate.count;
+      sent += aggregate.bytes_sent;
+      received += aggregate.bytes_received;
+      EXPECT_EQ(aggregate.without_bytes_sent, 0U);
+      EXPECT_EQ(aggregate.second_ms % 1000, 0);
+    }
   }
-  for (const auto& aggregate : heard.aggregates) {
-    summed += aggregate.count;
-    sent += aggregate.bytes_sent;
-    received += aggregate.bytes_received;
-    EXPECT_EQ(aggregate.without_bytes_sent, 0U);
-    EXPECT_EQ(aggregate.second_ms % 1000, 0);
-  }
-  EXPECT_EQ(summed, 51U);
-  EXPECT_EQ(heard.over_bound, 0U);
+  EXPECT_EQ(heard, 61U);
+  EXPECT_EQ(kept + summed, 61U);
+  EXPECT_GT(summed, 0U);
+  EXPECT_EQ(over_bound, 0U);
   EXPECT_EQ(sent, 30U);
   EXPECT_EQ(received, 90U);
   // The server's ends share its port and its peer's address: fewer aggregates than ends summed.
-  EXPECT_LT(heard.aggregates.size(), 51U);
+  EXPECT_LT(aggregates, summed);
 }
 
 TEST(ConnectionLogLive, MoreKeysThanItsBoundAreCountedNotHidden) {
@@ -218,15 +242,17 @@ TEST(ConnectionLogLive, MoreKeysThanItsBoundAreCountedNotHidden) {
   ConnectionLog log(0, 2);
   log.watch({{"", own}});
   connections(30);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const auto heard = log.take(own, model::now_ms());
-  std::uint64_t summed = 0;
-  for (const auto& aggregate : heard.aggregates) {
-    summed += aggregate.count;
+  std::uint64_t heard = 0, summed = 0, over_bound = 0;
+  for (const auto& take : takes_until(log, own, 61)) {
+    heard += take.heard;
+    over_bound += take.over_bound;
+    EXPECT_TRUE(take.ends.empty());
+    EXPECT_LE(take.aggregates.size(), 2U);
+    for (const auto& aggregate : take.aggregates) {
+      summed += aggregate.count;
+    }
   }
-  EXPECT_TRUE(heard.ends.empty());
-  EXPECT_LE(heard.aggregates.size(), 2U);
-  EXPECT_GT(heard.over_bound, 0U);
-  EXPECT_EQ(heard.heard, 61U);
-  EXPECT_EQ(summed + heard.over_bound, heard.heard);
+  EXPECT_GT(over_bound, 0U);
+  EXPECT_EQ(heard, 61U);
+  EXPECT_EQ(summed + over_bound, heard);
 }
