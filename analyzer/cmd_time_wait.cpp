@@ -115,7 +115,12 @@ render::Table summary_table(const query::TimeWaitReport& r, const render::Option
     t.rows.push_back({std::string(section), std::move(item), std::move(count), std::move(per_s), std::move(detail)});
   };
   const auto whole = [](std::int64_t n) { return render::Value(static_cast<double>(n)); };
-  add("entries", "TIME_WAIT entered (from the timers)", whole(r.entries), maybe(r.entries_per_s),
+  add("entries",
+      r.exact_entries > 0
+          ? fmt::format("TIME_WAIT entered ({} from the connection log, exact; the rest from the timers)",
+                        r.exact_entries)
+          : std::string("TIME_WAIT entered (from the timers)"),
+      whole(r.entries), maybe(r.entries_per_s),
       r.complete
           ? fmt::format("every one seen: no two snapshots over 60 s apart, over {}", span_text)
           : fmt::format("a lower bound: snapshots up to {} apart miss some", model::format_duration(r.longest_gap_ms)));

@@ -123,6 +123,7 @@ void setup_trend(CLI::App& app, Runner& selected);
 void setup_explain(CLI::App& app, Runner& selected);
 void setup_close_wait(CLI::App& app, Runner& selected);
 void setup_time_wait(CLI::App& app, Runner& selected);
+void setup_connections(CLI::App& app, Runner& selected);
 void setup_check(CLI::App& app, Runner& selected);
 void setup_metrics(CLI::App& app, Runner& selected);
 void setup_merge(CLI::App& app, Runner& selected);

@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <set>
 
 #include <sqlite3.h>
 
 #include <fmt/format.h>
 
+#include "sockhist/connection_log.hpp"
 #include "sockhist/error.hpp"
 #include "sockhist/snapshot_writer.hpp"
 #include "sockhist/store.hpp"
@@ -73,6 +75,14 @@ void setup_collect(CLI::App& app, CollectOptions& o) {
                  "default sockhist when that group exists, '' for none");
   app.add_flag("--no-cmdline", o.no_cmdline, "Do not store process command lines");
   app.add_flag("--no-owners", o.no_owners, "Do not scan /proc/PID/fd for socket owners");
+  app.add_flag("--no-connection-log", o.no_connection_log,
+               "With --interval: do not record the TCP and UDP sockets the kernel destroys between snapshots");
+  app.add_option("--connection-budget", o.connection_budget,
+                 "With --interval: socket ends kept whole per namespace and snapshot; beyond, they are summed per "
+                 "second, local port, remote address and state")
+      ->needs(interval)
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_flag("-q,--quiet", o.quiet, "Print nothing on success, even on a terminal");
   app.add_flag("-v,--verbose", o.verbose, "Print a line per snapshot, even when not on a terminal");
   app.set_version_flag("--version", std::string("sockhist-collect ") + SOCKHIST_VERSION);
@@ -139,16 +149,14 @@ RunSettings settings_of(const CollectOptions& o) {
   return r;
 }
 
-// One capture per namespace asked for (namespaces come and go: looked up again every time), or
-// one of the collector's own namespace.
-std::vector<model::Capture> take_snapshot(const CollectOptions& o, const RunSettings& r) {
+// The namespaces asked for, looked up again for every snapshot (namespaces come and go); empty
+// without --all-netns and --netns: the collector's own namespace.
+std::vector<capture::NamespaceTarget> namespaces_asked(const CollectOptions& o, const RunSettings& r) {
   if (!r.namespaces) {
-    std::vector<model::Capture> one;  // not {take()}: an initializer list would copy every socket
-    one.push_back(capture::take(r.capture));
-    return one;
+    return {};
   }
   if (o.all_netns) {
-    return capture::take_namespaces(r.capture, capture::discover_namespaces());
+    return capture::discover_namespaces();
   }
   const auto known = capture::discover_namespaces();  // one walk of /proc for every spec
   std::vector<capture::NamespaceTarget> targets;
@@ -159,8 +167,68 @@ std::vector<model::Capture> take_snapshot(const CollectOptions& o, const RunSett
       targets.push_back(std::move(target));
     }
   }
+  return targets;
+}
+
+// One capture per namespace asked for, or one of the collector's own namespace.
+std::vector<model::Capture> take_snapshot(const RunSettings& r, const std::vector<capture::NamespaceTarget>& targets) {
+  if (!r.namespaces) {
+    std::vector<model::Capture> one;  // not {take()}: an initializer list would copy every socket
+    one.push_back(capture::take(r.capture));
+    return one;
+  }
   return capture::take_namespaces(r.capture, targets);
 }
+
+// The inode of the collector's own network namespace; 0 when it cannot be read.
+std::uint64_t own_namespace_inode() {
+  struct stat st {};
+  return ::stat("/proc/self/ns/net", &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
+}
+
+// A looping collector's connection log: listens in the namespaces of each snapshot from just before
+// it is captured, and gives each capture what was heard there since the previous one.
+class Ends {
+ public:
+  explicit Ends(std::size_t budget) : m_log(budget) {}
+
+  void listen(const RunSettings& r, const std::vector<capture::NamespaceTarget>& targets) {
+    const auto own = own_namespace_inode();
+    std::vector<capture::ListenTarget> listen;
+    if (!r.namespaces) {
+      listen.push_back({{}, own});
+    }
+    for (const auto& t : targets) {
+      listen.push_back({t.inode == own ? std::filesystem::path() : t.path, t.inode});
+    }
+    m_log.watch(listen);
+  }
+
+  // Each capture gets its take; what could not be listened in is said once on stderr and stored
+  // with every snapshot it concerns.
+  void hand_over(std::vector<model::Capture>& captures) {
+    for (auto& problem : m_log.take_problems()) {
+      if (m_said.insert(problem).second) {
+        fmt::print(stderr, "sockhist-collect: warning: connection log: {}; the snapshots go on\n", problem);
+      }
+      m_problems.push_back(std::move(problem));
+    }
+    for (auto& capture : captures) {
+      capture.connections = m_log.take(capture.netns_inode, model::now_ms());
+      if (!capture.connections->listening) {
+        for (const auto& problem : m_problems) {
+          capture.diagnostics.push_back({"(connection log)", 0, problem});
+        }
+      }
+    }
+    m_problems.clear();
+  }
+
+ private:
+  capture::ConnectionLog m_log;
+  std::set<std::string> m_said;
+  std::vector<std::string> m_problems;
+};
 
 // Removes what --retain lets go; after a long outage this can be many batches, shown on a terminal.
 std::size_t expire(SQLite::Database& db, store::SnapshotWriter& writer, const RunSettings& r) {
@@ -200,6 +268,14 @@ void report_snapshot(const std::vector<model::Capture>& captures, const std::vec
                stats.spans_opened, stats.spans_closed, stats.value_rows, stats.counter_rows, stats.rows_written,
                capture.capture_ms,
                capture.skipped_lines > 0 ? fmt::format(", {} malformed lines skipped", capture.skipped_lines) : "");
+    if (const auto& heard = capture.connections) {
+      fmt::print(stderr, "sockhist-collect:   connection log: {} socket ends heard, {} stored, {} summed{}{}\n",
+                 heard->heard, heard->ends.size(), heard->heard - heard->ends.size() - heard->over_bound,
+                 heard->over_bound > 0 ? fmt::format(", {} only counted", heard->over_bound) : "",
+                 heard->overruns > 0 ? fmt::format(", {} buffer overruns (ends lost)", heard->overruns)
+                 : heard->listening  ? ""
+                                     : ", not listening");
+    }
   }
   std::int64_t sockets_ms = 0;
   for (const auto& capture : captures) {
@@ -299,13 +375,26 @@ int run_collect(const CollectOptions& o) {
     }
   }
 
+  // Only a loop has a time between snapshots to hear the sockets that live and die within it.
+  std::optional<Ends> ends;
+  if (r.interval_ms > 0 && r.capture.live && !o.no_connection_log) {
+    ends.emplace(static_cast<std::size_t>(o.connection_budget));
+  }
+
   using clock = std::chrono::steady_clock;
   auto next = clock::now();
   std::optional<std::int64_t> last_check;
   for (std::int64_t taken = 0; !o.count || taken < *o.count; ++taken) {
     const auto snapshot_started = clock::now();
     const auto cpu_started = cpu_ms();
-    auto captures = take_snapshot(o, r);
+    const auto targets = namespaces_asked(o, r);
+    if (ends) {
+      ends->listen(r, targets);
+    }
+    auto captures = take_snapshot(r, targets);
+    if (ends) {
+      ends->hand_over(captures);
+    }
     if (taken == 0) {
       last_check = last_check_ms(db);
     }

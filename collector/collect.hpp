@@ -28,6 +28,8 @@ struct CollectOptions {
   std::optional<std::string> group;  // the reader group; default `sockhist` when it exists
   bool no_cmdline = false;
   bool no_owners = false;
+  bool no_connection_log = false;
+  std::int64_t connection_budget = 100'000;  // socket ends kept whole per namespace and snapshot
   bool quiet = false;
   bool verbose = false;
 };

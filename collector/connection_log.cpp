@@ -34,6 +34,10 @@ using AggregateKey = std::tuple<std::int64_t, std::uint16_t, std::string, model:
 // One namespace's listener and what it heard since the last take.
 struct Ear {
   std::unique_ptr<netlink::DestroyListener> listener;
+  // Held across one read of the listener and the hand-over of what it read (taken before
+  // Impl::mutex), so that a take that reads the socket itself also has what the reader thread was
+  // reading at that moment.
+  std::mutex reading;
   HeardEnds heard;                                   // guarded by Impl::mutex
   std::map<AggregateKey, std::size_t> aggregate_of;  // guarded by Impl::mutex: index in heard.aggregates
   bool failed = false;                               // guarded by Impl::mutex: the listener broke; not polled
@@ -91,10 +95,23 @@ struct ConnectionLog::Impl {
   }
 
   void read_loop();
+  // Reads what `ear`'s listener has queued and files it; hear_locked with ear.reading held.
   void hear(Ear& ear);
+  void hear_locked(Ear& ear);
 };
 
 void ConnectionLog::Impl::hear(Ear& ear) {
+  const std::lock_guard reading(ear.reading);
+  hear_locked(ear);
+}
+
+void ConnectionLog::Impl::hear_locked(Ear& ear) {
+  {
+    const std::lock_guard lock(mutex);
+    if (ear.failed) {
+      return;
+    }
+  }
   std::vector<model::SocketEnd> fresh;
   netlink::DrainStats stats;
   std::string broke;
@@ -229,18 +246,33 @@ void ConnectionLog::watch(const std::vector<ListenTarget>& targets) {
 }
 
 HeardEnds ConnectionLog::take(std::uint64_t inode, std::int64_t now_ms) {
-  const std::lock_guard lock(m_impl->mutex);
-  const auto it = m_impl->ears.find(inode);
-  if (it == m_impl->ears.end()) {
+  std::shared_ptr<Ear> ear;
+  {
+    const std::lock_guard lock(m_impl->mutex);
+    if (const auto it = m_impl->ears.find(inode); it != m_impl->ears.end()) {
+      ear = it->second;
+    }
+  }
+  if (!ear) {
     HeardEnds none;
     none.since_ms = now_ms;
+    none.until_ms = now_ms;
+    none.budget = m_impl->budget;
     return none;
   }
-  HeardEnds taken = std::move(it->second->heard);
-  taken.listening = !it->second->failed;  // a listener that broke meanwhile heard only part
-  it->second->heard = HeardEnds{};
-  it->second->heard.since_ms = now_ms;
-  it->second->aggregate_of.clear();
+  // The kernel queues an announcement as it destroys the socket: reading what is queued now makes
+  // this take hold every end that came before it, whatever the reader thread has got to.
+  const std::lock_guard reading(ear->reading);
+  m_impl->hear_locked(*ear);
+  const std::lock_guard lock(m_impl->mutex);
+  HeardEnds taken = std::move(ear->heard);
+  taken.listening = !ear->failed;  // a listener that broke meanwhile heard only part
+  // Ends are stamped as they are read, which the read above may have done after now_ms.
+  taken.until_ms = std::max(now_ms, taken.ends.empty() ? now_ms : taken.ends.back().time_ms);
+  taken.budget = m_impl->budget;
+  ear->heard = HeardEnds{};
+  ear->heard.since_ms = taken.until_ms;
+  ear->aggregate_of.clear();
   return taken;
 }
 

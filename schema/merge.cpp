@@ -10,6 +10,7 @@
 #include <SQLiteCpp/Statement.h>
 #include <fmt/format.h>
 
+#include "merge_connections.hpp"
 #include "socket_values.hpp"
 #include "sockhist/counters.hpp"
 #include "sockhist/error.hpp"
@@ -419,6 +420,7 @@ void copy_namespace(SnapshotWriter& writer, SQLite::Database& input, const std::
       "tcp_fin_timeout, tcp_max_tw_buckets, port_range_low, port_range_high, tcp_tw_reuse, somaxconn, owners, "
       "skipped_lines, netns_pid, netns_cookie FROM snapshots WHERE snapshot_id = ?");
   SQLite::Statement diagnostics(input, "SELECT file, line, message FROM diagnostics WHERE snapshot_id = ?");
+  ConnectionLogReader connections(input);
   replay_counters(input, n.id, ids, [&](std::size_t index, const CounterValues& counters) {
     const auto id = ids[index];
     auto c = snapshot_head(snapshot, diagnostics, id, host, n, input_name);
@@ -427,6 +429,7 @@ void copy_namespace(SnapshotWriter& writer, SQLite::Database& input, const std::
     }
     spans.advance(id, c.time_ms);
     spans.add_sockets(c);
+    c.connections = connections.read(id);
     // In the input's counter order (its ids follow the kernel's order), as stats lists them.
     for (const auto& [counter_id, name] : in.counter_names) {
       if (const auto value = counters.find(counter_id); value != counters.end()) {

@@ -105,7 +105,7 @@ std::string snapshot_sockets_select(std::string_view index) {
 }
 
 int oldest_readable_schema_version() {
-  return 6;  // versions 7 to 9 changed indexes only: a version 6, 7 or 8 file reads as it is
+  return 6;  // 7 to 9 changed indexes only, 10 added the connection log: older files read as they are
 }
 
 std::string_view migration_sql(int version) {

@@ -99,8 +99,12 @@ void delete_snapshots(SQLite::Database& db, const std::vector<std::int64_t>& ids
   SQLite::Statement del_snapshot(db, "DELETE FROM snapshots WHERE snapshot_id = ?");
   SQLite::Statement del_counts(db, "DELETE FROM state_counts WHERE snapshot_id = ?");
   SQLite::Statement del_diag(db, "DELETE FROM diagnostics WHERE snapshot_id = ?");
+  // The connection log heard with a snapshot goes with it.
+  SQLite::Statement del_ends(db, "DELETE FROM connection_ends WHERE snapshot_id = ?");
+  SQLite::Statement del_aggregates(db, "DELETE FROM connection_aggregates WHERE snapshot_id = ?");
+  SQLite::Statement del_log(db, "DELETE FROM connection_logs WHERE snapshot_id = ?");
   for (const std::int64_t id : ids) {
-    for (SQLite::Statement* stmt : {&del_counts, &del_diag, &del_snapshot}) {
+    for (SQLite::Statement* stmt : {&del_counts, &del_diag, &del_ends, &del_aggregates, &del_log, &del_snapshot}) {
       stmt->reset();
       stmt->bind(1, id);
       stmt->exec();
@@ -137,15 +141,17 @@ std::size_t apply_retention(SQLite::Database& db, std::int64_t cutoff_ms, std::s
       rebase_namespace(db, netns_id, newest);
     }
     delete_snapshots(db, ids);
-    // Processes no span refers to any more go once the oldest kept snapshot enters a new hour:
+    // Processes no span or connection end refers to any more go once the oldest kept snapshot enters a new hour:
     // finding them scans socket_spans (an index on process_id would slow every span insert).
     const auto oldest_kept = db.execAndGet("SELECT min(time_ms) FROM snapshots");
     constexpr std::int64_t k_hour_ms = 3'600'000;
     if (oldest_kept.isNull() || removed_max_ms / k_hour_ms != oldest_kept.getInt64() / k_hour_ms) {
       db.exec(
           "DELETE FROM processes WHERE process_id NOT IN (SELECT process_id FROM socket_spans WHERE process_id IS NOT "
-          "NULL)");
-      db.exec("DELETE FROM addresses WHERE addr_id NOT IN (SELECT local_addr_id FROM socket_spans)");
+          "NULL) AND process_id NOT IN (SELECT process_id FROM connection_ends WHERE process_id IS NOT NULL)");
+      db.exec(
+          "DELETE FROM addresses WHERE addr_id NOT IN (SELECT local_addr_id FROM socket_spans) AND addr_id NOT IN "
+          "(SELECT local_addr_id FROM connection_ends)");
     }
     transaction.commit();
     removed += ids.size();

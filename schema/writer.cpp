@@ -58,6 +58,8 @@ void SnapshotWriter::Impl::forget() {
   address_ids.clear();
   counter_cache.clear();
   open_cache.clear();
+  closed_cache.clear();
+  waiting_for_time_wait.clear();
   users_written.clear();
 }
 
@@ -100,11 +102,39 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
   auto matching = match_sockets(cap, open, open_by_key, process_of_pid);
   open_by_key = {};
   link_by_connection(open, matching);
+  // The ends heard are joined to the spans alive before this snapshot, then to those it opens.
+  std::optional<writer::EndJoin> join;
+  if (cap.connections && !cap.connections->ends.empty()) {
+    join.emplace(cap.connections->ends);
+    if (const auto closed = closed_cache.find(netns_id);
+        closed != closed_cache.end() && prev && closed->second.snapshot_id == prev->id) {
+      join->look(closed->second.spans, writer::SpanAge::closed_before);
+    }
+    join->look(open, writer::SpanAge::alive_before);
+  }
   if (prev) {
     close_ended(open, *prev);
   }
+  if (cap.connections) {  // only a looping collector listens: it has a next snapshot to join them in
+    auto& closed = closed_cache[netns_id];
+    closed.snapshot_id = snapshot_id;
+    closed.spans.clear();
+    for (const auto& span : open) {
+      if (!span.matched && span.proto != model::Proto::unix_domain && span.state != SockState::time_wait) {
+        closed.spans.push_back(span);
+      }
+    }
+  }
   write_values(cap, snapshot_id, open, matching);
   write_spans(cap, netns_id, snapshot_id, std::move(open), matching.fresh);
+  if (cap.connections) {
+    if (join) {
+      join->look(opened_now, writer::SpanAge::opened_now);
+    }
+    link_late_time_waits(netns_id, prev, join ? &*join : nullptr);
+    opened_now = {};
+    write_connections(cap, netns_id, snapshot_id, prev, join ? &*join : nullptr);
+  }
   write_state_counts(cap, sieve, snapshot_id);
   write_counters(cap, netns_id, snapshot_id, prev, same_boot);
   finish(cap.sockets.size() + (sieve != nullptr ? sieve->left_out() : 0), snapshot_id);

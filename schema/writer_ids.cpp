@@ -202,22 +202,29 @@ std::int64_t SnapshotWriter::Impl::ensure_state(model::Proto proto, SockState st
 }
 
 // The addresses row of a local address or UNIX path, made on first use.
-std::int64_t SnapshotWriter::Impl::ensure_address(const std::string& addr) {
+std::optional<std::int64_t> SnapshotWriter::Impl::find_address(const std::string& addr) {
   if (auto it = address_ids.find(addr); it != address_ids.end()) {
     return it->second;
   }
   SQLite::Statement select(db, "SELECT addr_id FROM addresses WHERE addr = ?");
   select.bindNoCopy(1, addr);
-  std::int64_t id = 0;
   if (select.executeStep()) {
-    id = select.getColumn(0).getInt64();
-  } else {
-    SQLite::Statement insert(db, "INSERT INTO addresses(addr) VALUES (?)");
-    insert.bindNoCopy(1, addr);
-    insert.exec();
-    id = db.getLastInsertRowid();
-    ++stats.rows_written;
+    const std::int64_t id = select.getColumn(0).getInt64();
+    address_ids.emplace(addr, id);
+    return id;
   }
+  return std::nullopt;
+}
+
+std::int64_t SnapshotWriter::Impl::ensure_address(const std::string& addr) {
+  if (const auto found = find_address(addr)) {
+    return *found;
+  }
+  SQLite::Statement insert(db, "INSERT INTO addresses(addr) VALUES (?)");
+  insert.bindNoCopy(1, addr);
+  insert.exec();
+  const std::int64_t id = db.getLastInsertRowid();
+  ++stats.rows_written;
   address_ids.emplace(addr, id);
   return id;
 }

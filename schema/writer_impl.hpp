@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -70,6 +71,8 @@ struct OpenSpan {
   std::int64_t process_id = 0;  // 0: no owner (process ids start at 1)
   SocketValues values;          // as last stored: the span's own, or its newest socket_values row
   std::int64_t cookie = 0;
+  std::int32_t local_addr_id = 0;  // addresses.addr_id: with local_port, who held a port (connection log)
+  std::uint16_t local_port = 0;
   bool has_cookie = false;
   SockState state = SockState::close;
   model::Proto proto = model::Proto::tcp;
@@ -135,6 +138,68 @@ struct Matching {
   std::vector<std::size_t> unlinked;  // indexes into `fresh` of TCP connections with no previous state yet
 };
 
+// How one socket end joined the spans (writer_connections.cpp). Span ids are row ids: 0 is none.
+struct EndMatch {
+  std::int64_t seen_span_id = 0;            // its newest span in a state other than TIME_WAIT
+  std::int64_t seen_process_id = 0;         // that span's owner
+  std::int64_t time_wait_span_id = 0;       // a TIME_WAIT span with its endpoints and cookie
+  std::int64_t time_wait_by_endpoints = 0;  // one this snapshot opened with its endpoints, another cookie
+  SockState seen_state = SockState::close;
+  int seen_rank = -1;
+};
+
+// Which spans EndJoin::look is shown, oldest first: a later rank's span is a newer state.
+enum class SpanAge : int { closed_before = 0, alive_before = 1, opened_now = 2 };
+
+// Who owned an end, and on what grounds (connection_ends.owner_basis, owner_reason).
+struct Owner {
+  std::int64_t process_id = 0;
+  const char* basis = "none";
+  std::string reason;
+};
+
+// The addresses.addr_id of the wildcard addresses a listener binds, where stored.
+struct Wildcards {
+  std::optional<std::int32_t> v4;
+  std::optional<std::int32_t> v6;
+};
+
+// Joins a snapshot's socket ends to the spans of its namespace: looks at the spans alive before
+// the snapshot and those it opened, remembering per end the spans of the same socket (endpoints,
+// and cookie where the span has one) and, for the local ports the ends used, who listened on them
+// and who held them.
+class EndJoin {
+ public:
+  explicit EndJoin(const std::vector<model::SocketEnd>& ends);
+  void look(const std::vector<OpenSpan>& spans, SpanAge age);
+  // Each end's local address id (addresses.addr_id), in the order of the ends.
+  void set_address_ids(std::vector<std::int32_t> ids) { m_address_ids = std::move(ids); }
+  std::int32_t address_id(std::size_t i) const { return m_address_ids.at(i); }
+  const EndMatch& match(std::size_t i) const { return m_matches[i]; }
+  // The TIME_WAIT span its end began: one with its cookie, else the one this snapshot opened with
+  // its endpoints when no other end of this snapshot has them (the kernel gives a cookie only when
+  // asked: a TIME_WAIT socket copies its socket's, which was none unless a dump had asked).
+  std::int64_t time_wait_span(std::size_t i) const;
+  Owner owner(std::size_t i, const Wildcards& wildcards) const;
+  // Another end (of the previous snapshot) had these endpoints: a TIME_WAIT span with them is
+  // linked to an end of this one only by cookie.
+  void ambiguous(const model::Identity& connection) { m_ambiguous.insert(connection.hash); }
+  // Whether one of the ends has these endpoints.
+  bool has_connection(const model::Identity& connection) const;
+  const model::Identity& connection(std::size_t i) const { return m_ids[i]; }
+
+ private:
+  const std::vector<model::SocketEnd>& m_ends;
+  std::vector<EndMatch> m_matches;
+  std::vector<model::Identity> m_ids;
+  std::unordered_map<std::uint64_t, std::vector<std::size_t>> m_by_connection;  // identity hash -> ends
+  std::set<std::pair<model::Proto, std::uint16_t>> m_ports;
+  std::map<std::uint16_t, std::vector<std::pair<std::int32_t, std::int64_t>>> m_listeners;  // addr id, owner
+  std::map<std::tuple<model::Proto, std::int32_t, std::uint16_t>, std::set<std::int64_t>> m_holders;
+  std::vector<std::int32_t> m_address_ids;
+  std::set<std::uint64_t> m_ambiguous;
+};
+
 }  // namespace sockhist::store::writer
 
 namespace sockhist::store {
@@ -166,7 +231,24 @@ struct SnapshotWriter::Impl {
     std::vector<OpenSpan> spans;
   };
   std::unordered_map<std::int64_t, OpenCache> open_cache;
+  // A looping collector's TCP and UDP spans (not TIME_WAIT) that the snapshot it last wrote in a
+  // namespace closed: an end announced late (the kernel queues announcements from a work queue) is
+  // joined to them in the next snapshot.
+  std::unordered_map<std::int64_t, OpenCache> closed_cache;
+  // The ends the last snapshot in a namespace stored without the TIME_WAIT they may have begun: a
+  // socket freed as that snapshot was taken shows its TIME_WAIT only in the next one.
+  struct WaitingEnd {
+    model::Identity connection;
+    std::int64_t end_id = 0;
+    std::int64_t cookie = 0;
+  };
+  struct WaitingEnds {
+    std::int64_t snapshot_id = 0;
+    std::unordered_multimap<std::uint64_t, WaitingEnd> by_connection;
+  };
+  std::unordered_map<std::int64_t, WaitingEnds> waiting_for_time_wait;
   std::set<std::tuple<std::int64_t, std::uint32_t, std::string>> users_written;
+  std::vector<OpenSpan> opened_now;  // the spans write_spans opened, when the connection log needs them
   WriteStats stats;
 
   // The statements every snapshot runs, prepared once for the writer's life.
@@ -180,6 +262,16 @@ struct SnapshotWriter::Impl {
   SQLite::Statement insert_count;
   SQLite::Statement insert_value;
   SQLite::Statement finish_snapshot;
+  // The connection log's, prepared at its first use.
+  struct ConnectionStatements {
+    explicit ConnectionStatements(SQLite::Database& db);
+    SQLite::Statement insert_log;
+    SQLite::Statement insert_end;
+    SQLite::Statement insert_aggregate;
+    SQLite::Statement select_birth;
+    SQLite::Statement link_time_wait;
+  };
+  std::unique_ptr<ConnectionStatements> connection_statements;
 
   // Forgets every cached id and open span (after a rollback, they may not exist).
   void forget();
@@ -193,6 +285,7 @@ struct SnapshotWriter::Impl {
   std::int64_t ensure_counter(const model::Counter& c);
   std::int64_t ensure_state(model::Proto proto, SockState state);
   std::int64_t ensure_address(const std::string& addr);
+  std::optional<std::int64_t> find_address(const std::string& addr);  // nothing written
   // The value of every counter of a namespace as of one snapshot: a looping collector's last
   // write, else read back.
   const CounterCache& counters_before(std::int64_t netns_id, std::int64_t snapshot_id);
@@ -208,6 +301,18 @@ struct SnapshotWriter::Impl {
   void write_counters(const Capture& cap, std::int64_t netns_id, std::int64_t snapshot_id,
                       const std::optional<Previous>& prev, bool same_boot);
   void finish(std::size_t sockets, std::int64_t snapshot_id);
+
+  // The connection log (writer_connections.cpp): a log row, the ends joined (join is null when
+  // none was heard) and the aggregates.
+  void write_connections(const Capture& cap, std::int64_t netns_id, std::int64_t snapshot_id,
+                         const std::optional<Previous>& prev, writer::EndJoin* join);
+  std::int64_t write_end(const model::SocketEnd& end, std::size_t index, const writer::EndJoin& join,
+                         const writer::Wildcards& wildcards, std::int64_t netns_id, std::int64_t snapshot_id,
+                         const std::optional<Previous>& prev);
+  // Links the TIME_WAIT spans this snapshot opened to the previous snapshot's ends they began.
+  void link_late_time_waits(std::int64_t netns_id, const std::optional<Previous>& prev, writer::EndJoin* join);
+  std::pair<std::optional<std::int64_t>, std::optional<std::int64_t>> birth_bounds(std::int64_t span_id,
+                                                                                   std::int64_t netns_id);
 
   // The span phases (writer_spans.cpp).
   std::vector<OpenSpan> open_spans_before(std::int64_t netns_id, const Previous& prev, bool same_boot);

@@ -64,7 +64,7 @@ std::vector<SnapshotWriter::Impl::OpenSpan> SnapshotWriter::Impl::open_spans_bef
                       "sp.process_id, sp.owner_carried, coalesce(sp.first_time_ms, f.time_ms, 0), sp.cookie, "
                       "sp.tx_queue, sp.rx_queue, sp.timer, sp.timer_ms, sp.retransmits, sp.probes, sp.backlog, "
                       "v.span_id IS NOT NULL, v.tx_queue, v.rx_queue, v.timer, v.timer_expires_ms, v.retransmits, "
-                      "v.probes, v.backlog "
+                      "v.probes, v.backlog, sp.local_addr_id "
                       "FROM socket_spans sp JOIN socket_states st ON st.state_id = sp.state_id "
                       "JOIN addresses a ON a.addr_id = sp.local_addr_id "
                       "LEFT JOIN snapshots f ON f.snapshot_id = sp.first_snapshot_id "
@@ -87,6 +87,8 @@ std::vector<SnapshotWriter::Impl::OpenSpan> SnapshotWriter::Impl::open_spans_bef
     const int remote_port = static_cast<int>(select.integer(6));
     const auto inode = static_cast<std::uint64_t>(select.integer(7));
     span.id = model::identity(proto, family, local_addr, local_port, remote_addr, remote_port, inode);
+    span.local_addr_id = static_cast<std::int32_t>(select.integer(28));
+    span.local_port = static_cast<std::uint16_t>(local_port);
     span.connection = model::identity(proto, family, local_addr, local_port, remote_addr, remote_port, 0);
     span.proto = model::proto_from_name(proto).value_or(model::Proto::tcp);
     // A state this build does not know cannot match any socket it reads: the span closes.
@@ -360,9 +362,13 @@ void SnapshotWriter::Impl::write_spans(const Capture& cap, std::int64_t netns_id
   } else {
     open = {};
   }
+  opened_now.clear();
+  // The connection log joins its ends to the spans this snapshot opens too, and the TIME_WAIT it
+  // opens to the ends of the previous one.
+  const bool for_ends = cap.connections.has_value();
   for (const NewSpan& next : fresh) {
     const bool carried = bind_span(cap, next, netns_id, snapshot_id);
-    if (!remember) {
+    if (!remember && !for_ends) {
       continue;
     }
     const Socket& s = *next.socket;
@@ -377,7 +383,14 @@ void SnapshotWriter::Impl::write_spans(const Capture& cap, std::int64_t netns_id
     opened.values = SocketValues::of(s, cap.time_ms);
     opened.has_cookie = s.cookie.has_value();
     opened.cookie = static_cast<std::int64_t>(s.cookie.value_or(0));
-    open.push_back(std::move(opened));
+    opened.local_addr_id = static_cast<std::int32_t>(ensure_address(s.local_addr));
+    opened.local_port = s.local_port;
+    if (for_ends) {
+      opened_now.push_back(opened);
+    }
+    if (remember) {
+      open.push_back(std::move(opened));
+    }
   }
   if (remember) {
     open_cache[netns_id] = OpenCache{snapshot_id, std::move(open)};

@@ -121,6 +121,7 @@ class Tally {
     const bool entered_in_range = s.entered_ms && *s.entered_ms > first_ms && *s.entered_ms <= last_ms;
     if (entered_in_range) {
       ++r_.entries;
+      r_.exact_entries += s.entered_exact ? 1 : 0;
       from_minisocket_ += s.from_minisocket ? 1 : 0;
       if (*s.entered_ms >= r_.since_ms && *s.entered_ms <= r_.until_ms) {
         ++r_.buckets[static_cast<std::size_t>((*s.entered_ms - r_.since_ms) / r_.bucket_ms)].entries;

@@ -81,6 +81,8 @@ struct TimeWaitReader::Impl {
   std::unordered_set<std::int64_t> minisockets;               // FIN_WAIT2 minisocket spans read
   std::unordered_map<std::string, std::uint64_t> long_texts;  // remote addresses TupleKey numbers
   std::optional<SQLite::Statement> process_q, prev_owner_q, snapshot_q, address_q;
+  // TIME_WAIT spans whose entry the connection log heard: the end of the socket that began them.
+  std::unordered_map<std::int64_t, std::int64_t> exact_entry;
 
   NearSearch id_search{ids}, time_search{times};  // ids and times are not changed once made
 
@@ -90,6 +92,19 @@ struct TimeWaitReader::Impl {
       times.push_back(snap.time_ms);
     }
     listening = listeners(db, scope, ids.front(), ids.back());
+    if (db.execAndGet("PRAGMA user_version").getInt() >= 10) {
+      // An end is stored with the snapshot that first saw its TIME_WAIT or the one before.
+      SQLite::Statement q(db,
+                          "SELECT e.time_wait_span_id, e.time_ms FROM snapshots s CROSS JOIN connection_ends e "
+                          "ON e.snapshot_id = s.snapshot_id WHERE s.netns_id = ? AND s.snapshot_id BETWEEN ? AND ? "
+                          "AND e.time_wait_span_id IS NOT NULL");
+      q.bind(1, scope.netns_id);
+      q.bind(2, ids.front() - 1);
+      q.bind(3, ids.back());
+      while (q.executeStep()) {
+        exact_entry.emplace(q.getColumn(0).getInt64(), q.getColumn(1).getInt64());
+      }
+    }
     time_wait_id = state_id(db, model::Proto::tcp, model::SockState::time_wait);
     fin_wait2_id = state_id(db, model::Proto::tcp, model::SockState::fin_wait2);
   }
@@ -246,7 +261,13 @@ struct TimeWaitReader::Impl {
       s.gone_by_ms = gone.time_ms;
       s.rebooted = last_pos >= 0 && gone.boot_id != snapshots[static_cast<std::size_t>(last_pos)].boot_id;
     }
-    if (!fw2 && s.remaining_ms) {
+    if (const auto exact = exact_entry.find(s.span_id); !fw2 && exact != exact_entry.end()) {
+      s.entered_ms = exact->second;
+      s.entered_exact = true;
+      const auto expires = *s.expires_ms();
+      s.vanished_early = s.gone_by_ms && !s.rebooted && *s.gone_by_ms < expires - k_time_wait_early_ms;
+      s.overstayed = s.last_seen_ms > expires + 2'000;
+    } else if (!fw2 && s.remaining_ms) {
       if (*s.remaining_ms > k_time_wait_ms + k_time_wait_timer_slack_ms) {
         s.long_timer = true;  // no estimate: the kernel's TIME_WAIT length is unknown
       } else {

@@ -42,8 +42,9 @@ struct TimeWaitSeen {
   std::uint32_t owner = 0;  // TimeWaitReader::owner; 0 for none
   std::int64_t first_seen_ms = 0, last_seen_ms = 0;
   std::optional<std::int64_t> gone_by_ms, remaining_ms, entered_ms, entered_after_ms;
-  bool rebooted = false;  // gone because the host rebooted
-  bool followed = false;  // its 4-tuple was next in TIME_WAIT with a fresh timer
+  bool entered_exact = false;  // entered_ms is when the connection log heard its socket end
+  bool rebooted = false;       // gone because the host rebooted
+  bool followed = false;       // its 4-tuple was next in TIME_WAIT with a fresh timer
   bool reused_tuple = false, vanished_early = false, long_timer = false, overstayed = false;
 
   std::optional<std::int64_t> expires_ms() const {

@@ -13,38 +13,8 @@
 
 namespace sockhist::capture {
 
-// Ends heard beyond the per-connection budget, summed per second, local port, remote address, final
-// state, protocol and family. Byte sums are of what tcp_info said; ends whose bytes_sent the kernel
-// did not give (before 4.19) are counted apart.
-struct EndAggregate {
-  std::string remote_addr;
-  std::int64_t second_ms = 0;  // the start of the second (epoch ms) in which they were read
-  std::uint64_t count = 0;
-  std::uint64_t bytes_acked = 0;
-  std::uint64_t bytes_received = 0;
-  std::uint64_t bytes_sent = 0;
-  std::uint64_t without_bytes_sent = 0;  // ends in `count` whose bytes_sent is unknown
-  std::uint64_t total_retrans = 0;
-  int family = 0;
-  std::uint16_t local_port = 0;
-  model::Proto proto = model::Proto::tcp;
-  model::SockState state = model::SockState::close;
-
-  bool operator==(const EndAggregate&) const = default;
-};
-
-// What was heard in one namespace between two takes. Every announcement read is in exactly one of
-// ends, an aggregate's count, or over_bound: heard == ends.size() + sum of counts + over_bound.
-struct HeardEnds {
-  std::vector<model::SocketEnd> ends;    // the first `budget` read, whole, in the order they were read
-  std::vector<EndAggregate> aggregates;  // the rest, in the order their keys first appeared
-  std::int64_t since_ms = 0;             // listening since (the previous take, or when it began)
-  std::size_t heard = 0;                 // announcements read and decoded
-  std::size_t overruns = 0;              // times the receive buffer overflowed: announcements lost, how many unknown
-  std::size_t malformed = 0;             // messages that could not be decoded
-  std::size_t over_bound = 0;            // read but neither kept nor aggregated: more aggregate keys than allowed
-  bool listening = false;                // false: nothing was heard because nobody listened (see problems())
-};
+using model::EndAggregate;
+using model::HeardEnds;
 
 // One namespace to listen in: the file that names it (/proc/PID/ns/net, /run/netns/NAME) and its
 // inode, by which takes find it. An empty path is the collector's own namespace.
@@ -69,6 +39,8 @@ class ConnectionLog {
   void watch(const std::vector<ListenTarget>& targets);
 
   // Takes what was heard in the namespace of `inode` since the previous take, and starts afresh.
+  // It reads the listener's queue itself first, so every socket the kernel destroyed before the
+  // call is in this take or an earlier one: none ends up in a later snapshot than its end.
   HeardEnds take(std::uint64_t inode, std::int64_t now_ms);
 
   // One line per namespace that could not be listened in, and why; emptied as it is read.

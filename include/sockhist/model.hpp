@@ -129,6 +129,41 @@ struct SocketEnd {
   bool operator==(const SocketEnd&) const = default;
 };
 
+// Ends heard beyond the per-connection budget, summed per second, local port, remote address, final
+// state, protocol and family. Byte sums are of what tcp_info said; ends whose bytes_sent the kernel
+// did not give (before 4.19) are counted apart.
+struct EndAggregate {
+  std::string remote_addr;
+  std::int64_t second_ms = 0;  // the start of the second (epoch ms) in which they were read
+  std::uint64_t count = 0;
+  std::uint64_t bytes_acked = 0;
+  std::uint64_t bytes_received = 0;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t without_bytes_sent = 0;  // ends in `count` whose bytes_sent is unknown
+  std::uint64_t total_retrans = 0;
+  int family = 0;
+  std::uint16_t local_port = 0;
+  Proto proto = Proto::tcp;
+  SockState state = SockState::close;
+
+  bool operator==(const EndAggregate&) const = default;
+};
+
+// What was heard in one namespace between two takes. Every announcement read is in exactly one of
+// ends, an aggregate's count, or over_bound: heard == ends.size() + sum of counts + over_bound.
+struct HeardEnds {
+  std::vector<SocketEnd> ends;           // the first `budget` read, whole, in the order they were read
+  std::vector<EndAggregate> aggregates;  // the rest, in the order their keys first appeared
+  std::int64_t since_ms = 0;             // listening since (the previous take, or when it began)
+  std::int64_t until_ms = 0;             // the take: what was heard up to then
+  std::size_t budget = 0;                // how many ends were to be kept whole
+  std::size_t heard = 0;                 // announcements read and decoded
+  std::size_t overruns = 0;              // times the receive buffer overflowed: announcements lost, how many unknown
+  std::size_t malformed = 0;             // messages that could not be decoded
+  std::size_t over_bound = 0;            // read but neither kept nor aggregated: more aggregate keys than allowed
+  bool listening = false;                // false: nothing was heard because nobody listened (see problems())
+};
+
 // One kernel counter or gauge, stored by (section, name) as the kernel names them.
 struct Counter {
   std::string section;  // Tcp, TcpExt, Udp, Ip6, Sockstat, ...
@@ -270,6 +305,9 @@ struct Capture {
   std::vector<std::pair<std::uint32_t, std::string>> users;  // uid -> name, live captures only
   std::vector<Diagnostic> diagnostics;
   std::size_t skipped_lines = 0;
+  // What the connection log heard in this namespace since the previous snapshot: only a looping
+  // collector listens; absent otherwise.
+  std::optional<HeardEnds> connections;
 };
 
 }  // namespace sockhist::model

@@ -46,7 +46,7 @@ expect "sockhist metrics --format j" json
 expect "sockhist check --time-wait-max " ""
 expect "sockhist import " netstat sosreport ss
 expect "sockhist-collect --source " auto netlink proc
-expect "sockhist-collect --no-" --no-cmdline --no-owners
+expect "sockhist-collect --no-" --no-cmdline --no-connection-log --no-owners
 expect "sockhist-collect --sou" --source
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
@@ -80,7 +80,7 @@ zsh_lines=("sockhist ch" "sockhist me" "sockhist check --time-wait-" "sockhist s
            "sockhist-collect --db h" "sockhist import ss o" "sockhist merge o" "sockhist ")
 zsh_want=("check" "merge metrics" "--time-wait-max --time-wait-overflows" "csv json table"
           "json" "" "netstat sosreport ss"
-          "auto netlink proc" "--no-cmdline --no-owners" "--source"
+          "auto netlink proc" "--no-cmdline --no-connection-log --no-owners" "--source"
           "--netns" "history.db" "other.db"
           "history.db" "other.db" "other.db" "$(echo $subcommands)")
 for sub in $subcommands; do

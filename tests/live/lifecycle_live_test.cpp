@@ -49,24 +49,6 @@ nlohmann::json analyze(const std::vector<std::string>& args) {
   return nlohmann::json::parse(r.out);
 }
 
-// The collector looping every second into `db` until stopped.
-class Collector {
- public:
-  explicit Collector(const std::string& db)
-      : m_pid(spawn(SOCKHIST_COLLECT_BIN, {"--db", db, "--interval", "1s", "--retain", "0", "--quiet"})) {}
-  ~Collector() { stop(); }
-  void stop() {
-    if (m_pid > 0) {
-      ::kill(m_pid, SIGTERM);
-      wait_child(m_pid);
-      m_pid = -1;
-    }
-  }
-
- private:
-  pid_t m_pid;
-};
-
 class LifecycleLive : public testing::Test {
  protected:
   void SetUp() override {
@@ -84,7 +66,7 @@ class LifecycleLive : public testing::Test {
 TEST_F(LifecycleLive, TimeWaitEntryWithinOneSecondCloseWaitBoundsContainTheClose) {
   const Fd listener = listen_tcp(4);
   const auto begin = Clock::now();
-  Collector collector(m_db);
+  LoopingCollector collector(m_db);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   std::map<int, Clock::time_point> time_wait_closed;   // client port -> when its TIME_WAIT began
   std::map<int, Clock::time_point> close_wait_closed;  // client port -> when the client closed
@@ -153,7 +135,7 @@ TEST_F(LifecycleLive, TimeWaitEntryWithinOneSecondCloseWaitBoundsContainTheClose
 TEST_F(LifecycleLive, FinWait2MinisocketIsCountedOnceLikeTheKernelDoes) {
   const Fd listener = listen_tcp(4);
   const auto begin = Clock::now();
-  Collector collector(m_db);
+  LoopingCollector collector(m_db);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   std::vector<Fd> servers;
   for (int i = 0; i < 3; ++i) {
@@ -192,7 +174,7 @@ TEST_F(LifecycleLive, PortsReusedAfterTheirTimeWaitExpiredAreNoAnomaly) {
   write_text("/proc/sys/net/ipv4/tcp_tw_reuse", "0\n");
   ASSERT_EQ(read_text("/proc/sys/net/ipv4/ip_local_port_range"), "40000\t40009\n");
   const auto begin = Clock::now();
-  Collector collector(m_db);
+  LoopingCollector collector(m_db);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   std::map<int, std::vector<Clock::time_point>> entered;  // client port -> when each TIME_WAIT began
   for (int i = 0; i < 10; ++i) {
@@ -253,7 +235,7 @@ TEST_F(LifecycleLive, PortsReusedAfterTheirTimeWaitExpiredAreNoAnomaly) {
 TEST_F(LifecycleLive, TimeWaitCounterAgreesWithEntriesAndPopulationAtFiftyClosesASecond) {
   const Fd listener = listen_tcp(4);
   const auto begin = Clock::now();
-  Collector collector(m_db);
+  LoopingCollector collector(m_db);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   const auto load_start = Clock::now();
   const auto period = std::chrono::milliseconds(20);  // 50 a second

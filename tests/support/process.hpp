@@ -1,6 +1,7 @@
 // Running the built binaries as a user would: arguments in, exit code and output back.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <string>
@@ -40,5 +41,31 @@ inline std::string address_limit_tool(std::string& why) {
   return prlimit;
 #endif
 }
+
+#ifdef SOCKHIST_COLLECT_BIN
+// The real collector looping every second into `db` (keeping everything, quiet) until stop() or
+// destruction, which send SIGTERM (it finishes the snapshot in flight) and wait for it.
+class LoopingCollector {
+ public:
+  explicit LoopingCollector(const std::string& db, const std::vector<std::string>& more = {}) {
+    std::vector<std::string> args{"--db", db, "--interval", "1s", "--retain", "0", "--quiet"};
+    args.insert(args.end(), more.begin(), more.end());
+    m_pid = spawn(SOCKHIST_COLLECT_BIN, args);
+  }
+  ~LoopingCollector() { stop(); }
+  LoopingCollector(const LoopingCollector&) = delete;
+  LoopingCollector& operator=(const LoopingCollector&) = delete;
+  void stop() {
+    if (m_pid > 0) {
+      ::kill(m_pid, SIGTERM);
+      wait_child(m_pid);
+      m_pid = -1;
+    }
+  }
+
+ private:
+  pid_t m_pid = -1;
+};
+#endif
 
 }  // namespace sockhist::test

@@ -64,6 +64,29 @@ TEST(SchemaDocs, EveryExampleQueryRunsOnASampleHistory) {
     auto db = store::open_for_write(dir / "d.db");
     // The busy part of the sample history: its newest capture holds CLOSE_WAIT and TIME_WAIT.
     write_sample_history(db, {"00", "01", "02"}, "web1");
+    // A looping collector's two snapshots with a connection log, for its examples: a connection
+    // of well under a second, and a stretch whose receive buffer overflowed.
+    store::SnapshotWriter writer(db);
+    const auto now = model::now_ms();
+    const std::vector<model::Socket> sockets{tcp(SockState::established, 40000, 80, 11, 5),
+                                             tcp(SockState::time_wait, 41001, 443, 0)};
+    auto first = capture_at(now - 2000, sockets);
+    first.connections = model::HeardEnds{};
+    first.connections->listening = true;
+    writer.write(first);
+    auto second = capture_at(now - 1000, sockets);
+    model::SocketEnd end;
+    end.local_addr = "10.0.0.1";
+    end.remote_addr = "10.0.0.9";
+    end.local_port = 41000;
+    end.remote_port = 443;
+    end.family = 4;
+    end.cookie = 7;
+    end.time_ms = now - 1500;
+    end.tcp = model::TcpTotals{};
+    end.tcp->bytes_sent = 100;
+    second.connections = model::HeardEnds{{end}, {}, now - 2000, now - 1000, 100, 1, 1, 0, 0, true};
+    writer.write(second);
   }
   auto db = store::open_read_only(dir / "d.db");
   const auto doc = test::read_text(std::filesystem::path(SOCKHIST_SAMPLES_DIR) / ".." / "schema" / "README.md");

@@ -213,6 +213,7 @@ struct TimeWaitReport {
   // Entries whose estimate falls between the first and the last snapshot, and their rate. They are
   // all seen only when no two consecutive snapshots are more than 60 s apart (`complete`).
   std::int64_t entries = 0;
+  std::int64_t exact_entries = 0;  // of them, dated by the connection log (the end of their socket)
   std::optional<double> entries_per_s;
   bool complete = false;
   // The busiest bucket: its entries, their rate over the part of the bucket the snapshots observe
