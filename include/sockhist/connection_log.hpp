@@ -39,8 +39,10 @@ class ConnectionLog {
   void watch(const std::vector<ListenTarget>& targets);
 
   // Takes what was heard in the namespace of `inode` since the previous take, and starts afresh.
-  // It reads the listener's queue itself first, so every socket the kernel destroyed before the
-  // call is in this take or an earlier one: none ends up in a later snapshot than its end.
+  // It reads the listener's queue itself first, so every announcement the kernel had queued by
+  // the call is in this take or an earlier one. The kernel queues them from a work queue, within
+  // a few ms of the end: one may still come after the snapshot that no longer saw its socket, and
+  // the writer joins it to the spans that snapshot closed.
   HeardEnds take(std::uint64_t inode, std::int64_t now_ms);
 
   // One line per namespace that could not be listened in, and why; emptied as it is read.
