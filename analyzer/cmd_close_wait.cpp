@@ -39,7 +39,7 @@ std::string stay(const query::CloseWaitSocket& s) {
              : fmt::format(">={}", model::format_duration(s.min_age_ms()));
 }
 
-render::Table sockets_table(const std::vector<query::CloseWaitSocket>& sockets) {
+render::Table sockets_table(const std::vector<query::CloseWaitSocket>& sockets, model::Zone zone) {
   using render::Kind;
   render::Table t;
   t.columns = {
@@ -63,6 +63,7 @@ render::Table sockets_table(const std::vector<query::CloseWaitSocket>& sockets) 
       {"still_there", "", Kind::integer, {}, 2, false},
       {"gone_by", "", Kind::time_ms, {}, 2, false},
       {"serves_listener", "", Kind::integer, {}, 2, false},
+      {"ended", "", Kind::time_ms, {}, 2, false},
   };
   for (const auto& s : sockets) {
     t.rows.push_back({
@@ -73,7 +74,9 @@ render::Table sockets_table(const std::vector<query::CloseWaitSocket>& sockets) 
         s.rx_queue_first,
         s.came_from == query::Neighbour{} ? std::string("-") : query::describe(s.came_from),
         stay(s),
-        std::string(s.still_there ? "there" : "gone"),
+        s.still_there ? std::string("there")
+        : s.ended_ms  ? fmt::format("ended {}", model::format_human(*s.ended_ms, zone))
+                      : std::string("gone"),
         s.pid == 0 ? render::Value() : render::Value(static_cast<std::int64_t>(s.pid)),
         s.comm.empty() ? render::Value() : render::Value(s.comm),
         optional_value(s.cmdline),
@@ -86,12 +89,14 @@ render::Table sockets_table(const std::vector<query::CloseWaitSocket>& sockets) 
         static_cast<std::int64_t>(s.still_there ? 1 : 0),
         optional_value(s.gone_by_ms),
         static_cast<std::int64_t>(s.serves_listener ? 1 : 0),
+        optional_value(s.ended_ms),
     });
   }
   t.notes.push_back("IN CLOSE_WAIT: since the first snapshot that saw it there (the shorter figure) or the one");
   t.notes.push_back(
       "before it (the longer), to the last that saw it. FROM: the state seen before. RECV-Q: unread bytes");
-  t.notes.push_back("in the last snapshot that saw it.");
+  t.notes.push_back("in the last snapshot that saw it. NOW: ended when the connection log heard its socket end");
+  t.notes.push_back("(its owner had closed it by then), else gone by the next snapshot.");
   return t;
 }
 
@@ -146,7 +151,7 @@ Result run_close_wait(const CloseWaitOptions& o) {
     t = process_table(groups);
   } else {
     std::erase_if(sockets, [&](const auto& s) { return s.min_age_ms() < min_age; });
-    t = sockets_table(sockets);
+    t = sockets_table(sockets, render_options(o.common).zone);
   }
   const int code = t.rows.empty() ? 0 : 1;
   const auto options = render_options(o.common);

@@ -117,8 +117,7 @@ render::Table summary_table(const query::TimeWaitReport& r, const render::Option
   const auto whole = [](std::int64_t n) { return render::Value(static_cast<double>(n)); };
   add("entries",
       r.exact_entries > 0
-          ? fmt::format("TIME_WAIT entered ({} from the connection log, exact; the rest from the timers)",
-                        r.exact_entries)
+          ? fmt::format("TIME_WAIT entered ({} dated by the connection log; the rest from the timers)", r.exact_entries)
           : std::string("TIME_WAIT entered (from the timers)"),
       whole(r.entries), maybe(r.entries_per_s),
       r.complete

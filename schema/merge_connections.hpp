@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
@@ -11,14 +12,20 @@
 
 namespace sockhist::store {
 
+// Refuses (Error db_refused, naming the input) a connection log holding what no kernel gives: a
+// port beyond 65535, a family other than 4 and 6. Run before anything is written.
+void check_connection_log(SQLite::Database& input, const std::string& input_name);
+
 class ConnectionLogReader {
  public:
-  explicit ConnectionLogReader(SQLite::Database& input);
+  // `input_name` names the input in errors.
+  ConnectionLogReader(SQLite::Database& input, std::string input_name);
   // What the collector heard with one input snapshot; nullopt when it did not listen (or the
   // input predates the connection log).
   std::optional<model::HeardEnds> read(std::int64_t snapshot_id);
 
  private:
+  std::string m_name;
   bool m_has_log = false;
   std::optional<SQLite::Statement> m_log;
   std::optional<SQLite::Statement> m_ends;

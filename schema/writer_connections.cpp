@@ -24,6 +24,12 @@ model::Identity connection_of(const model::SocketEnd& end) {
 
 }  // namespace
 
+bool began_at(const OpenSpan& time_wait, const model::SocketEnd& end) {
+  // Its start by its timer: when it fires, less the 60 s it runs.
+  return time_wait.values.timer == static_cast<std::uint8_t>(model::TimerKind::timewait) &&
+         time_wait.values.timer_expires_ms - k_time_wait_length_ms <= end.time_ms + k_time_wait_link_slack_ms;
+}
+
 EndJoin::EndJoin(const std::vector<model::SocketEnd>& ends) : m_ends(ends), m_matches(ends.size()) {
   m_by_connection.reserve(ends.size());
   for (std::size_t i = 0; i < ends.size(); ++i) {
@@ -37,7 +43,12 @@ EndJoin::EndJoin(const std::vector<model::SocketEnd>& ends) : m_ends(ends), m_ma
 void EndJoin::look(const std::vector<OpenSpan>& spans, SpanAge age) {
   const int rank = static_cast<int>(age);
   for (const OpenSpan& span : spans) {
-    if (span.proto != model::Proto::unix_domain && age != SpanAge::closed_before &&
+    // A FIN_WAIT2 minisocket (the TIME_WAIT timer on a FIN_WAIT2 socket) is what an orphaned
+    // socket becomes as the kernel frees it: it comes after the end, like TIME_WAIT, and says
+    // nothing of the socket's life before.
+    const bool minisocket = span.state == SockState::fin_wait2 &&
+                            span.values.timer == static_cast<std::uint8_t>(model::TimerKind::timewait);
+    if (span.proto != model::Proto::unix_domain && age != SpanAge::closed_before && !minisocket &&
         m_ports.contains({span.proto, span.local_port})) {
       if (span.proto == model::Proto::tcp && span.state == SockState::listen) {
         m_listeners[span.local_port].push_back({span.local_addr_id, span.process_id});
@@ -56,6 +67,13 @@ void EndJoin::look(const std::vector<OpenSpan>& spans, SpanAge age) {
       EndMatch& m = m_matches[i];
       // The same endpoints, and where the span has one, the same cookie: the same socket.
       const bool same = !span.has_cookie || span.cookie == static_cast<std::int64_t>(m_ends[i].cookie);
+      if (minisocket) {
+        m.minisocket = m.minisocket || same;
+        continue;
+      }
+      if (span.state == SockState::time_wait && !began_at(span, m_ends[i])) {
+        continue;
+      }
       if (span.state == SockState::time_wait) {
         if (same) {
           m.time_wait_span_id = span.span_id;
@@ -80,6 +98,9 @@ bool EndJoin::has_connection(const model::Identity& connection) const {
 
 std::int64_t EndJoin::time_wait_span(std::size_t i) const {
   const EndMatch& m = m_matches[i];
+  if (m.minisocket) {
+    return 0;
+  }
   if (m.time_wait_span_id != 0 || m.time_wait_by_endpoints == 0 || m_ambiguous.contains(m_ids[i].hash)) {
     return m.time_wait_span_id;
   }
@@ -190,10 +211,11 @@ void SnapshotWriter::Impl::write_connections(const Capture& cap, std::int64_t ne
     const writer::Wildcards wildcards{id_of("0.0.0.0"), id_of("::")};
     for (std::size_t i = 0; i < heard.ends.size(); ++i) {
       const std::int64_t end_id = write_end(heard.ends[i], i, *join, wildcards, netns_id, snapshot_id, prev);
-      if (heard.ends[i].proto == model::Proto::tcp && join->time_wait_span(i) == 0) {
+      if (heard.ends[i].proto == model::Proto::tcp && join->time_wait_span(i) == 0 && !join->match(i).minisocket) {
         waiting.by_connection.emplace(
             join->connection(i).hash,
-            WaitingEnd{join->connection(i), end_id, static_cast<std::int64_t>(heard.ends[i].cookie)});
+            WaitingEnd{join->connection(i), end_id, static_cast<std::int64_t>(heard.ends[i].cookie),
+                       heard.ends[i].time_ms});
       }
     }
   }
@@ -233,7 +255,9 @@ void SnapshotWriter::Impl::link_late_time_waits(std::int64_t netns_id, const std
     std::int64_t end_id = 0;
     std::size_t alike = 0;
     for (auto it = first; it != last; ++it) {
-      if (it->second.connection != span.connection) {
+      model::SocketEnd end;
+      end.time_ms = it->second.time_ms;
+      if (it->second.connection != span.connection || !writer::began_at(span, end)) {
         continue;
       }
       ++alike;

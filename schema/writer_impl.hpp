@@ -26,6 +26,13 @@ using model::Capture;
 using model::Socket;
 using model::SockState;
 
+// A TIME_WAIT span is linked to a socket end only when its timer puts its start no later than
+// this after the end was read (the timer's start is seen early by up to the capture's length,
+// never late): a socket closed before its peer's FIN waits in FIN_WAIT2 first, and its TIME_WAIT
+// begins when the FIN comes.
+inline constexpr std::int64_t k_time_wait_link_slack_ms = 1000;
+inline constexpr std::int64_t k_time_wait_length_ms = 60'000;  // on Linux (docs/kernel.md)
+
 // A TIME_WAIT socket whose time remaining exceeds what the span's first observation predicts by
 // more than this is a new socket on a reused 4-tuple (docs/kernel.md: TIME_WAIT counts down from 60 s).
 inline constexpr std::int64_t k_timewait_slack_ms = 2000;
@@ -146,7 +153,11 @@ struct EndMatch {
   std::int64_t time_wait_by_endpoints = 0;  // one this snapshot opened with its endpoints, another cookie
   SockState seen_state = SockState::close;
   int seen_rank = -1;
+  bool minisocket = false;  // a FIN_WAIT2 minisocket followed it: its TIME_WAIT began later
 };
+
+// Whether `time_wait`'s timer puts its start at `end` (k_time_wait_link_slack_ms).
+bool began_at(const OpenSpan& time_wait, const model::SocketEnd& end);
 
 // Which spans EndJoin::look is shown, oldest first: a later rank's span is a newer state.
 enum class SpanAge : int { closed_before = 0, alive_before = 1, opened_now = 2 };
@@ -241,6 +252,7 @@ struct SnapshotWriter::Impl {
     model::Identity connection;
     std::int64_t end_id = 0;
     std::int64_t cookie = 0;
+    std::int64_t time_ms = 0;
   };
   struct WaitingEnds {
     std::int64_t snapshot_id = 0;

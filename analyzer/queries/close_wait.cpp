@@ -34,6 +34,51 @@ Neighbour neighbour_of(const std::optional<std::string>& state, std::optional<in
   return n;
 }
 
+namespace {
+
+// Each entry's last CLOSE_WAIT span, by the entry's index.
+std::vector<std::int64_t> last_span_of(const std::unordered_map<std::int64_t, std::size_t>& by_span) {
+  std::vector<std::int64_t> out(by_span.size());
+  for (const auto& [span_id, index] : by_span) {
+    out[index] = span_id;
+  }
+  return out;
+}
+
+// The end the connection log heard of each gone socket: stored with the snapshot that no longer
+// saw it, or the one after (a late announcement), joined to its last CLOSE_WAIT span or to the
+// LAST_ACK or CLOSING span that followed it.
+void add_ends(SQLite::Database& db, const Scope& scope, const std::vector<std::int64_t>& ids,
+              std::vector<CloseWaitSocket>& sockets, const std::vector<std::int64_t>& last_spans) {
+  if (db.execAndGet("PRAGMA user_version").getInt() < 10) {
+    return;
+  }
+  SQLite::Statement q(db,
+                      "SELECT e.time_ms FROM snapshots s CROSS JOIN connection_ends e ON e.snapshot_id = s.snapshot_id "
+                      "LEFT JOIN socket_spans sp ON sp.span_id = e.span_id "
+                      "WHERE s.netns_id = ?1 AND s.snapshot_id > ?2 AND s.snapshot_id <= ?3 AND e.span_id IS NOT NULL "
+                      "AND (e.span_id = ?4 OR sp.prev_span_id = ?4) ORDER BY e.time_ms LIMIT 1");
+  for (std::size_t i = 0; i < sockets.size(); ++i) {
+    auto& socket = sockets[i];
+    if (socket.still_there) {
+      continue;
+    }
+    // The snapshot that no longer saw it, and the one after, by position in the range.
+    const auto gone = std::upper_bound(ids.begin(), ids.end(), socket.last_seen_id) - ids.begin();
+    const auto until = static_cast<std::size_t>(std::min<std::ptrdiff_t>(gone + 1, std::ssize(ids) - 1));
+    q.reset();
+    q.bind(1, scope.netns_id);
+    q.bind(2, socket.last_seen_id);
+    q.bind(3, ids[until]);
+    q.bind(4, last_spans[i]);
+    if (q.executeStep()) {
+      socket.ended_ms = q.getColumn(0).getInt64();
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<CloseWaitSocket> close_wait_sockets(SQLite::Database& db, const Scope& scope,
                                                 const std::vector<SnapshotSummary>& snapshots) {
   const auto close_wait = state_id(db, model::Proto::tcp, model::SockState::close_wait);
@@ -118,10 +163,12 @@ std::vector<CloseWaitSocket> close_wait_sockets(SQLite::Database& db, const Scop
     const auto last_pos = at_or_before(ids, last_id);
     entry->last_seen_ms = snapshots[static_cast<std::size_t>(std::max<std::ptrdiff_t>(last_pos, 0))].time_ms;
     entry->still_there = last_id >= ids.back();
+    entry->last_seen_id = last_id;
     entry->gone_by_ms =
         entry->still_there ? std::nullopt : std::optional(snapshots[static_cast<std::size_t>(last_pos + 1)].time_ms);
     by_span[span_id] = static_cast<std::size_t>(entry - out.data());
   }
+  add_ends(db, scope, ids, out, last_span_of(by_span));
   std::stable_sort(out.begin(), out.end(), [](const CloseWaitSocket& a, const CloseWaitSocket& b) {
     if (a.still_there != b.still_there) {
       return a.still_there;

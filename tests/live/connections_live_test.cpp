@@ -97,7 +97,9 @@ struct Made {
   int client_port = 0;
   std::size_t client_bytes = 0;
   std::size_t server_bytes = 0;
-  std::int64_t connect_start = 0, connected = 0, close_start = 0, closed = 0;
+  bool held = false;  // the server end held in CLOSE_WAIT for 2.5 s
+  std::int64_t connect_start = 0, connected = 0;
+  std::int64_t client_close = 0, server_close = 0, closed = 0;  // when each close began; all done
 };
 
 }  // namespace
@@ -107,12 +109,15 @@ TEST_F(ConnectionsLive, EveryConnectionWithExactBytesBoundedLifetimesAndInboundO
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a first snapshot before any
   const Fd listener = listen_tcp(4);
   std::vector<Made> made;
-  // 30 connections: the short ones live a few ms, between two snapshots; every fifth stays 2.5 s,
-  // long enough for snapshots to see it.
+  // 30 connections, each closed by the client first. 24 live a few ms, between two snapshots, and
+  // the server closes at once: the client goes to TIME_WAIT. For every fifth the server holds its
+  // end in CLOSE_WAIT for 2.5 s, seen by snapshots; the client's end is orphaned in FIN_WAIT2 (a
+  // minisocket) as it closes, before the server's FIN, and its TIME_WAIT begins only later.
   for (int i = 0; i < 30; ++i) {
     Made m;
     m.client_bytes = 100 + static_cast<std::size_t>(i);
     m.server_bytes = 1000 + 10 * static_cast<std::size_t>(i);
+    m.held = i % 5 == 4;
     m.connect_start = now_ms();
     Pair pair = connect_pair(4, listener);
     m.connected = now_ms();
@@ -121,12 +126,13 @@ TEST_F(ConnectionsLive, EveryConnectionWithExactBytesBoundedLifetimesAndInboundO
     send_all(pair.server, m.server_bytes);
     receive(pair.server, m.client_bytes);
     receive(pair.client, m.server_bytes);
-    if (i % 5 == 4) {
+    m.client_close = now_ms();
+    pair.client.reset();
+    receive(pair.server, 0);
+    if (m.held) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2500));
     }
-    m.close_start = now_ms();
-    pair.client.reset();  // the client first: it goes to TIME_WAIT
-    receive(pair.server, 0);
+    m.server_close = now_ms();
     pair.server.reset();
     m.closed = now_ms();
     made.push_back(m);
@@ -147,7 +153,7 @@ TEST_F(ConnectionsLive, EveryConnectionWithExactBytesBoundedLifetimesAndInboundO
   const int server_port = local_port(listener);
   int seen_alive = 0;
   for (const auto& m : made) {
-    SCOPED_TRACE(fmt::format("client port {}", m.client_port));
+    SCOPED_TRACE(fmt::format("client port {}{}", m.client_port, m.held ? ", held in CLOSE_WAIT" : ""));
     const auto& client_side = by_ports[{m.client_port, server_port}];
     const auto& server_side = by_ports[{server_port, m.client_port}];
     ASSERT_EQ(client_side.size(), 1u);
@@ -155,13 +161,14 @@ TEST_F(ConnectionsLive, EveryConnectionWithExactBytesBoundedLifetimesAndInboundO
     for (const auto* end : {&client_side[0], &server_side[0]}) {
       const auto& e = *end;
       const bool is_client = e["local_port"] == m.client_port;
-      // tcp_info: payload as sent; received counts the peer's FIN as one.
+      // tcp_info: payload as sent; received counts the peer's FIN as one, when it came before the
+      // end (a held server's FIN comes after its client's end).
       EXPECT_EQ(e["bytes_sent"], is_client ? m.client_bytes : m.server_bytes);
-      EXPECT_EQ(e["bytes_received"], (is_client ? m.server_bytes : m.client_bytes) + 1);
+      EXPECT_EQ(e["bytes_received"], is_client ? m.server_bytes + (m.held ? 0 : 1) : m.client_bytes + 1);
       EXPECT_EQ(e["total_retrans"], 0);
-      // The end was heard after the close began, within 1 s of it ending.
+      // The end was heard after its close began, within 1 s of the closes ending.
       const std::int64_t end_ms = ms_of(e["end_epoch"]);
-      EXPECT_GE(end_ms, m.close_start);
+      EXPECT_GE(end_ms, is_client ? m.client_close : m.server_close);
       EXPECT_LE(end_ms, m.closed + 1000);
       // The bounds hold the birth: after born_after, by born_by.
       ASSERT_FALSE(e["born_after_epoch"].is_null()) << "a snapshot came before every connection";
@@ -180,16 +187,40 @@ TEST_F(ConnectionsLive, EveryConnectionWithExactBytesBoundedLifetimesAndInboundO
         EXPECT_TRUE(e["owner_basis"] == "listener" || e["owner_basis"] == "span") << e.dump();
       }
     }
-    EXPECT_EQ(client_side[0]["entered_time_wait"], 1);
+    // The TIME_WAIT a client's end began; none for one orphaned into a minisocket first.
+    EXPECT_EQ(client_side[0]["entered_time_wait"], m.held ? 0 : 1);
     EXPECT_EQ(server_side[0]["entered_time_wait"], 0);
+    if (m.held) {
+      EXPECT_EQ(server_side[0]["seen_state"], "CLOSE_WAIT");
+      EXPECT_EQ(server_side[0]["owner_basis"], "span");
+    }
   }
-  // time-wait dates each of the 30 client TIME_WAITs by its socket's end, not by its timer.
+  // The held servers were seen alive, in CLOSE_WAIT, and their clients before they closed.
+  EXPECT_GE(seen_alive, 6);
+  // time-wait dates the 24 TIME_WAITs entered at their socket's end by it, the others by their timers.
   const auto tw = run(SOCKHIST_ANALYZER_BIN, {"time-wait", "--db", m_db, "--since", "1h"});
-  EXPECT_NE(tw.out.find("TIME_WAIT entered (30 from the connection log, exact"), std::string::npos) << tw.out;
-  // The six long ones were seen alive by snapshots, both ends: owned on sight.
-  EXPECT_GE(seen_alive, 12);
-  std::cout << fmt::format("[ figures  ] {} connections, {} ends heard, {} seen alive by a snapshot\n", made.size(),
-                           coverage["heard"].get<int>(), seen_alive);
+  EXPECT_NE(tw.out.find("TIME_WAIT entered (24 dated by the connection log"), std::string::npos) << tw.out;
+  // close-wait says when each held server's socket ended: after its close began, within 1 s.
+  const auto cw =
+      run(SOCKHIST_ANALYZER_BIN, {"close-wait", "--db", m_db, "--since", "1h", "--min-age", "0", "--format", "json"});
+  ASSERT_EQ(cw.exit_code, 1) << cw.err;
+  int ended = 0;
+  const auto close_wait = nlohmann::json::parse(cw.out);
+  for (const auto& row : close_wait["rows"]) {
+    for (const auto& m : made) {
+      if (m.held && row["remote"] == fmt::format("127.0.0.1:{}", m.client_port)) {
+        ASSERT_FALSE(row["ended_epoch"].is_null()) << row.dump();
+        EXPECT_GE(ms_of(row["ended_epoch"]), m.server_close);
+        EXPECT_LE(ms_of(row["ended_epoch"]), m.closed + 1000);
+        ++ended;
+      }
+    }
+  }
+  EXPECT_EQ(ended, 6);
+  std::cout << fmt::format(
+      "[ figures  ] {} connections, {} ends heard, {} seen alive by a snapshot, {} CLOSE_WAIT "
+      "ends dated\n",
+      made.size(), coverage["heard"].get<int>(), seen_alive, ended);
 }
 
 TEST_F(ConnectionsLive, AStormOf5000ASecondFor30sIsAllKeptOrSummed) {

@@ -5,6 +5,7 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include "sockhist/error.hpp"
 #include "sockhist/merge.hpp"
 #include "store_history.hpp"
 
@@ -119,6 +120,7 @@ class ConnectionStore : public testing::Test {
     summed.count = 5;
     summed.bytes_sent = 50;
     summed.local_port = 7000;
+    summed.family = 4;
     c2.connections->aggregates.push_back(summed);
     c2.connections->heard += 5 + 2;
     c2.connections->over_bound = 2;
@@ -257,4 +259,45 @@ TEST(ConnectionStoreLate, ATimeWaitSeenOneSnapshotLaterIsLinkedToTheEndItBegan) 
                    "SELECT count(*) FROM connection_ends WHERE local_port = 46000 AND time_wait_span_id IS NOT "
                    "NULL"),
             0);
+}
+
+// An end is a TIME_WAIT's start only when that TIME_WAIT's timer agrees, and never when the socket
+// was orphaned into a FIN_WAIT2 minisocket first (its TIME_WAIT began at the peer's later FIN).
+TEST(ConnectionStoreLate, ATimeWaitThatBeganLaterThanTheEndIsNotItsStart) {
+  SQLite::Database db(":memory:", SQLite::OPEN_READWRITE);
+  store::initialize(db);
+  store::SnapshotWriter writer(db);
+  auto c0 = capture_at(k_t0, {});
+  c0.connections = heard(k_t0 - 500, k_t0, {});
+  writer.write(c0);
+  auto minisocket = with_cookie(tcp(SockState::fin_wait2, 47000, 80, 0), 71);
+  minisocket.timer = model::TimerKind::timewait;
+  minisocket.timer_ms = 55'000;
+  auto late = with_cookie(tcp(SockState::time_wait, 48000, 80, 0), 81);
+  late.timer_ms = 58'000;  // seen at t0 + 5000: it began at t0 + 3000, 2.5 s after the end
+  auto c1 = capture_at(k_t0 + 5000, {minisocket, late});
+  c1.connections = heard(k_t0, k_t0 + 5000, {end_of(47000, 80, 71, k_t0 + 400), end_of(48000, 80, 81, k_t0 + 500)});
+  writer.write(c1);
+  auto c2 = capture_at(k_t0 + 6000, {with_cookie(tcp(SockState::time_wait, 47000, 80, 0), 71), late});
+  c2.connections = heard(k_t0 + 5000, k_t0 + 6000, {});
+  writer.write(c2);
+  EXPECT_FALSE(row_of(db, 47000, 80).time_wait);
+  EXPECT_FALSE(row_of(db, 48000, 80).time_wait);
+  EXPECT_EQ(row_of(db, 47000, 80).seen_state, "") << "a minisocket is not the socket seen alive";
+}
+
+// A connection log holding what no kernel gives is refused before anything is merged.
+TEST_F(ConnectionStore, MergeRefusesAPortNoKernelGivesAndWritesNothing) {
+  m_db.exec("UPDATE connection_ends SET remote_port = 70000 WHERE local_port = 6000");
+  SQLite::Database out(":memory:", SQLite::OPEN_READWRITE);
+  store::initialize(out);
+  try {
+    store::merge_into(out, m_db, "hostile.db", {});
+    FAIL() << "merged";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Exit::db_refused);
+    EXPECT_NE(std::string(e.what()).find("hostile.db: connection_ends holds remote_port 70000"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(scalar(out, "SELECT count(*) FROM snapshots"), 0);
 }

@@ -53,8 +53,12 @@ struct CloseWaitSocket {
   std::optional<std::int64_t> entered_after_ms;
   std::int64_t entered_by_ms = 0;
   std::int64_t last_seen_ms = 0;           // the last snapshot of the range that saw it
+  std::int64_t last_seen_id = 0;           // that snapshot's id
   bool still_there = false;                // seen in the range's last snapshot
   std::optional<std::int64_t> gone_by_ms;  // the first snapshot (in the range) that no longer saw it
+  // When the connection log heard its socket end (within a few ms): its owner had closed it by
+  // then. Only for a socket gone from the range and heard by a looping collector.
+  std::optional<std::int64_t> ended_ms;
 
   // How long it has been in CLOSE_WAIT at last_seen_ms: at least, and at most (nullopt: unbounded).
   std::int64_t min_age_ms() const { return last_seen_ms - entered_by_ms; }
