@@ -20,18 +20,6 @@ struct CloseWaitOptions {
 // What --since and --until mean when not given.
 const WindowDefaults k_window{"24h", true, {}};
 
-std::string address(const std::string& addr, std::int64_t port) {
-  return fmt::format("{}:{}", addr, port);
-}
-
-render::Value optional_value(const std::optional<std::int64_t>& v) {
-  return v ? render::Value(*v) : render::Value();
-}
-
-render::Value optional_value(const std::optional<std::string>& v) {
-  return v ? render::Value(*v) : render::Value();
-}
-
 // "12m05s-13m05s", or ">=12m05s" when the kept history begins with the socket in CLOSE_WAIT.
 std::string stay(const query::CloseWaitSocket& s) {
   const auto max = s.max_age_ms();
@@ -68,8 +56,8 @@ render::Table sockets_table(const std::vector<query::CloseWaitSocket>& sockets, 
   for (const auto& s : sockets) {
     t.rows.push_back({
         program(s.pid, s.comm),
-        address(s.local_addr, s.local_port),
-        address(s.remote_addr, s.remote_port),
+        endpoint(s.local_addr, s.local_port),
+        endpoint(s.remote_addr, s.remote_port),
         s.rx_queue,
         s.rx_queue_first,
         s.came_from == query::Neighbour{} ? std::string("-") : query::describe(s.came_from),

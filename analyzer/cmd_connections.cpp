@@ -21,14 +21,6 @@ struct ConnectionsOptions {
 
 const WindowDefaults k_window{"1h", true, {}};
 
-std::string address(const std::string& addr, std::int64_t port) {
-  return fmt::format("{}:{}", addr, port);
-}
-
-render::Value optional_value(const std::optional<std::int64_t>& v) {
-  return v ? render::Value(*v) : render::Value();
-}
-
 // "1.2s-2.0s"; "<=51ms" when no snapshot saw it; ">=3.1s" when it was alive as recording began.
 std::string lifetime(const query::ConnectionEnd& e) {
   const auto lo = e.lifetime_min_ms();
@@ -99,8 +91,8 @@ render::Table ends_table(const query::Connections& c) {
         e.pid == 0 ? std::string("-") : program(e.pid, e.comm),
         e.owner_basis,
         std::string(model::name(e.proto)),
-        address(e.local_addr, e.local_port),
-        address(e.remote_addr, e.remote_port),
+        endpoint(e.local_addr, e.local_port),
+        endpoint(e.remote_addr, e.remote_port),
         optional_value(e.bytes_sent),
         optional_value(e.bytes_received),
         optional_value(e.total_retrans),
@@ -108,15 +100,15 @@ render::Table ends_table(const query::Connections& c) {
         seen(e),
         e.pid == 0 ? render::Value() : render::Value(static_cast<std::int64_t>(e.pid)),
         e.comm.empty() ? render::Value() : render::Value(e.comm),
-        e.cmdline ? render::Value(*e.cmdline) : render::Value(),
-        e.user ? render::Value(*e.user) : render::Value(),
-        e.owner_reason ? render::Value(*e.owner_reason) : render::Value(),
+        optional_value(e.cmdline),
+        optional_value(e.user),
+        optional_value(e.owner_reason),
         e.local_addr,
         static_cast<std::int64_t>(e.local_port),
         e.remote_addr,
         static_cast<std::int64_t>(e.remote_port),
         e.end_state,
-        e.seen_state ? render::Value(*e.seen_state) : render::Value(),
+        optional_value(e.seen_state),
         static_cast<std::int64_t>(e.entered_time_wait ? 1 : 0),
         optional_value(e.born_after_ms),
         optional_value(e.born_by_ms),

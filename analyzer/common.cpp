@@ -181,4 +181,16 @@ std::string scope_line(const query::Scope& scope) {
   return fmt::format("host {}, {}", scope.host, ns);
 }
 
+std::string endpoint(const std::string& addr, std::int64_t port) {
+  return fmt::format("{}:{}", addr, port);
+}
+
+render::Value optional_value(const std::optional<std::int64_t>& v) {
+  return v ? render::Value(*v) : render::Value();
+}
+
+render::Value optional_value(const std::optional<std::string>& v) {
+  return v ? render::Value(*v) : render::Value();
+}
+
 }  // namespace sockhist::analyzer

@@ -112,6 +112,12 @@ nlohmann::ordered_json json_head(const std::string& command, const Common& commo
 
 using query::program;
 
+// An endpoint as netstat -n prints it: "10.0.0.1:443".
+std::string endpoint(const std::string& addr, std::int64_t port);
+// A table cell for an optional value: empty (null in JSON) when absent.
+render::Value optional_value(const std::optional<std::int64_t>& v);
+render::Value optional_value(const std::optional<std::string>& v);
+
 // One line naming the host and namespace for a table's heading.
 std::string scope_line(const query::Scope& scope);
 

@@ -420,7 +420,7 @@ void copy_namespace(SnapshotWriter& writer, SQLite::Database& input, const std::
       "tcp_fin_timeout, tcp_max_tw_buckets, port_range_low, port_range_high, tcp_tw_reuse, somaxconn, owners, "
       "skipped_lines, netns_pid, netns_cookie FROM snapshots WHERE snapshot_id = ?");
   SQLite::Statement diagnostics(input, "SELECT file, line, message FROM diagnostics WHERE snapshot_id = ?");
-  ConnectionLogReader connections(input, input_name);
+  ConnectionLogReader connections(input);
   replay_counters(input, n.id, ids, [&](std::size_t index, const CounterValues& counters) {
     const auto id = ids[index];
     auto c = snapshot_head(snapshot, diagnostics, id, host, n, input_name);

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "sockhist/error.hpp"
+#include "sockhist/store.hpp"
 
 namespace sockhist::store {
 
@@ -21,20 +22,10 @@ std::uint32_t u32(const SQLite::Column& c) {
   return static_cast<std::uint32_t>(c.getInt64());
 }
 
-// A port or family as stored, refused (nothing written) when no kernel could have given it.
-int checked(const SQLite::Column& c, const std::string& input, const char* table, const char* what, int low, int high) {
-  const auto v = c.getInt64();
-  if (v < low || v > high || (std::string_view(what) == "family" && v != 4 && v != 6)) {
-    throw Error(Exit::db_refused, fmt::format("{}: {} holds {} {}, which no kernel gives; refused, nothing was merged",
-                                              input, table, what, v));
-  }
-  return static_cast<int>(v);
-}
-
 }  // namespace
 
 void check_connection_log(SQLite::Database& input, const std::string& input_name) {
-  if (input.execAndGet("PRAGMA user_version").getInt() < 10) {
+  if (!has_connection_log(input)) {
     return;
   }
   for (const char* table : {"connection_ends", "connection_aggregates"}) {
@@ -43,16 +34,21 @@ void check_connection_log(SQLite::Database& input, const std::string& input_name
                                            "local_port NOT BETWEEN 0 AND 65535{} LIMIT 1",
                                            remote ? "remote_port" : "0", table,
                                            remote ? " OR remote_port NOT BETWEEN 0 AND 65535" : ""));
-    if (q.executeStep()) {
-      checked(q.getColumn(0), input_name, table, "family", 4, 6);
-      checked(q.getColumn(1), input_name, table, "local_port", 0, 65535);
-      checked(q.getColumn(2), input_name, table, "remote_port", 0, 65535);
+    if (!q.executeStep()) {
+      continue;
     }
+    const auto family = q.getColumn(0).getInt64();
+    const auto local_port = q.getColumn(1).getInt64();
+    const auto [what, value] = family != 4 && family != 6 ? std::pair("family", family)
+                               : local_port < 0 || local_port > 65535
+                                   ? std::pair("local_port", local_port)
+                                   : std::pair("remote_port", q.getColumn(2).getInt64());
+    throw Error(Exit::db_refused, fmt::format("{}: {} holds {} {}, which no kernel gives; refused, nothing was merged",
+                                              input_name, table, what, value));
   }
 }
 
-ConnectionLogReader::ConnectionLogReader(SQLite::Database& input, std::string input_name)
-    : m_name(std::move(input_name)), m_has_log(input.execAndGet("PRAGMA user_version").getInt() >= 10) {
+ConnectionLogReader::ConnectionLogReader(SQLite::Database& input) : m_has_log(has_connection_log(input)) {
   if (!m_has_log) {
     return;
   }
@@ -102,13 +98,11 @@ std::optional<model::HeardEnds> ConnectionLogReader::read(std::int64_t snapshot_
     end.cookie = static_cast<std::uint64_t>(e.getColumn(1).getInt64());
     end.proto = model::proto_from_name(e.getColumn(2).getString()).value_or(model::Proto::tcp);
     end.state = model::sock_state_from_name(e.getColumn(3).getString()).value_or(model::SockState::close);
-    end.family = checked(e.getColumn(4), m_name, "connection_ends", "family", 4, 6);
+    end.family = e.getColumn(4).getInt();
     end.local_addr = e.getColumn(5).getString();
-    end.local_port =
-        static_cast<std::uint16_t>(checked(e.getColumn(6), m_name, "connection_ends", "local_port", 0, 65535));
+    end.local_port = static_cast<std::uint16_t>(e.getColumn(6).getInt());
     end.remote_addr = e.getColumn(7).getString();
-    end.remote_port =
-        static_cast<std::uint16_t>(checked(e.getColumn(8), m_name, "connection_ends", "remote_port", 0, 65535));
+    end.remote_port = static_cast<std::uint16_t>(e.getColumn(8).getInt());
     if (!e.getColumn(9).isNull()) {
       model::TcpTotals t;
       t.bytes_acked = static_cast<std::uint64_t>(e.getColumn(9).getInt64());
@@ -137,9 +131,8 @@ std::optional<model::HeardEnds> ConnectionLogReader::read(std::int64_t snapshot_
     a.second_ms = g.getColumn(0).getInt64();
     a.proto = model::proto_from_name(g.getColumn(1).getString()).value_or(model::Proto::tcp);
     a.state = model::sock_state_from_name(g.getColumn(2).getString()).value_or(model::SockState::close);
-    a.family = checked(g.getColumn(3), m_name, "connection_aggregates", "family", 4, 6);
-    a.local_port =
-        static_cast<std::uint16_t>(checked(g.getColumn(4), m_name, "connection_aggregates", "local_port", 0, 65535));
+    a.family = g.getColumn(3).getInt();
+    a.local_port = static_cast<std::uint16_t>(g.getColumn(4).getInt());
     a.remote_addr = g.getColumn(5).getString();
     a.count = static_cast<std::uint64_t>(g.getColumn(6).getInt64());
     a.bytes_acked = static_cast<std::uint64_t>(g.getColumn(7).getInt64());

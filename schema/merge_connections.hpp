@@ -18,14 +18,13 @@ void check_connection_log(SQLite::Database& input, const std::string& input_name
 
 class ConnectionLogReader {
  public:
-  // `input_name` names the input in errors.
-  ConnectionLogReader(SQLite::Database& input, std::string input_name);
+  // Its values as stored: merge_into has run check_connection_log on the input first.
+  explicit ConnectionLogReader(SQLite::Database& input);
   // What the collector heard with one input snapshot; nullopt when it did not listen (or the
   // input predates the connection log).
   std::optional<model::HeardEnds> read(std::int64_t snapshot_id);
 
  private:
-  std::string m_name;
   bool m_has_log = false;
   std::optional<SQLite::Statement> m_log;
   std::optional<SQLite::Statement> m_ends;

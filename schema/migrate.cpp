@@ -108,6 +108,10 @@ int oldest_readable_schema_version() {
   return 6;  // 7 to 9 changed indexes only, 10 added the connection log: older files read as they are
 }
 
+bool has_connection_log(SQLite::Database& db) {
+  return pragma_int(db, "user_version") >= 10;  // 010_connection_log.sql
+}
+
 std::string_view migration_sql(int version) {
   if (version < 1 || version > schema_version()) {
     throw std::out_of_range(fmt::format("no migration to schema version {}", version));

@@ -24,10 +24,10 @@ model::Identity connection_of(const model::SocketEnd& end) {
 
 }  // namespace
 
-bool began_at(const OpenSpan& time_wait, const model::SocketEnd& end) {
+bool began_at(const OpenSpan& time_wait, std::int64_t end_ms) {
   // Its start by its timer: when it fires, less the 60 s it runs.
   return time_wait.values.timer == static_cast<std::uint8_t>(model::TimerKind::timewait) &&
-         time_wait.values.timer_expires_ms - k_time_wait_length_ms <= end.time_ms + k_time_wait_link_slack_ms;
+         time_wait.values.timer_expires_ms - k_time_wait_length_ms <= end_ms + k_time_wait_link_slack_ms;
 }
 
 EndJoin::EndJoin(const std::vector<model::SocketEnd>& ends) : m_ends(ends), m_matches(ends.size()) {
@@ -71,7 +71,7 @@ void EndJoin::look(const std::vector<OpenSpan>& spans, SpanAge age) {
         m.minisocket = m.minisocket || same;
         continue;
       }
-      if (span.state == SockState::time_wait && !began_at(span, m_ends[i])) {
+      if (span.state == SockState::time_wait && !began_at(span, m_ends[i].time_ms)) {
         continue;
       }
       if (span.state == SockState::time_wait) {
@@ -255,9 +255,7 @@ void SnapshotWriter::Impl::link_late_time_waits(std::int64_t netns_id, const std
     std::int64_t end_id = 0;
     std::size_t alike = 0;
     for (auto it = first; it != last; ++it) {
-      model::SocketEnd end;
-      end.time_ms = it->second.time_ms;
-      if (it->second.connection != span.connection || !writer::began_at(span, end)) {
+      if (it->second.connection != span.connection || !writer::began_at(span, it->second.time_ms)) {
         continue;
       }
       ++alike;

@@ -156,8 +156,8 @@ struct EndMatch {
   bool minisocket = false;  // a FIN_WAIT2 minisocket followed it: its TIME_WAIT began later
 };
 
-// Whether `time_wait`'s timer puts its start at `end` (k_time_wait_link_slack_ms).
-bool began_at(const OpenSpan& time_wait, const model::SocketEnd& end);
+// Whether `time_wait`'s timer puts its start at an end read at `end_ms` (k_time_wait_link_slack_ms).
+bool began_at(const OpenSpan& time_wait, std::int64_t end_ms);
 
 // Which spans EndJoin::look is shown, oldest first: a later rank's span is a newer state.
 enum class SpanAge : int { closed_before = 0, alive_before = 1, opened_now = 2 };

@@ -10,6 +10,7 @@
 
 #include "read.hpp"
 #include "sockhist/query/lifecycle.hpp"
+#include "sockhist/store.hpp"
 
 namespace sockhist::query {
 
@@ -50,7 +51,7 @@ std::vector<std::int64_t> last_span_of(const std::unordered_map<std::int64_t, st
 // LAST_ACK or CLOSING span that followed it.
 void add_ends(SQLite::Database& db, const Scope& scope, const std::vector<std::int64_t>& ids,
               std::vector<CloseWaitSocket>& sockets, const std::vector<std::int64_t>& last_spans) {
-  if (db.execAndGet("PRAGMA user_version").getInt() < 10) {
+  if (!store::has_connection_log(db)) {
     return;
   }
   SQLite::Statement q(db,

@@ -6,6 +6,7 @@
 #include <SQLiteCpp/Statement.h>
 
 #include "read.hpp"
+#include "sockhist/store.hpp"
 
 namespace sockhist::query {
 
@@ -20,10 +21,6 @@ std::optional<std::int64_t> ConnectionEnd::lifetime_max_ms() const {
 }
 
 namespace {
-
-bool has_connection_log(SQLite::Database& db) {
-  return db.execAndGet("PRAGMA user_version").getInt() >= 10;
-}
 
 ConnectionCoverage read_coverage(SQLite::Database& db, const Scope& scope, std::int64_t since_ms,
                                  std::int64_t until_ms) {
@@ -76,7 +73,7 @@ ConnectionCoverage read_coverage(SQLite::Database& db, const Scope& scope, std::
 
 Connections read_connections(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms) {
   Connections out;
-  out.has_log = has_connection_log(db);
+  out.has_log = store::has_connection_log(db);
   if (!out.has_log) {
     return out;
   }

@@ -3,6 +3,8 @@
 // until the snapshots have moved past it.
 #include "time_wait_read.hpp"
 
+#include "sockhist/store.hpp"
+
 #include <arpa/inet.h>
 
 #include <algorithm>
@@ -92,7 +94,7 @@ struct TimeWaitReader::Impl {
       times.push_back(snap.time_ms);
     }
     listening = listeners(db, scope, ids.front(), ids.back());
-    if (db.execAndGet("PRAGMA user_version").getInt() >= 10) {
+    if (store::has_connection_log(db)) {
       // An end is stored with the snapshot that first saw its TIME_WAIT or the one before.
       SQLite::Statement q(db,
                           "SELECT e.time_wait_span_id, e.time_ms FROM snapshots s CROSS JOIN connection_ends e "

@@ -59,8 +59,13 @@ std::string read_by_length(std::string sql, std::string_view after, std::string_
 bool schema_as_built(SQLite::Database& db);
 
 // The oldest schema version this build reads without migrating it: one whose tables and views are
-// the current ones (later versions added indexes only). Readers refuse older files.
+// the current ones (later versions added indexes, and the connection log, which has_connection_log
+// tells). Readers refuse older files.
 int oldest_readable_schema_version();
+
+// Whether the database's schema has the connection log (version 10 and later): older files, which
+// readers read as they are, have none.
+bool has_connection_log(SQLite::Database& db);
 
 // The SQL that brings a database from version - 1 to `version` (1-based); for tests and tools that
 // need a database of an older version.
