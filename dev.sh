@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # sockhist's one entry point for people and CI.
 #   ./dev.sh demo   install what is missing, build, collect a short history of this host into the
-#                   default database, and print what it recorded and the lifecycle reports
+#                   default database, print what it recorded and the lifecycle reports, and write the
+#                   HTML report (build/sockhist-report.html)
 #   ./dev.sh test   install what is missing, build with warnings as errors, run every test (ctest)
 #   ./dev.sh build  install what is missing and build
 #   ./dev.sh sanitize  the whole test suite again under AddressSanitizer and UBSan (build-asan/)
@@ -12,6 +13,7 @@ cd "$(dirname "$0")"
 packages=(cmake make g++ pkg-config libsqlite3-dev libsqlitecpp-dev libcli11-dev libfmt-dev libgtest-dev
           libmnl-dev nlohmann-json3-dev sqlite3 iproute2 net-tools procps groff-base man-db bash-completion zsh
           prometheus prometheus-node-exporter   # the metrics tests: promtool, the exporter
+          chromium-headless-shell libxml2-dev libxml2-utils libpng-dev  # the report tests: a browser, XML, PNG
           build-essential debhelper dpkg-dev lintian systemd)  # the package test: build, check, verify units
 build_dir=${SOCKHIST_BUILD_DIR:-build}
 
@@ -71,6 +73,12 @@ demo() {
   echo "== sockhist check --verbose --close-wait-max-age 10m --time-wait-max 20000 --listen-overflows 0"
   "$analyze" check --db "$db" --host "$host" --verbose --close-wait-max-age 10m --time-wait-max 20000 \
     --listen-overflows 0 || [ $? -eq 1 ]
+  echo
+  local report="${SOCKHIST_REPORT:-$build_dir/sockhist-report.html}"
+  echo "== sockhist report --since $start -o $report (open it in a browser)"
+  "$analyze" report --db "$db" --host "$host" --since "$start" --close-wait-max-age 10m --time-wait-max 20000 \
+    -o "$report"
+  echo "wrote $report ($(wc -c <"$report") bytes)"
 }
 
 run_tests() {

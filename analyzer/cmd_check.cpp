@@ -28,16 +28,16 @@ std::string number(double v) {
                                                                 : fmt::format("{:.1f}", v);
 }
 
-// The limit as the user gave it: a duration for ages, a percentage, or a count.
-std::string limit_text(const CheckOutcome& x) {
+}  // namespace
+
+std::string check_limit(const CheckOutcome& x) {
   if (x.check == Check::close_wait_max_age || x.check == Check::max_age) {
     return model::format_duration(x.limit_ms);
   }
   return x.check == Check::port_pressure_max ? number(x.limit) + " %" : number(x.limit);
 }
 
-// What an outcome says, in one line.
-std::string message(const CheckOutcome& x, bool window, const render::Options& options) {
+std::string check_message(const CheckOutcome& x, bool window, const render::Options& options) {
   switch (x.check) {
     case Check::max_age: {
       const std::string usual =
@@ -93,6 +93,8 @@ std::string message(const CheckOutcome& x, bool window, const render::Options& o
   return {};
 }
 
+namespace {
+
 Result run_check(const CheckOptions& o) {
   if (!o.thresholds.any()) {
     throw Error(Exit::usage,
@@ -137,7 +139,7 @@ Result run_check(const CheckOptions& o) {
     }
     t.rows.push_back({scope.host, std::string(query::name(x.check)), std::string(x.found ? "found" : "ok"), x.subject,
                       x.value, x.limit, x.at_ms ? render::Value(*x.at_ms) : render::Value(),
-                      message(x, range.window, options)});
+                      check_message(x, range.window, options)});
   }
   if (options.format == render::Format::json) {
     auto doc = json_head("check", o.common, &scope);
@@ -154,11 +156,11 @@ Result run_check(const CheckOptions& o) {
   for (const auto& x : outcomes) {
     if (x.found) {
       out += render::printable(fmt::format("{}: {}: {} (limit {})", scope.host, query::name(x.check),
-                                           message(x, range.window, options), limit_text(x))) +
+                                           check_message(x, range.window, options), check_limit(x))) +
              "\n";
     } else if (o.verbose) {
       out += render::printable(fmt::format("{}: ok: {}: {} (limit {})", scope.host, query::name(x.check),
-                                           message(x, range.window, options), limit_text(x))) +
+                                           check_message(x, range.window, options), check_limit(x))) +
              "\n";
     }
   }

@@ -258,45 +258,6 @@ std::string exposition(const MetricsOptions& o) {
   return out.text();
 }
 
-// Replaces `path` with `text` as the textfile collector needs it: whole or not at all, through a
-// temporary file in the same directory (a name it does not read: not *.prom) renamed over it.
-void write_atomically(const std::string& path, const std::string& text) {
-  const std::filesystem::path target(path);
-  const auto dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
-  const auto tmp = dir / fmt::format(".{}.{}.tmp", target.filename().string(), ::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-  if (fd < 0) {
-    throw Error(Exit::usage,
-                fmt::format("--output {}: cannot write in {}: {}", path, dir.string(), std::strerror(errno)));
-  }
-  std::size_t done = 0;
-  int err = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      err = n < 0 ? errno : EIO;
-      break;
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (err == 0 && ::fsync(fd) != 0) {
-    err = errno;
-  }
-  if (::close(fd) != 0 && err == 0) {
-    err = errno;
-  }
-  if (err == 0 && ::rename(tmp.c_str(), target.c_str()) != 0) {
-    err = errno;
-  }
-  if (err != 0) {
-    ::unlink(tmp.c_str());
-    throw Error(Exit::usage, fmt::format("--output {}: {}; left as it was", path, std::strerror(err)));
-  }
-}
-
 Result run_metrics(const MetricsOptions& o) {
   if (o.common.format != "table") {
     throw Error(Exit::usage,
@@ -304,7 +265,7 @@ Result run_metrics(const MetricsOptions& o) {
   }
   auto text = exposition(o);
   if (o.output) {
-    write_atomically(*o.output, text);
+    write_atomically(*o.output, text, "--output", 0644);
     return {"", 0};
   }
   return {std::move(text), 0};

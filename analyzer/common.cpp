@@ -1,6 +1,8 @@
 #include "common.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -26,7 +28,7 @@ std::int64_t command_now_ms() {
   return model::now_ms();
 }
 
-void add_common(CLI::App& sub, Common& common, bool with_scope, bool with_timeout) {
+void add_common(CLI::App& sub, Common& common, bool with_scope, bool with_timeout, bool with_format) {
   sub.add_option("--db", common.db, "Database file (default: $SOCKHIST_DB, else the collector's default)");
   if (with_scope) {
     sub.add_option("--host", common.host, "Host to look at (required when the database holds several)");
@@ -35,9 +37,11 @@ void add_common(CLI::App& sub, Common& common, bool with_scope, bool with_timeou
                    "namespace, else its only one)")
         ->envname("SOCKHIST_NETNS");
   }
-  sub.add_option("--format", common.format, "Output: table (for people), json or csv (for programs)")
-      ->check(CLI::IsMember({"table", "json", "csv"}))
-      ->capture_default_str();
+  if (with_format) {
+    sub.add_option("--format", common.format, "Output: table (for people), json or csv (for programs)")
+        ->check(CLI::IsMember({"table", "json", "csv"}))
+        ->capture_default_str();
+  }
   sub.add_flag("--utc", common.utc, "Print times in UTC instead of local time (json and csv are always UTC)");
   if (with_timeout) {
     sub.add_option("--timeout", common.timeout,
@@ -191,6 +195,47 @@ render::Value optional_value(const std::optional<std::int64_t>& v) {
 
 render::Value optional_value(const std::optional<std::string>& v) {
   return v ? render::Value(*v) : render::Value();
+}
+
+void write_atomically(const std::string& path, const std::string& text, const char* option, unsigned mode) {
+  const std::filesystem::path target(path);
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+    throw Error(Exit::usage, fmt::format("{} {}: exists and is not a regular file; left as it was", option, path));
+  }
+  const auto dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+  const auto tmp = dir / fmt::format(".{}.{}.tmp", target.filename().string(), ::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) {
+    throw Error(Exit::usage,
+                fmt::format("{} {}: cannot write in {}: {}", option, path, dir.string(), std::strerror(errno)));
+  }
+  std::size_t done = 0;
+  int err = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (err == 0 && ::fsync(fd) != 0) {
+    err = errno;
+  }
+  if (::close(fd) != 0 && err == 0) {
+    err = errno;
+  }
+  if (err == 0 && ::rename(tmp.c_str(), target.c_str()) != 0) {
+    err = errno;
+  }
+  if (err != 0) {
+    ::unlink(tmp.c_str());
+    throw Error(Exit::usage, fmt::format("{} {}: {}; left as it was", option, path, std::strerror(err)));
+  }
 }
 
 }  // namespace sockhist::analyzer

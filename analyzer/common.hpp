@@ -58,8 +58,10 @@ std::pair<std::int64_t, std::int64_t> resolve_window(const Window& window, const
                                                      std::int64_t now_ms);
 
 // Adds --db, --host, --netns, --format and --utc to a subcommand (without --host and --netns for
-// commands whose arguments name their hosts themselves: diff, sql).
-void add_common(CLI::App& sub, Common& common, bool with_scope = true, bool with_timeout = true);
+// commands whose arguments name their hosts themselves: diff, sql; without --format for report, whose
+// formats are its own).
+void add_common(CLI::App& sub, Common& common, bool with_scope = true, bool with_timeout = true,
+                bool with_format = true);
 
 // Registers a subcommand whose callback stores `run` into `selected`.
 CLI::App* add_command(CLI::App& app, const std::string& name, const std::string& description, Runner& selected,
@@ -107,6 +109,11 @@ struct ThresholdOptions {
 // at least 5 minutes (query::usual_interval_ms gives the interval).
 std::int64_t default_max_age_ms(std::optional<std::int64_t> usual_interval_ms);
 
+// What a check's outcome says, in one line (`window`: it looked at a range, not the newest snapshot),
+// and its limit as the user gave it: a duration for ages, a percentage, or a count.
+std::string check_message(const query::CheckOutcome& outcome, bool window, const render::Options& options);
+std::string check_limit(const query::CheckOutcome& outcome);
+
 // A JSON document's common head: the command, the database, the host and namespace.
 nlohmann::ordered_json json_head(const std::string& command, const Common& common, const query::Scope* scope);
 
@@ -117,6 +124,11 @@ std::string endpoint(const std::string& addr, std::int64_t port);
 // A table cell for an optional value: empty (null in JSON) when absent.
 render::Value optional_value(const std::optional<std::int64_t>& v);
 render::Value optional_value(const std::optional<std::string>& v);
+
+// Replaces `path` with `text` whole or not at all: a temporary file in the same directory, created
+// with `mode` (less the umask) and never through a link, renamed over it; an existing path that is
+// neither a regular file nor a link is refused. Errors name `option` and leave the path as it was.
+void write_atomically(const std::string& path, const std::string& text, const char* option, unsigned mode);
 
 // One line naming the host and namespace for a table's heading.
 std::string scope_line(const query::Scope& scope);
@@ -137,5 +149,6 @@ void setup_export(CLI::App& app, Runner& selected);
 void setup_sql(CLI::App& app, Runner& selected);
 void setup_diff(CLI::App& app, Runner& selected);
 void setup_import(CLI::App& app, Runner& selected);
+void setup_report(CLI::App& app, Runner& selected);
 
 }  // namespace sockhist::analyzer

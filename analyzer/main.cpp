@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
     sockhist::analyzer::setup_close_wait(app, run);
     sockhist::analyzer::setup_time_wait(app, run);
     sockhist::analyzer::setup_connections(app, run);
+    sockhist::analyzer::setup_report(app, run);
     sockhist::analyzer::setup_check(app, run);
     sockhist::analyzer::setup_metrics(app, run);
     sockhist::analyzer::setup_merge(app, run);

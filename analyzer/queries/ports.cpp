@@ -15,34 +15,38 @@ namespace sockhist::query {
 
 using namespace detail;
 
-std::vector<PortPressure> port_pressure(SQLite::Database& db, const Scope& scope,
-                                        const std::vector<SnapshotSummary>& snapshots) {
-  std::vector<PortPressure> out;
-  if (snapshots.empty()) {
-    return out;
-  }
+namespace {
+
+// A range's ephemeral connections per destination: each span as the positions where it starts and
+// stops counting (+1 at its first snapshot, -1 after its last).
+struct Sweep {
+  std::vector<PortPressure> destinations;
+  std::vector<std::tuple<std::size_t, int, std::size_t, bool>> events;  // position, +1/-1, destination, TIME_WAIT
+  std::vector<std::int64_t> times;
+};
+
+Sweep read_sweep(SQLite::Database& db, const Scope& scope, const std::vector<SnapshotSummary>& snapshots) {
+  Sweep w;
   const auto& newest = snapshots.back();
   const bool assumed = !newest.port_range_low || !newest.port_range_high;
   const std::int64_t low = newest.port_range_low.value_or(32768);
   const std::int64_t high = newest.port_range_high.value_or(60999);
-  std::vector<std::int64_t> ids, times;
+  std::vector<std::int64_t> ids;
   for (const auto& s : snapshots) {
     ids.push_back(s.id);
-    times.push_back(s.time_ms);
+    w.times.push_back(s.time_ms);
   }
   const auto listening = listeners(db, scope, ids.front(), ids.back());
   const auto time_wait = state_id(db, model::Proto::tcp, model::SockState::time_wait).value_or(-1);
   auto q = connections_from_ports(db, scope, ids.front(), ids.back(), low, high);
   std::map<std::tuple<std::string, std::string, std::int64_t>, std::size_t> index;
-  // (position, +1/-1, destination, is TIME_WAIT)
-  std::vector<std::tuple<std::size_t, int, std::size_t, bool>> events;
   while (q.executeStep()) {
     const auto local_port = q.getColumn(5).getInt64();
     if (listening.count(local_port) > 0) {
       continue;  // the server side of a connection: the port is the listener's, not ephemeral
     }
     auto key = std::make_tuple(q.getColumn(4).getString(), q.getColumn(6).getString(), q.getColumn(7).getInt64());
-    auto [it, added] = index.try_emplace(key, out.size());
+    auto [it, added] = index.try_emplace(key, w.destinations.size());
     if (added) {
       PortPressure p;
       p.local_addr = std::get<0>(key);
@@ -51,42 +55,108 @@ std::vector<PortPressure> port_pressure(SQLite::Database& db, const Scope& scope
       p.family = q.getColumn(3).getInt();
       p.range_size = high - low + 1;
       p.range_assumed = assumed;
-      out.push_back(std::move(p));
+      w.destinations.push_back(std::move(p));
     }
     const auto first = at_or_before(ids, q.getColumn(0).getInt64());
     const auto last = at_or_before(ids, q.getColumn(1).getInt64());
     const bool tw = q.getColumn(2).getInt64() == time_wait;
-    events.emplace_back(static_cast<std::size_t>(std::max<std::ptrdiff_t>(first, 0)), 1, it->second, tw);
-    events.emplace_back(static_cast<std::size_t>(last + 1), -1, it->second, tw);
+    w.events.emplace_back(static_cast<std::size_t>(std::max<std::ptrdiff_t>(first, 0)), 1, it->second, tw);
+    w.events.emplace_back(static_cast<std::size_t>(last + 1), -1, it->second, tw);
   }
-  std::sort(events.begin(), events.end());
-  std::vector<std::pair<std::int64_t, std::int64_t>> now(out.size(), {0, 0});  // TIME_WAIT, open
-  for (std::size_t e = 0; e < events.size();) {
-    const auto pos = std::get<0>(events[e]);
+  std::sort(w.events.begin(), w.events.end());
+  return w;
+}
+
+// Replays the events: `changed(position, destination, time_wait, open)` after each snapshot's
+// changes to a destination.
+template <typename F>
+void replay(const Sweep& w, F&& changed) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> now(w.destinations.size(), {0, 0});  // TIME_WAIT, open
+  for (std::size_t e = 0; e < w.events.size();) {
+    const auto pos = std::get<0>(w.events[e]);
     std::vector<std::size_t> touched;
-    for (; e < events.size() && std::get<0>(events[e]) == pos; ++e) {
-      const auto [p, delta, d, tw] = events[e];
+    for (; e < w.events.size() && std::get<0>(w.events[e]) == pos; ++e) {
+      const auto [p, delta, d, tw] = w.events[e];
       (tw ? now[d].first : now[d].second) += delta;
       touched.push_back(d);
     }
-    if (pos >= times.size()) {
-      continue;
-    }
-    for (const auto d : touched) {
-      auto& p = out[d];
-      if (now[d].first + now[d].second > p.time_wait + p.open) {
-        p.time_wait = now[d].first;
-        p.open = now[d].second;
-        p.at_ms = times[pos];
+    if (pos < w.times.size()) {
+      for (const auto d : touched) {
+        changed(pos, d, now[d].first, now[d].second);
       }
     }
   }
-  std::stable_sort(out.begin(), out.end(), [](const PortPressure& a, const PortPressure& b) {
+}
+
+// Each destination's worst moment, the highest first.
+std::vector<std::size_t> worst_moments(Sweep& w) {
+  replay(w, [&](std::size_t pos, std::size_t d, std::int64_t tw, std::int64_t open) {
+    auto& p = w.destinations[d];
+    if (tw + open > p.time_wait + p.open) {
+      p.time_wait = tw;
+      p.open = open;
+      p.at_ms = w.times[pos];
+    }
+  });
+  std::vector<std::size_t> order(w.destinations.size());
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    order[i] = i;
+  }
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+    const auto& a = w.destinations[x];
+    const auto& b = w.destinations[y];
     if (a.time_wait + a.open != b.time_wait + b.open) {
       return a.time_wait + a.open > b.time_wait + b.open;
     }
     return std::tie(a.remote_addr, a.remote_port, a.local_addr) < std::tie(b.remote_addr, b.remote_port, b.local_addr);
   });
+  return order;
+}
+
+}  // namespace
+
+std::vector<PortPressure> port_pressure(SQLite::Database& db, const Scope& scope,
+                                        const std::vector<SnapshotSummary>& snapshots) {
+  std::vector<PortPressure> out;
+  if (snapshots.empty()) {
+    return out;
+  }
+  auto w = read_sweep(db, scope, snapshots);
+  for (const auto d : worst_moments(w)) {
+    out.push_back(w.destinations[d]);
+  }
+  return out;
+}
+
+std::vector<PortPressureSeries> port_pressure_series(SQLite::Database& db, const Scope& scope,
+                                                     const std::vector<SnapshotSummary>& snapshots, std::size_t top) {
+  std::vector<PortPressureSeries> out;
+  if (snapshots.empty()) {
+    return out;
+  }
+  auto w = read_sweep(db, scope, snapshots);
+  const auto order = worst_moments(w);
+  std::vector<std::size_t> slot(w.destinations.size(), top);
+  for (std::size_t i = 0; i < order.size() && i < top; ++i) {
+    slot[order[i]] = i;
+    out.push_back({w.destinations[order[i]], std::vector<std::int64_t>(snapshots.size(), 0)});
+  }
+  // A count holds from the snapshot where it changed until the next change.
+  std::vector<std::size_t> since(out.size(), 0);
+  std::vector<std::int64_t> held(out.size(), 0);
+  replay(w, [&](std::size_t pos, std::size_t d, std::int64_t tw, std::int64_t open) {
+    const auto i = slot[d];
+    if (i >= out.size()) {
+      return;
+    }
+    std::fill(out[i].in_use.begin() + static_cast<std::ptrdiff_t>(since[i]),
+              out[i].in_use.begin() + static_cast<std::ptrdiff_t>(pos), held[i]);
+    since[i] = pos;
+    held[i] = tw + open;
+  });
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    std::fill(out[i].in_use.begin() + static_cast<std::ptrdiff_t>(since[i]), out[i].in_use.end(), held[i]);
+  }
   return out;
 }
 

@@ -20,6 +20,7 @@
 #include "files.hpp"
 #include "netns.hpp"
 #include "process.hpp"
+#include "report_page.hpp"
 #include "sockets.hpp"
 
 using namespace sockhist::test;
@@ -248,6 +249,22 @@ TEST_F(ConnectionsLive, AStormOf5000ASecondFor30sIsAllKeptOrSummed) {
     counted += row["connections"].get<long>();
   }
   EXPECT_EQ(counted, ends);
+  // The report draws the same ends: its connections chart's rates, times their bucket, add up to them.
+  const auto html = (m_dir / "report.html").string();
+  const auto made_report = run(SOCKHIST_ANALYZER_BIN, {"report", "--db", m_db, "--utc", "-o", html});
+  ASSERT_EQ(made_report.exit_code, 0) << made_report.err;
+  const Page page(html);
+  const std::string table = "//h:section[@id='chart-connections']//h:table[@class='numbers-table']";
+  const double bucket_s = std::stod(page.string(table + "/@data-bucket-ms")) / 1000.0;
+  const auto columns = page.count(table + "//h:th") - 2;  // less the time and the mark
+  ASSERT_GE(columns, 2) << "the storm's owner and the summed ends";
+  double drawn = 0;
+  for (long k = 0; k < columns; ++k) {
+    for (const auto& cell : page.strings(fmt::format("{}/h:tbody/h:tr/h:td[{}][. != '']", table, k + 2))) {
+      drawn += std::stod(cell) * bucket_s;
+    }
+  }
+  EXPECT_NEAR(drawn, static_cast<double>(ends), 0.5);
   std::cout << fmt::format(
       "[ figures  ] storm: {} connections in 30 s, {} ends heard, {} kept whole, {} summed, "
       "{} overruns\n",

@@ -273,4 +273,13 @@ struct PortPressure {
 std::vector<PortPressure> port_pressure(SQLite::Database& db, const Scope& scope,
                                         const std::vector<SnapshotSummary>& snapshots);
 
+// The `top` destinations of port_pressure over time: each one's ephemeral connections (TIME_WAIT
+// and open) in every snapshot of `snapshots`, in their order.
+struct PortPressureSeries {
+  PortPressure worst;
+  std::vector<std::int64_t> in_use;
+};
+std::vector<PortPressureSeries> port_pressure_series(SQLite::Database& db, const Scope& scope,
+                                                     const std::vector<SnapshotSummary>& snapshots, std::size_t top);
+
 }  // namespace sockhist::query
