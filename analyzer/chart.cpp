@@ -18,9 +18,9 @@ namespace {
 // The drawing's geometry, in SVG user units (the page scales it to its width).
 constexpr double k_width = 720;
 constexpr double k_left = 64;             // the value axis' labels are to its left
-constexpr double k_right = k_width - 18;  // room for the last time label
+constexpr double k_right = k_width - 34;  // room for the last time label, centred on its tick
 constexpr double k_plot_height = 220;
-constexpr double k_char = 6.4;  // the width of a character at the legend's size, about
+constexpr double k_char = 7.0;  // the width of a character at the legend's size, at most about
 constexpr double k_legend_row = 18;
 
 struct Frame {
@@ -113,21 +113,30 @@ std::string number_attr(double v) {
   return fmt::format("{:.1f}", v);
 }
 
-// Consecutive buckets with a point, broken at a missing value, a gap and a reboot.
+// Whether a gap of the chart lies (in part) between times a and b: a line may not join them.
+bool gap_between(const Chart& c, std::int64_t a, std::int64_t b) {
+  return std::any_of(c.gaps.begin(), c.gaps.end(), [&](const auto& g) { return g.first < b && g.second > a; });
+}
+
+// Consecutive buckets with a point, broken at a missing value, at a reboot, and wherever a gap lies
+// between two points.
 std::vector<std::vector<std::pair<double, double>>> segments(const Chart& c, const Series& s, const Frame& f) {
   std::vector<std::vector<std::pair<double, double>>> out;
   std::vector<std::pair<double, double>> run;
+  std::int64_t previous = 0;  // the time of the run's last point
   for (std::size_t b = 0; b < c.starts.size(); ++b) {
     const bool has = b < s.values.size() && s.values[b] && !c.gap[b];
     const bool pass_over = !has && !c.gap[b] && b < c.no_snapshot.size() && c.no_snapshot[b];
-    if ((!has && !pass_over) || c.reboot[b]) {
+    const std::int64_t at = c.starts[b] + c.bucket_ms / 2;
+    if ((!has && !pass_over) || c.reboot[b] || (has && !run.empty() && gap_between(c, previous, at))) {
       if (!run.empty()) {
         out.push_back(std::move(run));
         run.clear();
       }
     }
     if (has) {
-      run.emplace_back(f.x(c.starts[b] + c.bucket_ms / 2), f.y(*s.values[b]));
+      run.emplace_back(f.x(at), f.y(*s.values[b]));
+      previous = at;
     }
   }
   if (!run.empty()) {
@@ -137,27 +146,20 @@ std::vector<std::vector<std::pair<double, double>>> segments(const Chart& c, con
 }
 
 void draw_marks(std::string& out, const Chart& c, const Frame& f, model::Zone zone) {
-  for (std::size_t b = 0; b < c.starts.size();) {
-    if (!c.gap[b]) {
-      ++b;
+  for (const auto& [from, to] : c.gaps) {
+    const double x0 = f.x(std::max(from, f.x0));
+    const double x1 = f.x(std::min(to, f.x1));
+    if (x1 <= x0) {
       continue;
     }
-    std::size_t e = b;
-    while (e < c.starts.size() && c.gap[e]) {
-      ++e;
-    }
-    const double x0 = f.x(c.starts[b]);
-    const double x1 = f.x(c.starts[e - 1] + c.bucket_ms);
     out += fmt::format(
-        R"x(<rect class="gap" x="{}" y="{}" width="{}" height="{}"><title>no snapshot: {} to {}</title></rect>)x",
-        number_attr(x0), number_attr(f.top), number_attr(x1 - x0), number_attr(f.bottom - f.top),
-        xml_text(bucket_label(c.starts[b], c.bucket_ms, zone)),
-        xml_text(bucket_label(c.starts[e - 1] + c.bucket_ms, c.bucket_ms, zone)));
+        R"x(<rect class="gap" x="{}" y="{}" width="{}" height="{}"><title>no snapshot from {} to {}</title></rect>)x",
+        number_attr(x0), number_attr(f.top), number_attr(std::max(x1 - x0, 1.0)), number_attr(f.bottom - f.top),
+        xml_text(model::format_human(from, zone)), xml_text(model::format_human(to, zone)));
     if (x1 - x0 > 70) {
       out += fmt::format(R"x(<text class="mark" x="{}" y="{}" text-anchor="middle">no snapshots</text>)x",
                          number_attr((x0 + x1) / 2), number_attr(f.top + 14));
     }
-    b = e;
   }
   for (std::size_t b = 0; b < c.starts.size(); ++b) {
     if (c.reboot[b]) {
@@ -214,7 +216,7 @@ double draw_legend(std::string& out, const Chart& c, double top) {
   double y = top;
   for (std::size_t i = 0; i < c.series.size(); ++i) {
     const auto& name = c.series[i].name;
-    const double width = 30 + k_char * static_cast<double>(render::printable(name).size());
+    const double width = 36 + k_char * static_cast<double>(render::printable(name).size());
     if (x + width > k_width && x > k_left) {
       x = k_left;
       y += k_legend_row;

@@ -2,7 +2,10 @@
 // (host, kernel, namespaces, snapshots, gaps, reboots, what check finds) and its charts in order.
 #include <algorithm>
 #include <array>
+#include <exception>
+#include <functional>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -10,6 +13,7 @@
 #include "report_charts.hpp"
 #include "sockhist/error.hpp"
 #include "sockhist/query/check.hpp"
+#include "sockhist/store.hpp"
 
 namespace sockhist::analyzer {
 
@@ -159,12 +163,49 @@ std::vector<chart::Fact> facts(SQLite::Database& db, const ReportFrame& f, const
   return out;
 }
 
+// Whole buckets: the boundary at or before `t`.
+std::int64_t aligned(std::int64_t t, std::int64_t bucket) {
+  return t - ((t % bucket) + bucket) % bucket;
+}
+
 // A chart not built, only named.
 chart::Chart named(const std::string& id) {
   chart::Chart c;
   c.id = id;
   return c;
 }
+
+// A chart made on a thread of its own (when wanted), taken when needed: its exception, if any, is
+// thrown by take(), on the caller's thread.
+class Background {
+ public:
+  Background(bool wanted, std::function<chart::Chart()> make) {
+    if (wanted) {
+      thread_ = std::jthread([this, make = std::move(make)] {
+        try {
+          chart_ = make();
+        } catch (...) {
+          failed_ = std::current_exception();
+        }
+      });
+    }
+  }
+  chart::Chart take(const std::string& id) {
+    if (!thread_.joinable()) {
+      return named(id);
+    }
+    thread_.join();
+    if (failed_) {
+      std::rethrow_exception(failed_);
+    }
+    return std::move(chart_);
+  }
+
+ private:
+  chart::Chart chart_;
+  std::exception_ptr failed_;
+  std::jthread thread_;  // last: joined before the members it writes are destroyed
+};
 
 }  // namespace
 
@@ -189,9 +230,7 @@ ReportFrame report_frame(SQLite::Database& db, const query::Scope& scope, const 
   }
   const auto bucket =
       report_bucket_ms(in_window.back().time_ms - in_window.front().time_ms, median_interval(in_window));
-  // Whole buckets: the first begins at the bucket boundary at or before the first snapshot.
-  const auto first = in_window.front().time_ms;
-  return frame_over(db, scope, first - ((first % bucket) + bucket) % bucket, in_window.back().time_ms, bucket);
+  return frame_over(db, scope, aligned(in_window.front().time_ms, bucket), in_window.back().time_ms, bucket);
 }
 
 ReportFrame frame_over(SQLite::Database& db, const query::Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
@@ -228,6 +267,18 @@ chart::Page build_report(SQLite::Database& db, const ReportAsk& ask, const std::
     }
   }
   const auto wanted = [&](const std::string& id) { return !only || *only == id; };
+  // The TIME_WAIT and port-pressure charts read the most (every TIME_WAIT span of the range, every
+  // connection from an ephemeral port): each is made on a read-only connection and thread of its
+  // own while this one makes the rest.
+  const auto path = store::resolve_db_path(ask.common.db);
+  Background time_wait(wanted("time-wait"), [&] {
+    auto own = store::open_read_only(path);
+    return time_wait_chart(own, frame);
+  });
+  Background ports(wanted("port-pressure"), [&] {
+    auto own = store::open_read_only(path);
+    return ports_chart(own, frame);
+  });
   chart::Page page;
   page.heading = fmt::format("Sockets of {}", scope.host);
   page.title = fmt::format("sockhist report: {}, {} to {}", scope.host, when(frame.snapshots.front().time_ms, zone),
@@ -247,13 +298,15 @@ chart::Page build_report(SQLite::Database& db, const ReportAsk& ask, const std::
       page.charts.push_back(states_chart(db, frame, id));
       continue;
     }
-    auto other = frame_over(db, namespaces[i], frame.since_ms, frame.until_ms, frame.bucket_ms);
+    // Its own snapshots of the window (a capture of several namespaces takes them one after
+    // another), in buckets of the same size.
+    const auto own = query::list_snapshots(db, namespaces[i], ask.since_ms, ask.until_ms);
+    auto other = own.empty() ? frame_over(db, namespaces[i], frame.since_ms, frame.until_ms, frame.bucket_ms)
+                             : frame_over(db, namespaces[i], aligned(own.front().time_ms, frame.bucket_ms),
+                                          own.back().time_ms, frame.bucket_ms);
     other.zone = zone;
     page.charts.push_back(states_chart(db, other, id));
   }
-  const auto add = [&](const std::string& id, const auto& make) {
-    page.charts.push_back(wanted(id) ? make() : named(id));
-  };
   // Every counter the charts draw, replayed once.
   std::vector<std::string> counters{"TcpExt.TCPTimeWaitOverflow"};
   bool any_counters = wanted("time-wait");
@@ -262,13 +315,25 @@ chart::Page build_report(SQLite::Database& db, const ReportAsk& ask, const std::
     any_counters = any_counters || wanted(spec.id);
   }
   const auto rates = any_counters ? counter_trend(db, frame, counters) : query::Trend{};
-  add("close-wait", [&] { return close_wait_chart(db, frame); });
-  add("time-wait", [&] { return time_wait_chart(db, frame, rates); });
-  add("port-pressure", [&] { return ports_chart(db, frame); });
+  const auto make = [&](const std::string& id, const auto& build) { return wanted(id) ? build() : named(id); };
+  auto close_wait = make("close-wait", [&] { return close_wait_chart(db, frame); });
+  std::vector<chart::Chart> counter_charts;
   for (const auto& spec : counter_specs()) {
-    add(spec.id, [&] { return counters_chart(frame, rates, spec.id, spec.title, spec.answers, spec.counters); });
+    counter_charts.push_back(
+        make(spec.id, [&] { return counters_chart(frame, rates, spec.id, spec.title, spec.answers, spec.counters); }));
   }
-  add("connections", [&] { return connections_chart(db, frame); });
+  auto connections = make("connections", [&] { return connections_chart(db, frame); });
+  auto time_wait_done = time_wait.take("time-wait");
+  if (wanted("time-wait")) {
+    add_time_wait_overflows(time_wait_done, rates);
+  }
+  page.charts.push_back(std::move(close_wait));
+  page.charts.push_back(std::move(time_wait_done));
+  page.charts.push_back(ports.take("port-pressure"));
+  for (auto& c : counter_charts) {
+    page.charts.push_back(std::move(c));
+  }
+  page.charts.push_back(std::move(connections));
   page.footer = fmt::format(
       "Made by sockhist report at {} from {}. Every value is what the kernel reported in a "
       "snapshot, or is marked as an estimate with its bounds.",

@@ -32,6 +32,7 @@ chart::Chart empty_chart(const ReportFrame& f, std::string id, std::string title
   c.gap.assign(c.starts.size(), false);
   c.reboot.assign(c.starts.size(), false);
   const auto index = [&](std::int64_t t) { return static_cast<std::size_t>((t - f.since_ms) / f.bucket_ms); };
+  c.gaps = f.gaps;
   for (const auto& [from, to] : f.gaps) {
     for (std::size_t b = index(from); b < c.starts.size() && c.starts[b] < to; ++b) {
       if (c.starts[b] > from && c.starts[b] + f.bucket_ms < to) {
@@ -194,7 +195,7 @@ chart::Chart close_wait_chart(SQLite::Database& db, const ReportFrame& f) {
   return c;
 }
 
-chart::Chart time_wait_chart(SQLite::Database& db, const ReportFrame& f, const query::Trend& rates) {
+chart::Chart time_wait_chart(SQLite::Database& db, const ReportFrame& f) {
   auto c = empty_chart(f, "time-wait", "TIME_WAIT entries beside the kernel's count",
                        "How fast connections entered TIME_WAIT, three ways: as the snapshots saw them, as the "
                        "kernel counted them (TcpExt.TW), and as the population implies (it lasts 60 s on Linux); "
@@ -218,7 +219,6 @@ chart::Chart time_wait_chart(SQLite::Database& db, const ReportFrame& f, const q
                                                   : std::nullopt);
   }
   c.series = {seen, counted, implied};
-  take_counters(c, rates, {"TcpExt.TCPTimeWaitOverflow"});
   if (std::all_of(counted.values.begin(), counted.values.end(), [](const auto& v) { return !v; })) {
     c.notes.push_back("TcpExt.TW has no two snapshots of one boot to compare in any bucket: not drawn.");
   }
@@ -236,6 +236,10 @@ chart::Chart time_wait_chart(SQLite::Database& db, const ReportFrame& f, const q
       "steady state; TcpExt.TW also counts FIN_WAIT2 minisockets and leaves out sockets given under "
       "4 s to live.");
   return c;
+}
+
+void add_time_wait_overflows(chart::Chart& time_wait, const query::Trend& rates) {
+  take_counters(time_wait, rates, {"TcpExt.TCPTimeWaitOverflow"});
 }
 
 chart::Chart ports_chart(SQLite::Database& db, const ReportFrame& f) {

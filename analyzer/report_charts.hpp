@@ -21,7 +21,10 @@ chart::Chart counters_chart(const ReportFrame& frame, const query::Trend& rates,
                             const std::string& title, const std::string& answers,
                             const std::vector<std::string>& wanted);
 chart::Chart close_wait_chart(SQLite::Database& db, const ReportFrame& frame);
-chart::Chart time_wait_chart(SQLite::Database& db, const ReportFrame& frame, const query::Trend& rates);
+// The TIME_WAIT chart without the kernel's overflow counter, which add_time_wait_overflows adds from
+// counter_trend (the chart is made on a connection and thread of its own).
+chart::Chart time_wait_chart(SQLite::Database& db, const ReportFrame& frame);
+void add_time_wait_overflows(chart::Chart& time_wait, const query::Trend& rates);
 chart::Chart ports_chart(SQLite::Database& db, const ReportFrame& frame);
 chart::Chart connections_chart(SQLite::Database& db, const ReportFrame& frame);
 

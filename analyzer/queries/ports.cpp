@@ -1,7 +1,9 @@
 // Ephemeral-port pressure: connections from ip_local_port_range per destination, at their worst.
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 
@@ -39,29 +41,48 @@ Sweep read_sweep(SQLite::Database& db, const Scope& scope, const std::vector<Sna
   const auto listening = listeners(db, scope, ids.front(), ids.back());
   const auto time_wait = state_id(db, model::Proto::tcp, model::SockState::time_wait).value_or(-1);
   auto q = connections_from_ports(db, scope, ids.front(), ids.back(), low, high);
-  std::map<std::tuple<std::string, std::string, std::int64_t>, std::size_t> index;
-  while (q.executeStep()) {
-    const auto local_port = q.getColumn(5).getInt64();
+  // A destination is (local address id, remote address, remote port); a remote address is looked
+  // up by its text without copying it, and local addresses get their text once each at the end.
+  struct TextHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::int64_t, TextHash, std::equal_to<>> remote_ids;
+  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, std::size_t> index;
+  std::vector<std::int64_t> local_ids;
+  while (q.step()) {
+    const auto local_port = q.integer(5);
     if (listening.count(local_port) > 0) {
       continue;  // the server side of a connection: the port is the listener's, not ephemeral
     }
-    auto key = std::make_tuple(q.getColumn(4).getString(), q.getColumn(6).getString(), q.getColumn(7).getInt64());
+    const auto remote_text = q.text(6);
+    auto remote = remote_ids.find(remote_text);
+    if (remote == remote_ids.end()) {
+      remote = remote_ids.emplace(std::string(remote_text), static_cast<std::int64_t>(remote_ids.size())).first;
+    }
+    const auto key = std::make_tuple(q.integer(4), remote->second, q.integer(7));
     auto [it, added] = index.try_emplace(key, w.destinations.size());
     if (added) {
       PortPressure p;
-      p.local_addr = std::get<0>(key);
-      p.remote_addr = std::get<1>(key);
+      p.remote_addr = remote->first;
       p.remote_port = std::get<2>(key);
-      p.family = q.getColumn(3).getInt();
+      p.family = static_cast<int>(q.integer(3));
       p.range_size = high - low + 1;
       p.range_assumed = assumed;
       w.destinations.push_back(std::move(p));
+      local_ids.push_back(std::get<0>(key));
     }
-    const auto first = at_or_before(ids, q.getColumn(0).getInt64());
-    const auto last = at_or_before(ids, q.getColumn(1).getInt64());
-    const bool tw = q.getColumn(2).getInt64() == time_wait;
+    const auto first = at_or_before(ids, q.integer(0));
+    const auto last = at_or_before(ids, q.integer(1));
+    const bool tw = q.integer(2) == time_wait;
     w.events.emplace_back(static_cast<std::size_t>(std::max<std::ptrdiff_t>(first, 0)), 1, it->second, tw);
     w.events.emplace_back(static_cast<std::size_t>(last + 1), -1, it->second, tw);
+  }
+  auto address = address_by_id(db);
+  for (std::size_t d = 0; d < w.destinations.size(); ++d) {
+    address.reset();
+    address.bind(1, local_ids[d]);
+    w.destinations[d].local_addr = address.executeStep() ? address.getColumn(0).getString() : std::string("-");
   }
   std::sort(w.events.begin(), w.events.end());
   return w;

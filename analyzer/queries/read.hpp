@@ -129,10 +129,10 @@ RawStatement time_wait_spans(SQLite::Database& db, const Scope& scope, std::int6
 // Spans that began after first_id (up to last_id) continuing an earlier span: prev_span_id, state.
 SQLite::Statement successors(SQLite::Database& db, const Scope& scope, std::int64_t first_id, std::int64_t last_id);
 // TCP connections (not LISTEN or CLOSE) from local ports in [low, high] to a remote port, alive in
-// the range: first_snapshot_id, last_snapshot_id, state_id, family, local_addr, local_port,
-// remote_addr, remote_port.
-SQLite::Statement connections_from_ports(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
-                                         std::int64_t last_id, std::int64_t low, std::int64_t high);
+// the range, read raw (a week holds half a million): first_snapshot_id, last_snapshot_id, state_id,
+// family, local_addr_id, local_port, remote_addr, remote_port.
+RawStatement connections_from_ports(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
+                                    std::int64_t last_id, std::int64_t low, std::int64_t high);
 // Spans in one state alive in the range, for grouping, in no particular order, read raw (a week
 // of TIME_WAIT is a million): first_snapshot_id, last_snapshot_id, process_id, local_port,
 // local_addr_id, remote_addr.

@@ -151,18 +151,20 @@ SQLite::Statement successors(SQLite::Database& db, const Scope& scope, std::int6
   return q;
 }
 
-SQLite::Statement connections_from_ports(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
-                                         std::int64_t last_id, std::int64_t low, std::int64_t high) {
-  auto q = in_range(db,
-                    std::string("SELECT sp.first_snapshot_id, sp.last_snapshot_id, sp.state_id, "
-                                "coalesce(sp.family, 4), a.addr, sp.local_port, sp.remote_addr, sp.remote_port "
-                                "FROM socket_spans sp "
-                                "JOIN addresses a ON a.addr_id = sp.local_addr_id WHERE ") +
-                        k_alive_in_range +
-                        " AND sp.state_id IN (SELECT state_id FROM socket_states WHERE proto = 'tcp' "
-                        "AND state NOT IN ('LISTEN', 'CLOSE')) "
-                        "AND sp.local_port BETWEEN ?4 AND ?5 AND sp.remote_port > 0",
-                    scope, first_id, last_id);
+RawStatement connections_from_ports(SQLite::Database& db, const Scope& scope, std::int64_t first_id,
+                                    std::int64_t last_id, std::int64_t low, std::int64_t high) {
+  RawStatement q(db, hinted(db,
+                            std::string("SELECT sp.first_snapshot_id, sp.last_snapshot_id, sp.state_id, "
+                                        "coalesce(sp.family, 4), sp.local_addr_id, sp.local_port, sp.remote_addr, "
+                                        "sp.remote_port FROM socket_spans sp WHERE ") +
+                                k_alive_in_range +
+                                " AND sp.state_id IN (SELECT state_id FROM socket_states WHERE proto = 'tcp' "
+                                "AND state NOT IN ('LISTEN', 'CLOSE')) "
+                                "AND sp.local_port BETWEEN ?4 AND ?5 AND sp.remote_port > 0",
+                            scope, first_id, last_id, spans_index(db, scope, first_id, last_id, true)));
+  q.bind(1, scope.netns_id);
+  q.bind(2, last_id);
+  q.bind(3, first_id);
   q.bind(4, low);
   q.bind(5, high);
   return q;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sockhist/timeutil.hpp"
@@ -28,8 +29,11 @@ struct Chart {
   std::string value_is;  // how a bucket's value was made: "highest count in the bucket"
   std::int64_t bucket_ms = 0;
   std::vector<std::int64_t> starts;  // each bucket's start, epoch ms, ascending
-  std::vector<bool> gap;             // per bucket: no snapshot (the collector did not run)
-  std::vector<bool> reboot;          // per bucket: the host rebooted in it or just before it
+  // Stretches without a snapshot because the collector did not run: [from, to] between the two
+  // snapshots around them. Each is shaded where it lies, and no line joins points across one.
+  std::vector<std::pair<std::int64_t, std::int64_t>> gaps;
+  std::vector<bool> gap;     // per bucket: wholly inside such a stretch (its row says so)
+  std::vector<bool> reboot;  // per bucket: the host rebooted in it or just before it
   // Per bucket: no snapshot fell in it, though the collector kept its pace (snapshots drift across
   // bucket edges); the lines pass over it to the next value instead of breaking.
   std::vector<bool> no_snapshot;

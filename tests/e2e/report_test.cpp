@@ -141,6 +141,56 @@ TEST_F(Report, BusyHistoryAndLocalTimeNameTheirZone) {
             "local time (CET, UTC+01:00)");
 }
 
+// The x coordinates of a path's vertices ("M10.0,20.0 L30.0,40.0").
+std::vector<double> vertices_x(const std::string& d) {
+  std::vector<double> xs;
+  const std::regex point(R"re([ML](-?[0-9.]+),)re");
+  for (auto it = std::sregex_iterator(d.begin(), d.end(), point); it != std::sregex_iterator(); ++it) {
+    xs.push_back(std::stod((*it)[1]));
+  }
+  return xs;
+}
+
+TEST_F(Report, AGapIsShadedWhereItLiesAndNoLineCrossesIt) {
+  // Five of api1's captures: 02:00:00, :15, :30, then 02:01:30 and :45. A minute without a snapshot
+  // is more than 3 usual intervals (15 s): the collector did not run.
+  const auto db = (dir_ / "gap.db").string();
+  collect_samples(db, "api1", {"00", "01", "02", "06", "07"}, "history-lifecycle");
+  const auto file = (dir_ / "gap.html").string();
+  ASSERT_EQ(report({"--db", db, "--utc", "-o", file}).exit_code, 0);
+  const Page page(file);
+  EXPECT_EQ(page.strings("//h:ul[@class='section']/h:li").front(),
+            "No snapshot from 2026-11-24 02:00:30Z to 2026-11-24 02:01:30Z (1m00s): the collector did not run.");
+  expect_points_match_numbers(page);
+  const auto charts = page.strings("//h:section[@class='chart']/@id");
+  ASSERT_EQ(charts.size(), 8u);
+  long crossings_checked = 0;
+  for (const auto& id : charts) {
+    const auto chart = fmt::format("//h:section[@id='{}']", id);
+    const auto gap_x = page.strings(chart + "//s:rect[@class='gap']/@x");
+    const auto gap_w = page.strings(chart + "//s:rect[@class='gap']/@width");
+    ASSERT_EQ(gap_x.size(), 1u) << id << " shades the gap once";
+    EXPECT_EQ(page.string(chart + "//s:rect[@class='gap']/s:title"),
+              "no snapshot from 2026-11-24 02:00:30Z to 2026-11-24 02:01:30Z");
+    const double from = std::stod(gap_x[0]);
+    const double to = from + std::stod(gap_w[0]);
+    for (const auto& d : page.strings(chart + "//s:g[@class='series']/s:path/@d")) {
+      const auto xs = vertices_x(d);
+      for (std::size_t i = 0; i < xs.size(); ++i) {
+        EXPECT_FALSE(xs[i] > from && xs[i] < to) << id << ": a point inside the gap: " << d;
+        if (i > 0) {
+          EXPECT_FALSE(xs[i - 1] <= from && xs[i] >= to) << id << ": a line across the gap: " << d;
+          ++crossings_checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(crossings_checked, 20);
+  // The buckets wholly inside the gap say so in the numbers; the one it ends in says it is part of one.
+  EXPECT_EQ(page.count("//h:section[@id='chart-states']//h:td[@class='marker'][.='no snapshot']"), 2);
+  EXPECT_EQ(page.count("//h:section[@id='chart-states']//h:td[@class='marker'][.='part of a gap']"), 2);
+}
+
 TEST_F(Report, EachChartAloneIsAStandaloneSvg) {
   const auto html = (dir_ / "page.html").string();
   ASSERT_EQ(report({"--db", lifecycle_db(), "--utc", "-o", html}).exit_code, 0);

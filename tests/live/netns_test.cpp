@@ -20,6 +20,7 @@
 #include "files.hpp"
 #include "netns.hpp"
 #include "process.hpp"
+#include "report_page.hpp"
 #include "sockets.hpp"
 #include "sockhist/store.hpp"
 
@@ -152,6 +153,35 @@ TEST_F(Namespaces, AllNetnsPutsEachSocketInItsOwnNamespace) {
                                       inode_b))
                 .getInt(),
             0);
+  // The report draws sockets per state for every namespace, each with its own sockets; --netns draws one.
+  const auto html = (dir / "report.html").string();
+  const auto made = run(SOCKHIST_ANALYZER_BIN, {"report", "--db", db_path.string(), "--utc", "-o", html});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const Page page(html);
+  const auto count_at = [&](const std::string& chart, const std::string& series) {
+    const auto headings = page.strings(chart + "//h:table[@class='numbers-table']//h:th");
+    const auto cells = page.strings(chart + "//h:table[@class='numbers-table']/h:tbody/h:tr[h:td[2] != ''][1]/h:td");
+    for (std::size_t i = 0; i < headings.size() && i < cells.size(); ++i) {
+      if (headings[i] == series) {
+        return cells[i];
+      }
+    }
+    return std::string("(no such series)");
+  };
+  const auto chart_a = fmt::format("//h:section[@id='chart-states-{}']", m_a);
+  const auto chart_b = fmt::format("//h:section[@id='chart-states-{}']", m_b);
+  EXPECT_EQ(page.count("//h:section[@id='chart-states']"), 1);
+  EXPECT_EQ(page.string(chart_a + "/h:h2"), fmt::format("Sockets per state, namespace {} ({})", m_a, inode_a));
+  EXPECT_EQ(count_at(chart_a, "ESTABLISHED"), "2");
+  EXPECT_EQ(count_at(chart_a, "LISTEN"), "1");
+  EXPECT_EQ(count_at(chart_b, "LISTEN"), "1");
+  EXPECT_EQ(count_at(chart_b, "UDP"), "1");
+  const auto one = run(SOCKHIST_ANALYZER_BIN, {"report", "--db", db_path.string(), "--netns", m_b, "-o", html});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const Page only_b(html);
+  EXPECT_EQ(only_b.count("//h:section[starts-with(@id, 'chart-states')]"), 1);
+  EXPECT_EQ(only_b.string("//h:section[@id='chart-states']/h:h2"),
+            fmt::format("Sockets per state, namespace {} ({})", m_b, inode_b));
 }
 
 TEST_F(Namespaces, NetnsByNamePidAndPath) {
