@@ -334,6 +334,16 @@ chart::Page build_report(SQLite::Database& db, const ReportAsk& ask, const std::
     page.charts.push_back(std::move(c));
   }
   page.charts.push_back(std::move(connections));
+  // A chart built with series but not one value says why, instead of an empty frame.
+  for (auto& c : page.charts) {
+    const bool any = std::any_of(c.series.begin(), c.series.end(), [](const auto& s) {
+      return std::any_of(s.values.begin(), s.values.end(), [](const auto& v) { return v.has_value(); });
+    });
+    if (!c.starts.empty() && c.empty.empty() && !any) {
+      c.empty = frame.snapshots.size() < 2 ? "one snapshot: no rate or change to draw"
+                                           : "no value in this range (no two snapshots of one boot to compare)";
+    }
+  }
   page.footer = fmt::format(
       "Made by sockhist report at {} from {}. Every value is what the kernel reported in a "
       "snapshot, or is marked as an estimate with its bounds.",

@@ -191,6 +191,28 @@ TEST_F(Report, AGapIsShadedWhereItLiesAndNoLineCrossesIt) {
   EXPECT_EQ(page.count("//h:section[@id='chart-states']//h:td[@class='marker'][.='part of a gap']"), 2);
 }
 
+TEST_F(Report, OneSnapshotDrawsItsPointsAndSaysWhyTheRatesAreEmpty) {
+  const auto db = (dir_ / "one.db").string();
+  collect_samples(db, "api1", {"05"}, "history-lifecycle");
+  const auto file = (dir_ / "one.html").string();
+  const auto r = report({"--db", db, "--utc", "-o", file});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(run("/usr/bin/xmllint", {"--noout", file}).exit_code, 0);
+  const Page page(file);
+  expect_points_match_numbers(page);
+  EXPECT_EQ(page.strings("//h:ul[@class='section']/h:li").front(), "One snapshot: nothing to compare.");
+  EXPECT_EQ(page.points("//h:section[@id='chart-states']", "ESTABLISHED"), 1);
+  EXPECT_EQ(page.count("//h:section[@id='chart-states']//s:circle"),
+            page.count("//h:section[@id='chart-states']//s:g[@class='series']"))
+      << "one dot per series";
+  EXPECT_EQ(page.count("//h:section[@id='chart-states']//s:path"), 0) << "no line";
+  for (const auto& id : {"retransmits", "resets", "listen-queue"}) {
+    EXPECT_EQ(page.string(fmt::format("//h:section[@id='chart-{}']//s:text[@class='empty']", id)),
+              "one snapshot: no rate or change to draw")
+        << id;
+  }
+}
+
 TEST_F(Report, EachChartAloneIsAStandaloneSvg) {
   const auto html = (dir_ / "page.html").string();
   ASSERT_EQ(report({"--db", lifecycle_db(), "--utc", "-o", html}).exit_code, 0);
