@@ -25,7 +25,7 @@ struct ReportAsk {
 // whole buckets, with the snapshots in it.
 struct ReportFrame {
   query::Scope scope;
-  std::vector<query::SnapshotSummary> snapshots;  // oldest first, never empty
+  std::vector<query::SnapshotSummary> snapshots;  // oldest first; none only in another namespace's frame
   std::int64_t since_ms = 0, until_ms = 0;        // the first bucket's start, the newest snapshot
   std::int64_t bucket_ms = 0;
   std::int64_t usual_interval_ms = 0;  // the median time between consecutive snapshots (0: one snapshot)
