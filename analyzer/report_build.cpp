@@ -289,7 +289,10 @@ chart::Page build_report(SQLite::Database& db, const ReportAsk& ask, const std::
   page.sections.push_back(check_section(db, frame, ask));
 
   for (std::size_t i = 0; i < namespaces.size(); ++i) {
-    const auto id = states_id(namespaces[i], i == 0);
+    auto id = states_id(namespaces[i], i == 0);
+    if (std::any_of(page.charts.begin(), page.charts.end(), [&](const auto& c) { return c.id == id; })) {
+      id += "-" + std::to_string(namespaces[i].netns_inode);  // two names alike once made safe: "a.b", "a-b"
+    }
     if (!wanted(id)) {
       page.charts.push_back(named(id));  // for --chart's list
       continue;

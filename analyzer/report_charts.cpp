@@ -219,7 +219,11 @@ chart::Chart time_wait_chart(SQLite::Database& db, const ReportFrame& f) {
                                                   : std::nullopt);
   }
   c.series = {seen, counted, implied};
-  if (std::all_of(counted.values.begin(), counted.values.end(), [](const auto& v) { return !v; })) {
+  const auto names = query::counter_names(db);
+  if (std::none_of(names.begin(), names.end(),
+                   [](const auto& n) { return n.second.section == "TcpExt" && n.second.name == "TW"; })) {
+    c.notes.push_back("TcpExt.TW was never recorded in this history: not drawn.");
+  } else if (std::all_of(counted.values.begin(), counted.values.end(), [](const auto& v) { return !v; })) {
     c.notes.push_back("TcpExt.TW has no two snapshots of one boot to compare in any bucket: not drawn.");
   }
   c.notes.push_back(

@@ -9,6 +9,7 @@
 #include <libxml/xpathInternals.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -211,6 +212,29 @@ TEST_F(Report, OneSnapshotDrawsItsPointsAndSaysWhyTheRatesAreEmpty) {
               "one snapshot: no rate or change to draw")
         << id;
   }
+}
+
+TEST_F(Report, AnImportedListingHasNoCountersAndTheChartsSaySo) {
+  const auto db = (dir_ / "imported.db").string();
+  const auto listing = (samples_dir() / "imports" / "netstat-antp.txt").string();
+  const auto imported = run(SOCKHIST_ANALYZER_BIN,
+                            {"import", "netstat", "--db", db, "--host", "h1", "--at", "2026-11-24T05:14:42Z", listing});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  const auto file = (dir_ / "imported.html").string();
+  ASSERT_EQ(report({"--db", db, "--utc", "-o", file}).exit_code, 0);
+  const Page page(file);
+  expect_points_match_numbers(page);
+  for (const auto& id : {"retransmits", "resets", "listen-queue"}) {
+    EXPECT_EQ(page.string(fmt::format("//h:section[@id='chart-{}']//s:text[@class='empty']", id)),
+              "none of these counters was recorded")
+        << id;
+  }
+  const auto notes = page.strings("//h:section[@id='chart-time-wait']//h:ul[@class='notes']/h:li");
+  EXPECT_NE(std::find(notes.begin(), notes.end(), "TcpExt.TW was never recorded in this history: not drawn."),
+            notes.end());
+  EXPECT_NE(std::find(notes.begin(), notes.end(),
+                      "TcpExt.TCPTimeWaitOverflow was never recorded in this history: not drawn."),
+            notes.end());
 }
 
 TEST_F(Report, EachChartAloneIsAStandaloneSvg) {
