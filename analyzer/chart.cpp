@@ -113,11 +113,6 @@ std::string number_attr(double v) {
   return fmt::format("{:.1f}", v);
 }
 
-// Whether a gap of the chart lies (in part) between times a and b: a line may not join them.
-bool gap_between(const Chart& c, std::int64_t a, std::int64_t b) {
-  return std::any_of(c.gaps.begin(), c.gaps.end(), [&](const auto& g) { return g.first < b && g.second > a; });
-}
-
 // Consecutive buckets with a point, broken at a missing value, at a reboot, and wherever a gap lies
 // between two points.
 std::vector<std::vector<std::pair<double, double>>> segments(const Chart& c, const Series& s, const Frame& f) {
@@ -128,7 +123,7 @@ std::vector<std::vector<std::pair<double, double>>> segments(const Chart& c, con
     const bool has = b < s.values.size() && s.values[b] && !c.gap[b];
     const bool pass_over = !has && !c.gap[b] && b < c.no_snapshot.size() && c.no_snapshot[b];
     const std::int64_t at = c.starts[b] + c.bucket_ms / 2;
-    if ((!has && !pass_over) || c.reboot[b] || (has && !run.empty() && gap_between(c, previous, at))) {
+    if ((!has && !pass_over) || c.reboot[b] || (has && !run.empty() && gap_overlaps(c, previous, at))) {
       if (!run.empty()) {
         out.push_back(std::move(run));
         run.clear();
@@ -240,6 +235,11 @@ const char* k_style =
     ".empty{fill:#555;font-size:13px}";
 
 }  // namespace
+
+bool gap_overlaps(const Chart& c, std::int64_t from_ms, std::int64_t to_ms) {
+  return std::any_of(c.gaps.begin(), c.gaps.end(),
+                     [&](const auto& g) { return g.first < to_ms && g.second > from_ms; });
+}
 
 const std::vector<std::string>& palette() {
   // Okabe and Ito's colours, darkest first; their yellow is left out, being too light on white.

@@ -1,8 +1,6 @@
 // The report's page: one HTML document that is also well-formed XML, holding its CSS and every
 // chart inline and fetching nothing, readable without scripts, on a narrow screen (the plots and
 // tables scroll inside their boxes, never the page) and in print (every table in full).
-#include <algorithm>
-
 #include <fmt/format.h>
 
 #include "sockhist/chart.hpp"
@@ -54,9 +52,7 @@ void numbers_table(std::string& out, const Chart& c, model::Zone zone) {
     for (const auto& s : c.series) {
       out += fmt::format("<td>{}</td>", cell(b < s.values.size() ? s.values[b] : std::nullopt, c.integers));
     }
-    const auto from = c.starts[b];
-    const bool part_gap = std::any_of(c.gaps.begin(), c.gaps.end(),
-                                      [&](const auto& g) { return g.first < from + c.bucket_ms && g.second > from; });
+    const bool part_gap = gap_overlaps(c, c.starts[b], c.starts[b] + c.bucket_ms);
     const char* mark = c.gap[b]      ? "no snapshot"
                        : c.reboot[b] ? (part_gap ? "reboot; part of a gap" : "reboot")
                        : part_gap    ? "part of a gap"

@@ -354,12 +354,4 @@ chart::Page build_report(SQLite::Database& db, const ReportAsk& ask, const std::
   return page;
 }
 
-std::vector<std::string> report_chart_names(const chart::Page& page) {
-  std::vector<std::string> names;
-  for (const auto& c : page.charts) {
-    names.push_back(c.id);
-  }
-  return names;
-}
-
 }  // namespace sockhist::analyzer

@@ -49,7 +49,4 @@ ReportFrame frame_over(SQLite::Database& db, const query::Scope& scope, std::int
 // The whole page. `only`: build just that chart (for --format svg --chart).
 chart::Page build_report(SQLite::Database& db, const ReportAsk& ask, const std::optional<std::string>& only);
 
-// The names of every chart a report over this database and scope may hold, for --chart's message.
-std::vector<std::string> report_chart_names(const chart::Page& page);
-
 }  // namespace sockhist::analyzer

@@ -47,6 +47,10 @@ struct Chart {
   std::string extra_caption;
 };
 
+// Whether a gap of the chart lies, even in part, between two times: no line may join points at them,
+// and a bucket it covers in part says so.
+bool gap_overlaps(const Chart& chart, std::int64_t from_ms, std::int64_t to_ms);
+
 // The colour-blind-safe palette the lines take in turn (Okabe and Ito), with a dash pattern added
 // from the eighth series on.
 const std::vector<std::string>& palette();
