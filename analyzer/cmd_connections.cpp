@@ -8,6 +8,7 @@
 #include "common.hpp"
 #include "sockhist/error.hpp"
 #include "sockhist/query/connections.hpp"
+#include "sockhist/store.hpp"
 
 namespace sockhist::analyzer {
 
@@ -221,7 +222,7 @@ Result run_connections(const ConnectionsOptions& o) {
   if (!log.has_log) {
     throw Error(Exit::usage, fmt::format("{}: has no connection log (schema version {}; a collector of this version "
                                          "looping with --interval records one)",
-                                         db.getFilename(), db.execAndGet("PRAGMA user_version").getInt()));
+                                         store::database_file(db), db.execAndGet("PRAGMA user_version").getInt()));
   }
   const auto options = render_options(o.common);
   const auto table = o.by ? groups_table(log, *o.by) : ends_table(log);

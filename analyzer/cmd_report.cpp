@@ -39,7 +39,6 @@ Result run_report(const ReportOptions& o) {
   ReportAsk ask;
   ask.common = o.common;
   std::tie(ask.since_ms, ask.until_ms) = resolve_window(o.window, k_window, o.common.now_ms);
-  ask.since_text = o.window.since.value_or("the first snapshot");
   ask.thresholds = o.thresholds;
   const auto page = build_report(db, ask, o.chart);
   const auto zone = render_options(o.common).zone;

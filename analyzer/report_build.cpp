@@ -117,7 +117,9 @@ chart::Section check_section(SQLite::Database& db, const ReportFrame& f, const R
   // Staleness only when asked for: a report is often made long after the history ended.
   const auto limits =
       ask.thresholds.resolve(db, f.scope, ask.thresholds.max_age ? std::optional(ask.common.now_ms) : std::nullopt);
-  const auto range = query::window_range(db, f.scope, f.since_ms, f.until_ms, ask.since_text);
+  query::CheckRange range;  // what window_range lists, listed once already: the frame's snapshots
+  range.window = true;
+  range.snapshots = range.pair = f.snapshots;
   render::Options options = render_options(ask.common);
   for (const auto& x : query::evaluate_checks(db, f.scope, range, limits)) {
     s.lines.push_back(fmt::format("{}: {}: {} (limit {})", x.found ? "found" : "ok", query::name(x.check),
@@ -159,7 +161,7 @@ std::vector<chart::Fact> facts(SQLite::Database& db, const ReportFrame& f, const
   out.push_back({"Charts", fmt::format("one point per bucket of {}, from {}", model::format_duration(f.bucket_ms),
                                        when(f.since_ms, zone))});
   out.push_back({"Times", chart::zone_label(f.since_ms, f.until_ms, zone)});
-  out.push_back({"Database", db.getFilename()});
+  out.push_back({"Database", store::database_file(db)});
   return out;
 }
 
@@ -350,7 +352,7 @@ chart::Page build_report(SQLite::Database& db, const ReportAsk& ask, const std::
   page.footer = fmt::format(
       "Made by sockhist report at {} from {}. Every value is what the kernel reported in a "
       "snapshot, or is marked as an estimate with its bounds.",
-      model::format_iso_utc(ask.common.now_ms), db.getFilename());
+      model::format_iso_utc(ask.common.now_ms), store::database_file(db));
   return page;
 }
 

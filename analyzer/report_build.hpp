@@ -17,7 +17,6 @@ namespace sockhist::analyzer {
 struct ReportAsk {
   Common common;
   std::int64_t since_ms = 0, until_ms = 0;  // the window as resolved
-  std::string since_text;                   // for messages
   ThresholdOptions thresholds;
 };
 

@@ -97,7 +97,7 @@ chart::Chart states_chart(SQLite::Database& db, const ReportFrame& f, const std:
     c.empty = "no snapshot of this namespace in the range";
     return c;
   }
-  take_trend(c, query::trend_states(db, f.scope, f.since_ms, f.until_ms, f.bucket_ms, {}));
+  take_trend(c, query::trend_states(db, f.scope, f.since_ms, f.until_ms, f.bucket_ms, {}, &f.snapshots));
   return c;
 }
 
@@ -113,7 +113,7 @@ query::Trend counter_trend(SQLite::Database& db, const ReportFrame& f, const std
   if (present.empty()) {
     return {};
   }
-  return query::trend_counters(db, f.scope, f.since_ms, f.until_ms, f.bucket_ms, present);
+  return query::trend_counters(db, f.scope, f.since_ms, f.until_ms, f.bucket_ms, present, &f.snapshots);
 }
 
 // The series of `rates` (counter_trend) named in `wanted`, in that order, on the chart; a counter
@@ -162,7 +162,7 @@ chart::Chart close_wait_chart(SQLite::Database& db, const ReportFrame& f) {
                        "sockets in CLOSE_WAIT", "the highest count of the bucket's snapshots, per owner");
   constexpr std::size_t k_top = 6;
   const auto trend = query::trend_grouped(db, f.scope, f.since_ms, f.until_ms, f.bucket_ms, "CLOSE_WAIT",
-                                          query::GroupBy::process, k_top);
+                                          query::GroupBy::process, k_top, &f.snapshots);
   const auto sockets = query::close_wait_sockets(db, f.scope, f.snapshots);
   const auto owners = query::close_wait_by_process(f.snapshots, sockets);
   std::vector<std::string> names;
@@ -204,7 +204,8 @@ chart::Chart time_wait_chart(SQLite::Database& db, const ReportFrame& f) {
   c.integers = false;
   query::TimeWaitAsk ask;
   ask.keep = query::TimeWaitAsk::Keep::none;
-  const auto r = query::time_wait_report(db, f.scope, f.since_ms, f.until_ms, f.bucket_ms, ask);
+  ask.per_socket = false;
+  const auto r = query::time_wait_report(db, f.scope, f.since_ms, f.until_ms, f.bucket_ms, ask, &f.snapshots);
   chart::Series seen{"entries seen (estimate)", {}}, counted{"TcpExt.TW", {}}, implied{"population / 60 s", {}};
   const auto first = f.snapshots.front().time_ms;
   const auto last = f.snapshots.back().time_ms;
@@ -235,6 +236,11 @@ chart::Chart time_wait_chart(SQLite::Database& db, const ReportFrame& f) {
           : fmt::format("Entries seen are a lower bound: snapshots up to {} apart miss a TIME_WAIT socket that "
                         "came and went between them (60 s); TcpExt.TW counts them all.",
                         model::format_duration(r.longest_gap_ms)));
+  c.notes.push_back(r.recorded_entries
+                        ? "Entries were read from those the collector recorded as it wrote each snapshot "
+                          "(time_wait_entries)."
+                        : "Entries were read from the TIME_WAIT spans: this file is older than schema version 11, "
+                          "which records them as it writes.");
   c.notes.push_back(
       "Population / 60 s is the entry rate the highest TIME_WAIT count of the bucket implies in a "
       "steady state; TcpExt.TW also counts FIN_WAIT2 minisockets and leaves out sockets given under "

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "sockhist/error.hpp"
+#include "sockhist/model.hpp"
 #include "sockhist/store.hpp"
 #include "store_impl.hpp"
 
@@ -112,6 +113,62 @@ bool has_connection_log(SQLite::Database& db) {
   return pragma_int(db, "user_version") >= 10;  // 010_connection_log.sql
 }
 
+bool has_time_wait_entries(SQLite::Database& db) {
+  return pragma_int(db, "user_version") >= 11;  // 011_time_wait_entries.sql
+}
+
+namespace {
+
+// When span `a` (of socket_spans) entered TIME_WAIT, or NULL where it cannot be dated: the end the
+// connection log joined to it (the first by snapshot and time), else a TIME_WAIT timer of at most
+// 60 s plus slack at its first sighting, counted back from that sighting.
+std::string entered_sql(std::string_view a) {
+  return fmt::format(
+      "coalesce((SELECT e.time_ms FROM connection_ends e WHERE e.time_wait_span_id = {0}.span_id "
+      "ORDER BY e.snapshot_id, e.time_ms LIMIT 1), CASE WHEN {0}.timer = {1} AND {0}.timer_ms <= {2} THEN "
+      "coalesce({0}.first_time_ms, (SELECT f.time_ms FROM snapshots f WHERE f.snapshot_id = {0}.first_snapshot_id)) "
+      "- ({3} - {0}.timer_ms) END)",
+      a, static_cast<int>(model::TimerKind::timewait), model::k_time_wait_ms + model::k_time_wait_timer_slack_ms,
+      model::k_time_wait_ms);
+}
+
+}  // namespace
+
+std::string time_wait_entries_sql(std::string_view spans) {
+  // The reader's rule (query::time_wait_report): a span is a socket's first unless it continues a
+  // TIME_WAIT of the same 4-tuple seen in the snapshot before, entered at most 2 s earlier (and
+  // with the same cookie, where both have one). The collector continues such a socket in one span,
+  // except across a new boot id (a copied tree, or a capture whose boot id changed while its
+  // sockets stayed): only at the first snapshot of a boot is the one before looked up. Each
+  // candidate span is read once (d), each of their first snapshots once (f): a week is a million
+  // spans over 10,080 snapshots.
+  return fmt::format(
+      "WITH d AS MATERIALIZED (SELECT sp.netns_id, sp.first_snapshot_id, sp.span_id, sp.state_id, sp.local_addr_id, "
+      "sp.local_port, sp.remote_addr, sp.remote_port, sp.cookie, {0} AS entered, EXISTS (SELECT 1 FROM "
+      "connection_ends x WHERE x.time_wait_span_id = sp.span_id) AS exact FROM socket_spans sp "
+      "WHERE sp.state_id = (SELECT state_id FROM socket_states WHERE proto = 'tcp' AND state = 'TIME_WAIT') "
+      "AND ({1})), "
+      "f AS MATERIALIZED (SELECT s.snapshot_id, s.boot_id, (SELECT p.snapshot_id FROM snapshots p "
+      "WHERE p.netns_id = s.netns_id AND p.snapshot_id < s.snapshot_id ORDER BY p.snapshot_id DESC LIMIT 1) AS prev_id "
+      "FROM snapshots s WHERE s.snapshot_id IN (SELECT first_snapshot_id FROM d)), "
+      "starts AS MATERIALIZED (SELECT f.snapshot_id, f.prev_id FROM f JOIN snapshots p ON p.snapshot_id = f.prev_id "
+      "WHERE coalesce(p.boot_id, '') IS NOT coalesce(f.boot_id, '')) "
+      "INSERT OR REPLACE INTO time_wait_entries(netns_id, snapshot_id, span_id, entered_ms, exact) "
+      "SELECT d.netns_id, d.first_snapshot_id, d.span_id, d.entered, d.exact FROM d "
+      "LEFT JOIN starts ON starts.snapshot_id = d.first_snapshot_id WHERE d.entered IS NOT NULL AND "
+      "(starts.snapshot_id IS NULL OR NOT EXISTS (SELECT 1 FROM socket_spans b INDEXED BY socket_spans_by_first "
+      "WHERE b.netns_id = d.netns_id "
+      // b lasted until the snapshot before and entered at most 2 s before d: it was first seen in
+      // the minute or so before, so only the spans first seen then are read
+      "AND b.first_snapshot_id > coalesce((SELECT max(o.snapshot_id) FROM snapshots o WHERE o.netns_id = d.netns_id "
+      "AND o.time_ms < d.entered - {4}), 0) AND b.first_snapshot_id <= starts.prev_id "
+      "AND b.last_snapshot_id = starts.prev_id AND b.state_id = d.state_id AND b.local_addr_id = d.local_addr_id "
+      "AND b.local_port = d.local_port AND b.remote_port = d.remote_port AND b.remote_addr = d.remote_addr "
+      "AND (b.cookie IS NULL OR d.cookie IS NULL OR b.cookie = d.cookie) AND d.entered <= {2} + {3}))",
+      entered_sql("sp"), spans, entered_sql("b"), model::k_time_wait_reentry_ms,
+      model::k_time_wait_reentry_ms + model::k_time_wait_ms + 3 * model::k_time_wait_timer_slack_ms);
+}
+
 std::string_view migration_sql(int version) {
   if (version < 1 || version > schema_version()) {
     throw std::out_of_range(fmt::format("no migration to schema version {}", version));
@@ -157,6 +214,9 @@ void initialize_to(SQLite::Database& db, int target) {
     version = pragma_int(db, "user_version");
     for (auto step = static_cast<std::size_t>(version); step < static_cast<std::size_t>(target); ++step) {
       db.exec(std::string(sql::k_migrations[step]));
+      if (step + 1 == 11) {
+        db.exec(time_wait_entries_sql("1"));  // the spans already stored (011_time_wait_entries.sql)
+      }
     }
     db.exec(std::string(sql::k_views));
     SQLite::Statement check(db, "PRAGMA foreign_key_check");

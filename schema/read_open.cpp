@@ -102,6 +102,11 @@ std::optional<std::string> why_not_immutable(const std::filesystem::path& path) 
 
 }  // namespace
 
+std::string database_file(SQLite::Database& db) {
+  const char* file = sqlite3_db_filename(db.getHandle(), "main");
+  return file != nullptr && *file != '\0' ? std::string(file) : db.getFilename();
+}
+
 SQLite::Database open_read_only(const std::filesystem::path& path,
                                 const std::function<void(const std::string&)>& on_damage) {
   const auto check = check_file(path);

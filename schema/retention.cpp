@@ -41,7 +41,7 @@ void rebase_namespace(SQLite::Database& db, std::int64_t netns_id, std::int64_t 
     for (const char* sql :
          {"DELETE FROM counter_values WHERE netns_id = ?",
           "DELETE FROM socket_values WHERE span_id IN (SELECT span_id FROM socket_spans WHERE netns_id = ?)",
-          "DELETE FROM socket_spans WHERE netns_id = ?"}) {
+          "DELETE FROM time_wait_entries WHERE netns_id = ?", "DELETE FROM socket_spans WHERE netns_id = ?"}) {
       SQLite::Statement del(db, sql);
       del.bind(1, netns_id);
       del.exec();
@@ -85,6 +85,14 @@ void rebase_namespace(SQLite::Database& db, std::int64_t netns_id, std::int64_t 
   del_spans.bind(1, netns_id);
   del_spans.bind(2, newest);
   del_spans.exec();
+  // A TIME_WAIT entry goes with its span (a span that stays keeps its entry, as its first time).
+  SQLite::Statement del_entries(
+      db,
+      "DELETE FROM time_wait_entries WHERE netns_id = ?1 AND snapshot_id <= ?2 AND NOT EXISTS "
+      "(SELECT 1 FROM socket_spans sp WHERE sp.span_id = time_wait_entries.span_id)");
+  del_entries.bind(1, netns_id);
+  del_entries.bind(2, newest);
+  del_entries.exec();
   SQLite::Statement keep_times(db,
                                "UPDATE socket_spans SET first_time_ms = (SELECT s.time_ms FROM snapshots s "
                                "WHERE s.snapshot_id = socket_spans.first_snapshot_id) "

@@ -9,6 +9,7 @@
 
 #include "sockhist/bounds.hpp"
 #include "sockhist/error.hpp"
+#include "sockhist/store.hpp"
 #include "sockhist/timeutil.hpp"
 #include "writer_impl.hpp"
 
@@ -47,7 +48,13 @@ SnapshotWriter::Impl::Impl(SQLite::Database& database, OpenSpans keep)
       insert_value(db, "INSERT INTO counter_values(netns_id, counter_id, snapshot_id, value) VALUES (?, ?, ?, ?)"),
       finish_snapshot(db,
                       "UPDATE snapshots SET socket_count = ?, spans_opened = ?, spans_closed = ?, "
-                      "counter_rows = ?, value_rows = ? WHERE snapshot_id = ?") {}
+                      "counter_rows = ?, value_rows = ? WHERE snapshot_id = ?"),
+      // The TIME_WAIT spans a snapshot opened, and those the ends stored with it or the one before
+      // were joined to (a late join dates a span the previous snapshot opened).
+      write_time_wait_entries(
+          db, time_wait_entries_sql("sp.span_id IN (SELECT span_id FROM socket_spans WHERE netns_id = ?1 "
+                                    "AND first_snapshot_id = ?2 UNION SELECT time_wait_span_id FROM connection_ends "
+                                    "WHERE snapshot_id IN (?2, ?3) AND time_wait_span_id IS NOT NULL)")) {}
 
 void SnapshotWriter::Impl::forget() {
   host_ids.clear();
@@ -135,6 +142,11 @@ WriteStats SnapshotWriter::Impl::write_one(const Capture& cap) {
     opened_now = {};
     write_connections(cap, netns_id, snapshot_id, prev, join ? &*join : nullptr);
   }
+  write_time_wait_entries.reset();
+  write_time_wait_entries.bind(1, netns_id);
+  write_time_wait_entries.bind(2, snapshot_id);
+  write_time_wait_entries.bind(3, prev ? prev->id : snapshot_id);
+  stats.rows_written += static_cast<std::size_t>(write_time_wait_entries.exec());
   write_state_counts(cap, sieve, snapshot_id);
   write_counters(cap, netns_id, snapshot_id, prev, same_boot);
   finish(cap.sockets.size() + (sieve != nullptr ? sieve->left_out() : 0), snapshot_id);

@@ -27,7 +27,7 @@ model::Identity connection_of(const model::SocketEnd& end) {
 bool began_at(const OpenSpan& time_wait, std::int64_t end_ms) {
   // Its start by its timer: when it fires, less the 60 s it runs.
   return time_wait.values.timer == static_cast<std::uint8_t>(model::TimerKind::timewait) &&
-         time_wait.values.timer_expires_ms - k_time_wait_length_ms <= end_ms + k_time_wait_link_slack_ms;
+         time_wait.values.timer_expires_ms - model::k_time_wait_ms <= end_ms + k_time_wait_link_slack_ms;
 }
 
 EndJoin::EndJoin(const std::vector<model::SocketEnd>& ends) : m_ends(ends), m_matches(ends.size()) {

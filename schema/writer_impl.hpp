@@ -31,11 +31,10 @@ using model::SockState;
 // never late): a socket closed before its peer's FIN waits in FIN_WAIT2 first, and its TIME_WAIT
 // begins when the FIN comes.
 inline constexpr std::int64_t k_time_wait_link_slack_ms = 1000;
-inline constexpr std::int64_t k_time_wait_length_ms = 60'000;  // on Linux (docs/kernel.md)
 
 // A TIME_WAIT socket whose time remaining exceeds what the span's first observation predicts by
 // more than this is a new socket on a reused 4-tuple (docs/kernel.md: TIME_WAIT counts down from 60 s).
-inline constexpr std::int64_t k_timewait_slack_ms = 2000;
+inline constexpr std::int64_t k_timewait_slack_ms = model::k_time_wait_reentry_ms;  // the readers' rule too
 
 template <class T>
 inline void bind_optional(SQLite::Statement& stmt, int index, const std::optional<T>& value) {
@@ -274,6 +273,7 @@ struct SnapshotWriter::Impl {
   SQLite::Statement insert_count;
   SQLite::Statement insert_value;
   SQLite::Statement finish_snapshot;
+  SQLite::Statement write_time_wait_entries;
   // The connection log's, prepared at its first use.
   struct ConnectionStatements {
     explicit ConnectionStatements(SQLite::Database& db);

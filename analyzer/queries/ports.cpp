@@ -19,13 +19,37 @@ using namespace detail;
 
 namespace {
 
+// One span starting (+1 at its first snapshot) or stopping (-1 after its last) to count.
+struct Event {
+  std::uint32_t position;
+  std::uint32_t destination;
+  std::int8_t delta;
+  bool time_wait;
+};
+
 // A range's ephemeral connections per destination: each span as the positions where it starts and
-// stops counting (+1 at its first snapshot, -1 after its last).
+// stops counting, ordered by position (in no order within one).
 struct Sweep {
   std::vector<PortPressure> destinations;
-  std::vector<std::tuple<std::size_t, int, std::size_t, bool>> events;  // position, +1/-1, destination, TIME_WAIT
+  std::vector<Event> events;
   std::vector<std::int64_t> times;
 };
+
+// Orders events by position, counting them per position first: a week is a million.
+std::vector<Event> by_position(const std::vector<Event>& events, std::size_t positions) {
+  std::vector<std::size_t> start(positions + 2, 0);
+  for (const auto& e : events) {
+    ++start[e.position + 1];
+  }
+  for (std::size_t p = 1; p < start.size(); ++p) {
+    start[p] += start[p - 1];
+  }
+  std::vector<Event> out(events.size());
+  for (const auto& e : events) {
+    out[start[e.position]++] = e;
+  }
+  return out;
+}
 
 Sweep read_sweep(SQLite::Database& db, const Scope& scope, const std::vector<SnapshotSummary>& snapshots) {
   Sweep w;
@@ -75,8 +99,9 @@ Sweep read_sweep(SQLite::Database& db, const Scope& scope, const std::vector<Sna
     const auto first = at_or_before(ids, q.integer(0));
     const auto last = at_or_before(ids, q.integer(1));
     const bool tw = q.integer(2) == time_wait;
-    w.events.emplace_back(static_cast<std::size_t>(std::max<std::ptrdiff_t>(first, 0)), 1, it->second, tw);
-    w.events.emplace_back(static_cast<std::size_t>(last + 1), -1, it->second, tw);
+    const auto d = static_cast<std::uint32_t>(it->second);
+    w.events.push_back({static_cast<std::uint32_t>(std::max<std::ptrdiff_t>(first, 0)), d, 1, tw});
+    w.events.push_back({static_cast<std::uint32_t>(last + 1), d, -1, tw});
   }
   auto address = address_by_id(db);
   for (std::size_t d = 0; d < w.destinations.size(); ++d) {
@@ -84,7 +109,7 @@ Sweep read_sweep(SQLite::Database& db, const Scope& scope, const std::vector<Sna
     address.bind(1, local_ids[d]);
     w.destinations[d].local_addr = address.executeStep() ? address.getColumn(0).getString() : std::string("-");
   }
-  std::sort(w.events.begin(), w.events.end());
+  w.events = by_position(w.events, ids.size());
   return w;
 }
 
@@ -93,13 +118,14 @@ Sweep read_sweep(SQLite::Database& db, const Scope& scope, const std::vector<Sna
 template <typename F>
 void replay(const Sweep& w, F&& changed) {
   std::vector<std::pair<std::int64_t, std::int64_t>> now(w.destinations.size(), {0, 0});  // TIME_WAIT, open
+  std::vector<std::size_t> touched;
   for (std::size_t e = 0; e < w.events.size();) {
-    const auto pos = std::get<0>(w.events[e]);
-    std::vector<std::size_t> touched;
-    for (; e < w.events.size() && std::get<0>(w.events[e]) == pos; ++e) {
-      const auto [p, delta, d, tw] = w.events[e];
-      (tw ? now[d].first : now[d].second) += delta;
-      touched.push_back(d);
+    const std::size_t pos = w.events[e].position;
+    touched.clear();
+    for (; e < w.events.size() && w.events[e].position == pos; ++e) {
+      const auto& ev = w.events[e];
+      (ev.time_wait ? now[ev.destination].first : now[ev.destination].second) += ev.delta;
+      touched.push_back(ev.destination);
     }
     if (pos < w.times.size()) {
       for (const auto d : touched) {

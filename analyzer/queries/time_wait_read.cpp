@@ -240,6 +240,7 @@ struct TimeWaitReader::Impl {
     s.local_port = q.integer(11);
     s.remote_addr = q.text(12);
     s.remote_port = q.integer(13);
+    s.cookie = q.null(14) ? 0 : q.integer(14);
     if (const auto l = listening.find(s.local_port); l != listening.end()) {
       s.closer = Closer::server;
       if (const auto* owner = listener_at(l->second, s.first_id); s.owner == 0 && owner != nullptr) {
@@ -312,11 +313,12 @@ const std::string& TimeWaitReader::local_addr(std::int64_t addr_id) {
   return it->second;
 }
 
-void TimeWaitReader::read(const std::function<void(const TimeWaitSeen&)>& done) {
+bool TimeWaitReader::read(const std::function<void(const TimeWaitSeen&)>& done, bool may_scan) {
   auto& m = *impl_;
   if (!m.time_wait_id && !m.fin_wait2_id) {
-    return;
+    return true;
   }
+  m.minisockets.clear();
   using Latest = std::unordered_map<TupleKey, Pending, TupleHash>;
   Latest latest;                         // per 4-tuple, its latest TIME_WAIT
   std::vector<Latest::node_type> spare;  // nodes of completed tuples, reused (a week has a million)
@@ -326,9 +328,17 @@ void TimeWaitReader::read(const std::function<void(const TimeWaitSeen&)>& done) 
     p.serial = ++serial;
     deadlines.push({m.position_of(p.socket.last_seen_ms) + 1, p.serial, key});
   };
+  const bool scan = may_scan && scan_whole_table(m.db, m.scope, m.ids.front(), m.ids.back());
   auto q = time_wait_spans(m.db, m.scope, m.ids.front(), m.ids.back(), m.time_wait_id.value_or(-1),
-                           m.fin_wait2_id.value_or(-1));
+                           m.fin_wait2_id.value_or(-1), scan);
+  std::int64_t first_id = 0;
   while (q.step()) {
+    if (scan) {
+      if (q.integer(1) < first_id) {
+        return false;
+      }
+      first_id = q.integer(1);
+    }
     auto read = m.socket_of(q);
     if (!read) {
       continue;
@@ -368,7 +378,10 @@ void TimeWaitReader::read(const std::function<void(const TimeWaitSeen&)>& done) 
     auto& earlier = it->second.socket;
     const auto gap = position - m.position_of(earlier.last_seen_ms);
     if (gap <= 1 && s.first_seen_ms > earlier.last_seen_ms && s.entered_ms && earlier.entered_ms) {
-      if (*s.entered_ms > *earlier.entered_ms + k_time_wait_reentry_ms) {
+      // Two cookies that differ are two sockets, whatever their timers say (as the collector
+      // judges them: it splits a span only on a fresh timer, another cookie, or a new boot).
+      if (*s.entered_ms > *earlier.entered_ms + k_time_wait_reentry_ms ||
+          (s.cookie != 0 && earlier.cookie != 0 && s.cookie != earlier.cookie)) {
         // A fresh timer on the tuple: a new connection. It took the tuple over (tcp_tw_reuse,
         // TWRecycled) only if it entered before the earlier entry's 60 s were over; one that
         // entered after is ordinary port reuse, not an anomaly. No slack before the expiry: the
@@ -399,6 +412,7 @@ void TimeWaitReader::read(const std::function<void(const TimeWaitSeen&)>& done) 
   for (const auto& [key, pending] : latest) {
     done(pending.socket);
   }
+  return true;
 }
 
 std::vector<TimeWaitSocket> TimeWaitReader::sockets(const std::vector<TimeWaitSeen>& seen, std::size_t lookups_max) {

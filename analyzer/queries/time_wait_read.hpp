@@ -38,6 +38,7 @@ struct TimeWaitSeen {
   std::int64_t local_addr_id = 0, local_port = 0;
   std::string remote_addr;  // held inline (short-string storage) for an IPv4 address
   std::int64_t remote_port = 0;
+  std::int64_t cookie = 0;  // sock_diag's socket cookie; 0 where none was read (/proc)
   Closer closer = Closer::other;
   std::uint32_t owner = 0;  // TimeWaitReader::owner; 0 for none
   std::int64_t first_seen_ms = 0, last_seen_ms = 0;
@@ -63,7 +64,10 @@ class TimeWaitReader {
   // Reads the range, calling `done` once for every socket when it is complete: a 4-tuple's
   // TIME_WAIT seen again with a fresh timer marks the earlier one (a takeover, or the tuple reused),
   // and one seen again with the same timer is the same socket, merged back into one. Not in order.
-  void read(const std::function<void(const TimeWaitSeen&)>& done);
+  // Where scan_whole_table says, it first reads the table in the order it was written; if that is
+  // not the order of first snapshot (a file another program wrote), it stops and returns false,
+  // and the caller forgets what `done` was given and calls again with `may_scan` false.
+  bool read(const std::function<void(const TimeWaitSeen&)>& done, bool may_scan = true);
 
   const Owner& owner(std::uint32_t id) const;
   const std::string& local_addr(std::int64_t addr_id);

@@ -85,8 +85,10 @@ std::int64_t choose_bucket_ms(std::int64_t range_ms) {
 }
 
 Trend trend_states(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
-                   std::int64_t bucket_ms, const std::vector<std::string>& states) {
-  const auto snapshots = list_snapshots(db, scope, since_ms, until_ms);
+                   std::int64_t bucket_ms, const std::vector<std::string>& states,
+                   const std::vector<SnapshotSummary>* listed) {
+  const auto own = listed ? std::vector<SnapshotSummary>{} : list_snapshots(db, scope, since_ms, until_ms);
+  const auto& snapshots = listed ? *listed : own;
   Trend t = empty_trend(since_ms, until_ms, bucket_ms);
   // Series keys are "proto STATE" as state_counts stores them; names are what a person reads.
   std::vector<std::string> keys;
@@ -141,7 +143,8 @@ Trend trend_states(SQLite::Database& db, const Scope& scope, std::int64_t since_
 }
 
 Trend trend_counters(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
-                     std::int64_t bucket_ms, const std::vector<std::string>& counters) {
+                     std::int64_t bucket_ms, const std::vector<std::string>& counters,
+                     const std::vector<SnapshotSummary>* listed) {
   const auto names = counter_names(db);
   std::vector<std::int64_t> ids;
   std::vector<bool> gauge;
@@ -162,7 +165,8 @@ Trend trend_counters(SQLite::Database& db, const Scope& scope, std::int64_t sinc
     t.series.push_back(spec);
     t.units.push_back(it->second.is_gauge ? "value" : "per_s");
   }
-  const auto snapshots = list_snapshots(db, scope, since_ms, until_ms);
+  const auto own = listed ? std::vector<SnapshotSummary>{} : list_snapshots(db, scope, since_ms, until_ms);
+  const auto& snapshots = listed ? *listed : own;
   place_snapshots(t, snapshots);
   if (snapshots.empty()) {
     return t;
@@ -329,8 +333,10 @@ class KeyTable {
 }  // namespace
 
 Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
-                    std::int64_t bucket_ms, const std::string& state_spec, GroupBy by, std::size_t top) {
-  const auto snapshots = list_snapshots(db, scope, since_ms, until_ms);
+                    std::int64_t bucket_ms, const std::string& state_spec, GroupBy by, std::size_t top,
+                    const std::vector<SnapshotSummary>* listed) {
+  const auto own = listed ? std::vector<SnapshotSummary>{} : list_snapshots(db, scope, since_ms, until_ms);
+  const auto& snapshots = listed ? *listed : own;
   Trend t = empty_trend(since_ms, until_ms, bucket_ms);
   const auto colon = state_spec.find(':');
   const std::string proto = colon == std::string::npos ? "tcp" : state_spec.substr(0, colon);

@@ -43,6 +43,14 @@ enum class SockState : std::uint8_t {
 // Kernel timer kinds, as /proc's `tr` column and sock_diag's idiag_timer number them.
 enum class TimerKind : std::uint8_t { off = 0, on = 1, keepalive = 2, timewait = 3, probe = 4, delack = 5 };
 
+// TIME_WAIT lasts TCP_TIMEWAIT_LEN, 60 s, on Linux whatever the sysctls say (docs/kernel.md).
+inline constexpr std::int64_t k_time_wait_ms = 60'000;
+// A TIME_WAIT timer read at more than 60 s plus this came from a non-standard kernel: the socket's
+// entry cannot be dated from it.
+inline constexpr std::int64_t k_time_wait_timer_slack_ms = 500;
+// Two sightings of a 4-tuple in TIME_WAIT whose entries differ by more than this are two sockets.
+inline constexpr std::int64_t k_time_wait_reentry_ms = 2'000;
+
 // UNIX socket types (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET, ...); zero for TCP and UDP.
 enum class UnixType : std::uint8_t { none = 0, stream = 1, dgram = 2, raw = 3, rdm = 4, seqpacket = 5 };
 

@@ -214,23 +214,29 @@ struct Trend {
   std::vector<TrendBucket> buckets;
 };
 
+// Each trend reads the snapshots of [since_ms, until_ms] (list_snapshots); `listed`, when given,
+// is that list, made once by a caller that asks several questions of one range.
+
 // A bucket size giving about 24 to 60 buckets over the range, from a fixed ladder (10s ... 1d).
 std::int64_t choose_bucket_ms(std::int64_t range_ms);
 
 // Socket counts per state: one series per (proto, state) seen in the range, or only `states`
 // when given ("CLOSE_WAIT", "tcp:LISTEN", "unix:CONNECTED").
 Trend trend_states(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
-                   std::int64_t bucket_ms, const std::vector<std::string>& states);
+                   std::int64_t bucket_ms, const std::vector<std::string>& states,
+                   const std::vector<SnapshotSummary>* listed = nullptr);
 
 // Counter rates (and gauge values) per bucket for "Section.Name" counters. Throws Error(usage)
 // naming a counter the database never recorded.
 Trend trend_counters(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
-                     std::int64_t bucket_ms, const std::vector<std::string>& counters);
+                     std::int64_t bucket_ms, const std::vector<std::string>& counters,
+                     const std::vector<SnapshotSummary>* listed = nullptr);
 
 // Sockets in one state, one series per owning process ("pid/comm"), local port or remote address;
 // the `top` largest series are kept and the rest summed as "other".
 enum class GroupBy { process, local_port, remote_addr };
 Trend trend_grouped(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
-                    std::int64_t bucket_ms, const std::string& state, GroupBy by, std::size_t top);
+                    std::int64_t bucket_ms, const std::string& state, GroupBy by, std::size_t top,
+                    const std::vector<SnapshotSummary>* listed = nullptr);
 
 }  // namespace sockhist::query

@@ -67,6 +67,13 @@ int oldest_readable_schema_version();
 // readers read as they are, have none.
 bool has_connection_log(SQLite::Database& db);
 
+// Whether the database records every TIME_WAIT entry in time_wait_entries (version 11 and later).
+bool has_time_wait_entries(SQLite::Database& db);
+
+// The statement that (re)writes the time_wait_entries rows of the TIME_WAIT spans `spans` selects
+// (an SQL condition on socket_spans sp): the writer's for each snapshot, the migration's for all.
+std::string time_wait_entries_sql(std::string_view spans);
+
 // The SQL that brings a database from version - 1 to `version` (1-based); for tests and tools that
 // need a database of an older version.
 std::string_view migration_sql(int version);
@@ -149,6 +156,10 @@ void set_read_time_limit(std::chrono::milliseconds limit);
 
 // "interrupted after 10m (--timeout)" once that limit interrupted a statement; nullopt before.
 std::optional<std::string> read_interrupted();
+
+// The file a connection reads, as its path: a copy opened as immutable is opened by a URI
+// ("file:PATH?immutable=1"), which Database::getFilename() gives back as it was passed.
+std::string database_file(SQLite::Database& db);
 
 // `what` (a failure with no file in it: SQLite's "out of memory", "disk I/O error") prefixed with
 // the databases this process opened, so that the message names the file: "<db>: what".

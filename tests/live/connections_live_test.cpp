@@ -20,6 +20,7 @@
 #include "files.hpp"
 #include "netns.hpp"
 #include "process.hpp"
+#include "recorded_entries.hpp"
 #include "report_page.hpp"
 #include "sockets.hpp"
 
@@ -201,6 +202,9 @@ TEST_F(ConnectionsLive, EveryConnectionWithExactBytesBoundedLifetimesAndInboundO
   // time-wait dates the 24 TIME_WAITs entered at their socket's end by it, the others by their timers.
   const auto tw = run(SOCKHIST_ANALYZER_BIN, {"time-wait", "--db", m_db, "--since", "1h"});
   EXPECT_NE(tw.out.find("TIME_WAIT entered (24 dated by the connection log"), std::string::npos) << tw.out;
+  // The entries the collector recorded as it wrote (what the report reads) are those same 24, as exact.
+  const auto recorded = compare_recorded_entries(m_db, {1'000, 5'000});
+  EXPECT_EQ(recorded.exact, 24);
   // close-wait says when each held server's socket ended: after its close began, within 1 s.
   const auto cw =
       run(SOCKHIST_ANALYZER_BIN, {"close-wait", "--db", m_db, "--since", "1h", "--min-age", "0", "--format", "json"});

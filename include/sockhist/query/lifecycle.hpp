@@ -93,14 +93,11 @@ struct CloseWaitByProcess {
 std::vector<CloseWaitByProcess> close_wait_by_process(const std::vector<SnapshotSummary>& snapshots,
                                                       const std::vector<CloseWaitSocket>& sockets);
 
-// TIME_WAIT lasts TCP_TIMEWAIT_LEN, 60 s, on Linux whatever the sysctls say (docs/kernel.md).
-constexpr std::int64_t k_time_wait_ms = 60'000;
-// A TIME_WAIT socket gone this long before its expected expiry vanished early (reused or killed);
-// one whose timer read more than 60 s plus this came from a non-standard kernel.
+using model::k_time_wait_ms;              // 60 s on Linux
+using model::k_time_wait_timer_slack_ms;  // a timer above 60 s plus this: a non-standard kernel
+// A TIME_WAIT socket gone this long before its expected expiry vanished early (reused or killed).
 constexpr std::int64_t k_time_wait_early_ms = 5'000;
-constexpr std::int64_t k_time_wait_timer_slack_ms = 500;
-// Two sightings of a 4-tuple in TIME_WAIT whose entry estimates differ by more than this are two sockets.
-constexpr std::int64_t k_time_wait_reentry_ms = 2'000;
+using model::k_time_wait_reentry_ms;  // two sightings of a 4-tuple entered further apart: two sockets
 
 // Who closed a connection first, from the side of the TIME_WAIT (only the first closer has one).
 enum class Closer {
@@ -202,6 +199,11 @@ struct TimeWaitAsk {
   std::optional<TimeWaitBy> by;  // groups to make
   // Sockets kept up to this many have what followed each looked up one by one; more, in one scan.
   std::size_t successor_lookups_max = 64;
+  // false: only the counts over time (entries, buckets, population, the kernel's counters), read
+  // from the entries the collector recorded (time_wait_entries, schema 11) where the file has them
+  // and `keep` is none and `by` unset. sockets, anomalies, closers, groups and table_entries are
+  // then left empty.
+  bool per_socket = true;
 };
 
 struct TimeWaitReport {
@@ -218,6 +220,7 @@ struct TimeWaitReport {
   // all seen only when no two consecutive snapshots are more than 60 s apart (`complete`).
   std::int64_t entries = 0;
   std::int64_t exact_entries = 0;  // of them, dated by the connection log (the end of their socket)
+  bool recorded_entries = false;   // read from time_wait_entries, not from the spans (TimeWaitAsk::per_socket)
   std::optional<double> entries_per_s;
   bool complete = false;
   // The busiest bucket: its entries, their rate over the part of the bucket the snapshots observe
@@ -249,8 +252,10 @@ struct TimeWaitReport {
 };
 
 // TIME_WAIT over the snapshots of [since_ms, until_ms]; bucket_ms 0 picks a size.
+// `listed`: list_snapshots of the range, when the caller has it.
 TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
-                                std::int64_t bucket_ms, const TimeWaitAsk& ask = {});
+                                std::int64_t bucket_ms, const TimeWaitAsk& ask = {},
+                                const std::vector<SnapshotSummary>* listed = nullptr);
 
 // Ephemeral-port pressure towards one destination: connections from ports in ip_local_port_range
 // (TIME_WAIT and open ones) per (local address, remote address, remote port), at the snapshot
