@@ -14,6 +14,7 @@
 
 #include <SQLiteCpp/Database.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "files.hpp"
 #include "histories.hpp"
@@ -123,6 +124,35 @@ TEST(RecordedEntries, ANewCookieIsANewEntryAndANewBootIdIsNot) {
             (std::vector<std::string>{"40000|-1000|", "40001|-1000|", "40000|500|"}));
   const auto compared = compare_recorded_entries(path, {1'000, 2'000}, 1);
   EXPECT_EQ(compared.entries, 3);
+}
+
+// time-wait's reader scans the table in the order it was written when the range holds most of it,
+// and checks that this is the order of first sighting: in a file whose span ids run the other way
+// (another program's), it reads again through the index, and says the same.
+TEST(RecordedEntries, ATableNotInTheOrderOfFirstSightingIsReadThroughTheIndex) {
+  const auto dir = scratch_dir("recorded-entries-order");
+  const auto db = lifecycle_db(dir);
+  const auto reversed = (dir / "reversed.db").string();
+  copy_database(db, reversed);
+  {
+    SQLite::Database w(reversed, SQLite::OPEN_READWRITE);
+    w.exec("PRAGMA foreign_keys = OFF");
+    w.exec("UPDATE socket_spans SET span_id = 10000000 - span_id, prev_span_id = 10000000 - prev_span_id");
+    w.exec("UPDATE socket_values SET span_id = 10000000 - span_id");
+    w.exec("UPDATE time_wait_entries SET span_id = 10000000 - span_id");
+    ASSERT_EQ(scalar(w, "SELECT count(*) FROM connection_ends"), 0);
+  }
+  const auto summary = [](const std::string& path) {
+    const auto r = run(SOCKHIST_ANALYZER_BIN,
+                       {"time-wait", "--db", path, "--since", "2026-11-24T01:00:00Z", "--utc", "--format", "json"});
+    EXPECT_LE(r.exit_code, 1) << r.err;
+    return nlohmann::json::parse(r.out)["summary"];
+  };
+  const auto ordered = summary(db);
+  EXPECT_EQ(ordered["anomaly_counts"]["reused_tuple"], 1) << ordered.dump();
+  EXPECT_EQ(ordered["anomaly_counts"]["vanished_early"], 1) << ordered.dump();
+  EXPECT_EQ(summary(reversed), ordered);
+  EXPECT_GT(compare_recorded_entries(reversed, {15'000}).entries, 40);
 }
 
 TEST(RecordedEntries, AVersionTenFileMigratedGetsTheRowsTheWriterWrote) {
