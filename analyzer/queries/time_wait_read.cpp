@@ -333,12 +333,10 @@ bool TimeWaitReader::read(const std::function<void(const TimeWaitSeen&)>& done, 
                            m.fin_wait2_id.value_or(-1), scan);
   std::int64_t first_id = 0;
   while (q.step()) {
-    if (scan) {
-      if (q.integer(1) < first_id) {
-        return false;
-      }
-      first_id = q.integer(1);
+    if (scan && q.integer(1) < first_id) {
+      return false;  // not the order of first sighting
     }
+    first_id = q.integer(1);
     auto read = m.socket_of(q);
     if (!read) {
       continue;

@@ -30,24 +30,26 @@ using namespace sockhist::test;
 
 namespace {
 
-std::vector<std::string> lifecycle_captures() {
-  std::vector<std::string> out;
-  for (int i = 0; i < 12; ++i) {
-    out.push_back(fmt::format("{:02d}", i));
+// A consistent copy of a database, whatever is still in its -wal, then changed by `statements`
+// (foreign keys off, as a migration runs).
+std::string copy_of(const std::string& from, const std::filesystem::path& to,
+                    const std::vector<std::string>& statements = {}) {
+  std::filesystem::remove(to);
+  {
+    SQLite::Database db(from, SQLite::OPEN_READONLY);
+    db.exec("VACUUM INTO '" + to.string() + "'");
   }
-  return out;
+  SQLite::Database db(to.string(), SQLite::OPEN_READWRITE);
+  db.exec("PRAGMA foreign_keys = OFF");
+  for (const auto& sql : statements) {
+    db.exec(sql);
+  }
+  return to.string();
 }
 
-std::string lifecycle_db(const std::filesystem::path& dir) {
-  const auto db = (dir / "api1.db").string();
-  collect_samples(db, "api1", lifecycle_captures(), "history-lifecycle");
-  return db;
-}
-
-// A consistent copy of a database, whatever is still in its -wal.
-void copy_database(const std::string& from, const std::string& to) {
-  SQLite::Database db(from, SQLite::OPEN_READONLY);
-  db.exec("VACUUM INTO '" + to + "'");
+// This test's own copy of the lifecycle sample's database (histories.hpp records it once).
+std::string lifecycle_copy(const std::filesystem::path& dir) {
+  return copy_of(lifecycle_db(), dir / "api1.db");
 }
 
 // Every row, in key order, as text.
@@ -60,20 +62,13 @@ std::vector<std::string> entry_rows(const std::string& path) {
 
 // The rows the migration's statement derives from the spans now stored, in a scratch copy.
 std::vector<std::string> derived_rows(const std::string& path, const std::filesystem::path& dir) {
-  const auto copy = (dir / "derived.db").string();
-  std::filesystem::remove(copy);
-  copy_database(path, copy);
-  {
-    SQLite::Database db(copy, SQLite::OPEN_READWRITE);
-    db.exec("DELETE FROM time_wait_entries");
-    db.exec(store::time_wait_entries_sql("1"));
-  }
-  return entry_rows(copy);
+  return entry_rows(
+      copy_of(path, dir / "derived.db", {"DELETE FROM time_wait_entries", store::time_wait_entries_sql("1")}));
 }
 
 TEST(RecordedEntries, EqualWhatTheSpansSayOnTheLifecycleSample) {
   const auto dir = scratch_dir("recorded-entries-lifecycle");
-  const auto db = lifecycle_db(dir);
+  const auto db = lifecycle_copy(dir);
   const auto compared = compare_recorded_entries(db, {1'000, 15'000, 60'000});
   // 6 client closes per interval over 00-07 and 3 after the reboot, 2 server closes per interval,
   // the reused tuple's second entry: dozens, none exact (no connection log in the sample).
@@ -131,16 +126,15 @@ TEST(RecordedEntries, ANewCookieIsANewEntryAndANewBootIdIsNot) {
 // (another program's), it reads again through the index, and says the same.
 TEST(RecordedEntries, ATableNotInTheOrderOfFirstSightingIsReadThroughTheIndex) {
   const auto dir = scratch_dir("recorded-entries-order");
-  const auto db = lifecycle_db(dir);
-  const auto reversed = (dir / "reversed.db").string();
-  copy_database(db, reversed);
+  const auto db = lifecycle_copy(dir);
+  const auto reversed =
+      copy_of(db, dir / "reversed.db",
+              {"UPDATE socket_spans SET span_id = 10000000 - span_id, prev_span_id = 10000000 - prev_span_id",
+               "UPDATE socket_values SET span_id = 10000000 - span_id",
+               "UPDATE time_wait_entries SET span_id = 10000000 - span_id"});
   {
-    SQLite::Database w(reversed, SQLite::OPEN_READWRITE);
-    w.exec("PRAGMA foreign_keys = OFF");
-    w.exec("UPDATE socket_spans SET span_id = 10000000 - span_id, prev_span_id = 10000000 - prev_span_id");
-    w.exec("UPDATE socket_values SET span_id = 10000000 - span_id");
-    w.exec("UPDATE time_wait_entries SET span_id = 10000000 - span_id");
-    ASSERT_EQ(scalar(w, "SELECT count(*) FROM connection_ends"), 0);
+    SQLite::Database read(reversed, SQLite::OPEN_READONLY);
+    ASSERT_EQ(scalar(read, "SELECT count(*) FROM connection_ends"), 0);  // no other span ids to turn
   }
   const auto summary = [](const std::string& path) {
     const auto r = run(SOCKHIST_ANALYZER_BIN,
@@ -157,17 +151,12 @@ TEST(RecordedEntries, ATableNotInTheOrderOfFirstSightingIsReadThroughTheIndex) {
 
 TEST(RecordedEntries, AVersionTenFileMigratedGetsTheRowsTheWriterWrote) {
   const auto dir = scratch_dir("recorded-entries-migrate");
-  const auto db = lifecycle_db(dir);
+  const auto db = lifecycle_copy(dir);
   const auto written = entry_rows(db);
   ASSERT_FALSE(written.empty());
-  const auto old = (dir / "v10.db").string();
-  copy_database(db, old);
-  {
-    SQLite::Database v10(old, SQLite::OPEN_READWRITE);
-    v10.exec("DROP VIEW v_time_wait_entries");
-    v10.exec("DROP TABLE time_wait_entries");
-    v10.exec("PRAGMA user_version = 10");
-  }
+  const auto old =
+      copy_of(db, dir / "v10.db",
+              {"DROP VIEW v_time_wait_entries", "DROP TABLE time_wait_entries", "PRAGMA user_version = 10"});
   // The analyzer reads a version 10 file as it is, from the spans, and says so.
   const auto html = (dir / "v10.html").string();
   const auto report = run(SOCKHIST_ANALYZER_BIN, {"report", "--db", old, "--utc", "-o", html});
@@ -211,7 +200,7 @@ TEST(RecordedEntries, AVersionTenFileMigratedGetsTheRowsTheWriterWrote) {
 
 TEST(RecordedEntries, RetentionTakesARowWithItsSpanAndKeepsTheRest) {
   const auto dir = scratch_dir("recorded-entries-retention");
-  const auto db = lifecycle_db(dir);
+  const auto db = lifecycle_copy(dir);
   const auto before = entry_rows(db);
   {
     auto write = store::open_for_write(db);
@@ -231,7 +220,7 @@ TEST(RecordedEntries, RetentionTakesARowWithItsSpanAndKeepsTheRest) {
 
 TEST(RecordedEntries, AMergeCarriesThemAsTheWriterWritesThem) {
   const auto dir = scratch_dir("recorded-entries-merge");
-  const auto db = lifecycle_db(dir);
+  const auto db = lifecycle_copy(dir);
   const auto busy = (dir / "web1.db").string();
   collect_samples(busy, "web1", {"00", "01", "02", "03"});
   const auto fleet = (dir / "fleet.db").string();
