@@ -47,7 +47,7 @@ const AnomalyKind k_anomalies[] = {
     {"reused_tuple", "4-tuple in TIME_WAIT again with a fresh timer (seen > 60 s)",
      query::TimeWaitAnomaly::reused_tuple},
     {"vanished_early", "gone at least 5 s before its 60 s (reused or killed)", query::TimeWaitAnomaly::vanished_early},
-    {"overstayed", "seen after its 60 s were over", query::TimeWaitAnomaly::overstayed},
+    {"overstayed", "seen more than 7.5 s after its 60 s", query::TimeWaitAnomaly::overstayed},
     {"long_timer", "timer above 60 s (a non-standard kernel)", query::TimeWaitAnomaly::long_timer},
     {"fin_wait2_minisocket", "FIN_WAIT2 minisocket (orphaned; ends by tcp_fin_timeout)",
      query::TimeWaitAnomaly::fin_wait2_minisocket},
@@ -177,6 +177,15 @@ render::Table summary_table(const query::TimeWaitReport& r, const render::Option
     const auto& a = seen(r, kind);
     add("anomalies", kind.title, whole(a.count), render::Value(),
         a.example ? "e.g. " + example(*a.example, options) : std::string("none"));
+    if (kind.kind == query::TimeWaitAnomaly::reused_tuple) {
+      // Not an anomaly: what was recorded cannot tell a takeover from a port reused in time.
+      const auto& m = r.maybe_reused;
+      add("doubts", "4-tuple again in its 7.5 s overtime (maybe taken over)", whole(m.count), render::Value(),
+          m.example ? fmt::format("e.g. {}; the earlier timer may not have fired yet, and TWRecycled rose (or "
+                                  "was not recorded) meanwhile",
+                                  example(*m.example, options))
+                    : std::string("none"));
+    }
   }
   {
     std::int64_t total = 0;
@@ -427,6 +436,7 @@ Result run_time_wait(const TimeWaitOptions& o) {
         counts[kind.key] = seen(report, kind).count;
       }
       s["anomaly_counts"] = counts;
+      s["reused_tuple_maybe"] = report.maybe_reused.count;
       doc["summary"] = s;
       auto anomalies = render::to_json_rows(sockets_table(report, true));
       doc["anomalies"] = anomalies;

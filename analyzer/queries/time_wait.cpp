@@ -111,6 +111,12 @@ class Tally {
         }
       }
     }
+    if (s.maybe_reused) {
+      ++r_.maybe_reused.count;
+      if (!maybe_example_ || listed_before(s, *maybe_example_)) {
+        maybe_example_ = s;
+      }
+    }
     if (ask_.keep == TimeWaitAsk::Keep::all || (ask_.keep == TimeWaitAsk::Keep::anomalies && anomalous)) {
       kept_.push_back(s);
     }
@@ -151,12 +157,18 @@ class Tally {
         examples.push_back(*e);
       }
     }
+    if (maybe_example_) {
+      examples.push_back(*maybe_example_);
+    }
     auto looked_up = reader_.sockets(examples, ask_.successor_lookups_max);
     auto example = looked_up.begin();
     for (std::size_t k = 0; k < k_time_wait_anomaly_kinds; ++k) {
       if (examples_[k]) {
         r_.anomalies[k].example = std::move(*example++);
       }
+    }
+    if (maybe_example_) {
+      r_.maybe_reused.example = std::move(*example);
     }
     std::sort(kept_.begin(), kept_.end(), listed_before);
     r_.sockets = reader_.sockets(kept_, ask_.successor_lookups_max);
@@ -293,6 +305,7 @@ class Tally {
   const TimeWaitAsk& ask_;
   const std::vector<std::int64_t>& times_;
   std::array<std::optional<TimeWaitSeen>, k_time_wait_anomaly_kinds> examples_;
+  std::optional<TimeWaitSeen> maybe_example_;
   std::vector<TimeWaitSeen> kept_;
   std::int64_t from_minisocket_ = 0, minisockets_entered_ = 0;
   std::array<std::int64_t, 3> closer_sockets_{}, closer_entered_{};
@@ -337,8 +350,7 @@ void count_recorded_entries(TimeWaitReport& r, SQLite::Database& db, const Scope
 
 // The population, the busiest bucket and the kernel's counters over the range's snapshots, once
 // every socket's entry is counted.
-void count_snapshots(TimeWaitReport& r, SQLite::Database& db, const Scope& scope,
-                     const std::vector<std::int64_t>& times) {
+void count_snapshots(TimeWaitReport& r, const std::vector<CounterStep>& steps, const std::vector<std::int64_t>& times) {
   const auto& snapshots = r.snapshot_list;
   const std::int64_t since_ms = r.since_ms;
   const std::int64_t first_ms = *r.first_ms, last_ms = *r.last_ms;
@@ -388,8 +400,7 @@ void count_snapshots(TimeWaitReport& r, SQLite::Database& db, const Scope& scope
     r.table_entries_per_s = static_cast<double>(r.table_entries) * 1000.0 / static_cast<double>(last_ms - first_ms);
   }
   std::vector<std::pair<std::int64_t, std::int64_t>> bucket_counter(bucket_count);  // increase, interval
-  for (const auto& step : counter_steps(
-           db, scope, snapshots, {"TcpExt.TW", "TcpExt.TWKilled", "TcpExt.TWRecycled", "TcpExt.TCPTimeWaitOverflow"})) {
+  for (const auto& step : steps) {
     const auto short_name = step.counter.substr(step.counter.find('.') + 1);
     if (short_name == "TW") {
       r.counter_delta = r.counter_delta.value_or(0) + step.increase;
@@ -438,10 +449,19 @@ TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::i
   for (const auto& s : r.snapshot_list) {
     times.push_back(s.time_ms);
   }
+  const auto steps = counter_steps(db, scope, r.snapshot_list,
+                                   {"TcpExt.TW", "TcpExt.TWKilled", "TcpExt.TWRecycled", "TcpExt.TCPTimeWaitOverflow"});
   if (!ask.per_socket && ask.keep == TimeWaitAsk::Keep::none && !ask.by && store::has_time_wait_entries(db)) {
     count_recorded_entries(r, db, scope);
   } else {
     TimeWaitReader reader(db, scope, r.snapshot_list);
+    std::vector<std::int8_t> recycled_rose(times.size(), -1);
+    for (const auto& step : steps) {
+      if (step.counter == "TcpExt.TWRecycled" && !step.reset) {
+        recycled_rose[step.to] = step.increase > 0 ? 1 : 0;
+      }
+    }
+    reader.takeovers_counted(std::move(recycled_rose));
     const auto before = r;
     for (const bool may_scan : {true, false}) {
       Tally tally(r, reader, ask);
@@ -452,7 +472,7 @@ TimeWaitReport time_wait_report(SQLite::Database& db, const Scope& scope, std::i
       r = before;  // the table was not in the order of first snapshot: read again through the index
     }
   }
-  count_snapshots(r, db, scope, times);
+  count_snapshots(r, steps, times);
   return r;
 }
 

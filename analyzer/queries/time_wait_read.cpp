@@ -85,6 +85,11 @@ struct TimeWaitReader::Impl {
   std::optional<SQLite::Statement> process_q, prev_owner_q, snapshot_q, address_q;
   // TIME_WAIT spans whose entry the connection log heard: the end of the socket that began them.
   std::unordered_map<std::int64_t, std::int64_t> exact_entry;
+  std::vector<std::int8_t> recycled_rose;  // TimeWaitReader::takeovers_counted; empty: unknown
+
+  bool recycled_may_have_risen(std::size_t position) const {
+    return position >= recycled_rose.size() || recycled_rose[position] != 0;
+  }
 
   NearSearch id_search{ids}, time_search{times};  // ids and times are not changed once made
 
@@ -269,7 +274,7 @@ struct TimeWaitReader::Impl {
       s.entered_exact = true;
       const auto expires = *s.expires_ms();
       s.vanished_early = s.gone_by_ms && !s.rebooted && *s.gone_by_ms < expires - k_time_wait_early_ms;
-      s.overstayed = s.last_seen_ms > expires + 2'000;
+      s.overstayed = s.last_seen_ms > expires + k_time_wait_overtime_ms;
     } else if (!fw2 && s.remaining_ms) {
       if (*s.remaining_ms > k_time_wait_ms + k_time_wait_timer_slack_ms) {
         s.long_timer = true;  // no estimate: the kernel's TIME_WAIT length is unknown
@@ -277,7 +282,7 @@ struct TimeWaitReader::Impl {
         s.entered_ms = s.first_seen_ms - (k_time_wait_ms - *s.remaining_ms);
         const auto expires = *s.expires_ms();
         s.vanished_early = s.gone_by_ms && !s.rebooted && *s.gone_by_ms < expires - k_time_wait_early_ms;
-        s.overstayed = s.last_seen_ms > expires + 2'000;
+        s.overstayed = s.last_seen_ms > expires + k_time_wait_overtime_ms;
       }
     }
     return s;
@@ -291,6 +296,10 @@ TimeWaitReader::~TimeWaitReader() = default;
 
 const std::vector<std::int64_t>& TimeWaitReader::times() const {
   return impl_->times;
+}
+
+void TimeWaitReader::takeovers_counted(std::vector<std::int8_t> rose) {
+  impl_->recycled_rose = std::move(rose);
 }
 
 const Owner& TimeWaitReader::owner(std::uint32_t id) const {
@@ -389,6 +398,9 @@ bool TimeWaitReader::read(const std::function<void(const TimeWaitSeen&)>& done, 
         if (*s.entered_ms < *earlier.expires_ms()) {
           s.reused_tuple = true;
           earlier.vanished_early = false;
+        } else if (*s.entered_ms <= *earlier.expires_ms() + k_time_wait_overtime_ms &&
+                   m.recycled_may_have_risen(position)) {
+          s.maybe_reused = true;  // its timer may not have fired yet: a takeover or a reuse
         }
       } else {
         // The same socket, its span split by a reboot record or an owner change: one socket.
@@ -492,6 +504,7 @@ std::vector<TimeWaitSocket> TimeWaitReader::sockets(const std::vector<TimeWaitSe
     t.vanished_early = s.vanished_early;
     t.long_timer = s.long_timer;
     t.overstayed = s.overstayed;
+    t.maybe_reused = s.maybe_reused;
     out.push_back(std::move(t));
   }
   return out;

@@ -47,6 +47,7 @@ struct TimeWaitSeen {
   bool rebooted = false;       // gone because the host rebooted
   bool followed = false;       // its 4-tuple was next in TIME_WAIT with a fresh timer
   bool reused_tuple = false, vanished_early = false, long_timer = false, overstayed = false;
+  bool maybe_reused = false;
 
   std::optional<std::int64_t> expires_ms() const {
     return entered_ms ? std::optional(*entered_ms + k_time_wait_ms) : std::nullopt;
@@ -68,6 +69,12 @@ class TimeWaitReader {
   // not the order of first snapshot (a file another program wrote), it stops and returns false,
   // and the caller forgets what `done` was given and calls again with `may_scan` false.
   bool read(const std::function<void(const TimeWaitSeen&)>& done, bool may_scan = true);
+
+  // Whether TcpExt.TWRecycled rose in the interval that ends at each snapshot of the range: 1 it
+  // did, 0 it did not, -1 unknown (not recorded, the first snapshot, a reboot). A 4-tuple seen in
+  // TIME_WAIT again in the overtime of its earlier entry is a possible takeover unless it is 0.
+  // Unset: unknown everywhere.
+  void takeovers_counted(std::vector<std::int8_t> rose);
 
   const Owner& owner(std::uint32_t id) const;
   const std::string& local_addr(std::int64_t addr_id);

@@ -226,6 +226,8 @@ TEST_F(LifecycleLive, PortsReusedAfterTheirTimeWaitExpiredAreNoAnomaly) {
       analyze({"time-wait", "--db", m_db, "--since", iso(begin), "--until", iso(end), "--format", "json"})["summary"];
   EXPECT_EQ(summary["anomaly_counts"]["reused_tuple"], 0) << summary.dump(1);
   EXPECT_EQ(summary["kernel_counters"].value("TWRecycled", 0), 0) << summary.dump(1);
+  // Some ports came back within the earlier TIME_WAIT's overtime, but TWRecycled stayed still: no doubt.
+  EXPECT_EQ(summary["reused_tuple_maybe"], 0) << summary.dump(1);
   std::cout << fmt::format(
       "[ figures ] 10 ports reused {:.1f} to {:.1f} s after their first TIME_WAIT began ({} connects refused "
       "meanwhile): anomalies {}, TWRecycled {}\n",
@@ -275,11 +277,14 @@ TEST_F(LifecycleLive, TimeWaitCounterAgreesWithEntriesAndPopulationAtFiftyCloses
       {"time-wait", "--db", m_db, "--since", iso(begin), "--until", iso(Clock::now()), "--format", "json"})["summary"];
   const std::int64_t recycled = whole["kernel_counters"].value("TWRecycled", 0);
   const std::int64_t reused = whole["anomaly_counts"]["reused_tuple"];
-  // A takeover is seen only when the two TIME_WAIT entries of its 4-tuple fall into different
-  // snapshots (1 s apart, later under load): a few are missed, none is invented. Quiet runs see
-  // 99 to 100 % of TWRecycled; a clean CI run under load saw 92 % (525 of 568).
+  const std::int64_t maybe = whole["reused_tuple_maybe"];
+  // The kernel takes over TIME_WAIT sockets before their 60 s (anomalies) and also in their overtime,
+  // the second or two before their late timer fires (a CI run saw 73 of 359 so): those entered after
+  // their predecessor's 60 s while TWRecycled rose, and are counted as doubts, not anomalies. None is
+  // invented, and between them every takeover is accounted for, less the odd one whose two entries
+  // fell into one snapshot.
   EXPECT_LE(reused, recycled + 2) << "anomalies beyond what the kernel counted" << whole.dump(1);
-  EXPECT_GE(static_cast<double>(reused), 0.85 * static_cast<double>(recycled) - 2) << whole.dump(1);
+  EXPECT_GE(static_cast<double>(reused + maybe), 0.97 * static_cast<double>(recycled) - 2) << whole.dump(1);
   // The entries the collector recorded as it wrote, which the report reads, are the reader's exactly,
   // takeovers (a fresh timer on a 4-tuple, a new cookie) included.
   const auto recorded = compare_recorded_entries(m_db, {1'000, 10'000});
@@ -287,9 +292,9 @@ TEST_F(LifecycleLive, TimeWaitCounterAgreesWithEntriesAndPopulationAtFiftyCloses
   std::cout << fmt::format(
       "[ figures ] {:.1f} closes/s driven; steady state: TcpExt.TW {:.2f}/s, entries from timers {:.2f}/s ({:+.1f} %), "
       "mean population {:.0f} vs TW/s x 60 = {:.0f} ({:+.1f} %); first 50 s: TcpExt.TW {:.2f}/s vs entries {:.2f}/s; "
-      "TWRecycled {} vs reused 4-tuples seen {}\n",
+      "TWRecycled {} vs reused 4-tuples seen {} (+{} in the earlier one's overtime)\n",
       achieved, counter, entries, 100.0 * (entries - counter) / counter, population, counter * 60.0,
-      100.0 * (population - counter * 60.0) / (counter * 60.0), ramp_counter, ramp_entries, recycled, reused);
+      100.0 * (population - counter * 60.0) / (counter * 60.0), ramp_counter, ramp_entries, recycled, reused, maybe);
 }
 
 }  // namespace

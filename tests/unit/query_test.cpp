@@ -310,7 +310,9 @@ TEST_F(Queries, AnEmptyWindowIsAUsageError) {
 
 // One 4-tuple in TIME_WAIT in two snapshots 10 s apart, the second time with a fresh timer: a
 // takeover (an anomaly) only when the second entry came while the first still had time to run.
-std::vector<query::TimeWaitSocket> tuple_seen_twice(std::uint32_t first_left_ms, std::uint32_t second_left_ms) {
+// `recycled`: TcpExt.TWRecycled in the two snapshots, when recorded.
+std::vector<query::TimeWaitSocket> tuple_seen_twice(std::uint32_t first_left_ms, std::uint32_t second_left_ms,
+                                                    std::optional<std::pair<int, int>> recycled = std::nullopt) {
   SQLite::Database db(":memory:", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
   store::initialize(db);
   store::SnapshotWriter writer(db);
@@ -319,8 +321,13 @@ std::vector<query::TimeWaitSocket> tuple_seen_twice(std::uint32_t first_left_ms,
   first.timer_ms = first_left_ms;
   auto second = first;
   second.timer_ms = second_left_ms;
-  writer.write(capture_at(t0, {first}));
-  writer.write(capture_at(t0 + 10'000, {second}));
+  auto earlier = capture_at(t0, {first}), later = capture_at(t0 + 10'000, {second});
+  if (recycled) {
+    earlier.counters.push_back({"TcpExt", "TWRecycled", recycled->first, false});
+    later.counters.push_back({"TcpExt", "TWRecycled", recycled->second, false});
+  }
+  writer.write(earlier);
+  writer.write(later);
   const auto scope = query::resolve_scope(db, std::nullopt, std::nullopt);
   query::TimeWaitAsk all;
   all.keep = query::TimeWaitAsk::Keep::all;
@@ -336,6 +343,24 @@ TEST(TimeWaitReuse, ATupleReusedAfterItsTimeWaitExpiredIsNoAnomaly) {
   EXPECT_FALSE(sockets[1].reused_tuple);
   EXPECT_FALSE(sockets[0].vanished_early);
   EXPECT_EQ(query::describe(sockets[0].next_state), "TIME_WAIT");
+}
+
+TEST(TimeWaitReuse, ATupleAgainInItsTimeWaitsOvertimeIsADoubtUnlessTWRecycledStayedStill) {
+  // The earlier entry was due 5 s after the first snapshot; the second entered 3 s after that,
+  // when the kernel's late timer may not have reaped the first yet. TWRecycled decides: it stayed
+  // at 7, so no takeover happened; it rose, or was not recorded, so one may have.
+  EXPECT_FALSE(tuple_seen_twice(5'000, 58'000, std::pair{7, 7})[1].maybe_reused);
+  EXPECT_TRUE(tuple_seen_twice(5'000, 58'000, std::pair{7, 8})[1].maybe_reused);
+  EXPECT_TRUE(tuple_seen_twice(5'000, 58'000)[1].maybe_reused);
+  EXPECT_FALSE(tuple_seen_twice(5'000, 58'000, std::pair{7, 8})[1].reused_tuple) << "a doubt is no anomaly";
+  // Entered 8 s after the earlier was due: past any timer's lateness, a port reused as it may be.
+  const auto past = tuple_seen_twice(1'000, 59'000, std::pair{7, 8});
+  EXPECT_FALSE(past[1].maybe_reused);
+  EXPECT_FALSE(past[1].reused_tuple);
+  // Taken over while its 60 s were running: an anomaly, not a doubt.
+  const auto taken = tuple_seen_twice(55'000, 59'500, std::pair{7, 8});
+  EXPECT_TRUE(taken[1].reused_tuple);
+  EXPECT_FALSE(taken[1].maybe_reused);
 }
 
 TEST(TimeWaitReuse, ATupleTakenOverWhileStillInTimeWaitIsOne) {

@@ -98,6 +98,12 @@ using model::k_time_wait_timer_slack_ms;  // a timer above 60 s plus this: a non
 // A TIME_WAIT socket gone this long before its expected expiry vanished early (reused or killed).
 constexpr std::int64_t k_time_wait_early_ms = 5'000;
 using model::k_time_wait_reentry_ms;  // two sightings of a 4-tuple entered further apart: two sockets
+// How long after its 60 s a TIME_WAIT socket may still be there: the kernel's timers fire late, by
+// up to an eighth of their length (the timer wheel's granularity: 2 s at HZ=250, 4.1 s at
+// HZ=1000, 5.1 s at HZ=100), and kernels before 4.1 reaped TIME_WAIT in slots of 60 s / 8 = 7.5 s.
+// Seen later than this, it overstayed; a new connection on its 4-tuple within it may have taken
+// it over.
+constexpr std::int64_t k_time_wait_overtime_ms = 7'500;
 
 // Who closed a connection first, from the side of the TIME_WAIT (only the first closer has one).
 enum class Closer {
@@ -134,7 +140,11 @@ struct TimeWaitSocket {
   bool reused_tuple = false;    // it took over a 4-tuple whose earlier TIME_WAIT had not yet expired
   bool vanished_early = false;  // gone at least k_time_wait_early_ms before its expected expiry
   bool long_timer = false;      // remaining above 60 s (+ slack): a non-standard kernel
-  bool overstayed = false;      // seen after its expected expiry (+ slack)
+  bool overstayed = false;      // seen after its expected expiry (+ k_time_wait_overtime_ms)
+  // Not an anomaly, a doubt: it entered after the 4-tuple's earlier TIME_WAIT was due to expire but
+  // within that one's overtime, while TWRecycled rose (or was not recorded): a takeover of a
+  // socket whose timer had not fired yet, or the port reused once it had. Nothing recorded says which.
+  bool maybe_reused = false;
 
   std::optional<std::int64_t> expires_ms() const {
     return entered_ms ? std::optional(*entered_ms + k_time_wait_ms) : std::nullopt;
@@ -214,8 +224,9 @@ struct TimeWaitReport {
   // The TIME_WAIT sockets and FIN_WAIT2 minisockets seen that TimeWaitAsk::keep asked for, oldest first.
   std::vector<TimeWaitSocket> sockets;
   std::array<TimeWaitAnomalies, k_time_wait_anomaly_kinds> anomalies;  // by TimeWaitAnomaly
-  std::vector<TimeWaitClosers> closers;                                // those with sockets: server, client, other
-  std::vector<TimeWaitGroup> groups;                                   // TimeWaitAsk::by: the most at their peak first
+  TimeWaitAnomalies maybe_reused;        // TimeWaitSocket::maybe_reused: perhaps takeovers (no anomaly)
+  std::vector<TimeWaitClosers> closers;  // those with sockets: server, client, other
+  std::vector<TimeWaitGroup> groups;     // TimeWaitAsk::by: the most at their peak first
   // Entries whose estimate falls between the first and the last snapshot, and their rate. They are
   // all seen only when no two consecutive snapshots are more than 60 s apart (`complete`).
   std::int64_t entries = 0;
