@@ -14,6 +14,7 @@ packages=(cmake make g++ pkg-config libsqlite3-dev libsqlitecpp-dev libcli11-dev
           libmnl-dev nlohmann-json3-dev sqlite3 iproute2 net-tools procps groff-base man-db bash-completion zsh
           prometheus prometheus-node-exporter   # the metrics tests: promtool, the exporter
           chromium-headless-shell libxml2-dev libxml2-utils libpng-dev  # the report tests: a browser, XML, PNG
+          libcurl4-openssl-dev clickhouse-server clickhouse-client  # ship: HTTP, and a real central store to test on
           build-essential debhelper dpkg-dev lintian systemd)  # the package test: build, check, verify units
 build_dir=${SOCKHIST_BUILD_DIR:-build}
 
@@ -27,7 +28,19 @@ install_missing() {
   if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
   echo "dev.sh: installing ${missing[*]}" >&2
   "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # No service starts on its own (clickhouse-server): the tests start the servers they need. Debian's
+  # way is a policy-rc.d that says no; one already there is left as it is.
+  local policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+  fi
+  local status=0
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    >/dev/null || status=$?
+  if [ -n "$policy" ]; then "${sudo[@]}" rm -f "$policy"; fi
+  return "$status"
 }
 
 build() {

@@ -145,6 +145,7 @@ void setup_connections(CLI::App& app, Runner& selected);
 void setup_check(CLI::App& app, Runner& selected);
 void setup_metrics(CLI::App& app, Runner& selected);
 void setup_merge(CLI::App& app, Runner& selected);
+void setup_ship(CLI::App& app, Runner& selected);
 void setup_export(CLI::App& app, Runner& selected);
 void setup_sql(CLI::App& app, Runner& selected);
 void setup_diff(CLI::App& app, Runner& selected);

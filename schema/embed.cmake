@@ -1,7 +1,11 @@
 # Turns the schema's SQL files into a C++ source, so the binaries carry their own migrations.
-# Invoked as: cmake -DOUT=file.cpp -DVIEWS=views.sql -DMIGRATIONS="001.sql,002.sql" -P embed.cmake
+# Invoked as: cmake -DOUT=file.cpp -DVIEWS=views.sql -DMIGRATIONS="001.sql,002.sql" [-DNAMESPACE=ns] -P embed.cmake
+# (NAMESPACE: sockhist::store::sql by default; the central schema's is sockhist::central::sql.)
+if(NOT NAMESPACE)
+  set(NAMESPACE "sockhist::store::sql")
+endif()
 string(REPLACE "," ";" MIGRATIONS "${MIGRATIONS}")
-set(body "// Generated from schema/*.sql by schema/embed.cmake. Do not edit.\n#include <string_view>\n#include <vector>\nnamespace sockhist::store::sql {\n")
+set(body "// Generated from schema SQL files by schema/embed.cmake. Do not edit.\n#include <string_view>\n#include <vector>\nnamespace ${NAMESPACE} {\n")
 string(APPEND body "extern const std::vector<std::string_view> k_migrations;\nextern const std::string_view k_views;\n")
 set(list "const std::vector<std::string_view> k_migrations = {\n")
 foreach(file IN LISTS MIGRATIONS)

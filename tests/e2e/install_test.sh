@@ -66,8 +66,14 @@ zsh_completion="$prefix/share/zsh/site-functions/_sockhist"
 head -n 1 "$zsh_completion" | grep -qx '#compdef sockhist sockhist-collect' || fail "$zsh_completion names no commands"
 if command -v zsh >/dev/null; then zsh -n "$zsh_completion" || fail "$zsh_completion is not zsh"; fi
 [ -f "$prefix/share/doc/sockhist/examples/metrics.conf" ] || fail "no metrics drop-in example"
+for example in ship.conf sockhist-ship; do
+  grep -q "$prefix/bin/sockhist ship -q " "$prefix/share/doc/sockhist/examples/$example" ||
+    fail "the $example example does not run the installed sockhist ship"
+done
 grep -q "^ExecStartPost=$prefix/bin/sockhist metrics " "$prefix/share/doc/sockhist/examples/metrics.conf" ||
   fail "the metrics drop-in does not run the installed analyzer"
 cmp -s "$prefix/share/doc/sockhist/schema/README.md" "$(dirname "$0")/../../schema/README.md" ||
   fail "schema/README.md, which --help and the man pages point to, is not installed"
+cmp -s "$prefix/share/doc/sockhist/schema/clickhouse/README.md" "$(dirname "$0")/../../schema/clickhouse/README.md" ||
+  fail "schema/clickhouse/README.md, which sockhist(1) points to, is not installed"
 echo "install_test: ok ($prefix)"

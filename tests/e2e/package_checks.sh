@@ -148,6 +148,9 @@ step "${#pages[@]} man pages render without a warning"
 
 # The schema's documentation where --help and the man pages say it is; bash completion for both.
 [ -f /usr/share/doc/sockhist/schema/README.md ] || fail "no /usr/share/doc/sockhist/schema/README.md"
+[ -f /usr/share/doc/sockhist/schema/clickhouse/README.md ] || fail "no /usr/share/doc/sockhist/schema/clickhouse/README.md"
+zcat /usr/share/man/man1/sockhist.1.gz | grep -q '/usr/share/doc/sockhist/schema/clickhouse/README.md' ||
+  fail "sockhist(1) no longer names the central schema's documentation"
 zcat /usr/share/man/man8/sockhist-collect.8.gz | grep -q '/usr/share/doc/sockhist/schema/README.md' ||
   fail "the man page no longer names the schema's documentation"
 for name in sockhist sockhist-collect; do

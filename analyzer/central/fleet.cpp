@@ -1,0 +1,45 @@
+// The central store's questions (sockhist fleet): SQL over its views, read back as rows.
+#include <fmt/format.h>
+
+#include "sockhist/central.hpp"
+
+namespace sockhist::central {
+
+std::string quote(std::string_view text) {
+  std::string out = "'";
+  for (const char c : text) {
+    if (c == '\'' || c == '\\') {
+      out += '\\';
+    }
+    out += c;
+  }
+  return out + "'";
+}
+
+std::string socket_list_sql(std::string_view host, std::string_view netns_key, std::int64_t snapshot_id) {
+  const auto h = quote(host), k = quote(netns_key);
+  // A running timer counts down: later snapshots show the time left projected from the last
+  // value stored, as the SQLite view does.
+  return fmt::format(
+      "SELECT span_id, proto, family, state, local_addr, local_port, remote_addr, remote_port, "
+      "if(values_at = 0, tx_queue, v_tx_queue) AS tx_queue, if(values_at = 0, rx_queue, v_rx_queue) AS rx_queue, "
+      "if(values_at = 0, timer_code, v_timer) AS timer_code, "
+      "multiIf(values_at != 0, if(v_timer = 0, 0, greatest(0, v_expires_ms - at_ms)), timer_code = 0, timer_ms, "
+      "greatest(0, timer_ms - (at_ms - first_time_ms))) AS timer_ms, "
+      "if(values_at = 0, retransmits, v_retransmits) AS retransmits, if(values_at = 0, probes, v_probes) AS probes, "
+      "if(values_at = 0, backlog, v_backlog) AS backlog, uid, inode, pid, process, cmdline, user, cookie, "
+      "owner_carried, sock_type, unix_flags, peer_inode, first_time_ms, "
+      "if(values_at = 0, first_snapshot_id, values_at) AS values_snapshot_id "
+      "FROM (SELECT *, (SELECT any(time_ms) FROM v_snapshots WHERE host = {0} AND netns_key = {1} AND "
+      "snapshot_id = {2}) AS at_ms FROM v_spans WHERE host = {0} AND netns_key = {1} AND first_snapshot_id <= {2} "
+      "AND (last_snapshot_id IS NULL OR last_snapshot_id >= {2})) "
+      "ANY LEFT JOIN (SELECT span_id, max(snapshot_id) AS values_at, argMax(tx_queue, snapshot_id) AS v_tx_queue, "
+      "argMax(rx_queue, snapshot_id) AS v_rx_queue, argMax(timer_code, snapshot_id) AS v_timer, "
+      "argMax(timer_expires_ms, snapshot_id) AS v_expires_ms, argMax(retransmits, snapshot_id) AS v_retransmits, "
+      "argMax(probes, snapshot_id) AS v_probes, argMax(backlog, snapshot_id) AS v_backlog FROM v_socket_values "
+      "WHERE host = {0} AND netns_key = {1} AND snapshot_id <= {2} GROUP BY span_id) USING span_id "
+      "ORDER BY span_id",
+      h, k, snapshot_id);
+}
+
+}  // namespace sockhist::central
