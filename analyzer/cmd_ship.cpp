@@ -15,17 +15,13 @@ namespace {
 
 struct ShipCommand {
   Common common;
-  std::string to;
-  std::string database = "sockhist";
-  std::optional<std::string> credentials;
-  std::optional<std::string> cacert;
+  CentralOptions central;
   std::int64_t round = 720;
   bool quiet = false;
 };
 
 Result run_ship(const ShipCommand& o) {
-  auto endpoint = central::endpoint_of(o.to, o.database, o.credentials, "--to");
-  endpoint.cacert = o.cacert;
+  const auto endpoint = o.central.endpoint();
   if (o.round < 1) {
     throw Error(Exit::usage, fmt::format("--round {}: at least 1 snapshot", o.round));
   }
@@ -78,16 +74,10 @@ void setup_ship(CLI::App& app, Runner& selected) {
   auto o = std::make_shared<ShipCommand>();
   auto* sub = add_command(app, "ship",
                           "Send this database's history, what the central ClickHouse store lacks, over its HTTP "
-                          "interface; killed and run again, or run twice, it never stores a row twice",
+                          "interface; killed and run again, or run twice, the store never answers with a row twice",
                           selected, [o] { return run_ship(*o); });
   add_common(*sub, o->common, false, false);
-  sub->add_option("--to", o->to, "ClickHouse's HTTP interface: http://HOST:8123 or https://HOST:8443 (no credentials)")
-      ->required();
-  sub->add_option("--database", o->database, "The central database, made when absent")->capture_default_str();
-  sub->add_option("--credentials", o->credentials,
-                  "A file (mode 0600) whose first line is user:password; else SOCKHIST_CLICKHOUSE_USER and "
-                  "SOCKHIST_CLICKHOUSE_PASSWORD, else the server's default user");
-  sub->add_option("--cacert", o->cacert, "CA certificates for https (default: the system's)");
+  o->central.add_to(*sub, "--to", "The central database, made when absent");
   sub->add_option("--round", o->round, "Snapshots of a namespace per round of INSERTs, each round committed")
       ->capture_default_str();
   sub->add_flag("-q,--quiet", o->quiet, "Print nothing when all went well (cron)");

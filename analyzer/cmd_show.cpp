@@ -220,6 +220,8 @@ std::string unix_text(const std::vector<const query::SocketRow*>& rows, const Sh
   return out;
 }
 
+}  // namespace
+
 render::Table socket_table(const std::vector<const query::SocketRow*>& rows, std::int64_t snapshot_ms) {
   using render::Column;
   using render::Kind;
@@ -293,6 +295,8 @@ render::Table socket_table(const std::vector<const query::SocketRow*>& rows, std
   }
   return t;
 }
+
+namespace {
 
 Result run_show(ShowOptions& o) {
   auto db = open_db(o.common);

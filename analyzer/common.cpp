@@ -238,4 +238,21 @@ void write_atomically(const std::string& path, const std::string& text, const ch
   }
 }
 
+void CentralOptions::add_to(CLI::App& sub, const char* url_option, const std::string& database_help) {
+  url_option_ = url_option;
+  sub.add_option(url_option, url, "ClickHouse's HTTP interface: http://HOST:8123 or https://HOST:8443 (no credentials)")
+      ->required();
+  sub.add_option("--database", database, database_help)->capture_default_str();
+  sub.add_option("--credentials", credentials,
+                 "A file (mode 0600) whose first line is user:password; else SOCKHIST_CLICKHOUSE_USER and "
+                 "SOCKHIST_CLICKHOUSE_PASSWORD, else the server's default user");
+  sub.add_option("--cacert", cacert, "CA certificates for https (default: the system's)");
+}
+
+central::Endpoint CentralOptions::endpoint() const {
+  auto e = central::endpoint_of(url, database, credentials, url_option_);
+  e.cacert = cacert;
+  return e;
+}
+
 }  // namespace sockhist::analyzer

@@ -12,6 +12,7 @@
 #include <SQLiteCpp/Database.h>
 #include <CLI/CLI.hpp>
 
+#include "sockhist/central.hpp"
 #include "sockhist/query.hpp"
 #include "sockhist/query/check.hpp"
 #include "sockhist/render.hpp"
@@ -130,6 +131,25 @@ render::Value optional_value(const std::optional<std::string>& v);
 // neither a regular file nor a link is refused. Errors name `option` and leave the path as it was.
 void write_atomically(const std::string& path, const std::string& text, const char* option, unsigned mode);
 
+// Where the central ClickHouse store is (ship's --to, fleet's --from), which database, and the
+// credentials file and CA certificates; the password never comes from the command line.
+struct CentralOptions {
+  std::string url;
+  std::string database = "sockhist";
+  std::optional<std::string> credentials;
+  std::optional<std::string> cacert;
+  // Declares `url_option` (required), --database, --credentials and --cacert on `sub`.
+  void add_to(CLI::App& sub, const char* url_option, const std::string& database_help);
+  // The endpoint they name (central::endpoint_of: Error(usage) naming the option at fault).
+  central::Endpoint endpoint() const;
+
+ private:
+  const char* url_option_ = "--to";
+};
+
+// Sockets as `show --format json|csv` gives them, one row each (in_state_for counted to `snapshot_ms`).
+render::Table socket_table(const std::vector<const query::SocketRow*>& rows, std::int64_t snapshot_ms);
+
 // One line naming the host and namespace for a table's heading.
 std::string scope_line(const query::Scope& scope);
 
@@ -146,6 +166,7 @@ void setup_check(CLI::App& app, Runner& selected);
 void setup_metrics(CLI::App& app, Runner& selected);
 void setup_merge(CLI::App& app, Runner& selected);
 void setup_ship(CLI::App& app, Runner& selected);
+void setup_fleet(CLI::App& app, Runner& selected);
 void setup_export(CLI::App& app, Runner& selected);
 void setup_sql(CLI::App& app, Runner& selected);
 void setup_diff(CLI::App& app, Runner& selected);

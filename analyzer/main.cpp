@@ -98,6 +98,7 @@ int main(int argc, char** argv) {
     sockhist::analyzer::setup_metrics(app, run);
     sockhist::analyzer::setup_merge(app, run);
     sockhist::analyzer::setup_ship(app, run);
+    sockhist::analyzer::setup_fleet(app, run);
     sockhist::analyzer::setup_export(app, run);
     sockhist::analyzer::setup_sql(app, run);
     sockhist::analyzer::setup_diff(app, run);

@@ -1,5 +1,6 @@
 #include "sockhist/timeutil.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <ctime>
@@ -239,6 +240,21 @@ std::int64_t now_ms() {
 
 std::int64_t ms_since(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since).count();
+}
+
+std::optional<std::int64_t> usual_interval_ms(std::vector<std::int64_t> times) {
+  std::vector<std::int64_t> intervals;
+  for (std::size_t i = 1; i < times.size(); ++i) {
+    if (times[i - 1] > times[i]) {
+      intervals.push_back(times[i - 1] - times[i]);
+    }
+  }
+  if (intervals.empty()) {
+    return std::nullopt;
+  }
+  std::nth_element(intervals.begin(), intervals.begin() + static_cast<std::ptrdiff_t>(intervals.size() / 2),
+                   intervals.end());
+  return intervals[intervals.size() / 2];
 }
 
 }  // namespace sockhist::model

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "sockhist/central.hpp"
+#include "sockhist/timeutil.hpp"
 
 namespace sockhist::central {
 
@@ -29,7 +30,7 @@ std::string socket_list_sql(std::string_view host, std::string_view netns_key, s
       "if(values_at = 0, retransmits, v_retransmits) AS retransmits, if(values_at = 0, probes, v_probes) AS probes, "
       "if(values_at = 0, backlog, v_backlog) AS backlog, uid, inode, pid, process, cmdline, user, cookie, "
       "owner_carried, sock_type, unix_flags, peer_inode, first_time_ms, "
-      "if(values_at = 0, first_snapshot_id, values_at) AS values_snapshot_id "
+      "if(values_at = 0, first_snapshot_id, values_at) AS values_snapshot_id, uid_user "
       "FROM (SELECT *, (SELECT any(time_ms) FROM v_snapshots WHERE host = {0} AND netns_key = {1} AND "
       "snapshot_id = {2}) AS at_ms FROM v_spans WHERE host = {0} AND netns_key = {1} AND first_snapshot_id <= {2} "
       "AND (last_snapshot_id IS NULL OR last_snapshot_id >= {2})) "
@@ -40,6 +41,42 @@ std::string socket_list_sql(std::string_view host, std::string_view netns_key, s
       "WHERE host = {0} AND netns_key = {1} AND snapshot_id <= {2} GROUP BY span_id) USING span_id "
       "ORDER BY span_id",
       h, k, snapshot_id);
+}
+
+std::vector<FleetNamespace> fleet_namespaces(Server& server) {
+  // Each namespace's newest 21 snapshot times come back newest first, for the usual interval.
+  const auto rows = server.select(
+      "SELECT host, netns_key, any(netns), max(netns_initial), min(time_ms), count(), "
+      "argMax(ifNull(kernel, ''), snapshot_id), argMax(ifNull(machine_id, ''), snapshot_id), max(time_ms), "
+      "arrayStringConcat(arrayMap(x -> toString(x.2), arraySlice(arraySort(x -> -x.1, "
+      "groupArray((snapshot_id, time_ms))), 1, 21)), ',') "
+      "FROM v_snapshots GROUP BY host, netns_key ORDER BY host, netns_key");
+  std::vector<FleetNamespace> out;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    FleetNamespace n;
+    n.host = rows[i].at(0);
+    n.netns_key = rows[i].at(1);
+    n.netns = server.number(rows, i, 2);
+    n.initial = server.number(rows, i, 3) != 0;
+    n.first_ms = server.number(rows, i, 4);
+    n.snapshots = server.number(rows, i, 5);
+    n.kernel = rows[i].at(6);
+    n.machine_id = rows[i].at(7);
+    n.newest_ms = server.number(rows, i, 8);
+    std::vector<std::int64_t> times;
+    const auto& list = rows[i].at(9);
+    for (std::size_t start = 0; start < list.size();) {
+      auto end = list.find(',', start);
+      if (end == std::string::npos) {
+        end = list.size();
+      }
+      times.push_back(std::stoll(list.substr(start, end - start)));
+      start = end + 1;
+    }
+    n.interval_ms = model::usual_interval_ms(std::move(times));
+    out.push_back(std::move(n));
+  }
+  return out;
 }
 
 }  // namespace sockhist::central

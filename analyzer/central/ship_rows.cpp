@@ -22,7 +22,7 @@ constexpr std::int64_t k_open = 2147483647;  // socket_spans.last_snapshot_id wh
 constexpr const char* k_span_tail =
     "prev_span_id, proto, family, state, local_addr, local_port, remote_addr, remote_port, tx_queue, rx_queue, "
     "timer, timer_ms, retransmits, probes, uid, inode, cookie, backlog, peer_inode, sock_type, unix_flags, pid, "
-    "process, cmdline, user, owner_carried";
+    "process, cmdline, user, owner_carried, uid_user";
 
 // Selected as: span_id, first_snapshot_id, last_snapshot_id, first_time_ms, then the tail (from 4).
 constexpr const char* k_span_select =
@@ -30,7 +30,7 @@ constexpr const char* k_span_select =
     "sp.prev_span_id, st.proto, sp.family, st.state, a.addr, sp.local_port, sp.remote_addr, sp.remote_port, "
     "sp.tx_queue, sp.rx_queue, sp.timer, sp.timer_ms, sp.retransmits, sp.probes, sp.uid, sp.inode, sp.cookie, "
     "sp.backlog, sp.peer_inode, sp.sock_type, sp.unix_flags, p.pid, p.comm, p.cmdline, coalesce(p.user, u.name), "
-    "sp.owner_carried "
+    "sp.owner_carried, u.name "
     "FROM socket_spans sp "
     "JOIN socket_states st ON st.state_id = sp.state_id "
     "JOIN addresses a ON a.addr_id = sp.local_addr_id "

@@ -8,6 +8,7 @@
 #include "read.hpp"
 #include "sockhist/error.hpp"
 #include "sockhist/store.hpp"
+#include "sockhist/timeutil.hpp"
 
 namespace sockhist::query {
 
@@ -173,18 +174,7 @@ std::optional<std::int64_t> usual_interval_ms(SQLite::Database& db, const Scope&
   while (q.executeStep()) {
     times.push_back(q.getColumn(0).getInt64());
   }
-  std::vector<std::int64_t> intervals;
-  for (std::size_t i = 1; i < times.size(); ++i) {
-    if (times[i - 1] > times[i]) {
-      intervals.push_back(times[i - 1] - times[i]);
-    }
-  }
-  if (intervals.empty()) {
-    return std::nullopt;
-  }
-  std::nth_element(intervals.begin(), intervals.begin() + static_cast<std::ptrdiff_t>(intervals.size() / 2),
-                   intervals.end());
-  return intervals[intervals.size() / 2];
+  return model::usual_interval_ms(std::move(times));
 }
 
 std::optional<SnapshotSummary> latest_snapshot(SQLite::Database& db, const Scope& scope) {

@@ -111,7 +111,18 @@ std::string quote(std::string_view text);
 // values as of it. Columns: span_id, proto, family, state, local_addr, local_port, remote_addr,
 // remote_port, tx_queue, rx_queue, timer_code, timer_ms, retransmits, probes, backlog, uid, inode,
 // pid, process, cmdline, user, cookie, owner_carried, sock_type, unix_flags, peer_inode,
-// first_time_ms, values_snapshot_id; ordered by span_id.
+// first_time_ms, values_snapshot_id, uid_user; ordered by span_id.
 std::string socket_list_sql(std::string_view host, std::string_view netns_key, std::int64_t snapshot_id);
+
+// One namespace of one host as the central store holds it.
+struct FleetNamespace {
+  std::string host, netns_key;
+  std::int64_t netns = 0;  // inode
+  bool initial = true;
+  std::int64_t first_ms = 0, newest_ms = 0, snapshots = 0;
+  std::optional<std::int64_t> interval_ms;  // the usual interval, as `check` takes it (model::usual_interval_ms)
+  std::string kernel, machine_id;           // the newest snapshot's ("" unknown)
+};
+std::vector<FleetNamespace> fleet_namespaces(Server& server);
 
 }  // namespace sockhist::central

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sockhist::model {
 
@@ -36,6 +37,10 @@ std::string format_iso_utc(std::int64_t epoch_ms);
 
 // The current wall-clock time, epoch milliseconds.
 std::int64_t now_ms();
+
+// The usual interval between snapshots: the median of the positive steps between `times`, given
+// newest first (check's staleness limit is three of them); nullopt with fewer than two.
+std::optional<std::int64_t> usual_interval_ms(std::vector<std::int64_t> times_newest_first);
 
 // Milliseconds of the monotonic clock since `since` (how long a step of a capture took).
 std::int64_t ms_since(std::chrono::steady_clock::time_point since);

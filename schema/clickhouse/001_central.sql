@@ -135,8 +135,9 @@ CREATE TABLE IF NOT EXISTS spans (
   pid               Nullable(Int64),
   process           Nullable(String),
   cmdline           Nullable(String),
-  user              Nullable(String),
-  owner_carried     UInt8
+  user              Nullable(String),     -- the process's user, else the socket's uid's name
+  owner_carried     UInt8,
+  uid_user          Nullable(String)      -- the socket's uid's name (the host's users table)
 ) ENGINE = MergeTree PARTITION BY toYYYYMM(last_time) ORDER BY (host, netns_key, closed_by, span_id);
 
 -- Spans still seen by their namespace's newest shipped snapshot. A span is written here with
@@ -176,8 +177,9 @@ CREATE TABLE IF NOT EXISTS open_spans (
   pid               Nullable(Int64),
   process           Nullable(String),
   cmdline           Nullable(String),
-  user              Nullable(String),
-  owner_carried     UInt8
+  user              Nullable(String),     -- the process's user, else the socket's uid's name
+  owner_carried     UInt8,
+  uid_user          Nullable(String)      -- the socket's uid's name (the host's users table)
 ) ENGINE = CollapsingMergeTree(sign) ORDER BY (host, netns_key, span_id);
 
 -- A span's changing values (queues, timer, retransmits, probes, backlog) as a snapshot saw them,

@@ -67,7 +67,7 @@ SELECT span_id, host, toUInt64(splitByChar('@', netns_key)[1]) AS netns, first_s
        toNullable(last_snapshot_id) AS last_snapshot_id, first_time_ms, toNullable(last_time_ms) AS last_time_ms,
        prev_span_id, proto, family, state, local_addr, local_port, remote_addr, remote_port, tx_queue, rx_queue,
        timer AS timer_code, timer_ms, retransmits, probes, uid, inode, cookie, backlog, peer_inode, sock_type,
-       unix_flags, pid, process, owner_carried, cmdline, user, netns_key, closed_by
+       unix_flags, pid, process, owner_carried, cmdline, user, netns_key, closed_by, uid_user
 FROM spans
 ANY INNER JOIN (SELECT host, netns_key, newest_id FROM v_newest) USING (host, netns_key)
 WHERE closed_by <= newest_id
@@ -77,7 +77,7 @@ SELECT span_id, host, toUInt64(splitByChar('@', netns_key)[1]) AS netns, first_s
        CAST(NULL AS Nullable(Int64)) AS last_time_ms, prev_span_id, proto, family, state, local_addr, local_port,
        remote_addr, remote_port, tx_queue, rx_queue, timer_code, timer_ms, retransmits, probes, uid, inode, cookie,
        backlog, peer_inode, sock_type, unix_flags, pid, process, owner_carried, cmdline, user, netns_key,
-       toInt64(2147483647) AS closed_by
+       toInt64(2147483647) AS closed_by, uid_user
 FROM (
   SELECT host, netns_key, span_id, any(first_snapshot_id) AS first_snapshot_id, any(first_time_ms) AS first_time_ms,
          any(prev_span_id) AS prev_span_id, any(proto) AS proto, any(family) AS family, any(state) AS state,
@@ -87,7 +87,8 @@ FROM (
          any(probes) AS probes, any(uid) AS uid, any(inode) AS inode, any(cookie) AS cookie,
          any(backlog) AS backlog, any(peer_inode) AS peer_inode, any(sock_type) AS sock_type,
          any(unix_flags) AS unix_flags, any(pid) AS pid, any(process) AS process,
-         any(owner_carried) AS owner_carried, any(cmdline) AS cmdline, any(user) AS user
+         any(owner_carried) AS owner_carried, any(cmdline) AS cmdline, any(user) AS user,
+         any(uid_user) AS uid_user
   FROM open_spans
   ANY INNER JOIN (SELECT host, netns_key, newest_id FROM v_newest) USING (host, netns_key)
   WHERE snapshot_id <= newest_id

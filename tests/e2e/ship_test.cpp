@@ -161,7 +161,9 @@ class Ship : public testing::Test {
       const auto& row = keys[i];
       const auto id = std::stoll(row.at(0));
       EXPECT_EQ(central(central::socket_list_sql(host, row.at(1), id), database),
-                sqlite_rows(db, fmt::format("SELECT {} FROM v_snapshot_sockets WHERE snapshot_id = {} ORDER BY span_id",
+                sqlite_rows(db, fmt::format("SELECT {}, (SELECT u.name FROM users u JOIN hosts h ON h.host_id = "
+                                            "u.host_id WHERE h.name = v.host AND u.uid = v.uid) FROM "
+                                            "v_snapshot_sockets v WHERE snapshot_id = {} ORDER BY span_id",
                                             k_socket_columns, id)))
           << host << " snapshot " << id;
     }
@@ -214,6 +216,64 @@ TEST_F(Ship, ThreeHostsReadBackExactlyAndShippingAgainAddsNothing) {
   }
   EXPECT_EQ(table_counts(), before);
   EXPECT_EQ(expect_same(lifecycle_db(), "api1"), 12U);
+}
+
+TEST_F(Ship, FleetAnswersAsTheSameQuestionsAskedOfMergesOutput) {
+  // The three hosts shipped, and merged into one SQLite file: `fleet hosts` and `fleet show` at
+  // every snapshot of every host answer as `hosts` and `show` do on the merged file.
+  const std::string merged = (scratch() / "fleet-merged.db").string();
+  std::filesystem::remove(merged);
+  ASSERT_EQ(run(SOCKHIST_ANALYZER_BIN, {"merge", "-q", merged, lifecycle_db(), sample_db(), web2_db()}).exit_code, 0);
+  for (const auto* db : {&lifecycle_db(), &sample_db(), &web2_db()}) {
+    ASSERT_EQ(ship(*db, {"-q"}).exit_code, 0);
+  }
+  const std::vector<std::string> from{"fleet", "--from", server().url(), "--database", database_};
+  const auto fleet = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), from.begin(), from.end());
+    return run(SOCKHIST_ANALYZER_BIN, args);
+  };
+  // Right after the newest snapshot everything is fresh; a week later everything is stale.
+  ::setenv("SOCKHIST_NOW", "2026-11-24T02:04:00Z", 1);
+  auto r = fleet({"hosts", "--format", "json", "--max-age", "1000d"});
+  ::unsetenv("SOCKHIST_NOW");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto hosts = nlohmann::json::parse(r.out)["rows"];
+  const auto local =
+      nlohmann::json::parse(run(SOCKHIST_ANALYZER_BIN, {"hosts", "--db", merged, "--format", "json"}).out)["rows"];
+  ASSERT_EQ(hosts.size(), local.size());
+  for (std::size_t i = 0; i < hosts.size(); ++i) {
+    EXPECT_EQ(hosts[i]["host"], local[i]["host"]);
+    EXPECT_EQ(hosts[i]["first"], local[i]["first"]) << hosts[i].dump();
+    EXPECT_EQ(hosts[i]["newest"], local[i]["last"]) << hosts[i].dump();
+    EXPECT_EQ(hosts[i]["snapshots"], local[i]["snapshots"]) << hosts[i].dump();
+  }
+  r = fleet({"hosts", "--format", "json"});
+  EXPECT_EQ(r.exit_code, 1) << "snapshots of 2026-11 are stale now: " << r.out;
+  for (const auto& row : nlohmann::json::parse(r.out)["rows"]) {
+    EXPECT_EQ(row["fresh"], "STALE") << row.dump();
+  }
+  std::size_t compared = 0, sockets = 0;
+  for (const auto& [db, host] : std::vector<std::pair<std::string, std::string>>{
+           {lifecycle_db(), "api1"}, {sample_db(), "web1"}, {web2_db(), "web2"}}) {
+    for (const auto& snap : sqlite_rows(db, "SELECT time_iso FROM v_snapshots ORDER BY snapshot_id")) {
+      const auto mine = fleet({"show", "--host", host, "--at", snap.at(0), "--format", "json"});
+      ASSERT_EQ(mine.exit_code, 0) << mine.err;
+      const auto theirs = run(SOCKHIST_ANALYZER_BIN,
+                              {"show", "-a", "--db", merged, "--host", host, "--at", snap.at(0), "--format", "json"});
+      ASSERT_EQ(theirs.exit_code, 0) << theirs.err;
+      const auto a = nlohmann::json::parse(mine.out), b = nlohmann::json::parse(theirs.out);
+      EXPECT_EQ(a["rows"], b["rows"]) << host << " at " << snap.at(0);
+      EXPECT_EQ(a["snapshot"]["time"], b["snapshot"]["time"]);
+      ++compared;
+      sockets += a["rows"].size();
+    }
+  }
+  EXPECT_EQ(compared, 19U);
+  EXPECT_GT(sockets, 500U) << "the socket lists compared were empty";
+  std::cout << fmt::format("[ figures ] fleet show = show -a at {} snapshots, {} sockets\n", compared, sockets);
+  r = fleet({"show", "--host", "web9"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--host web9: not in the store (hosts: api1, web1, web2)"), std::string::npos) << r.err;
 }
 
 TEST_F(Ship, AGrowingDatabaseShipsWhatIsNewAndSpansThatEndLaterEndThere) {
