@@ -90,18 +90,13 @@ Result run_hosts(const FleetCommand& o) {
 
 // The namespace --host and --netns name: --netns as a key or an inode, else the host's own, else
 // its only one.
-central::FleetNamespace namespace_of(const FleetCommand& o, const std::vector<central::FleetNamespace>& all) {
-  std::vector<central::FleetNamespace> of_host;
-  std::vector<std::string> hosts;
-  for (const auto& n : all) {
-    if (n.host == *o.host) {
-      of_host.push_back(n);
-    }
-    if (hosts.empty() || hosts.back() != n.host) {
-      hosts.push_back(n.host);
-    }
-  }
+central::FleetNamespace namespace_of(const FleetCommand& o, const std::vector<central::FleetNamespace>& of_host,
+                                     central::Server& server) {
   if (of_host.empty()) {
+    std::vector<std::string> hosts;  // the store's hosts, from its small commits table
+    for (const auto& row : server.select("SELECT DISTINCT host FROM v_newest ORDER BY host")) {
+      hosts.push_back(row.at(0));
+    }
     throw Error(Exit::usage,
                 fmt::format("--host {}: not in the store (hosts: {})", *o.host,
                             hosts.empty() ? std::string("none") : fmt::format("{}", fmt::join(hosts, ", "))));
@@ -129,7 +124,7 @@ central::FleetNamespace namespace_of(const FleetCommand& o, const std::vector<ce
 
 Result run_show(const FleetCommand& o) {
   auto server = connect(o);
-  const auto n = namespace_of(o, central::fleet_namespaces(server));
+  const auto n = namespace_of(o, central::fleet_namespaces(server, o.host), server);
   const auto at = o.at ? parse_moment(*o.at, "--at", o.common.now_ms) : n.newest_ms;
   const auto snapshot = server.select(
       fmt::format("SELECT snapshot_id, time_ms FROM v_snapshots WHERE host = {} AND netns_key = {} AND time_ms <= {} "

@@ -43,14 +43,15 @@ std::string socket_list_sql(std::string_view host, std::string_view netns_key, s
       h, k, snapshot_id);
 }
 
-std::vector<FleetNamespace> fleet_namespaces(Server& server) {
+std::vector<FleetNamespace> fleet_namespaces(Server& server, const std::optional<std::string>& host) {
   // Each namespace's newest 21 snapshot times come back newest first, for the usual interval.
   const auto rows = server.select(
-      "SELECT host, netns_key, any(netns), max(netns_initial), min(time_ms), count(), "
-      "argMax(ifNull(kernel, ''), snapshot_id), argMax(ifNull(machine_id, ''), snapshot_id), max(time_ms), "
-      "arrayStringConcat(arrayMap(x -> toString(x.2), arraySlice(arraySort(x -> -x.1, "
-      "groupArray((snapshot_id, time_ms))), 1, 21)), ',') "
-      "FROM v_snapshots GROUP BY host, netns_key ORDER BY host, netns_key");
+      fmt::format("SELECT host, netns_key, any(netns), max(netns_initial), min(time_ms), count(), "
+                  "argMax(ifNull(kernel, ''), snapshot_id), argMax(ifNull(machine_id, ''), snapshot_id), max(time_ms), "
+                  "arrayStringConcat(arrayMap(x -> toString(x.2), arraySlice(arraySort(x -> -x.1, "
+                  "groupArray((snapshot_id, time_ms))), 1, 21)), ',') "
+                  "FROM v_snapshots {} GROUP BY host, netns_key ORDER BY host, netns_key",
+                  host ? "WHERE host = " + quote(*host) : std::string()));
   std::vector<FleetNamespace> out;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     FleetNamespace n;

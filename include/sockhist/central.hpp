@@ -123,6 +123,7 @@ struct FleetNamespace {
   std::optional<std::int64_t> interval_ms;  // the usual interval, as `check` takes it (model::usual_interval_ms)
   std::string kernel, machine_id;           // the newest snapshot's ("" unknown)
 };
-std::vector<FleetNamespace> fleet_namespaces(Server& server);
+// `host`: that host's alone (what `fleet show` needs), not the whole store's.
+std::vector<FleetNamespace> fleet_namespaces(Server& server, const std::optional<std::string>& host = std::nullopt);
 
 }  // namespace sockhist::central
