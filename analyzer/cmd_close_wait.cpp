@@ -8,6 +8,40 @@
 
 namespace sockhist::analyzer {
 
+render::Table close_wait_owner_table(const std::vector<query::CloseWaitByProcess>& groups) {
+  using render::Kind;
+  render::Table t;
+  t.columns = {
+      {"program", "PID/PROGRAM"},
+      {"now", "NOW", Kind::integer, "sockets"},
+      {"peak", "PEAK", Kind::integer, "sockets"},
+      {"seen", "SEEN", Kind::integer, "sockets"},
+      {"oldest", "OLDEST", Kind::duration_ms},
+      {"per_hour", "GROWTH/H", Kind::real, "sockets_per_hour", 1},
+      {"involved", "WHERE"},
+      {"pid", "", Kind::integer, {}, 2, false},
+      {"process", "", Kind::text, {}, 2, false},
+      {"cmdline", "", Kind::text, {}, 2, false},
+  };
+  for (const auto& g : groups) {
+    t.rows.push_back({
+        program(g.pid, g.comm),
+        g.now,
+        g.peak,
+        g.seen,
+        g.oldest_min_ms,
+        g.per_hour ? render::Value(*g.per_hour) : render::Value(),
+        g.involved,
+        g.pid == 0 ? render::Value() : render::Value(static_cast<std::int64_t>(g.pid)),
+        g.comm.empty() ? render::Value() : render::Value(g.comm),
+        optional_value(g.cmdline),
+    });
+  }
+  t.notes.push_back("GROWTH/H: the least-squares slope of the process's CLOSE_WAIT count over the range (a leak");
+  t.notes.push_back("grows). OLDEST: the longest stay in CLOSE_WAIT, at least.");
+  return t;
+}
+
 namespace {
 
 struct CloseWaitOptions {
@@ -88,40 +122,6 @@ render::Table sockets_table(const std::vector<query::CloseWaitSocket>& sockets, 
   return t;
 }
 
-render::Table process_table(const std::vector<query::CloseWaitByProcess>& groups) {
-  using render::Kind;
-  render::Table t;
-  t.columns = {
-      {"program", "PID/PROGRAM"},
-      {"now", "NOW", Kind::integer, "sockets"},
-      {"peak", "PEAK", Kind::integer, "sockets"},
-      {"seen", "SEEN", Kind::integer, "sockets"},
-      {"oldest", "OLDEST", Kind::duration_ms},
-      {"per_hour", "GROWTH/H", Kind::real, "sockets_per_hour", 1},
-      {"involved", "WHERE"},
-      {"pid", "", Kind::integer, {}, 2, false},
-      {"process", "", Kind::text, {}, 2, false},
-      {"cmdline", "", Kind::text, {}, 2, false},
-  };
-  for (const auto& g : groups) {
-    t.rows.push_back({
-        program(g.pid, g.comm),
-        g.now,
-        g.peak,
-        g.seen,
-        g.oldest_min_ms,
-        g.per_hour ? render::Value(*g.per_hour) : render::Value(),
-        g.involved,
-        g.pid == 0 ? render::Value() : render::Value(static_cast<std::int64_t>(g.pid)),
-        g.comm.empty() ? render::Value() : render::Value(g.comm),
-        optional_value(g.cmdline),
-    });
-  }
-  t.notes.push_back("GROWTH/H: the least-squares slope of the process's CLOSE_WAIT count over the range (a leak");
-  t.notes.push_back("grows). OLDEST: the longest stay in CLOSE_WAIT, at least.");
-  return t;
-}
-
 Result run_close_wait(const CloseWaitOptions& o) {
   auto db = open_db(o.common);
   const auto scope = resolve_scope(db, o.common.host, o.common.netns);
@@ -136,7 +136,7 @@ Result run_close_wait(const CloseWaitOptions& o) {
     // are those of every CLOSE_WAIT socket it held, as check counts them.
     auto groups = query::close_wait_by_process(snapshots, sockets);
     std::erase_if(groups, [&](const auto& g) { return g.oldest_min_ms < min_age; });
-    t = process_table(groups);
+    t = close_wait_owner_table(groups);
   } else {
     std::erase_if(sockets, [&](const auto& s) { return s.min_age_ms() < min_age; });
     t = sockets_table(sockets, render_options(o.common).zone);

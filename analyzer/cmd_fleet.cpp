@@ -6,33 +6,24 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "common.hpp"
+#include "cmd_fleet.hpp"
 #include "sockhist/central.hpp"
 #include "sockhist/error.hpp"
 
 namespace sockhist::analyzer {
 
-namespace {
-
-struct FleetCommand {
-  Common common;
-  CentralOptions central;
-  std::optional<std::string> max_age;  // hosts
-  std::optional<std::string> host;     // show
-  std::optional<std::string> netns;
-  std::optional<std::string> at;
-};
-
-central::Server connect(const FleetCommand& o) {
-  return central::Server(o.central.endpoint());
-}
-
-nlohmann::ordered_json head(const std::string& command, const FleetCommand& o) {
+nlohmann::ordered_json fleet_head(const std::string& command, const FleetCommand& o) {
   nlohmann::ordered_json doc;
   doc["command"] = command;
   doc["from"] = o.central.url;
   doc["database"] = o.central.database;
   return doc;
+}
+
+namespace {
+
+central::Server connect(const FleetCommand& o) {
+  return central::Server(o.central.endpoint());
 }
 
 Result run_hosts(const FleetCommand& o) {
@@ -80,7 +71,7 @@ Result run_hosts(const FleetCommand& o) {
   }
   const auto options = render_options(o.common);
   if (options.format == render::Format::json) {
-    auto doc = head("fleet hosts", o);
+    auto doc = fleet_head("fleet hosts", o);
     doc["stale_found"] = code == 1;
     doc["rows"] = render::to_json_rows(t);
     return {render::render(t, options, doc), code};
@@ -197,7 +188,7 @@ Result run_show(const FleetCommand& o) {
   auto t = socket_table(ordered, time_ms);
   const auto options = render_options(o.common);
   if (options.format == render::Format::json) {
-    auto doc = head("fleet show", o);
+    auto doc = fleet_head("fleet show", o);
     doc["host"] = n.host;
     doc["netns_key"] = n.netns_key;
     doc["snapshot"] = {
@@ -216,7 +207,8 @@ Result run_show(const FleetCommand& o) {
 
 void setup_fleet(CLI::App& app, Runner& selected) {
   auto o = std::make_shared<FleetCommand>();
-  auto* fleet = app.add_subcommand("fleet", "Ask the central ClickHouse store that `ship` fills: hosts, show");
+  auto* fleet = app.add_subcommand(
+      "fleet", "Ask the central ClickHouse store that `ship` fills: hosts, show, trend, close-wait, time-wait");
   fleet->require_subcommand(1);
   o->central.add_to(*fleet, "--from", "The central database");
   const auto formats = [o](CLI::App& sub) {
@@ -240,6 +232,7 @@ void setup_fleet(CLI::App& app, Runner& selected) {
   show->add_option("--host", o->host, "The host")->required();
   show->add_option("--netns", o->netns, "Its namespace: a key (inode@ms) or an inode (default: its own)");
   show->add_option("--at", o->at, "The newest snapshot at or before this moment (default: the newest)");
+  setup_fleet_reports(*fleet, selected, o, formats);
 }
 
 }  // namespace sockhist::analyzer

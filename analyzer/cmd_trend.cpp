@@ -22,6 +22,38 @@ struct TrendOptions {
 // What --since and --until mean when not given.
 const WindowDefaults k_window{"24h", true, {}};
 
+}  // namespace
+
+render::Table trend_table(const query::Trend& trend) {
+  using render::Kind;
+  render::Table t;
+  t.columns.push_back({"time", "BUCKET START", Kind::time_ms});
+  for (std::size_t k = 0; k < trend.series.size(); ++k) {
+    const bool rate = trend.units[k] == "per_s";
+    t.columns.push_back({trend.series[k], trend.series[k], rate ? Kind::real : Kind::integer, trend.units[k]});
+  }
+  t.columns.push_back({"snapshots", "", Kind::integer});
+  t.columns.push_back({"note", "", Kind::text});
+  for (const auto& b : trend.buckets) {
+    std::vector<render::Value> row{b.start_ms};
+    for (std::size_t k = 0; k < b.values.size(); ++k) {
+      if (!b.values[k]) {
+        row.emplace_back();
+      } else if (trend.units[k] == "per_s") {
+        row.emplace_back(*b.values[k]);
+      } else {
+        row.emplace_back(static_cast<std::int64_t>(*b.values[k]));
+      }
+    }
+    row.emplace_back(b.snapshots);
+    row.emplace_back(std::string(b.gap ? "gap: no snapshot" : b.reboot ? "reboot" : ""));
+    t.rows.push_back(std::move(row));
+  }
+  return t;
+}
+
+namespace {
+
 Result run_trend(const TrendOptions& o) {
   if (o.by && o.states.size() != 1) {
     throw Error(Exit::usage, "--by needs exactly one --state (for example --state CLOSE_WAIT --by process)");
@@ -52,30 +84,7 @@ Result run_trend(const TrendOptions& o) {
     trend = query::trend_states(db, scope, since, until, bucket, o.states);
     what = "sockets per state (highest count in each bucket)";
   }
-  using render::Kind;
-  render::Table t;
-  t.columns.push_back({"time", "BUCKET START", Kind::time_ms});
-  for (std::size_t k = 0; k < trend.series.size(); ++k) {
-    const bool rate = trend.units[k] == "per_s";
-    t.columns.push_back({trend.series[k], trend.series[k], rate ? Kind::real : Kind::integer, trend.units[k]});
-  }
-  t.columns.push_back({"snapshots", "", Kind::integer});
-  t.columns.push_back({"note", "", Kind::text});
-  for (const auto& b : trend.buckets) {
-    std::vector<render::Value> row{b.start_ms};
-    for (std::size_t k = 0; k < b.values.size(); ++k) {
-      if (!b.values[k]) {
-        row.emplace_back();
-      } else if (trend.units[k] == "per_s") {
-        row.emplace_back(*b.values[k]);
-      } else {
-        row.emplace_back(static_cast<std::int64_t>(*b.values[k]));
-      }
-    }
-    row.emplace_back(b.snapshots);
-    row.emplace_back(std::string(b.gap ? "gap: no snapshot" : b.reboot ? "reboot" : ""));
-    t.rows.push_back(std::move(row));
-  }
+  const auto t = trend_table(trend);
   const auto options = render_options(o.common);
   if (options.format == render::Format::json) {
     auto doc = json_head("trend", o.common, &scope);

@@ -150,6 +150,13 @@ struct CentralOptions {
 // Sockets as `show --format json|csv` gives them, one row each (in_state_for counted to `snapshot_ms`).
 render::Table socket_table(const std::vector<const query::SocketRow*>& rows, std::int64_t snapshot_ms);
 
+// A trend as `trend` prints it: a row per bucket (its start, each series, snapshots, a note for a
+// gap or a reboot).
+render::Table trend_table(const query::Trend& trend);
+
+// CLOSE_WAIT per owner as `close-wait --by process` prints it.
+render::Table close_wait_owner_table(const std::vector<query::CloseWaitByProcess>& groups);
+
 // One line naming the host and namespace for a table's heading.
 std::string scope_line(const query::Scope& scope);
 

@@ -1,5 +1,6 @@
 // The central store's questions (sockhist fleet): SQL over its views, read back as rows.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "sockhist/central.hpp"
 #include "sockhist/timeutil.hpp"
@@ -76,6 +77,194 @@ std::vector<FleetNamespace> fleet_namespaces(Server& server, const std::optional
     }
     n.interval_ms = model::usual_interval_ms(std::move(times));
     out.push_back(std::move(n));
+  }
+  return out;
+}
+
+namespace {
+
+// "AND host IN ('a', 'b')", or nothing for every host.
+std::string hosts_clause(const HostList& hosts) {
+  if (hosts.empty()) {
+    return {};
+  }
+  std::string out = " AND host IN (";
+  for (std::size_t i = 0; i < hosts.size(); ++i) {
+    out += (i ? ", " : "") + quote(hosts[i]);
+  }
+  return out + ")";
+}
+
+// The snapshots of [since_ms, until_ms] as a subquery to join on (host, netns_key, snapshot_id).
+std::string snapshots_in(const HostList& hosts, std::int64_t since_ms, std::int64_t until_ms,
+                         const char* columns = "host, netns_key, snapshot_id, time_ms") {
+  return fmt::format("(SELECT {} FROM v_snapshots WHERE time_ms >= {} AND time_ms <= {}{})", columns, since_ms,
+                     until_ms, hosts_clause(hosts));
+}
+
+// The snapshots of [since_ms, until_ms] after each namespace's first of them: those whose TIME_WAIT
+// entries entered inside the range (the first one's entered before it).
+std::string later_snapshots_in(const HostList& hosts, std::int64_t since_ms, std::int64_t until_ms) {
+  return fmt::format(
+      "(SELECT host, netns_key, snapshot_id FROM v_snapshots WHERE time_ms >= {0} AND time_ms <= {1}{2} AND "
+      "(host, netns_key, snapshot_id) NOT IN (SELECT host, netns_key, min(snapshot_id) FROM v_snapshots WHERE "
+      "time_ms >= {0} AND time_ms <= {1}{2} GROUP BY host, netns_key))",
+      since_ms, until_ms, hosts_clause(hosts));
+}
+
+std::optional<std::int64_t> optional_number(Server& server, const std::vector<std::vector<std::string>>& rows,
+                                            std::size_t row, std::size_t column) {
+  if (rows[row].at(column) == k_null_field) {
+    return std::nullopt;
+  }
+  return server.number(rows, row, column);
+}
+
+const char* const k_span_columns =
+    "span_id, prev_span_id, first_snapshot_id, last_snapshot_id, first_time_ms, state, family, local_addr, "
+    "local_port, remote_addr, remote_port, pid, process, cmdline";
+
+std::vector<FleetSpan> spans_of(Server& server, const std::string& sql) {
+  const auto rows = server.select(sql);
+  std::vector<FleetSpan> out(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    auto& s = out[i];
+    s.span_id = server.number(rows, i, 0);
+    s.prev_span_id = optional_number(server, rows, i, 1);
+    s.first_snapshot_id = server.number(rows, i, 2);
+    s.last_snapshot_id = optional_number(server, rows, i, 3);
+    s.first_time_ms = server.number(rows, i, 4);
+    s.state = rows[i].at(5);
+    s.family = static_cast<int>(server.number(rows, i, 6));
+    s.local_addr = rows[i].at(7);
+    s.local_port = server.number(rows, i, 8);
+    s.remote_addr = rows[i].at(9) == k_null_field ? std::string() : rows[i].at(9);
+    s.remote_port = optional_number(server, rows, i, 10).value_or(0);
+    s.pid = optional_number(server, rows, i, 11);
+    s.process = rows[i].at(12) == k_null_field ? std::string() : rows[i].at(12);
+    s.cmdline = rows[i].at(13) == k_null_field ? std::nullopt : std::optional(rows[i].at(13));
+  }
+  return out;
+}
+
+// Spans of one namespace alive at some snapshot id of [first_id, last_id].
+std::string alive_in(const std::string& host, const std::string& netns_key, std::int64_t first_id,
+                     std::int64_t last_id) {
+  return fmt::format(
+      "host = {} AND netns_key = {} AND first_snapshot_id <= {} AND (last_snapshot_id IS NULL OR "
+      "last_snapshot_id >= {})",
+      quote(host), quote(netns_key), last_id, first_id);
+}
+
+}  // namespace
+
+std::vector<FleetSnapshot> fleet_snapshots(Server& server, const HostList& hosts, std::int64_t since_ms,
+                                           std::int64_t until_ms) {
+  const auto rows = server.select(
+      fmt::format("SELECT host, netns_key, snapshot_id, time_ms, ifNull(boot_id, '') FROM {} ORDER BY "
+                  "host, netns_key, snapshot_id",
+                  snapshots_in(hosts, since_ms, until_ms, "host, netns_key, snapshot_id, time_ms, boot_id")));
+  std::vector<FleetSnapshot> out(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    out[i] = {rows[i].at(0), rows[i].at(1), server.number(rows, i, 2), server.number(rows, i, 3), rows[i].at(4)};
+  }
+  return out;
+}
+
+std::vector<FleetStateMax> fleet_state_maxima(Server& server, const HostList& hosts, std::int64_t since_ms,
+                                              std::int64_t until_ms, std::int64_t bucket_ms) {
+  // v_state_counts holds whole seconds: a superset by `time`, made exact by the join on snapshots.
+  const auto counts = fmt::format("FROM v_state_counts WHERE time >= {} AND time <= {}{}", since_ms / 1000,
+                                  until_ms / 1000, hosts_clause(hosts));
+  const auto rows = server.select(
+      fmt::format("SELECT host, netns_key, intDiv(time_ms, {0}) * {0} AS bucket, key, max(n) FROM ("
+                  "SELECT host, netns_key, snapshot_id, concat(proto, ' ', state) AS key, toInt64(count) AS n {1} "
+                  "UNION ALL SELECT host, netns_key, snapshot_id, proto AS key, toInt64(sum(count)) AS n {1} "
+                  "GROUP BY host, netns_key, snapshot_id, proto) "
+                  "ANY INNER JOIN {2} USING (host, netns_key, snapshot_id) GROUP BY host, netns_key, bucket, key",
+                  bucket_ms, counts, snapshots_in(hosts, since_ms, until_ms)));
+  std::vector<FleetStateMax> out(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    out[i] = {rows[i].at(0), rows[i].at(1), server.number(rows, i, 2), rows[i].at(3), server.number(rows, i, 4)};
+  }
+  return out;
+}
+
+std::vector<FleetSpan> fleet_spans_in_state(Server& server, const std::string& host, const std::string& netns_key,
+                                            const std::string& state, std::int64_t first_id, std::int64_t last_id) {
+  return spans_of(server, fmt::format("SELECT {} FROM v_spans WHERE {} AND proto = 'tcp' AND state = {} ORDER BY "
+                                      "span_id",
+                                      k_span_columns, alive_in(host, netns_key, first_id, last_id), quote(state)));
+}
+
+std::vector<FleetSpan> fleet_spans_by_id(Server& server, const std::string& host, const std::string& netns_key,
+                                         const std::vector<std::int64_t>& ids) {
+  if (ids.empty()) {
+    return {};
+  }
+  return spans_of(server, fmt::format("SELECT {} FROM v_spans WHERE host = {} AND netns_key = {} AND span_id IN ({}) "
+                                      "ORDER BY span_id",
+                                      k_span_columns, quote(host), quote(netns_key), fmt::join(ids, ", ")));
+}
+
+std::vector<std::int64_t> fleet_listening_ports(Server& server, const std::string& host, const std::string& netns_key,
+                                                std::int64_t first_id, std::int64_t last_id) {
+  const auto rows = server.select(fmt::format(
+      "SELECT DISTINCT local_port FROM v_spans WHERE {} AND proto = 'tcp' AND state = 'LISTEN' ORDER BY local_port",
+      alive_in(host, netns_key, first_id, last_id)));
+  std::vector<std::int64_t> out;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    out.push_back(server.number(rows, i, 0));
+  }
+  return out;
+}
+
+std::vector<FleetTimeWaitHost> fleet_time_wait_hosts(Server& server, const HostList& hosts, std::int64_t since_ms,
+                                                     std::int64_t until_ms) {
+  // The population per snapshot, 0 where no TIME_WAIT was counted; its peak is the earliest of the
+  // highest, as trend and check read it.
+  const auto rows = server.select(fmt::format(
+      "SELECT host, netns_key, snapshots, first_ms, last_ms, peak, peak_ms, now, entries FROM ("
+      "SELECT host, netns_key, count() AS snapshots, min(time_ms) AS first_ms, max(time_ms) AS last_ms, max(n) AS "
+      "peak, "
+      "argMax(time_ms, tuple(n, -snapshot_id)) AS peak_ms, argMax(n, snapshot_id) AS now FROM {0} "
+      "ANY LEFT JOIN (SELECT host, netns_key, snapshot_id, toInt64(count) AS n FROM v_state_counts WHERE proto = "
+      "'tcp' AND state = 'TIME_WAIT' AND time >= {1} AND time <= {2}{3}) USING (host, netns_key, snapshot_id) "
+      "GROUP BY host, netns_key) "
+      "ANY LEFT JOIN (SELECT host, netns_key, count() AS entries FROM v_time_wait_entries ANY INNER JOIN {4} "
+      "USING (host, netns_key, snapshot_id) GROUP BY host, netns_key) USING (host, netns_key) "
+      "ORDER BY host, netns_key",
+      snapshots_in(hosts, since_ms, until_ms), since_ms / 1000, until_ms / 1000, hosts_clause(hosts),
+      later_snapshots_in(hosts, since_ms, until_ms)));
+  std::vector<FleetTimeWaitHost> out(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    auto& h = out[i];
+    h.host = rows[i].at(0);
+    h.netns_key = rows[i].at(1);
+    h.snapshots = server.number(rows, i, 2);
+    h.first_ms = server.number(rows, i, 3);
+    h.last_ms = server.number(rows, i, 4);
+    h.peak = server.number(rows, i, 5);
+    h.peak_ms = server.number(rows, i, 6);
+    h.now = server.number(rows, i, 7);
+    h.entries = server.number(rows, i, 8);
+  }
+  return out;
+}
+
+std::vector<FleetTimeWaitRemote> fleet_time_wait_remotes(Server& server, const HostList& hosts, std::int64_t since_ms,
+                                                         std::int64_t until_ms, std::size_t top) {
+  const auto rows = server.select(fmt::format(
+      "SELECT remote_addr, sum(n) AS entries, count(), arraySort(x -> (-x.2, x.1), groupArray((host, n)))[1] AS worst, "
+      "worst.1, worst.2 "
+      "FROM (SELECT remote_addr, host, count() AS n FROM v_time_wait_entries ANY INNER JOIN {} "
+      "USING (host, netns_key, snapshot_id) GROUP BY remote_addr, host) "
+      "GROUP BY remote_addr ORDER BY entries DESC, remote_addr{}",
+      later_snapshots_in(hosts, since_ms, until_ms), top ? fmt::format(" LIMIT {}", top) : std::string()));
+  std::vector<FleetTimeWaitRemote> out(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    out[i] = {rows[i].at(0), server.number(rows, i, 1), server.number(rows, i, 2), rows[i].at(4),
+              server.number(rows, i, 5)};
   }
   return out;
 }

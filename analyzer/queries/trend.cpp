@@ -84,49 +84,65 @@ std::int64_t choose_bucket_ms(std::int64_t range_ms) {
   return k_ladder.back();
 }
 
+StateSeries state_series(const std::set<std::string>& seen, const std::vector<std::string>& states) {
+  StateSeries out;
+  if (states.empty()) {
+    static constexpr std::array<const char*, 11> k_order = {"ESTABLISHED", "SYN_SENT",  "SYN_RECV", "FIN_WAIT1",
+                                                            "FIN_WAIT2",   "TIME_WAIT", "CLOSE",    "CLOSE_WAIT",
+                                                            "LAST_ACK",    "LISTEN",    "CLOSING"};
+    for (const char* state : k_order) {
+      if (seen.contains(std::string("tcp ") + state)) {
+        out.keys.push_back(std::string("tcp ") + state);
+        out.names.emplace_back(state);
+      }
+    }
+    // UDP and UNIX as totals: their states matter less than how many there are.
+    out.keys.insert(out.keys.end(), {"udp", "unix"});
+    out.names.insert(out.names.end(), {"UDP", "UNIX"});
+    return out;
+  }
+  for (const auto& spec : states) {
+    const auto colon = spec.find(':');
+    const std::string proto = colon == std::string::npos ? "tcp" : spec.substr(0, colon);
+    const std::string state = colon == std::string::npos ? spec : spec.substr(colon + 1);
+    out.keys.push_back(proto + " " + state);
+    out.names.push_back(colon == std::string::npos ? state : spec);
+  }
+  return out;
+}
+
+Trend trend_frame(const std::vector<SnapshotSummary>& snapshots, std::int64_t since_ms, std::int64_t until_ms,
+                  std::int64_t bucket_ms, std::vector<std::string> series, std::vector<std::string> units) {
+  Trend t = empty_trend(since_ms, until_ms, bucket_ms);
+  t.series = std::move(series);
+  t.units = std::move(units);
+  place_snapshots(t, snapshots);
+  return t;
+}
+
+std::optional<std::size_t> bucket_of(const Trend& t, std::int64_t time_ms) {
+  if (t.buckets.empty() || time_ms < t.buckets.front().start_ms) {
+    return std::nullopt;
+  }
+  const auto idx = bucket_index(t, time_ms);
+  return idx < t.buckets.size() ? std::optional(idx) : std::nullopt;
+}
+
 Trend trend_states(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
                    std::int64_t bucket_ms, const std::vector<std::string>& states,
                    const std::vector<SnapshotSummary>* listed) {
   const auto own = listed ? std::vector<SnapshotSummary>{} : list_snapshots(db, scope, since_ms, until_ms);
   const auto& snapshots = listed ? *listed : own;
-  Trend t = empty_trend(since_ms, until_ms, bucket_ms);
   // Series keys are "proto STATE" as state_counts stores them; names are what a person reads.
-  std::vector<std::string> keys;
-  if (states.empty()) {
-    static constexpr std::array<const char*, 11> k_order = {"ESTABLISHED", "SYN_SENT",  "SYN_RECV", "FIN_WAIT1",
-                                                            "FIN_WAIT2",   "TIME_WAIT", "CLOSE",    "CLOSE_WAIT",
-                                                            "LAST_ACK",    "LISTEN",    "CLOSING"};
-    std::set<std::string> seen;
-    for (const auto& s : snapshots) {
-      for (const auto& [key, n] : s.counts) {
-        seen.insert(key);
-      }
-    }
-    for (const char* state : k_order) {
-      if (seen.contains(std::string("tcp ") + state)) {
-        keys.push_back(std::string("tcp ") + state);
-      }
-    }
-    t.series = {};
-    for (const auto& k : keys) {
-      t.series.push_back(k.substr(4));
-    }
-    // UDP and UNIX as totals: their states matter less than how many there are.
-    t.series.push_back("UDP");
-    t.series.push_back("UNIX");
-    keys.push_back("udp");
-    keys.push_back("unix");
-  } else {
-    for (const auto& spec : states) {
-      const auto colon = spec.find(':');
-      const std::string proto = colon == std::string::npos ? "tcp" : spec.substr(0, colon);
-      const std::string state = colon == std::string::npos ? spec : spec.substr(colon + 1);
-      keys.push_back(proto + " " + state);
-      t.series.push_back(colon == std::string::npos ? state : spec);
+  std::set<std::string> seen;
+  for (const auto& s : snapshots) {
+    for (const auto& [key, n] : s.counts) {
+      seen.insert(key);
     }
   }
+  auto [keys, names] = state_series(seen, states);
+  Trend t = trend_frame(snapshots, since_ms, until_ms, bucket_ms, std::move(names), {});
   t.units.assign(t.series.size(), "sockets");
-  place_snapshots(t, snapshots);
   for (const auto& s : snapshots) {
     const auto idx = bucket_index(t, s.time_ms);
     if (idx >= t.buckets.size()) {

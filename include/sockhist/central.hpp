@@ -126,4 +126,77 @@ struct FleetNamespace {
 // `host`: that host's alone (what `fleet show` needs), not the whole store's.
 std::vector<FleetNamespace> fleet_namespaces(Server& server, const std::optional<std::string>& host = std::nullopt);
 
+// The hosts a fleet question covers: all when empty.
+using HostList = std::vector<std::string>;
+
+// One snapshot of one namespace, as the fleet's trends place it.
+struct FleetSnapshot {
+  std::string host, netns_key;
+  std::int64_t id = 0, time_ms = 0;
+  std::string boot_id;  // "" unknown
+};
+// The snapshots taken in [since_ms, until_ms], by host, namespace and id.
+std::vector<FleetSnapshot> fleet_snapshots(Server& server, const HostList& hosts, std::int64_t since_ms,
+                                           std::int64_t until_ms);
+
+// The highest count of sockets in one bucket of bucket_ms (aligned to the epoch, as trend's),
+// per key: "tcp ESTABLISHED" for a (protocol, state) as state_counts stores it, or a protocol
+// alone ("udp", "unix") for its total over states. Only keys some snapshot counted are listed.
+struct FleetStateMax {
+  std::string host, netns_key;
+  std::int64_t bucket_ms = 0;
+  std::string key;
+  std::int64_t count = 0;
+};
+std::vector<FleetStateMax> fleet_state_maxima(Server& server, const HostList& hosts, std::int64_t since_ms,
+                                              std::int64_t until_ms, std::int64_t bucket_ms);
+
+// A TCP span of one namespace as close-wait needs it.
+struct FleetSpan {
+  std::int64_t span_id = 0;
+  std::optional<std::int64_t> prev_span_id;
+  std::int64_t first_snapshot_id = 0;
+  std::optional<std::int64_t> last_snapshot_id;  // nullopt: still seen by the newest snapshot
+  std::int64_t first_time_ms = 0;
+  std::string state;
+  int family = 4;
+  std::string local_addr, remote_addr;
+  std::int64_t local_port = 0, remote_port = 0;
+  std::optional<std::int64_t> pid;
+  std::string process;
+  std::optional<std::string> cmdline;
+};
+// The spans in `state` alive at some snapshot id of [first_id, last_id], by span id.
+std::vector<FleetSpan> fleet_spans_in_state(Server& server, const std::string& host, const std::string& netns_key,
+                                            const std::string& state, std::int64_t first_id, std::int64_t last_id);
+// Spans of one namespace by id (the earlier links of a chain).
+std::vector<FleetSpan> fleet_spans_by_id(Server& server, const std::string& host, const std::string& netns_key,
+                                         const std::vector<std::int64_t>& ids);
+// The TCP ports that listened at some snapshot id of [first_id, last_id].
+std::vector<std::int64_t> fleet_listening_ports(Server& server, const std::string& host, const std::string& netns_key,
+                                                std::int64_t first_id, std::int64_t last_id);
+
+// TIME_WAIT per namespace over the snapshots of [since_ms, until_ms]: the entries recorded by those
+// after the first (time_wait_entries: what entered between the range's first snapshot and its last;
+// a namespace's newest snapshot's arrive with the next push) and the TIME_WAIT population: its
+// highest, when first at that height, and in the range's last snapshot.
+struct FleetTimeWaitHost {
+  std::string host, netns_key;
+  std::int64_t snapshots = 0, entries = 0;
+  std::int64_t first_ms = 0, last_ms = 0;  // the range's first and last snapshot
+  std::int64_t peak = 0, peak_ms = 0, now = 0;
+};
+std::vector<FleetTimeWaitHost> fleet_time_wait_hosts(Server& server, const HostList& hosts, std::int64_t since_ms,
+                                                     std::int64_t until_ms);
+// TIME_WAIT entries per remote address across the hosts (as counted above), most first (`top` 0: all): how many hosts
+// saw some, and the one that saw the most (on a tie, the first by name).
+struct FleetTimeWaitRemote {
+  std::string remote_addr;
+  std::int64_t entries = 0, hosts = 0;
+  std::string worst_host;
+  std::int64_t worst_entries = 0;
+};
+std::vector<FleetTimeWaitRemote> fleet_time_wait_remotes(Server& server, const HostList& hosts, std::int64_t since_ms,
+                                                         std::int64_t until_ms, std::size_t top);
+
 }  // namespace sockhist::central

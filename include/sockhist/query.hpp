@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -220,8 +221,24 @@ struct Trend {
 // A bucket size giving about 24 to 60 buckets over the range, from a fixed ladder (10s ... 1d).
 std::int64_t choose_bucket_ms(std::int64_t range_ms);
 
-// Socket counts per state: one series per (proto, state) seen in the range, or only `states`
-// when given ("CLOSE_WAIT", "tcp:LISTEN", "unix:CONNECTED").
+// The series of a states trend: keys as state_counts stores them ("tcp ESTABLISHED"; "udp" and
+// "unix" alone for those protocols' totals) and the names a person reads. Without `states`: every
+// TCP state in `seen` in the order of a connection's life, then UDP and UNIX; else `states`
+// ("CLOSE_WAIT", "tcp:LISTEN", "unix:CONNECTED").
+struct StateSeries {
+  std::vector<std::string> keys, names;
+};
+StateSeries state_series(const std::set<std::string>& seen, const std::vector<std::string>& states);
+
+// The buckets of [since_ms, until_ms] with the snapshots placed in them (counted; gaps and reboots
+// marked) and a value slot per series, all empty: what every trend fills. Exposed for a caller that
+// reads the values elsewhere (fleet trend, from the central store).
+Trend trend_frame(const std::vector<SnapshotSummary>& snapshots, std::int64_t since_ms, std::int64_t until_ms,
+                  std::int64_t bucket_ms, std::vector<std::string> series, std::vector<std::string> units);
+// The bucket holding `time_ms`, if any.
+std::optional<std::size_t> bucket_of(const Trend& t, std::int64_t time_ms);
+
+// Socket counts per state (the series of state_series) per bucket, the highest count of each.
 Trend trend_states(SQLite::Database& db, const Scope& scope, std::int64_t since_ms, std::int64_t until_ms,
                    std::int64_t bucket_ms, const std::vector<std::string>& states,
                    const std::vector<SnapshotSummary>* listed = nullptr);

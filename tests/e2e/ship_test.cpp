@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "central_views.hpp"
 #include "clickhouse.hpp"
 #include "histories.hpp"
 #include "sockhist/central.hpp"
@@ -24,45 +25,12 @@ using namespace sockhist::test;
 
 namespace {
 
-using Rows = std::vector<std::vector<std::string>>;
-
 // One server for the test process (ctest runs each test in a process of its own).
 ClickHouseServer& server() {
   static const auto dir = scratch_dir(fmt::format("clickhouse-{}", ::getpid()));
   static ClickHouseServer s(dir);
   return s;
 }
-
-// The rows of a SQLite query as text: NULL as \N, as ClickHouse writes it.
-Rows sqlite_rows(const std::string& db, const std::string& sql, const std::vector<std::string>& binds = {}) {
-  SQLite::Database d(db, SQLite::OPEN_READONLY);
-  SQLite::Statement q(d, sql);
-  for (std::size_t i = 0; i < binds.size(); ++i) {
-    q.bind(static_cast<int>(i + 1), binds[i]);
-  }
-  Rows out;
-  while (q.executeStep()) {
-    std::vector<std::string> row;
-    for (int c = 0; c < q.getColumnCount(); ++c) {
-      row.push_back(q.getColumn(c).isNull() ? std::string(central::k_null_field) : q.getColumn(c).getString());
-    }
-    out.push_back(std::move(row));
-  }
-  return out;
-}
-
-// The columns the SQLite views and the central ones share, per view.
-const char* const k_snapshot_columns =
-    "snapshot_id, host, time, time_iso, boot_id, netns, source, socket_count, time_ms, uptime_ms, hostname, kernel, "
-    "netns_name, proc_root, owners, capture_ms, skipped_lines, netns_pid, netns_initial";
-const char* const k_span_columns =
-    "span_id, host, netns, first_snapshot_id, last_snapshot_id, first_time_ms, last_time_ms, prev_span_id, proto, "
-    "family, state, local_addr, local_port, remote_addr, remote_port, tx_queue, rx_queue, timer_code, timer_ms, "
-    "retransmits, probes, uid, inode, cookie, backlog, peer_inode, sock_type, unix_flags, pid, process, owner_carried";
-const char* const k_socket_columns =
-    "span_id, proto, family, state, local_addr, local_port, remote_addr, remote_port, tx_queue, rx_queue, timer_code, "
-    "timer_ms, retransmits, probes, backlog, uid, inode, pid, process, cmdline, user, cookie, owner_carried, "
-    "sock_type, unix_flags, peer_inode, first_time_ms, values_snapshot_id";
 
 class Ship : public testing::Test {
  protected:
@@ -100,74 +68,11 @@ class Ship : public testing::Test {
     return s.select(sql);
   }
 
-  // Every view of `host` read back from `database` equals the SQLite one of `db`, and so does the
-  // socket list of each snapshot (`every_list` false: of the first, a middle and the newest one);
-  // returns how many snapshots were compared.
+  // Every view of `host` read back from `database` (default: the test's) equals the SQLite one of
+  // `db` (central_views.hpp).
   std::size_t expect_same(const std::string& db, const std::string& host, const std::string& database = "",
                           bool every_list = true) {
-    const auto h = central::quote(host);
-    const auto snapshots = sqlite_rows(
-        db, fmt::format("SELECT {} FROM v_snapshots WHERE host = ? ORDER BY snapshot_id", k_snapshot_columns), {host});
-    EXPECT_EQ(
-        central(fmt::format("SELECT {} FROM v_snapshots WHERE host = {} ORDER BY snapshot_id", k_snapshot_columns, h),
-                database),
-        snapshots)
-        << host;
-    EXPECT_EQ(central(fmt::format("SELECT snapshot_id, host, time, netns, proto, state, count FROM v_state_counts "
-                                  "WHERE host = {} ORDER BY snapshot_id, proto, state",
-                                  h),
-                      database),
-              sqlite_rows(db,
-                          "SELECT snapshot_id, host, time, netns, proto, state, count FROM v_state_counts "
-                          "WHERE host = ? ORDER BY snapshot_id, proto, state",
-                          {host}))
-        << host;
-    EXPECT_EQ(central(fmt::format("SELECT snapshot_id, host, time, netns, section, name, value, is_gauge FROM "
-                                  "v_counters WHERE host = {} ORDER BY snapshot_id, section, name",
-                                  h),
-                      database),
-              sqlite_rows(db,
-                          "SELECT snapshot_id, host, time, netns, section, name, value, is_gauge FROM v_counters "
-                          "WHERE host = ? ORDER BY snapshot_id, section, name",
-                          {host}))
-        << host;
-    EXPECT_EQ(
-        central(fmt::format("SELECT {} FROM v_spans WHERE host = {} ORDER BY span_id", k_span_columns, h), database),
-        sqlite_rows(db, fmt::format("SELECT {} FROM v_spans WHERE host = ? ORDER BY span_id", k_span_columns), {host}))
-        << host;
-    // An entry is sent once the snapshot after its first exists (the collector may date it again
-    // as it writes that one): all but those of each namespace's newest snapshot.
-    const char* entries =
-        "span_id, host, netns, snapshot_id, time, time_iso, entered_ms, exact, family, local_addr, "
-        "local_port, remote_addr, remote_port";
-    EXPECT_EQ(central(fmt::format("SELECT {} FROM v_time_wait_entries WHERE host = {} ORDER BY span_id", entries, h),
-                      database),
-              sqlite_rows(db,
-                          fmt::format("SELECT {} FROM v_time_wait_entries e WHERE host = ? AND snapshot_id < (SELECT "
-                                      "max(snapshot_id) FROM v_snapshots s WHERE s.host = e.host AND s.netns = "
-                                      "e.netns) ORDER BY span_id",
-                                      entries),
-                          {host}))
-        << host;
-    // Each snapshot's socket list, as `show` reads it.
-    const auto keys =
-        central(fmt::format("SELECT snapshot_id, netns_key FROM v_snapshots WHERE host = {} ORDER BY snapshot_id", h),
-                database);
-    EXPECT_EQ(keys.size(), snapshots.size());
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (!every_list && i != 0 && i != keys.size() / 2 && i + 1 != keys.size()) {
-        continue;
-      }
-      const auto& row = keys[i];
-      const auto id = std::stoll(row.at(0));
-      EXPECT_EQ(central(central::socket_list_sql(host, row.at(1), id), database),
-                sqlite_rows(db, fmt::format("SELECT {}, (SELECT u.name FROM users u JOIN hosts h ON h.host_id = "
-                                            "u.host_id WHERE h.name = v.host AND u.uid = v.uid) FROM "
-                                            "v_snapshot_sockets v WHERE snapshot_id = {} ORDER BY span_id",
-                                            k_socket_columns, id)))
-          << host << " snapshot " << id;
-    }
-    return snapshots.size();
+    return expect_same_views([&](const std::string& sql) { return central(sql, database); }, db, host, every_list);
   }
 
   // Rows of every central table for `host`, so that "nothing added" is checked in the tables too.
@@ -185,16 +90,6 @@ class Ship : public testing::Test {
   std::string database_;
   central::Endpoint endpoint_;
 };
-
-// A third host for the fleet: web2, three captures of the busy sample.
-const std::string& web2_db() {
-  static const std::string path = [] {
-    const std::string db = (scratch() / "web2.db").string();
-    collect_samples(db, "web2", {"00", "01", "02"});
-    return db;
-  }();
-  return path;
-}
 
 TEST_F(Ship, ThreeHostsReadBackExactlyAndShippingAgainAddsNothing) {
   for (const auto* db : {&lifecycle_db(), &sample_db(), &web2_db()}) {

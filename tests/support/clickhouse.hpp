@@ -17,12 +17,35 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
 #include <fmt/format.h>
 
 #include "files.hpp"
 
 namespace sockhist::test {
+
+using Rows = std::vector<std::vector<std::string>>;
+
+// The rows of a SQLite query as text: NULL as \N, as ClickHouse writes it.
+inline Rows sqlite_rows(const std::string& db, const std::string& sql, const std::vector<std::string>& binds = {}) {
+  SQLite::Database d(db, SQLite::OPEN_READONLY);
+  SQLite::Statement q(d, sql);
+  for (std::size_t i = 0; i < binds.size(); ++i) {
+    q.bind(static_cast<int>(i + 1), binds[i]);
+  }
+  Rows out;
+  while (q.executeStep()) {
+    std::vector<std::string> row;
+    for (int c = 0; c < q.getColumnCount(); ++c) {
+      row.push_back(q.getColumn(c).isNull() ? std::string("\\N") : q.getColumn(c).getString());
+    }
+    out.push_back(std::move(row));
+  }
+  return out;
+}
 
 inline const char* const k_clickhouse_server = "/usr/sbin/clickhouse-server";
 

@@ -84,6 +84,16 @@ inline const std::string& lifecycle_db() {
   return path;
 }
 
+// A third host for the fleet: web2, three captures of the busy sample.
+inline const std::string& web2_db() {
+  static const std::string path = [] {
+    const std::string db = (scratch() / "web2.db").string();
+    collect_samples(db, "web2", {"00", "01", "02"});
+    return db;
+  }();
+  return path;
+}
+
 inline std::string replace_all(std::string text, const std::string& from, const std::string& to) {
   for (auto pos = text.find(from); pos != std::string::npos; pos = text.find(from, pos + to.size())) {
     text.replace(pos, from.size(), to);
