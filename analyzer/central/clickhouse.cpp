@@ -3,6 +3,7 @@
 // TabSeparated body sent as one block.
 #include <curl/curl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <charconv>
 #include <chrono>
@@ -214,6 +215,8 @@ struct Server::Impl {
   std::uint64_t sent = 0;
   Fault fault = fault_from_environment();
   HalfBody* half = nullptr;  // set for the one request the fault cuts
+  std::string insert_tag;    // the query_id prefix of the inserts (set_insert_tag)
+  std::uint64_t inserts = 0;
 
   ~Impl() {
     if (curl) {
@@ -313,9 +316,19 @@ void Server::insert(std::string_view table, std::string_view columns, const std:
   }
   // One block whatever the size: the server stores it whole, or not at all if the body never
   // arrives whole; a block of a table spanning months is one part per month, written together.
-  impl_->post(fmt::format("database={}&query={}&max_insert_block_size=1000000000",
-                          escape_url(impl_->curl, impl_->endpoint.database), escape_url(impl_->curl, query)),
+  // A query_id the next push can wait for, should this process die while the server still reads it.
+  std::string id;
+  if (!impl_->insert_tag.empty()) {
+    id = fmt::format("&query_id={}",
+                     escape_url(impl_->curl, fmt::format("{}{}-{}", impl_->insert_tag, ::getpid(), ++impl_->inserts)));
+  }
+  impl_->post(fmt::format("database={}&query={}&max_insert_block_size=1000000000{}",
+                          escape_url(impl_->curl, impl_->endpoint.database), escape_url(impl_->curl, query), id),
               rows, fmt::format("INSERT INTO {}", table));
+}
+
+void Server::set_insert_tag(std::string tag) {
+  impl_->insert_tag = std::move(tag);
 }
 
 std::vector<std::vector<std::string>> Server::select(std::string_view sql, bool in_database) {

@@ -147,14 +147,54 @@ std::map<std::int64_t, std::int64_t> match(std::vector<SourceNetns>& sources, co
   return watermark;
 }
 
+// The query_id prefix of a namespace's inserts.
+std::string insert_tag(const SourceNetns& n) {
+  return fmt::format("sockhist-ship:{}:{}:", n.host, n.key);
+}
+
+// Waits until the server has finished every insert an earlier push of this namespace began: one
+// that died half-way may still be being read, and its rows must land before the leftovers are
+// counted, or they would land after the rows sent again and read twice.
+void wait_for_inserts(Server& server, const SourceNetns& n, const std::function<void(const std::string&)>& note) {
+  const auto tag = insert_tag(n);
+  const auto deadline = std::chrono::steady_clock::now() + server.endpoint().timeout;
+  for (bool told = false;; std::this_thread::sleep_for(std::chrono::milliseconds(100))) {
+    const auto running =
+        server.select(fmt::format("SELECT count() FROM system.processes WHERE substring(query_id, 1, {}) = {}",
+                                  tag.size(), quote(tag)),
+                      false);
+    if (running.empty() || running.front().front() == "0") {
+      return;
+    }
+    if (!told) {
+      note(fmt::format("host {} namespace {}: waiting for the server to finish an earlier push's insert", n.host,
+                       n.key));
+      told = true;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw Error(Exit::failure, fmt::format("{}: an earlier push's insert into host {} namespace {} was still running "
+                                             "after {} s; nothing was sent",
+                                             server.endpoint().url, n.host, n.key, server.endpoint().timeout.count()));
+    }
+  }
+}
+
 // Removes what an interrupted push left beyond the namespace's newest committed snapshot, and
 // waits until the server has: rows sent again must not meet the ones they replace.
 void remove_leftovers(Server& server, const SourceNetns& n, std::int64_t newest,
                       const std::function<void(const std::string&)>& note) {
-  static const std::pair<const char*, const char*> k_tables[] = {
-      {"spans", "closed_by"},          {"open_spans", "snapshot_id"},    {"counters", "snapshot_id"},
-      {"state_counts", "snapshot_id"}, {"socket_values", "snapshot_id"}, {"time_wait_entries", "settled_by"},
-      {"snapshots", "snapshot_id"}};
+  wait_for_inserts(server, n, note);
+  static const std::pair<const char*, const char*> k_tables[] = {{"spans", "closed_by"},
+                                                                 {"open_spans", "snapshot_id"},
+                                                                 {"counters", "snapshot_id"},
+                                                                 {"state_counts", "snapshot_id"},
+                                                                 {"socket_values", "snapshot_id"},
+                                                                 {"time_wait_entries", "settled_by"},
+                                                                 {"connection_logs", "snapshot_id"},
+                                                                 {"connection_ends", "settled_by"},
+                                                                 {"connection_aggregates", "snapshot_id"},
+                                                                 {"diagnostics", "snapshot_id"},
+                                                                 {"snapshots", "snapshot_id"}};
   const auto where = [&](const char* column) {
     return fmt::format("host = {} AND netns_key = {} AND {} > {}", quote(n.host), quote(n.key), column, newest);
   };
@@ -228,7 +268,7 @@ std::vector<ShippedNetns> ship(SQLite::Database& db, Server& server, const ShipO
     counter_names[names.getColumn(0).getInt64()] = {names.getColumn(1).getString(), names.getColumn(2).getString(),
                                                     names.getColumn(3).getInt() != 0};
   }
-  const bool entries = store::has_time_wait_entries(db);
+  const detail::SourceTables tables{store::has_time_wait_entries(db), store::has_connection_log(db)};
   std::vector<ShippedNetns> out;
   for (const auto& n : sources) {
     ShippedNetns s;
@@ -237,9 +277,10 @@ std::vector<ShippedNetns> ship(SQLite::Database& db, Server& server, const ShipO
     s.from_snapshot = s.to_snapshot = watermark.at(n.netns_id);
     s.new_key = s.from_snapshot == 0;
     remove_leftovers(server, n, s.from_snapshot, note);
+    server.set_insert_tag(insert_tag(n));
     std::vector<std::int64_t> todo;
     std::copy_if(n.ids.begin(), n.ids.end(), std::back_inserter(todo), [&](auto id) { return id > s.from_snapshot; });
-    detail::RoundReader reader(db, n, counter_names, entries);
+    detail::RoundReader reader(db, n, counter_names, tables);
     const auto bytes_before = server.bytes_sent();
     const auto step = static_cast<std::size_t>(std::max<std::int64_t>(1, options.chunk_snapshots));
     for (std::size_t done = 0; done < todo.size(); done += step) {

@@ -82,8 +82,8 @@ void optional_number(std::string& out, const std::optional<std::int64_t>& v) {
 }  // namespace
 
 RoundReader::RoundReader(SQLite::Database& db, const SourceNetns& netns,
-                         const std::map<std::int64_t, CounterName>& counters, bool time_wait_entries)
-    : db_(db), n_(netns), counter_names_(counters), time_wait_entries_(time_wait_entries) {
+                         const std::map<std::int64_t, CounterName>& counters, SourceTables tables)
+    : db_(db), n_(netns), counter_names_(counters), tables_(tables) {
   append_field(lead_, n_.host);
   tab(lead_);
   append_field(lead_, n_.key);
@@ -114,9 +114,15 @@ std::vector<Body> RoundReader::read(std::int64_t after, std::int64_t upto) {
   out.push_back(counters(after, upto));
   out.push_back(state_counts(after, upto));
   out.push_back(socket_values(after, upto));
-  if (time_wait_entries_) {
+  if (tables_.time_wait_entries) {
     out.push_back(time_wait(after, upto));
   }
+  if (tables_.connection_log) {
+    out.push_back(connection_logs(after, upto));
+    out.push_back(connection_ends(after, upto));
+    out.push_back(connection_aggregates(after, upto));
+  }
+  out.push_back(diagnostics(after, upto));
   out.push_back(snapshots(after, upto));
   return out;
 }
@@ -256,32 +262,105 @@ Body RoundReader::socket_values(std::int64_t after, std::int64_t upto) {
   return b;
 }
 
-Body RoundReader::time_wait(std::int64_t after, std::int64_t upto) {
-  Body b{"time_wait_entries",
-         "host, netns_key, settled_by, snapshot_id, time, span_id, entered_ms, exact, family, local_addr, local_port, "
-         "remote_addr, remote_port",
-         {},
-         0};
-  // Settled in the round: the entry's next snapshot is in it (the writer may date an entry again
-  // as it writes the snapshot after the entry's first).
-  SQLite::Statement q(db_,
-                      "SELECT t.snapshot_id, t.span_id, t.entered_ms, t.exact, sp.family, a.addr, sp.local_port, "
-                      "sp.remote_addr, sp.remote_port FROM time_wait_entries t "
-                      "JOIN socket_spans sp ON sp.span_id = t.span_id "
-                      "JOIN addresses a ON a.addr_id = sp.local_addr_id "
-                      "WHERE t.netns_id = ? AND t.snapshot_id >= ? AND t.snapshot_id < ?");
+Body RoundReader::by_snapshot(Body b, const std::string& sql, std::int64_t after, std::int64_t upto, bool settled) {
+  SQLite::Statement q(db_, sql);
   q.bind(1, n_.netns_id);
   q.bind(2, after);
   q.bind(3, upto);
   while (q.executeStep()) {
-    const auto first = q.getColumn(0).getInt64();
+    const auto own = q.getColumn(0).getInt64();
     lead(b);
-    fmt::format_to(std::back_inserter(b.rows), "{}\t{}\t{}", next_after(first), first,
-                   seconds(q.getColumn(2).getInt64()));
-    fields_from(b.rows, q, 1);
+    if (settled) {
+      fmt::format_to(std::back_inserter(b.rows), "{}\t", next_after(own));
+    }
+    fmt::format_to(std::back_inserter(b.rows), "{}\t{}", own, seconds(q.getColumn(1).getInt64()));
+    fields_from(b.rows, q, 2);
     b.rows += '\n';
   }
   return b;
+}
+
+// Settled in a round: the row's next snapshot is in it, the snapshots of [after, upto).
+constexpr const char* k_settled = " AND s.snapshot_id >= ?2 AND s.snapshot_id < ?3";
+// Of the round's snapshots, (after, upto].
+constexpr const char* k_in_round = " AND s.snapshot_id > ?2 AND s.snapshot_id <= ?3";
+
+Body RoundReader::time_wait(std::int64_t after, std::int64_t upto) {
+  // The writer may date an entry again as it writes the snapshot after the entry's first.
+  return by_snapshot({"time_wait_entries",
+                      "host, netns_key, settled_by, snapshot_id, time, span_id, entered_ms, exact, family, local_addr, "
+                      "local_port, remote_addr, remote_port",
+                      {},
+                      0},
+                     std::string("SELECT s.snapshot_id, s.entered_ms, s.span_id, s.entered_ms, s.exact, sp.family, "
+                                 "a.addr, sp.local_port, sp.remote_addr, sp.remote_port FROM time_wait_entries s "
+                                 "JOIN socket_spans sp ON sp.span_id = s.span_id "
+                                 "JOIN addresses a ON a.addr_id = sp.local_addr_id WHERE s.netns_id = ?1") +
+                         k_settled,
+                     after, upto, true);
+}
+
+Body RoundReader::connection_logs(std::int64_t after, std::int64_t upto) {
+  return by_snapshot({"connection_logs",
+                      "host, netns_key, snapshot_id, time, since_ms, until_ms, listening, heard, stored, aggregated, "
+                      "over_bound, overruns, malformed, budget",
+                      {},
+                      0},
+                     std::string("SELECT s.snapshot_id, l.until_ms, l.since_ms, l.until_ms, l.listening, l.heard, "
+                                 "l.stored, l.aggregated, l.over_bound, l.overruns, l.malformed, l.budget "
+                                 "FROM connection_logs l JOIN snapshots s ON s.snapshot_id = l.snapshot_id "
+                                 "WHERE s.netns_id = ?1") +
+                         k_in_round,
+                     after, upto, false);
+}
+
+Body RoundReader::connection_ends(std::int64_t after, std::int64_t upto) {
+  // The collector links an end to the TIME_WAIT span that followed it as it writes the next snapshot.
+  return by_snapshot(
+      {"connection_ends",
+       "host, netns_key, settled_by, snapshot_id, time, end_id, end_ms, proto, family, local_addr, local_port, "
+       "remote_addr, remote_port, end_state, seen_state, entered_time_wait, bytes_acked, bytes_received, bytes_sent, "
+       "bytes_retrans, segs_out, segs_in, data_segs_out, data_segs_in, total_retrans, lost, rtt_us, min_rtt_us, "
+       "delivery_rate, born_after_ms, born_by_ms, owner_basis, pid, process, cmdline, user, owner_reason, cookie, "
+       "span_id, time_wait_span_id",
+       {},
+       0},
+      std::string("SELECT s.snapshot_id, e.time_ms, e.end_id, e.time_ms, st.proto, e.family, a.addr, e.local_port, "
+                  "e.remote_addr, e.remote_port, st.state, ls.state, e.time_wait_span_id IS NOT NULL, e.bytes_acked, "
+                  "e.bytes_received, e.bytes_sent, e.bytes_retrans, e.segs_out, e.segs_in, e.data_segs_out, "
+                  "e.data_segs_in, e.total_retrans, e.lost, e.rtt_us, e.min_rtt_us, e.delivery_rate, e.born_after_ms, "
+                  "e.born_by_ms, e.owner_basis, p.pid, p.comm, p.cmdline, p.user, e.owner_reason, e.cookie, "
+                  "e.span_id, e.time_wait_span_id "
+                  "FROM connection_ends e JOIN snapshots s ON s.snapshot_id = e.snapshot_id "
+                  "JOIN socket_states st ON st.state_id = e.state_id JOIN addresses a ON a.addr_id = e.local_addr_id "
+                  "LEFT JOIN socket_states ls ON ls.state_id = e.seen_state_id "
+                  "LEFT JOIN processes p ON p.process_id = e.process_id WHERE s.netns_id = ?1") +
+          k_settled,
+      after, upto, true);
+}
+
+Body RoundReader::connection_aggregates(std::int64_t after, std::int64_t upto) {
+  return by_snapshot({"connection_aggregates",
+                      "host, netns_key, snapshot_id, time, second_ms, proto, family, local_port, remote_addr, "
+                      "end_state, count, bytes_acked, bytes_received, bytes_sent, without_bytes_sent, total_retrans",
+                      {},
+                      0},
+                     std::string("SELECT s.snapshot_id, g.second_ms, g.second_ms, st.proto, g.family, g.local_port, "
+                                 "g.remote_addr, st.state, g.count, g.bytes_acked, g.bytes_received, g.bytes_sent, "
+                                 "g.without_bytes_sent, g.total_retrans FROM connection_aggregates g "
+                                 "JOIN snapshots s ON s.snapshot_id = g.snapshot_id "
+                                 "JOIN socket_states st ON st.state_id = g.state_id WHERE s.netns_id = ?1") +
+                         k_in_round,
+                     after, upto, false);
+}
+
+Body RoundReader::diagnostics(std::int64_t after, std::int64_t upto) {
+  return by_snapshot({"diagnostics", "host, netns_key, snapshot_id, time, seq, file, line, message", {}, 0},
+                     std::string("SELECT s.snapshot_id, s.time_ms, d.rowid, d.file, d.line, d.message FROM "
+                                 "diagnostics d JOIN snapshots s ON s.snapshot_id = d.snapshot_id "
+                                 "WHERE s.netns_id = ?1") +
+                         k_in_round,
+                     after, upto, false);
 }
 
 Body RoundReader::snapshots(std::int64_t after, std::int64_t upto) {

@@ -41,16 +41,23 @@ struct CounterName {
   bool gauge = false;
 };
 
+// The tables a source file has beyond those of every version the store reads.
+struct SourceTables {
+  bool time_wait_entries = false;  // version 11
+  bool connection_log = false;     // version 10
+};
+
 // Reads rounds of one namespace. The tables' rows come in the order they are to be sent: the
 // snapshots last.
 class RoundReader {
  public:
   RoundReader(SQLite::Database& db, const SourceNetns& netns, const std::map<std::int64_t, CounterName>& counters,
-              bool time_wait_entries);
+              SourceTables tables);
   // Every table's rows for the snapshots of (after, upto]: spans that ended there (their next
   // snapshot inside it), open_spans' +1 for spans first seen there and still seen at upto and -1
   // for those opened before `after` that ended there, counters, state counts, socket values,
-  // TIME_WAIT entries settled there, the snapshots.
+  // TIME_WAIT entries and connection ends settled there (their next snapshot inside it), the
+  // connection log's takes and aggregates, the diagnostics, the snapshots.
   std::vector<Body> read(std::int64_t after, std::int64_t upto);
 
  private:
@@ -61,7 +68,15 @@ class RoundReader {
   Body counters(std::int64_t after, std::int64_t upto);
   Body state_counts(std::int64_t after, std::int64_t upto);
   Body socket_values(std::int64_t after, std::int64_t upto);
+  // The rows of `sql`, which selects a snapshot id, the epoch ms of the partition key and the
+  // table's other columns, bound to (netns_id, after, upto): host, key, [the snapshot after its own
+  // (`settled`),] snapshot id, the key's DateTime, the other columns.
+  Body by_snapshot(Body b, const std::string& sql, std::int64_t after, std::int64_t upto, bool settled);
   Body time_wait(std::int64_t after, std::int64_t upto);
+  Body connection_logs(std::int64_t after, std::int64_t upto);
+  Body connection_ends(std::int64_t after, std::int64_t upto);
+  Body connection_aggregates(std::int64_t after, std::int64_t upto);
+  Body diagnostics(std::int64_t after, std::int64_t upto);
   Body snapshots(std::int64_t after, std::int64_t upto);
   // host and netns_key, the first two fields of every row.
   void lead(Body& body) const;
@@ -69,7 +84,7 @@ class RoundReader {
   SQLite::Database& db_;
   const SourceNetns& n_;
   const std::map<std::int64_t, CounterName>& counter_names_;
-  bool time_wait_entries_;
+  SourceTables tables_;
   std::string lead_;  // "host\tkey\t", escaped
 };
 

@@ -49,6 +49,9 @@ class Server {
   std::string run(std::string_view sql, bool in_database = true);
   // INSERT INTO table (columns) FORMAT TabSeparated, with `rows` as the body, sent as one block.
   void insert(std::string_view table, std::string_view columns, const std::string& rows);
+  // Names the inserts from now on: query_id `tag` followed by the process id and a count, so that
+  // the server's system.processes shows which are still being read (an empty tag: the server's ids).
+  void set_insert_tag(std::string tag);
   // The rows of a SELECT as TabSeparated fields (\N for NULL left as it is), unescaped.
   std::vector<std::vector<std::string>> select(std::string_view sql, bool in_database = true);
 

@@ -10,6 +10,10 @@ DROP TABLE IF EXISTS v_counters;
 DROP TABLE IF EXISTS v_spans;
 DROP TABLE IF EXISTS v_socket_values;
 DROP TABLE IF EXISTS v_time_wait_entries;
+DROP TABLE IF EXISTS v_connection_logs;
+DROP TABLE IF EXISTS v_connections;
+DROP TABLE IF EXISTS v_connection_aggregates;
+DROP TABLE IF EXISTS v_diagnostics;
 DROP TABLE IF EXISTS v_newest;
 
 -- Each namespace's newest snapshot that a push committed, and when it was taken.
@@ -111,3 +115,45 @@ SELECT span_id, host, toUInt64(splitByChar('@', netns_key)[1]) AS netns, snapsho
 FROM time_wait_entries
 ANY INNER JOIN (SELECT host, netns_key, newest_id FROM v_newest) USING (host, netns_key)
 WHERE settled_by <= newest_id;
+
+CREATE VIEW v_connection_logs AS
+SELECT snapshot_id, host, toUInt64(splitByChar('@', netns_key)[1]) AS netns, since_ms, until_ms,
+       concat(formatDateTime(toDateTime(intDiv(since_ms, 1000)), '%Y-%m-%dT%H:%M:%S', 'UTC'), '.',
+              substring(toString(1000 + since_ms % 1000), 2, 3), 'Z') AS since_iso,
+       concat(formatDateTime(toDateTime(intDiv(until_ms, 1000)), '%Y-%m-%dT%H:%M:%S', 'UTC'), '.',
+              substring(toString(1000 + until_ms % 1000), 2, 3), 'Z') AS until_iso,
+       listening, heard, stored, aggregated, over_bound, overruns, malformed, budget,
+       toUInt8(listening AND overruns = 0 AND over_bound = 0 AND malformed = 0) AS complete, netns_key
+FROM connection_logs
+ANY INNER JOIN (SELECT host, netns_key, newest_id FROM v_newest) USING (host, netns_key)
+WHERE snapshot_id <= newest_id;
+
+-- An end is there once the snapshot after its own is (settled_by): the collector links it to the
+-- TIME_WAIT span that followed as it writes that one.
+CREATE VIEW v_connections AS
+SELECT end_id, host, toUInt64(splitByChar('@', netns_key)[1]) AS netns, intDiv(end_ms, 1000) AS time,
+       concat(formatDateTime(toDateTime(intDiv(end_ms, 1000)), '%Y-%m-%dT%H:%M:%S', 'UTC'), '.',
+              substring(toString(1000 + end_ms % 1000), 2, 3), 'Z') AS time_iso,
+       end_ms, proto, family, local_addr, local_port, remote_addr, remote_port, end_state, seen_state,
+       entered_time_wait, bytes_acked, bytes_received, bytes_sent, bytes_retrans, segs_out, segs_in, data_segs_out,
+       data_segs_in, total_retrans, lost, rtt_us, min_rtt_us, delivery_rate, born_after_ms, born_by_ms,
+       end_ms - born_by_ms AS lifetime_min_ms, end_ms - born_after_ms AS lifetime_max_ms, owner_basis, pid, process,
+       cmdline, user, owner_reason, cookie, span_id, time_wait_span_id, snapshot_id, netns_key
+FROM connection_ends
+ANY INNER JOIN (SELECT host, netns_key, newest_id FROM v_newest) USING (host, netns_key)
+WHERE settled_by <= newest_id;
+
+CREATE VIEW v_connection_aggregates AS
+SELECT snapshot_id, host, toUInt64(splitByChar('@', netns_key)[1]) AS netns, intDiv(second_ms, 1000) AS time,
+       formatDateTime(toDateTime(intDiv(second_ms, 1000)), '%Y-%m-%dT%H:%M:%SZ', 'UTC') AS time_iso, second_ms,
+       proto, family, local_port, remote_addr, end_state, count, bytes_acked, bytes_received, bytes_sent,
+       without_bytes_sent, total_retrans, netns_key
+FROM connection_aggregates
+ANY INNER JOIN (SELECT host, netns_key, newest_id FROM v_newest) USING (host, netns_key)
+WHERE snapshot_id <= newest_id;
+
+CREATE VIEW v_diagnostics AS
+SELECT snapshot_id, host, toUInt64(splitByChar('@', netns_key)[1]) AS netns, file, line, message, seq, netns_key
+FROM diagnostics
+ANY INNER JOIN (SELECT host, netns_key, newest_id FROM v_newest) USING (host, netns_key)
+WHERE snapshot_id <= newest_id;

@@ -81,7 +81,8 @@ class Ship : public testing::Test {
         "SELECT 'spans', count() FROM spans UNION ALL SELECT 'open_spans', count() FROM open_spans UNION ALL "
         "SELECT 'counters', count() FROM counters UNION ALL SELECT 'state_counts', count() FROM state_counts UNION "
         "ALL SELECT 'socket_values', count() FROM socket_values UNION ALL SELECT 'time_wait_entries', count() FROM "
-        "time_wait_entries UNION ALL SELECT 'snapshots', count() FROM snapshots",
+        "time_wait_entries UNION ALL SELECT 'snapshots', count() FROM snapshots UNION ALL SELECT 'diagnostics', "
+        "count() FROM diagnostics UNION ALL SELECT 'connection_ends', count() FROM connection_ends",
         database);
     std::sort(rows.begin(), rows.end());
     return rows;

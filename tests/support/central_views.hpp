@@ -27,6 +27,13 @@ inline const char* const k_socket_columns =
     "timer_ms, retransmits, probes, backlog, uid, inode, pid, process, cmdline, user, cookie, owner_carried, "
     "sock_type, unix_flags, peer_inode, first_time_ms, values_snapshot_id";
 
+inline const char* const k_connection_columns =
+    "end_id, host, netns, time, time_iso, end_ms, proto, family, local_addr, local_port, remote_addr, remote_port, "
+    "end_state, seen_state, entered_time_wait, bytes_acked, bytes_received, bytes_sent, bytes_retrans, segs_out, "
+    "segs_in, data_segs_out, data_segs_in, total_retrans, lost, rtt_us, min_rtt_us, delivery_rate, born_after_ms, "
+    "born_by_ms, lifetime_min_ms, lifetime_max_ms, owner_basis, pid, process, cmdline, user, owner_reason, cookie, "
+    "span_id, time_wait_span_id, snapshot_id";
+
 // Every view of `host` read back through `central` (a query of the central store) equals the
 // SQLite one of `db`, and so does the socket list of each snapshot (`every_list` false: of the
 // first, a middle and the newest one); returns how many snapshots were compared.
@@ -72,6 +79,45 @@ inline std::size_t expect_same_views(const std::function<Rows(const std::string&
                                     entries),
                         {host}))
       << host;
+  // The diagnostics, in the order the collector wrote them.
+  EXPECT_EQ(central(fmt::format("SELECT snapshot_id, host, netns, file, line, message FROM v_diagnostics WHERE host = "
+                                "{} ORDER BY snapshot_id, seq",
+                                h)),
+            sqlite_rows(db,
+                        "SELECT d.snapshot_id, s.host, s.netns, d.file, d.line, d.message FROM diagnostics d JOIN "
+                        "v_snapshots s ON s.snapshot_id = d.snapshot_id WHERE s.host = ? ORDER BY d.snapshot_id, "
+                        "d.rowid",
+                        {host}))
+      << host;
+  // The connection log, where the file has one: every take and aggregate, and every end but those
+  // of each namespace's newest snapshot (sent once the next one links them to their TIME_WAIT).
+  if (!sqlite_rows(db, "SELECT 1 FROM sqlite_master WHERE name = 'connection_logs'").empty()) {
+    const char* logs =
+        "snapshot_id, host, netns, since_ms, until_ms, since_iso, until_iso, listening, heard, stored, aggregated, "
+        "over_bound, overruns, malformed, budget, complete";
+    EXPECT_EQ(central(fmt::format("SELECT {} FROM v_connection_logs WHERE host = {} ORDER BY snapshot_id", logs, h)),
+              sqlite_rows(db, fmt::format("SELECT {} FROM v_connection_logs WHERE host = ? ORDER BY snapshot_id", logs),
+                          {host}))
+        << host;
+    EXPECT_EQ(
+        central(fmt::format("SELECT {} FROM v_connections WHERE host = {} ORDER BY end_id", k_connection_columns, h)),
+        sqlite_rows(db,
+                    fmt::format("SELECT {} FROM v_connections c WHERE host = ? AND snapshot_id < (SELECT "
+                                "max(snapshot_id) FROM v_snapshots s WHERE s.host = c.host AND s.netns = "
+                                "c.netns) ORDER BY end_id",
+                                k_connection_columns),
+                    {host}))
+        << host;
+    const char* aggregates =
+        "snapshot_id, host, netns, time, time_iso, second_ms, proto, family, local_port, remote_addr, end_state, "
+        "count, bytes_acked, bytes_received, bytes_sent, without_bytes_sent, total_retrans";
+    const char* order = "ORDER BY snapshot_id, second_ms, proto, family, local_port, remote_addr, end_state";
+    EXPECT_EQ(
+        central(fmt::format("SELECT {} FROM v_connection_aggregates WHERE host = {} {}", aggregates, h, order)),
+        sqlite_rows(db, fmt::format("SELECT {} FROM v_connection_aggregates WHERE host = ? {}", aggregates, order),
+                    {host}))
+        << host;
+  }
   // Each snapshot's socket list, as `show` reads it.
   const auto keys =
       central(fmt::format("SELECT snapshot_id, netns_key FROM v_snapshots WHERE host = {} ORDER BY snapshot_id", h));
