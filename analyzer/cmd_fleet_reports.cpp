@@ -162,15 +162,15 @@ Result run_trend(const FleetCommand& o) {
 
 // One namespace's CLOSE_WAIT sockets over its snapshots, as close-wait makes them from the SQLite
 // store: a chain of CLOSE_WAIT spans (the owner changed) is one socket, counted from its first.
-std::vector<query::CloseWaitSocket> close_wait_sockets(central::Server& server, const FleetNetns& n) {
+// `spans`: its CLOSE_WAIT spans in the range, by id; `listening`: its ports that listened then.
+std::vector<query::CloseWaitSocket> close_wait_sockets(central::Server& server, const FleetNetns& n,
+                                                       const std::vector<central::FleetSpan>& spans,
+                                                       const std::set<std::int64_t>& listening) {
   const auto& snaps = n.snapshots;
   std::vector<std::int64_t> ids;
   for (const auto& s : snaps) {
     ids.push_back(s.id);
   }
-  const auto spans = central::fleet_spans_in_state(server, n.host, n.netns_key, "CLOSE_WAIT", ids.front(), ids.back());
-  const auto ports = central::fleet_listening_ports(server, n.host, n.netns_key, ids.front(), ids.back());
-  const std::set<std::int64_t> listening(ports.begin(), ports.end());
   // The spans before them: each one's state, and the chains of CLOSE_WAIT back to their first.
   std::unordered_map<std::int64_t, central::FleetSpan> known;
   for (const auto& s : spans) {
@@ -265,6 +265,16 @@ Result run_close_wait(const FleetCommand& o) {
   const auto [since, until] = resolve_window(o.window, k_window, o.common.now_ms);
   const auto min_age = parse_duration(o.min_age, "--min-age", true);
   auto namespaces = namespaces_in(server, o, since, until);
+  // Every namespace's CLOSE_WAIT spans and listening ports in two queries, then each namespace's.
+  using Key = std::pair<std::string, std::string>;
+  std::map<Key, std::vector<central::FleetSpan>> spans;
+  for (auto& s : central::fleet_spans_in_state(server, o.hosts, "CLOSE_WAIT", since, until)) {
+    spans[{s.host, s.netns_key}].push_back(std::move(s));
+  }
+  std::map<Key, std::set<std::int64_t>> ports;
+  for (const auto& p : central::fleet_listening_ports(server, o.hosts, since, until)) {
+    ports[{p.host, p.netns_key}].insert(p.port);
+  }
   struct Found {
     std::size_t netns;
     std::vector<query::CloseWaitByProcess> owners;
@@ -273,7 +283,9 @@ Result run_close_wait(const FleetCommand& o) {
   std::vector<Found> found;
   for (std::size_t i = 0; i < namespaces.size(); ++i) {
     // --min-age chooses the owners listed, never what is counted, as close-wait --by process.
-    auto owners = query::close_wait_by_process(namespaces[i].snapshots, close_wait_sockets(server, namespaces[i]));
+    const Key key{namespaces[i].host, namespaces[i].netns_key};
+    auto owners = query::close_wait_by_process(namespaces[i].snapshots,
+                                               close_wait_sockets(server, namespaces[i], spans[key], ports[key]));
     std::erase_if(owners, [&](const auto& g) { return g.oldest_min_ms < min_age; });
     if (owners.empty()) {
       continue;
@@ -316,7 +328,22 @@ Result run_time_wait(const FleetCommand& o) {
   const auto namespaces = namespaces_in(server, o, since, until);
   using render::Kind;
   render::Table t;
-  if (o.by == "remote") {
+  if (o.by == "owner") {
+    t.columns = {{"host"},
+                 {"netns_key", "NETNS"},
+                 {"program", "PID/PROGRAM"},
+                 {"entries", "ENTRIES", Kind::integer, "sockets"},
+                 {"pid", "", Kind::integer, {}, 2, false},
+                 {"process", "", Kind::text, {}, 2, false}};
+    for (const auto& w : central::fleet_time_wait_owners(server, o.hosts, since, until, o.top)) {
+      t.rows.push_back({w.host, w.netns_key, program(static_cast<std::int32_t>(w.pid.value_or(0)), w.process),
+                        w.entries, w.pid ? render::Value(*w.pid) : render::Value(),
+                        w.process.empty() ? render::Value() : render::Value(w.process)});
+    }
+    t.notes.push_back("ENTRIES: TIME_WAIT sockets entered after each host's first snapshot of the range, by the owner");
+    t.notes.push_back("of the connection (carried into TIME_WAIT from its earlier life; - where none was known). A");
+    t.notes.push_back("host's newest snapshot's entries come with its next push.");
+  } else if (o.by == "remote") {
     t.columns = {{"remote_addr", "REMOTE ADDRESS"},
                  {"entries", "ENTRIES", Kind::integer, "sockets"},
                  {"hosts", "HOSTS", Kind::integer},
@@ -375,8 +402,9 @@ Result run_time_wait(const FleetCommand& o) {
     t.notes.insert(t.notes.begin(), "(no snapshot of any host in the range)");
   }
   return output(o, "fleet time-wait", std::move(t), since, until,
-                o.by == "remote" ? "TIME_WAIT entries per remote address across the hosts, the most first"
-                                 : "TIME_WAIT per host, the most entries first",
+                o.by == "remote"  ? "TIME_WAIT entries per remote address across the hosts, the most first"
+                : o.by == "owner" ? "TIME_WAIT entries per host and owner, the most first"
+                                  : "TIME_WAIT per host, the most entries first",
                 0);
 }
 
@@ -407,10 +435,13 @@ void setup_fleet_reports(CLI::App& fleet, Runner& selected, const std::shared_pt
       add_command(fleet, "time-wait", "TIME_WAIT entries and population per host, or per remote address across hosts",
                   selected, [o] { return run_time_wait(*o); });
   common(*time_wait);
-  time_wait->add_option("--by", o->by, "host: per host, the most entries first; remote: per remote address")
-      ->check(CLI::IsMember({"host", "remote"}))
+  time_wait
+      ->add_option("--by", o->by,
+                   "host: per host, the most entries first; owner: per host and owning process; remote: per remote "
+                   "address across the hosts")
+      ->check(CLI::IsMember({"host", "owner", "remote"}))
       ->capture_default_str();
-  time_wait->add_option("--top", o->top, "Rows of --by remote (0: all)")->capture_default_str();
+  time_wait->add_option("--top", o->top, "Rows of --by owner and --by remote (0: all)")->capture_default_str();
 }
 
 }  // namespace sockhist::analyzer

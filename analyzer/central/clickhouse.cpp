@@ -332,7 +332,16 @@ void Server::set_insert_tag(std::string tag) {
 }
 
 std::vector<std::vector<std::string>> Server::select(std::string_view sql, bool in_database) {
-  const auto reply = run(fmt::format("{} FORMAT TabSeparated", sql), in_database);
+  // The views join every table to v_newest: a host's rows are read alone only when the WHERE goes
+  // down into the view, which 18.16 does only when asked (later versions do by default). Measured
+  // over 20 host-weeks: one host's CLOSE_WAIT spans from v_spans in 0.07 s instead of 4 s.
+  std::string params = "enable_optimize_predicate_expression=1";
+  if (in_database) {
+    params += "&database=" + escape_url(impl_->curl, impl_->endpoint.database);
+  }
+  const auto what = sql.substr(0, std::min<std::size_t>(sql.size(), 60));
+  const auto reply = impl_->post(params, fmt::format("{} FORMAT TabSeparated", sql),
+                                 fmt::format("{}{}", what, what.size() < sql.size() ? "..." : ""));
   std::vector<std::vector<std::string>> rows;
   std::size_t start = 0;
   while (start < reply.size()) {

@@ -112,6 +112,17 @@ std::string later_snapshots_in(const HostList& hosts, std::int64_t since_ms, std
       since_ms, until_ms, hosts_clause(hosts));
 }
 
+// The TIME_WAIT entries that may belong to the snapshots of [since_ms, until_ms], as a subquery
+// with `columns`: an entry is dated by its socket's timer, within a TIME_WAIT (60 s, a patched kernel's
+// longer one) of the snapshot that recorded it, so an hour either way holds them all and spares
+// reading the rest of the table; the join on the snapshots then keeps exactly theirs.
+constexpr std::int64_t k_margin_ms = 3'600'000;
+std::string entries_near(const std::string& columns, const HostList& hosts, std::int64_t since_ms,
+                         std::int64_t until_ms) {
+  return fmt::format("(SELECT {} FROM v_time_wait_entries WHERE entered_ms >= {} AND entered_ms <= {}{})", columns,
+                     since_ms - k_margin_ms, until_ms + k_margin_ms, hosts_clause(hosts));
+}
+
 std::optional<std::int64_t> optional_number(Server& server, const std::vector<std::vector<std::string>>& rows,
                                             std::size_t row, std::size_t column) {
   if (rows[row].at(column) == k_null_field) {
@@ -121,7 +132,8 @@ std::optional<std::int64_t> optional_number(Server& server, const std::vector<st
 }
 
 const char* const k_span_columns =
-    "span_id, prev_span_id, first_snapshot_id, last_snapshot_id, first_time_ms, state, family, local_addr, "
+    "host, netns_key, span_id, prev_span_id, first_snapshot_id, last_snapshot_id, first_time_ms, state, family, "
+    "local_addr, "
     "local_port, remote_addr, remote_port, pid, process, cmdline";
 
 std::vector<FleetSpan> spans_of(Server& server, const std::string& sql) {
@@ -129,31 +141,35 @@ std::vector<FleetSpan> spans_of(Server& server, const std::string& sql) {
   std::vector<FleetSpan> out(rows.size());
   for (std::size_t i = 0; i < rows.size(); ++i) {
     auto& s = out[i];
-    s.span_id = server.number(rows, i, 0);
-    s.prev_span_id = optional_number(server, rows, i, 1);
-    s.first_snapshot_id = server.number(rows, i, 2);
-    s.last_snapshot_id = optional_number(server, rows, i, 3);
-    s.first_time_ms = server.number(rows, i, 4);
-    s.state = rows[i].at(5);
-    s.family = static_cast<int>(server.number(rows, i, 6));
-    s.local_addr = rows[i].at(7);
-    s.local_port = server.number(rows, i, 8);
-    s.remote_addr = rows[i].at(9) == k_null_field ? std::string() : rows[i].at(9);
-    s.remote_port = optional_number(server, rows, i, 10).value_or(0);
-    s.pid = optional_number(server, rows, i, 11);
-    s.process = rows[i].at(12) == k_null_field ? std::string() : rows[i].at(12);
-    s.cmdline = rows[i].at(13) == k_null_field ? std::nullopt : std::optional(rows[i].at(13));
+    s.host = rows[i].at(0);
+    s.netns_key = rows[i].at(1);
+    s.span_id = server.number(rows, i, 2);
+    s.prev_span_id = optional_number(server, rows, i, 3);
+    s.first_snapshot_id = server.number(rows, i, 4);
+    s.last_snapshot_id = optional_number(server, rows, i, 5);
+    s.first_time_ms = server.number(rows, i, 6);
+    s.state = rows[i].at(7);
+    s.family = static_cast<int>(server.number(rows, i, 8));
+    s.local_addr = rows[i].at(9);
+    s.local_port = server.number(rows, i, 10);
+    s.remote_addr = rows[i].at(11) == k_null_field ? std::string() : rows[i].at(11);
+    s.remote_port = optional_number(server, rows, i, 12).value_or(0);
+    s.pid = optional_number(server, rows, i, 13);
+    s.process = rows[i].at(14) == k_null_field ? std::string() : rows[i].at(14);
+    s.cmdline = rows[i].at(15) == k_null_field ? std::nullopt : std::optional(rows[i].at(15));
   }
   return out;
 }
 
-// Spans of one namespace alive at some snapshot id of [first_id, last_id].
-std::string alive_in(const std::string& host, const std::string& netns_key, std::int64_t first_id,
-                     std::int64_t last_id) {
+// Rows of `from` (a subquery with host, netns_key, first_snapshot_id and last_snapshot_id) alive at
+// some snapshot of their namespace in [since_ms, until_ms].
+std::string alive_in_range(const std::string& columns, const std::string& from, const HostList& hosts,
+                           std::int64_t since_ms, std::int64_t until_ms) {
   return fmt::format(
-      "host = {} AND netns_key = {} AND first_snapshot_id <= {} AND (last_snapshot_id IS NULL OR "
-      "last_snapshot_id >= {})",
-      quote(host), quote(netns_key), last_id, first_id);
+      "SELECT {} FROM {} ANY INNER JOIN (SELECT host, netns_key, min(snapshot_id) AS first_id, max(snapshot_id) AS "
+      "last_id FROM v_snapshots WHERE time_ms >= {} AND time_ms <= {}{} GROUP BY host, netns_key) USING (host, "
+      "netns_key) WHERE first_snapshot_id <= last_id AND (last_snapshot_id IS NULL OR last_snapshot_id >= first_id)",
+      columns, from, since_ms, until_ms, hosts_clause(hosts));
 }
 
 }  // namespace
@@ -190,11 +206,14 @@ std::vector<FleetStateMax> fleet_state_maxima(Server& server, const HostList& ho
   return out;
 }
 
-std::vector<FleetSpan> fleet_spans_in_state(Server& server, const std::string& host, const std::string& netns_key,
-                                            const std::string& state, std::int64_t first_id, std::int64_t last_id) {
-  return spans_of(server, fmt::format("SELECT {} FROM v_spans WHERE {} AND proto = 'tcp' AND state = {} ORDER BY "
-                                      "span_id",
-                                      k_span_columns, alive_in(host, netns_key, first_id, last_id), quote(state)));
+std::vector<FleetSpan> fleet_spans_in_state(Server& server, const HostList& hosts, const std::string& state,
+                                            std::int64_t since_ms, std::int64_t until_ms) {
+  // One scan for every namespace: a query per namespace would read each host's spans again.
+  return spans_of(server, alive_in_range(k_span_columns,
+                                         fmt::format("(SELECT {} FROM v_spans WHERE proto = 'tcp' AND state = {}{})",
+                                                     k_span_columns, quote(state), hosts_clause(hosts)),
+                                         hosts, since_ms, until_ms) +
+                              " ORDER BY host, netns_key, span_id");
 }
 
 std::vector<FleetSpan> fleet_spans_by_id(Server& server, const std::string& host, const std::string& netns_key,
@@ -207,14 +226,20 @@ std::vector<FleetSpan> fleet_spans_by_id(Server& server, const std::string& host
                                       k_span_columns, quote(host), quote(netns_key), fmt::join(ids, ", ")));
 }
 
-std::vector<std::int64_t> fleet_listening_ports(Server& server, const std::string& host, const std::string& netns_key,
-                                                std::int64_t first_id, std::int64_t last_id) {
-  const auto rows = server.select(fmt::format(
-      "SELECT DISTINCT local_port FROM v_spans WHERE {} AND proto = 'tcp' AND state = 'LISTEN' ORDER BY local_port",
-      alive_in(host, netns_key, first_id, last_id)));
-  std::vector<std::int64_t> out;
+std::vector<FleetPort> fleet_listening_ports(Server& server, const HostList& hosts, std::int64_t since_ms,
+                                             std::int64_t until_ms) {
+  const auto rows = server.select(
+      "SELECT DISTINCT host, netns_key, local_port FROM (" +
+      alive_in_range(
+          "host, netns_key, local_port",
+          fmt::format("(SELECT host, netns_key, local_port, first_snapshot_id, last_snapshot_id FROM v_spans "
+                      "WHERE proto = 'tcp' AND state = 'LISTEN'{})",
+                      hosts_clause(hosts)),
+          hosts, since_ms, until_ms) +
+      ") ORDER BY host, netns_key, local_port");
+  std::vector<FleetPort> out;
   for (std::size_t i = 0; i < rows.size(); ++i) {
-    out.push_back(server.number(rows, i, 0));
+    out.push_back({rows[i].at(0), rows[i].at(1), server.number(rows, i, 2)});
   }
   return out;
 }
@@ -231,11 +256,12 @@ std::vector<FleetTimeWaitHost> fleet_time_wait_hosts(Server& server, const HostL
       "ANY LEFT JOIN (SELECT host, netns_key, snapshot_id, toInt64(count) AS n FROM v_state_counts WHERE proto = "
       "'tcp' AND state = 'TIME_WAIT' AND time >= {1} AND time <= {2}{3}) USING (host, netns_key, snapshot_id) "
       "GROUP BY host, netns_key) "
-      "ANY LEFT JOIN (SELECT host, netns_key, count() AS entries FROM v_time_wait_entries ANY INNER JOIN {4} "
+      "ANY LEFT JOIN (SELECT host, netns_key, count() AS entries FROM {5} ANY INNER JOIN {4} "
       "USING (host, netns_key, snapshot_id) GROUP BY host, netns_key) USING (host, netns_key) "
       "ORDER BY host, netns_key",
       snapshots_in(hosts, since_ms, until_ms), since_ms / 1000, until_ms / 1000, hosts_clause(hosts),
-      later_snapshots_in(hosts, since_ms, until_ms)));
+      later_snapshots_in(hosts, since_ms, until_ms),
+      entries_near("host, netns_key, snapshot_id", hosts, since_ms, until_ms)));
   std::vector<FleetTimeWaitHost> out(rows.size());
   for (std::size_t i = 0; i < rows.size(); ++i) {
     auto& h = out[i];
@@ -257,14 +283,37 @@ std::vector<FleetTimeWaitRemote> fleet_time_wait_remotes(Server& server, const H
   const auto rows = server.select(fmt::format(
       "SELECT remote_addr, sum(n) AS entries, count(), arraySort(x -> (-x.2, x.1), groupArray((host, n)))[1] AS worst, "
       "worst.1, worst.2 "
-      "FROM (SELECT remote_addr, host, count() AS n FROM v_time_wait_entries ANY INNER JOIN {} "
+      "FROM (SELECT remote_addr, host, count() AS n FROM {} ANY INNER JOIN {} "
       "USING (host, netns_key, snapshot_id) GROUP BY remote_addr, host) "
       "GROUP BY remote_addr ORDER BY entries DESC, remote_addr{}",
+      entries_near("host, netns_key, snapshot_id, remote_addr", hosts, since_ms, until_ms),
       later_snapshots_in(hosts, since_ms, until_ms), top ? fmt::format(" LIMIT {}", top) : std::string()));
   std::vector<FleetTimeWaitRemote> out(rows.size());
   for (std::size_t i = 0; i < rows.size(); ++i) {
     out[i] = {rows[i].at(0), server.number(rows, i, 1), server.number(rows, i, 2), rows[i].at(4),
               server.number(rows, i, 5)};
+  }
+  return out;
+}
+
+std::vector<FleetTimeWaitOwner> fleet_time_wait_owners(Server& server, const HostList& hosts, std::int64_t since_ms,
+                                                       std::int64_t until_ms, std::size_t top) {
+  // Each entry's owner is its TIME_WAIT span's (carried from the connection's earlier life); the span
+  // began at the snapshot that recorded the entry.
+  const auto rows = server.select(fmt::format(
+      "SELECT host, netns_key, pid, process, count() AS entries FROM (SELECT host, netns_key, span_id FROM "
+      "{} ANY INNER JOIN {} USING (host, netns_key, snapshot_id)) ANY LEFT JOIN (SELECT host, "
+      "netns_key, span_id, pid, process FROM v_spans WHERE proto = 'tcp' AND state = 'TIME_WAIT' AND first_time_ms >= "
+      "{} "
+      "AND first_time_ms <= {}{}) USING (host, "
+      "netns_key, span_id) GROUP BY host, netns_key, pid, process ORDER BY entries DESC, host, netns_key, pid{}",
+      entries_near("host, netns_key, snapshot_id, span_id", hosts, since_ms, until_ms),
+      later_snapshots_in(hosts, since_ms, until_ms), since_ms - k_margin_ms, until_ms + k_margin_ms,
+      hosts_clause(hosts), top ? fmt::format(" LIMIT {}", top) : std::string()));
+  std::vector<FleetTimeWaitOwner> out(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    out[i] = {rows[i].at(0), rows[i].at(1), optional_number(server, rows, i, 2),
+              rows[i].at(3) == k_null_field ? std::string() : rows[i].at(3), server.number(rows, i, 4)};
   }
   return out;
 }

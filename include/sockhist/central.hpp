@@ -156,6 +156,7 @@ std::vector<FleetStateMax> fleet_state_maxima(Server& server, const HostList& ho
 
 // A TCP span of one namespace as close-wait needs it.
 struct FleetSpan {
+  std::string host, netns_key;
   std::int64_t span_id = 0;
   std::optional<std::int64_t> prev_span_id;
   std::int64_t first_snapshot_id = 0;
@@ -169,15 +170,20 @@ struct FleetSpan {
   std::string process;
   std::optional<std::string> cmdline;
 };
-// The spans in `state` alive at some snapshot id of [first_id, last_id], by span id.
-std::vector<FleetSpan> fleet_spans_in_state(Server& server, const std::string& host, const std::string& netns_key,
-                                            const std::string& state, std::int64_t first_id, std::int64_t last_id);
+// The TCP spans in `state` alive at some snapshot of their namespace in [since_ms, until_ms], by
+// host, namespace and span id.
+std::vector<FleetSpan> fleet_spans_in_state(Server& server, const HostList& hosts, const std::string& state,
+                                            std::int64_t since_ms, std::int64_t until_ms);
 // Spans of one namespace by id (the earlier links of a chain).
 std::vector<FleetSpan> fleet_spans_by_id(Server& server, const std::string& host, const std::string& netns_key,
                                          const std::vector<std::int64_t>& ids);
-// The TCP ports that listened at some snapshot id of [first_id, last_id].
-std::vector<std::int64_t> fleet_listening_ports(Server& server, const std::string& host, const std::string& netns_key,
-                                                std::int64_t first_id, std::int64_t last_id);
+// The TCP ports that listened at some snapshot of their namespace in [since_ms, until_ms].
+struct FleetPort {
+  std::string host, netns_key;
+  std::int64_t port = 0;
+};
+std::vector<FleetPort> fleet_listening_ports(Server& server, const HostList& hosts, std::int64_t since_ms,
+                                             std::int64_t until_ms);
 
 // TIME_WAIT per namespace over the snapshots of [since_ms, until_ms]: the entries recorded by those
 // after the first (time_wait_entries: what entered between the range's first snapshot and its last;
@@ -199,6 +205,16 @@ struct FleetTimeWaitRemote {
   std::string worst_host;
   std::int64_t worst_entries = 0;
 };
+// TIME_WAIT entries (as counted above) per host, namespace and owner (its TIME_WAIT span's pid and
+// process; none where no owner was known), most first (`top` 0: all).
+struct FleetTimeWaitOwner {
+  std::string host, netns_key;
+  std::optional<std::int64_t> pid;
+  std::string process;
+  std::int64_t entries = 0;
+};
+std::vector<FleetTimeWaitOwner> fleet_time_wait_owners(Server& server, const HostList& hosts, std::int64_t since_ms,
+                                                       std::int64_t until_ms, std::size_t top);
 std::vector<FleetTimeWaitRemote> fleet_time_wait_remotes(Server& server, const HostList& hosts, std::int64_t since_ms,
                                                          std::int64_t until_ms, std::size_t top);
 

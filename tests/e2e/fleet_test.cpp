@@ -302,6 +302,25 @@ TEST_F(Fleet, TimeWaitAnswersAsTheEntriesAndCountsOfMergesOutput) {
       EXPECT_LE(row["worst_entries"].get<std::int64_t>(), it->second.first);
     }
     EXPECT_GE(by_remote.size(), 3U);
+    // Per owner: each entry's TIME_WAIT span's pid and process.
+    args.erase(args.end() - 4, args.end());
+    args.insert(args.end(), {"--by", "owner", "--top", "0"});
+    r = fleet(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::map<std::vector<std::string>, std::int64_t> owners_got, owners_want;
+    const auto by_owner = json::parse(r.out);
+    for (const auto& row : by_owner["rows"]) {
+      owners_got[{row["host"], row["pid"].is_null() ? "\\N" : row["pid"].dump(),
+                  row["process"].is_null() ? "\\N" : row["process"].get<std::string>()}] = row["entries"];
+    }
+    for (const auto& row : sqlite_rows(
+             merged_, fmt::format("SELECT e.host, s.pid, s.process, count(*) FROM v_time_wait_entries e JOIN v_spans s "
+                                  "USING (span_id) WHERE e.snapshot_id IN ({}) GROUP BY e.host, s.pid, s.process",
+                                  in_range))) {
+      owners_want[{row.at(0), row.at(1), row.at(2)}] = std::stoll(row.at(3));
+    }
+    EXPECT_EQ(owners_got, owners_want) << until;
+    EXPECT_GE(owners_want.size(), 3U);
   }
   std::cout << fmt::format("[ figures ] fleet time-wait = the merged file's entries and counts: {} host rows\n",
                            compared);

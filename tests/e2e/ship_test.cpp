@@ -145,7 +145,9 @@ TEST_F(Ship, FleetAnswersAsTheSameQuestionsAskedOfMergesOutput) {
   }
   r = fleet({"hosts", "--format", "json"});
   EXPECT_EQ(r.exit_code, 1) << "snapshots of 2026-11 are stale now: " << r.out;
-  for (const auto& row : nlohmann::json::parse(r.out)["rows"]) {
+  const auto stale = nlohmann::json::parse(r.out)["rows"];  // a copy: the parsed document is a temporary
+  EXPECT_EQ(stale.size(), 3U);
+  for (const auto& row : stale) {
     EXPECT_EQ(row["fresh"], "STALE") << row.dump();
   }
   std::size_t compared = 0, sockets = 0;
