@@ -2,6 +2,7 @@
 // (schema/clickhouse/README.md): which hosts report and how fresh each is, and one host's sockets
 // at a moment, in the columns `show` gives.
 #include <algorithm>
+#include <set>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -18,6 +19,23 @@ nlohmann::ordered_json fleet_head(const std::string& command, const FleetCommand
   doc["from"] = o.central.url;
   doc["database"] = o.central.database;
   return doc;
+}
+
+void require_hosts(central::Server& server, const std::vector<std::string>& hosts) {
+  if (hosts.empty()) {
+    return;
+  }
+  std::set<std::string> known;  // the store's hosts, from its small commits table
+  for (const auto& row : server.select("SELECT DISTINCT host FROM v_newest")) {
+    known.insert(row.at(0));
+  }
+  for (const auto& h : hosts) {
+    if (!known.contains(h)) {
+      throw Error(Exit::usage,
+                  fmt::format("--host {}: not in the store (hosts: {})", h,
+                              known.empty() ? std::string("none") : fmt::format("{}", fmt::join(known, ", "))));
+    }
+  }
 }
 
 namespace {
@@ -84,13 +102,7 @@ Result run_hosts(const FleetCommand& o) {
 central::FleetNamespace namespace_of(const FleetCommand& o, const std::vector<central::FleetNamespace>& of_host,
                                      central::Server& server) {
   if (of_host.empty()) {
-    std::vector<std::string> hosts;  // the store's hosts, from its small commits table
-    for (const auto& row : server.select("SELECT DISTINCT host FROM v_newest ORDER BY host")) {
-      hosts.push_back(row.at(0));
-    }
-    throw Error(Exit::usage,
-                fmt::format("--host {}: not in the store (hosts: {})", *o.host,
-                            hosts.empty() ? std::string("none") : fmt::format("{}", fmt::join(hosts, ", "))));
+    require_hosts(server, {*o.host});
   }
   std::vector<central::FleetNamespace> chosen;
   for (const auto& n : of_host) {

@@ -30,6 +30,9 @@ struct FleetCommand {
 // The fleet's JSON documents begin alike: the command and the store asked.
 nlohmann::ordered_json fleet_head(const std::string& command, const FleetCommand& o);
 
+// Error(usage) for the first of `hosts` the store does not hold, naming those it does.
+void require_hosts(central::Server& server, const std::vector<std::string>& hosts);
+
 // Declares trend, close-wait and time-wait under `fleet`; `formats` adds --format and --utc.
 void setup_fleet_reports(CLI::App& fleet, Runner& selected, const std::shared_ptr<FleetCommand>& o,
                          const std::function<void(CLI::App&)>& formats);

@@ -29,19 +29,7 @@ struct FleetNetns {
 // does not hold, naming those it does.
 std::vector<FleetNetns> namespaces_in(central::Server& server, const FleetCommand& o, std::int64_t since,
                                       std::int64_t until) {
-  if (!o.hosts.empty()) {
-    std::set<std::string> known;
-    for (const auto& row : server.select("SELECT DISTINCT host FROM v_newest ORDER BY host")) {
-      known.insert(row.at(0));
-    }
-    for (const auto& h : o.hosts) {
-      if (!known.contains(h)) {
-        throw Error(Exit::usage,
-                    fmt::format("--host {}: not in the store (hosts: {})", h,
-                                known.empty() ? std::string("none") : fmt::format("{}", fmt::join(known, ", "))));
-      }
-    }
-  }
+  require_hosts(server, o.hosts);
   std::vector<FleetNetns> out;
   for (auto& s : central::fleet_snapshots(server, o.hosts, since, until)) {
     if (out.empty() || out.back().host != s.host || out.back().netns_key != s.netns_key) {
